@@ -1,0 +1,45 @@
+/*
+ * fipc/common.h - conventions shared by every fipc module.
+ *
+ * Every call that can fail returns 0 (or a documented non-negative count) on
+ * success and a negative errno on failure; errno itself is never touched.
+ * Fixed meanings across modules:
+ *   -EINVAL     a bad argument (NULL object, zero size, out-of-range value)
+ *   -EAGAIN     the call would block and timeout_ns was 0
+ *   -ETIMEDOUT  a positive timeout ran out
+ *   -EOWNERDEAD a lock was acquired, but its previous holder died holding it
+ *   -EPIPE      the object was closed
+ *
+ * Timeouts are relative nanoseconds on CLOCK_MONOTONIC: FIPC_FOREVER blocks
+ * without limit, 0 never blocks, > 0 waits at most that long.  A signal never
+ * surfaces as -EINTR: the wait resumes with the time that remains.
+ */
+#ifndef FIPC_COMMON_H
+#define FIPC_COMMON_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FIPC_FOREVER ((int64_t)-1)
+
+/* Convenience conversions for timeout_ns arguments. */
+#define FIPC_USEC(n) ((int64_t)(n) * 1000)
+#define FIPC_MSEC(n) ((int64_t)(n) * 1000000)
+#define FIPC_SEC(n)  ((int64_t)(n) * 1000000000)
+
+typedef struct fipc_arena fipc_arena;
+
+/* A message for any fipc return code (0, a negative errno, or a count).
+ * Never NULL; the string is static. */
+const char *fipc_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,78 @@
+/*
+ * fipc/lock.h - Lock and RLock: mutexes that work across processes and
+ * survive the death of their holder.
+ *
+ * A lock is a 32-bit futex word holding its owner's thread id.  Taking a free
+ * lock is one compare-and-swap and releasing it one exchange, with no system
+ * call; a contended acquirer spins briefly, then sleeps on the futex, and the
+ * releaser enters the kernel only when a sleeper is recorded.
+ *
+ * Owner death: while held, a lock is linked into its owner thread's robust
+ * futex list (the one the C library registers with the kernel for robust
+ * pthread mutexes).  When the owner thread ends, for any reason including
+ * SIGKILL, the kernel marks the word OWNER_DIED and wakes a waiter, and the
+ * next acquirer gets -EOWNERDEAD with the lock held.  The lock then works
+ * normally: -EOWNERDEAD is reported once, to the thread that takes over and
+ * should repair what the lock protects.
+ *
+ * Unlike Python's Lock, a lock has an owner: only the thread that acquired
+ * it may release it (-EPERM otherwise).  The owner is what makes recovery
+ * after its death possible.
+ *
+ * Both types are plain structs that may be placed in any shared memory and
+ * set up with _init, or allocated in an arena with _new.  While a lock is
+ * held, its last 16 bytes are private to the owning thread (its robust-list
+ * link); the struct holds no other address.
+ */
+#ifndef FIPC_LOCK_H
+#define FIPC_LOCK_H
+
+#include <fipc/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FIPC_LOCK_SIZE 40
+
+typedef struct fipc_lock {
+    _Alignas(8) unsigned char opaque_[FIPC_LOCK_SIZE];
+} fipc_lock;
+
+typedef struct fipc_rlock {
+    _Alignas(8) unsigned char opaque_[FIPC_LOCK_SIZE];
+} fipc_rlock;
+
+/* Initialise a released lock.  -EINVAL for NULL.  Never on a held lock. */
+int fipc_lock_init(fipc_lock *l);
+
+/* A released lock allocated in arena a (NULL: the default arena); NULL if
+ * the arena is full. */
+fipc_lock *fipc_lock_new(fipc_arena *a);
+
+/* Take the lock.  0; -EOWNERDEAD: taken, but the previous owner died
+ * holding it; -EAGAIN (timeout_ns == 0) or -ETIMEDOUT when another thread
+ * holds it; -EDEADLK if the caller already holds it; -EINVAL for NULL. */
+int fipc_lock_acquire(fipc_lock *l, int64_t timeout_ns);
+
+/* Release the lock.  0; -EPERM if the calling thread does not hold it;
+ * -EINVAL for NULL. */
+int fipc_lock_release(fipc_lock *l);
+
+/* Whether some thread holds the lock (a snapshot).  false for NULL. */
+bool fipc_lock_locked(const fipc_lock *l);
+
+/* Recursive lock: the owner may acquire it again; it is released when
+ * every acquire has been matched by a release.  Same codes as fipc_lock,
+ * except that a second acquire by the owner succeeds (-EOVERFLOW past
+ * 2^32 - 1 levels). */
+int fipc_rlock_init(fipc_rlock *l);
+fipc_rlock *fipc_rlock_new(fipc_arena *a);
+int fipc_rlock_acquire(fipc_rlock *l, int64_t timeout_ns);
+int fipc_rlock_release(fipc_rlock *l);
+bool fipc_rlock_locked(const fipc_rlock *l);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

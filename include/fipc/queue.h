@@ -1,0 +1,91 @@
+/*
+ * fipc/queue.h - bounded queues of byte messages in shared memory.
+ *
+ * A queue is a ring of capacity fixed-size slots, each able to hold one
+ * message of 0..max_item bytes, in an arena.  Producers and consumers claim
+ * slots with one atomic operation each (Vyukov's bounded MPMC design: a
+ * sequence number per slot), so the fast path is lock-free and makes no
+ * system call.  A producer sleeps on a futex only when the queue is full and
+ * a consumer only when it is empty; each side counts its sleepers, so put
+ * and get wake the kernel only when someone sleeps.
+ *
+ * FIPC_QUEUE_SPSC declares exactly one producer and one consumer process
+ * at a time; each side then keeps a private copy of the other side's
+ * position and reads the shared one only when the ring looks full or empty.
+ *
+ * close ends the queue for producers: puts fail with -EPIPE, while getters
+ * (including those asleep) drain what is left and then get -EPIPE.
+ *
+ * The fipc_queue pointer addresses the queue's memory in the arena; any
+ * process that maps the arena may use it (children inherit it, unrelated
+ * processes find it with fipc_arena_lookup).  See docs/queue.md for the
+ * protocol and what happens when a process dies mid-operation.
+ */
+#ifndef FIPC_QUEUE_H
+#define FIPC_QUEUE_H
+
+#include <fipc/common.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fipc_queue fipc_queue;
+
+/* Flags for fipc_queue_create. */
+#define FIPC_QUEUE_SPSC 0x1u /* one producer and one consumer at a time */
+
+/* Limits: capacity is rounded up to a power of two. */
+#define FIPC_QUEUE_CAPACITY_MAX ((size_t)1 << 30)
+#define FIPC_QUEUE_ITEM_MAX     ((size_t)1 << 20)
+
+/* Create a queue of at least capacity slots for messages of up to max_item
+ * bytes in arena a (NULL: the default arena).  Errors: -EINVAL (out NULL,
+ * capacity or max_item 0 or above the limits, unknown flags), -ENOMEM (the
+ * arena is full). */
+int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t max_item,
+                      unsigned flags);
+
+/* Append one message of len bytes.  0; -EMSGSIZE (len > max_item);
+ * -EAGAIN (timeout_ns == 0) or -ETIMEDOUT when the queue stays full;
+ * -EPIPE once closed (also for a put asleep on a full queue when it is
+ * closed); -EINVAL (q NULL, or item NULL with len > 0). */
+int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns);
+
+/* Take the oldest message into buf and its length into *len.  cap must be
+ * at least max_item.  0; -EAGAIN/-ETIMEDOUT when the queue stays empty;
+ * -EPIPE once closed and drained; -EINVAL (NULL arguments, cap < max_item;
+ * nothing is taken). */
+int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+
+/* Append up to n messages (items[i].iov_base, .iov_len), in order, claiming
+ * as many free slots as are available with one atomic operation; waits as
+ * put does only while no slot at all is free.  Returns how many were
+ * appended (>= 1), or put's errors for the first message (-EMSGSIZE if
+ * any item is too long: nothing is appended). */
+int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int64_t timeout_ns);
+
+/* Take up to n messages: message i into buf + i * stride, its length into
+ * lens[i].  Waits as get does only while the queue is empty.  Returns how
+ * many were taken (>= 1), or get's errors; stride < max_item is -EINVAL
+ * and takes nothing. */
+int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
+                        int64_t timeout_ns);
+
+/* Snapshots, as in Python: they may be stale by the time they return. */
+size_t fipc_queue_qsize(const fipc_queue *q);
+bool fipc_queue_empty(const fipc_queue *q);
+bool fipc_queue_full(const fipc_queue *q);
+size_t fipc_queue_capacity(const fipc_queue *q);
+size_t fipc_queue_max_item(const fipc_queue *q);
+
+/* Close: no more puts; sleeping producers and consumers wake.  Idempotent.
+ * 0, or -EINVAL for NULL. */
+int fipc_queue_close(fipc_queue *q);
+bool fipc_queue_closed(const fipc_queue *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

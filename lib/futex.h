@@ -1,0 +1,86 @@
+/*
+ * futex.h - the one place fipc talks to the futex system call (internal).
+ *
+ * Every blocking primitive waits through futex_wait_until(), which takes an
+ * absolute CLOCK_MONOTONIC deadline and turns every kernel answer into one
+ * of two results:
+ *   0           re-check your condition: woken, the word already differed,
+ *               a signal arrived, or a spurious wake-up
+ *   -ETIMEDOUT  the deadline has passed
+ * Because the deadline is absolute, a wait interrupted by a signal resumes
+ * with exactly the time that remains.
+ *
+ * Futexes here are never FUTEX_PRIVATE: fipc objects live in memfd pages
+ * mapped by several processes, possibly at different addresses, and only a
+ * shared futex is keyed by (inode, page offset) so that a wake through one
+ * mapping reaches a sleeper in another.
+ */
+#ifndef FIPC_LIB_FUTEX_H
+#define FIPC_LIB_FUTEX_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A deadline: absolute CLOCK_MONOTONIC nanoseconds, or DEADLINE_NEVER. */
+typedef int64_t fipc_deadline;
+#define DEADLINE_NEVER INT64_MAX
+
+static inline int64_t fipc_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The deadline for a relative timeout_ns (FIPC_FOREVER or any negative
+ * value: never; sums that would overflow: never). */
+static inline fipc_deadline fipc_deadline_in(int64_t timeout_ns)
+{
+    if (timeout_ns < 0)
+        return DEADLINE_NEVER;
+    int64_t now = fipc_now_ns();
+    if (timeout_ns > DEADLINE_NEVER - now)
+        return DEADLINE_NEVER;
+    return now + timeout_ns;
+}
+
+static inline bool fipc_deadline_passed(fipc_deadline d)
+{
+    return d != DEADLINE_NEVER && fipc_now_ns() >= d;
+}
+
+/* Sleep while *word == expected, until woken or the deadline passes. */
+static inline int futex_wait_until(const uint32_t *word, uint32_t expected, fipc_deadline d)
+{
+    struct timespec ts, *tsp = NULL;
+    if (d != DEADLINE_NEVER) {
+        ts.tv_sec = d / 1000000000;
+        ts.tv_nsec = d % 1000000000;
+        tsp = &ts;
+    }
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC timeout (plain
+     * FUTEX_WAIT would take a relative one). */
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
+                     FUTEX_BITSET_MATCH_ANY);
+    if (r == -1 && errno == ETIMEDOUT)
+        return -ETIMEDOUT;
+    /* 0, EAGAIN (the word differed) and EINTR all mean: look again. */
+    return 0;
+}
+
+/* Wake up to n sleepers on word; returns how many woke. */
+static inline int futex_wake(const uint32_t *word, int n)
+{
+    long r = syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+    return r < 0 ? 0 : (int)r;
+}
+
+#define FUTEX_WAKE_ALL INT_MAX
+
+#endif
