@@ -1,0 +1,115 @@
+/*
+ * event.c - Python's Event.
+ *
+ *   word bits   name        meaning
+ *   0           EVENT_SET   the flag
+ *   1..31       generation  advanced by every set that finds the flag clear
+ *
+ *   waiters     threads in the slow path of wait (asleep or about to be)
+ *
+ * A waiter returns 0 once the flag is set or the generation differs from
+ * the one it first saw: a set followed at once by a clear still releases
+ * everyone who was waiting, as Python's Event does.  No lost wake-up: the
+ * waiter increments waiters, then reads word; set changes word, then reads
+ * waiters; all seq_cst, so one side sees the other (as in sem.c), and the
+ * kernel re-checks word before the waiter sleeps.
+ */
+#include <fipc/arena.h>
+#include <fipc/event.h>
+
+#include "futex.h"
+#include "internal.h"
+
+#define EVENT_SET 1u
+#define EVENT_GEN 2u /* one generation step */
+
+struct event_impl {
+    uint32_t word;
+    uint32_t waiters;
+};
+static_assert(sizeof(struct event_impl) == sizeof(fipc_event), "event layout");
+
+static inline struct event_impl *impl(const fipc_event *e)
+{
+    return (struct event_impl *)e;
+}
+
+int fipc_event_init(fipc_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    *impl(e) = (struct event_impl){0};
+    return 0;
+}
+
+fipc_event *fipc_event_new(fipc_arena *a)
+{
+    return fipc__alloc(a, sizeof(fipc_event), 8);
+}
+
+int fipc_event_set(fipc_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    struct event_impl *m = impl(e);
+    uint32_t w = load_relaxed(&m->word);
+    do {
+        if (w & EVENT_SET)
+            return 0; /* nobody sleeps on a set flag */
+        /* seq_cst: publishes what was written before set (waiters load the
+         * word with acquire) and orders this change before the waiters
+         * load below. */
+    } while (!cas_seqcst(&m->word, &w, (w + EVENT_GEN) | EVENT_SET));
+    if (load_seqcst(&m->waiters) > 0)
+        futex_wake(&m->word, FUTEX_WAKE_ALL);
+    return 0;
+}
+
+int fipc_event_clear(fipc_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    /* Nobody waits for a clear; relaxed is enough. */
+    __atomic_fetch_and(&impl(e)->word, ~EVENT_SET, __ATOMIC_RELAXED);
+    return 0;
+}
+
+bool fipc_event_is_set(const fipc_event *e)
+{
+    /* acquire pairs with the CAS in fipc_event_set. */
+    return e && (load_acquire(&impl(e)->word) & EVENT_SET);
+}
+
+int fipc_event_wait(fipc_event *e, int64_t timeout_ns)
+{
+    if (!e)
+        return -EINVAL;
+    struct event_impl *m = impl(e);
+    /* acquire pairs with the CAS in fipc_event_set. */
+    uint32_t first = load_acquire(&m->word);
+    if (FIPC_LIKELY(first & EVENT_SET))
+        return 0;
+    if (timeout_ns == 0)
+        return -EAGAIN;
+
+    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
+    bool timed_out = false;
+    int r;
+    fetch_add_seqcst(&m->waiters, 1);
+    for (;;) {
+        uint32_t w = load_seqcst(&m->word);
+        if ((w & EVENT_SET) || (w & ~EVENT_SET) != (first & ~EVENT_SET)) {
+            r = 0;
+            break;
+        }
+        if (timed_out) {
+            r = -ETIMEDOUT;
+            break;
+        }
+        /* Woken by fipc_event_set, which wakes all when waiters > 0. */
+        if (futex_wait_until(&m->word, w, deadline) == -ETIMEDOUT)
+            timed_out = true;
+    }
+    fetch_sub_relaxed(&m->waiters, 1);
+    return r;
+}

@@ -1,0 +1,207 @@
+/*
+ * process.c - Python's Process on fork and pidfds.
+ *
+ * fork() goes through the C library so that atfork handlers run and the
+ * child gets a fresh robust futex list; the parent then opens a pidfd for
+ * the child.  The child cannot be reaped before that (only join reaps it),
+ * so the pidfd always names our child, never a recycled pid.  join polls
+ * the pidfd (readable once the child has ended) with the time that remains,
+ * then reaps with waitid(P_PIDFD).
+ */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fipc/process.h>
+
+#include "futex.h"
+#include "internal.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+struct fipc_process {
+    pid_t pid;
+    int pidfd;
+    bool daemon;
+    bool reaped;
+    int exitcode; /* valid once reaped */
+    char name[64];
+};
+
+bool fipc__in_daemon;
+static unsigned process_counter;
+
+bool fipc_process_current_is_daemon(void)
+{
+    return fipc__in_daemon;
+}
+
+static int pidfd_open(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int pidfd_send_signal(int pidfd, int sig)
+{
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+static void run_child(int (*target)(void *), void *arg, bool daemon, pid_t parent)
+{
+    if (daemon) {
+        fipc__in_daemon = true;
+        /* Die with the parent; if it is already gone, the signal will
+         * never come, so check after arming it. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(128 + SIGKILL);
+    }
+    int code = target(arg);
+    fflush(NULL);
+    /* _exit: the parent's atexit handlers and buffers are not ours. */
+    _exit(code & 0xff);
+}
+
+int fipc_process_start(fipc_process **out, int (*target)(void *), void *arg,
+                       const fipc_process_opts *opts)
+{
+    if (!out || !target)
+        return -EINVAL;
+    if (fipc__in_daemon)
+        return -EPERM;
+    fipc_process *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    p->daemon = opts && opts->daemon;
+    unsigned n = __atomic_add_fetch(&process_counter, 1, __ATOMIC_RELAXED);
+    if (opts && opts->name)
+        snprintf(p->name, sizeof p->name, "%s", opts->name);
+    else
+        snprintf(p->name, sizeof p->name, "Process-%u", n);
+
+    /* Flush stdio so the child does not write the parent's buffers again. */
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int r = -errno;
+        free(p);
+        return r;
+    }
+    if (pid == 0)
+        run_child(target, arg, p->daemon, parent);
+
+    p->pid = pid;
+    p->pidfd = pidfd_open(pid);
+    if (p->pidfd < 0) {
+        int r = -errno;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        free(p);
+        return r;
+    }
+    *out = p;
+    return 0;
+}
+
+/* Reap the child if it has ended; true once reaped. */
+static bool try_reap(fipc_process *p)
+{
+    if (p->reaped)
+        return true;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+        return false;
+    p->reaped = true;
+    p->exitcode = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+    return true;
+}
+
+int fipc_process_join(fipc_process *p, int64_t timeout_ns)
+{
+    if (!p)
+        return -EINVAL;
+    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
+    while (!try_reap(p)) {
+        int ms = -1;
+        if (deadline != DEADLINE_NEVER) {
+            int64_t left = deadline - fipc_now_ns();
+            if (left <= 0)
+                return fipc_unavailable(timeout_ns);
+            /* Round up: poll must not return before the deadline. */
+            ms = left / 1000000 >= INT32_MAX ? INT32_MAX : (int)((left + 999999) / 1000000);
+        }
+        struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
+        /* The pidfd becomes readable when the child ends; EINTR re-polls
+         * with the time that remains. */
+        poll(&pfd, 1, ms);
+    }
+    return 0;
+}
+
+bool fipc_process_is_alive(fipc_process *p)
+{
+    return p && !try_reap(p);
+}
+
+pid_t fipc_process_pid(const fipc_process *p)
+{
+    return p ? p->pid : -1;
+}
+
+const char *fipc_process_name(const fipc_process *p)
+{
+    return p ? p->name : "";
+}
+
+bool fipc_process_daemon(const fipc_process *p)
+{
+    return p && p->daemon;
+}
+
+int fipc_process_exitcode(const fipc_process *p, int *code)
+{
+    if (!p || !code)
+        return -EINVAL;
+    if (!try_reap((fipc_process *)p))
+        return -EAGAIN;
+    *code = p->exitcode;
+    return 0;
+}
+
+static int send_signal(fipc_process *p, int sig)
+{
+    if (!p)
+        return -EINVAL;
+    if (p->reaped)
+        return 0;
+    if (pidfd_send_signal(p->pidfd, sig) < 0)
+        return errno == ESRCH ? 0 : -errno;
+    return 0;
+}
+
+int fipc_process_terminate(fipc_process *p)
+{
+    return send_signal(p, SIGTERM);
+}
+
+int fipc_process_kill(fipc_process *p)
+{
+    return send_signal(p, SIGKILL);
+}
+
+void fipc_process_free(fipc_process *p)
+{
+    if (!p)
+        return;
+    close(p->pidfd);
+    free(p);
+}

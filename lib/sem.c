@@ -1,0 +1,151 @@
+/*
+ * sem.c - counting semaphores.
+ *
+ *   field     meaning
+ *   value     units available; the futex word sleepers wait on (while 0)
+ *   waiters   threads inside the slow path of acquire (asleep or about to be)
+ *   max       largest value release may reach: FIPC_SEM_VALUE_MAX, or the
+ *             initial value of a bounded semaphore
+ *
+ * No lost wake-up: an acquirer increments waiters and then reads value; a
+ * releaser increments value and then reads waiters.  All four are seq_cst,
+ * so in their single total order at least one side sees the other's write:
+ * either the releaser sees waiters > 0 and wakes, or the acquirer sees the
+ * unit and takes it.  futex_wait re-checks value == 0 atomically in the
+ * kernel, closing the gap between that read and sleeping.
+ */
+#include <fipc/arena.h>
+#include <fipc/sem.h>
+
+#include "futex.h"
+#include "internal.h"
+
+struct sem_impl {
+    uint32_t value;
+    uint32_t waiters;
+    uint32_t max;
+    uint32_t spare;
+};
+static_assert(sizeof(struct sem_impl) == sizeof(fipc_sem), "sem layout");
+
+static inline struct sem_impl *impl(const fipc_sem *s)
+{
+    return (struct sem_impl *)s;
+}
+
+static int sem_setup(fipc_sem *s, uint32_t value, uint32_t max)
+{
+    if (!s || value > FIPC_SEM_VALUE_MAX)
+        return -EINVAL;
+    *impl(s) = (struct sem_impl){.value = value, .max = max};
+    return 0;
+}
+
+int fipc_sem_init(fipc_sem *s, uint32_t value)
+{
+    return sem_setup(s, value, FIPC_SEM_VALUE_MAX);
+}
+
+int fipc_sem_init_bounded(fipc_sem *s, uint32_t value)
+{
+    return sem_setup(s, value, value);
+}
+
+static fipc_sem *sem_new(fipc_arena *a, uint32_t value, bool bounded)
+{
+    if (value > FIPC_SEM_VALUE_MAX)
+        return NULL;
+    fipc_sem *s = fipc__alloc(a, sizeof(fipc_sem), FIPC_CACHELINE);
+    if (s)
+        sem_setup(s, value, bounded ? value : FIPC_SEM_VALUE_MAX);
+    return s;
+}
+
+fipc_sem *fipc_sem_new(fipc_arena *a, uint32_t value)
+{
+    return sem_new(a, value, false);
+}
+
+fipc_sem *fipc_sem_new_bounded(fipc_arena *a, uint32_t value)
+{
+    return sem_new(a, value, true);
+}
+
+/* Take a unit if there is one.  acquire pairs with the seq_cst (hence
+ * release) increment in fipc_sem_release: what the releaser wrote before
+ * releasing is visible to the taker. */
+static inline bool try_take(struct sem_impl *m)
+{
+    uint32_t v = load_relaxed(&m->value);
+    while (v > 0)
+        if (cas_acquire(&m->value, &v, v - 1))
+            return true;
+    return false;
+}
+
+int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns)
+{
+    if (!s)
+        return -EINVAL;
+    struct sem_impl *m = impl(s);
+    if (FIPC_LIKELY(try_take(m)))
+        return 0;
+
+    for (int i = 0; i < FIPC_SPIN_LIMIT; i++) {
+        cpu_relax();
+        if (load_relaxed(&m->value) > 0 && try_take(m))
+            return 0;
+    }
+    if (timeout_ns == 0)
+        return -EAGAIN;
+
+    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
+    bool timed_out = false;
+    int r;
+    fetch_add_seqcst(&m->waiters, 1);
+    for (;;) {
+        uint32_t v = load_seqcst(&m->value);
+        if (v > 0) {
+            if (cas_acquire(&m->value, &v, v - 1)) {
+                r = 0;
+                break;
+            }
+            continue;
+        }
+        if (timed_out) {
+            r = -ETIMEDOUT;
+            break;
+        }
+        /* Woken by fipc_sem_release, which wakes one sleeper per unit
+         * whenever waiters is non-zero. */
+        if (futex_wait_until(&m->value, 0, deadline) == -ETIMEDOUT)
+            timed_out = true;
+    }
+    fetch_sub_relaxed(&m->waiters, 1);
+    return r;
+}
+
+int fipc_sem_release(fipc_sem *s)
+{
+    if (!s)
+        return -EINVAL;
+    struct sem_impl *m = impl(s);
+    uint32_t max = load_relaxed(&m->max);
+    uint32_t v = load_relaxed(&m->value);
+    do {
+        if (v >= max)
+            return -EOVERFLOW;
+        /* seq_cst: this increment and the waiters load below form the
+         * releaser's half of the handshake described at the top. */
+    } while (!cas_seqcst(&m->value, &v, v + 1));
+    if (load_seqcst(&m->waiters) > 0)
+        futex_wake(&m->value, 1);
+    return 0;
+}
+
+int fipc_sem_value(const fipc_sem *s)
+{
+    if (!s)
+        return -EINVAL;
+    return (int)load_relaxed(&impl(s)->value);
+}
