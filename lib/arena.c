@@ -101,7 +101,7 @@ int fipc_arena_create(fipc_arena **out, const char *name, size_t max_bytes)
         close(fd);
         return r;
     }
-    fipc_arena *a;
+    fipc_arena *a = NULL;
     if ((r = map_arena(&a, fd, size)) < 0) {
         close(fd);
         return r;
@@ -144,7 +144,7 @@ int fipc_arena_attach(fipc_arena **out, int fd)
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0)
         return -errno;
-    fipc_arena *a;
+    fipc_arena *a = NULL;
     int r = map_arena(&a, own, (size_t)h.size);
     if (r < 0)
         close(own);
@@ -331,7 +331,7 @@ static void create_default(void)
         if (*end == '\0' && v > 0)
             size = (size_t)v;
     }
-    fipc_arena *a;
+    fipc_arena *a = NULL;
     if (fipc_arena_create(&a, "fipc-default", size) == 0) {
         a->is_default = true;
         default_arena = a;

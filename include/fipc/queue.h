@@ -1,7 +1,7 @@
 /*
  * fipc/queue.h - bounded queues of byte messages in shared memory.
  *
- * A queue is a ring of capacity fixed-size slots, each able to hold one
+ * A queue is a ring of fixed-size slots, each able to hold one
  * message of 0..max_item bytes, in an arena.  Producers and consumers claim
  * slots with one atomic operation each (Vyukov's bounded MPMC design: a
  * sequence number per slot), so the fast path is lock-free and makes no
@@ -36,7 +36,8 @@ typedef struct fipc_queue fipc_queue;
 /* Flags for fipc_queue_create. */
 #define FIPC_QUEUE_SPSC 0x1u /* one producer and one consumer at a time */
 
-/* Limits: capacity is rounded up to a power of two. */
+/* Limits.  The ring has capacity rounded up to a power of two slots, but
+ * never holds more than capacity messages. */
 #define FIPC_QUEUE_CAPACITY_MAX ((size_t)1 << 30)
 #define FIPC_QUEUE_ITEM_MAX     ((size_t)1 << 20)
 

@@ -1,0 +1,519 @@
+/*
+ * queue.c - bounded queues of byte messages in shared memory.
+ *
+ * Ring (MPMC mode, after Dmitry Vyukov's bounded MPMC queue).  Positions
+ * are 64-bit counters that never wrap in practice; position p lives in slot
+ * p & mask.  Each slot carries a sequence number that says whose turn it is:
+ *
+ *   slot.seq == p              free: the producer claiming position p may
+ *                              fill it
+ *   slot.seq == p + 1          full: the consumer claiming p may empty it
+ *   slot.seq == p + ring       emptied: free for the producer of the next lap
+ *
+ *   put  claim:   CAS tail p -> p + 1 once slot(p).seq == p      (seq_cst)
+ *        fill:    copy the message, then seq = p + 1             (release)
+ *   get  claim:   CAS head p -> p + 1 once slot(p).seq == p + 1  (relaxed)
+ *        empty:   copy the message out, then seq = p + ring      (release)
+ *
+ * Each release store pairs with the acquire load of seq by the other side,
+ * so a message is complete before a consumer reads it and is read out
+ * before a producer overwrites it.  Producers never wait for each other:
+ * a producer that is slow between claim and fill delays only the consumer
+ * of that one position.
+ *
+ * The ring has a power-of-two number of slots.  When the capacity asked for
+ * is smaller (a Queue(3) has 4 slots), a producer also keeps tail within
+ * capacity of head, reading head (acquire) to do so.
+ *
+ * SPSC mode keeps no per-slot turn: the single producer owns tail and the
+ * single consumer owns head; each keeps a private copy of the other's
+ * position (head_cache, tail_cache) and reloads the shared one (acquire,
+ * pairing with the other side's release store) only when the ring looks
+ * full or empty.
+ *
+ * Sleeping.  A producer sleeps only on a full ring (not_full), a consumer
+ * only on an empty one (not_empty), through an event count:
+ *
+ *   sleeper                              notifier (after changing the ring)
+ *   waiters += 1         (seq_cst)        fence                   (seq_cst)
+ *   fence                (seq_cst)        if waiters != 0:
+ *   e = epoch            (acquire)            epoch += 1; futex_wake
+ *   re-check the ring; done if it moved
+ *   futex_wait(epoch, e)
+ *   waiters -= 1
+ *
+ * The two fences make the pair a Dekker handshake: either the notifier's
+ * load sees the registration and advances the epoch (so futex_wait returns
+ * at once or is woken), or the sleeper's re-check sees the change.  When no
+ * one sleeps, put and get cost a fence and a load, never a system call.
+ *
+ * Close.  closed is set once (seq_cst) and both event counts are advanced
+ * and woken.  A put checks closed after it has claimed its slot (seq_cst
+ * claim, then seq_cst load); if the queue was closed, it fills the slot
+ * with a tombstone that consumers skip, and fails with -EPIPE.  A consumer
+ * reports -EPIPE only when it sees closed and then head == tail: every
+ * position claimed before that was either consumed or is a tombstone, so
+ * no message whose put succeeded is ever stranded behind -EPIPE.
+ */
+#include <string.h>
+
+#include <fipc/arena.h>
+#include <fipc/queue.h>
+
+#include "futex.h"
+#include "internal.h"
+#include "queue_impl.h"
+
+#define QUEUE_MAGIC 0x5155455545504946ull /* "FIPEUEUQ" */
+#define TOMBSTONE   UINT32_MAX            /* slot.len of a put that lost to close */
+#define SLOT_HEADER 16
+
+struct slot {
+    uint64_t seq;
+    uint32_t len;
+    uint32_t spare;
+    unsigned char data[];
+};
+static_assert(sizeof(struct slot) == SLOT_HEADER, "slot header");
+
+static inline struct slot *slot_at(const struct fipc_queue *q, uint64_t pos)
+{
+    return (struct slot *)((char *)q + q->slots + (pos & q->mask) * q->slot_size);
+}
+
+static inline bool is_spsc(const struct fipc_queue *q)
+{
+    return q->flags & FIPC_QUEUE_SPSC;
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+int fipc__queue_check(size_t capacity, size_t max_item, unsigned flags)
+{
+    if (capacity == 0 || capacity > FIPC_QUEUE_CAPACITY_MAX || max_item == 0 ||
+        max_item > FIPC_QUEUE_ITEM_MAX || (flags & ~FIPC_QUEUE_SPSC))
+        return -EINVAL;
+    return 0;
+}
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t p = 1;
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+static size_t slot_size_for(size_t max_item)
+{
+    return (SLOT_HEADER + max_item + 7) & ~(size_t)7;
+}
+
+size_t fipc__queue_footprint(size_t capacity, size_t max_item)
+{
+    size_t cap = pow2_at_least(capacity), ss = slot_size_for(max_item);
+    if (cap > SIZE_MAX / ss - sizeof(struct fipc_queue))
+        return 0;
+    return sizeof(struct fipc_queue) + cap * ss;
+}
+
+void fipc__queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, unsigned flags)
+{
+    q->capacity = capacity;
+    q->ring = pow2_at_least(capacity);
+    q->mask = q->ring - 1;
+    q->max_item = max_item;
+    q->slot_size = slot_size_for(max_item);
+    q->slots = sizeof *q;
+    q->flags = flags;
+    /* Every slot is free for the first lap.  This also touches every page
+     * of the ring now, so no put or get takes a page fault inside the
+     * window between claiming a slot and handing it over. */
+    for (uint64_t i = 0; i < q->ring; i++)
+        slot_at(q, i)->seq = i;
+    q->magic = QUEUE_MAGIC;
+}
+
+int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t max_item,
+                      unsigned flags)
+{
+    if (!out)
+        return -EINVAL;
+    int r = fipc__queue_check(capacity, max_item, flags);
+    if (r < 0)
+        return r;
+    size_t size = fipc__queue_footprint(capacity, max_item);
+    struct fipc_queue *q = size ? fipc__alloc(a, size, FIPC_CACHELINE) : NULL;
+    if (!q)
+        return -ENOMEM;
+    fipc__queue_setup(q, capacity, max_item, flags);
+    *out = q;
+    return 0;
+}
+
+/* ---- event counts --------------------------------------------------------- */
+
+static inline void ec_notify(struct eventcount *ec, uint32_t n)
+{
+    /* Pairs with the fence in ec_register: orders the ring change the
+     * caller just made before this load of waiters. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (FIPC_UNLIKELY(load_relaxed(&ec->waiters) != 0)) {
+        fetch_add_release(&ec->epoch, 1);
+        futex_wake(&ec->epoch, n > (uint32_t)FUTEX_WAKE_ALL ? FUTEX_WAKE_ALL : (int)n);
+    }
+}
+
+static inline uint32_t ec_register(struct eventcount *ec)
+{
+    fetch_add_seqcst(&ec->waiters, 1);
+    /* Pairs with the fence in ec_notify: the caller's re-check of the
+     * ring comes after the registration. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return load_acquire(&ec->epoch);
+}
+
+static inline void ec_unregister(struct eventcount *ec)
+{
+    fetch_sub_relaxed(&ec->waiters, 1);
+}
+
+static void ec_wake_all(struct eventcount *ec)
+{
+    fetch_add_release(&ec->epoch, 1);
+    futex_wake(&ec->epoch, FUTEX_WAKE_ALL);
+}
+
+/*
+ * Run try(q, ctx) until it stops answering -EAGAIN ("the ring is full/empty
+ * now"), sleeping on ec in between: spin briefly first, then register, re-
+ * check and sleep until the epoch moves or the deadline passes.
+ */
+typedef int (*try_fn)(struct fipc_queue *q, void *ctx);
+
+static int block_on(struct fipc_queue *q, struct eventcount *ec, try_fn try, void *ctx,
+                    int64_t timeout_ns)
+{
+    int r;
+    for (int i = 0; i < FIPC_SPIN_LIMIT; i++) {
+        cpu_relax();
+        if ((r = try(q, ctx)) != -EAGAIN)
+            return r;
+    }
+    if (timeout_ns == 0)
+        return -EAGAIN;
+
+    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
+    for (;;) {
+        uint32_t epoch = ec_register(ec);
+        r = try(q, ctx);
+        if (r != -EAGAIN) {
+            ec_unregister(ec);
+            return r;
+        }
+        /* Woken by the other side's ec_notify after it changed the ring,
+         * or by close (ec_wake_all). */
+        int w = futex_wait_until(&ec->epoch, epoch, deadline);
+        ec_unregister(ec);
+        if (w == -ETIMEDOUT)
+            return (r = try(q, ctx)) == -EAGAIN ? -ETIMEDOUT : r;
+    }
+}
+
+/* ---- one message ------------------------------------------------------- */
+
+struct put_ctx {
+    const struct iovec *items;
+    size_t n;
+};
+
+struct get_ctx {
+    unsigned char *buf;
+    size_t stride;
+    size_t *lens;
+    size_t n;
+};
+
+static inline void fill(struct slot *s, const struct iovec *it)
+{
+    if (it->iov_len)
+        memcpy(s->data, it->iov_base, it->iov_len);
+    s->len = (uint32_t)it->iov_len;
+}
+
+/* Claim up to n consecutive free positions from tail; returns how many,
+ * with the first in *first; 0 if the ring is full. */
+static size_t mpmc_claim_put(struct fipc_queue *q, size_t n, uint64_t *first)
+{
+    uint64_t pos = load_relaxed(&q->tail);
+    for (;;) {
+        size_t k = 0;
+        /* acquire pairs with the consumer's release of each slot: it has
+         * finished reading the previous lap's message. */
+        if (q->capacity != q->ring) {
+            /* relaxed: head only bounds how far tail may run ahead; the
+             * slot's seq (acquire, below) is what orders its reuse.  A
+             * stale head makes the ring look fuller, and the consumer that
+             * moves head on notifies not_full. */
+            uint64_t limit = load_relaxed(&q->head) + q->capacity;
+            size_t room = limit > pos ? (size_t)(limit - pos) : 0;
+            if (room == 0)
+                return 0;
+            if (n > room)
+                n = room;
+        }
+        while (k < n && load_acquire(&slot_at(q, pos + k)->seq) == pos + k)
+            k++;
+        if (k == 0) {
+            int64_t dif = (int64_t)(load_acquire(&slot_at(q, pos)->seq) - pos);
+            if (dif < 0)
+                return 0; /* the slot still holds last lap's message: full */
+            /* Another producer claimed pos: catch up. */
+            pos = load_relaxed(&q->tail);
+            continue;
+        }
+        /* seq_cst: the claim precedes the load of closed that follows
+         * (see Close at the top). */
+        if (__atomic_compare_exchange_n(&q->tail, &pos, pos + k, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED)) {
+            *first = pos;
+            return k;
+        }
+    }
+}
+
+static int mpmc_try_put(struct fipc_queue *q, void *arg)
+{
+    struct put_ctx *c = arg;
+    uint64_t pos;
+    size_t k = mpmc_claim_put(q, c->n, &pos);
+    if (k == 0)
+        return -EAGAIN;
+    bool closed = load_seqcst(&q->closed);
+    for (size_t i = 0; i < k; i++) {
+        struct slot *s = slot_at(q, pos + i);
+        if (closed)
+            s->len = TOMBSTONE;
+        else
+            fill(s, &c->items[i]);
+        /* release: the message is complete before the consumer's acquire
+         * load of seq sees its turn. */
+        store_release(&s->seq, pos + i + 1);
+    }
+    ec_notify(&q->not_empty, (uint32_t)k);
+    return closed ? -EPIPE : (int)k;
+}
+
+static int spsc_try_put(struct fipc_queue *q, void *arg)
+{
+    struct put_ctx *c = arg;
+    uint64_t pos = load_relaxed(&q->tail); /* ours alone */
+    uint64_t room = q->capacity - (pos - q->head_cache);
+    if (room < c->n) {
+        /* acquire pairs with the consumer's release of head: the slots it
+         * passed are read out. */
+        q->head_cache = load_acquire(&q->head);
+        room = q->capacity - (pos - q->head_cache);
+        if (room == 0)
+            return -EAGAIN;
+    }
+    size_t k = c->n < room ? c->n : (size_t)room;
+    for (size_t i = 0; i < k; i++)
+        fill(slot_at(q, pos + i), &c->items[i]);
+    /* release: the messages are complete before the consumer's acquire load
+     * of tail sees them. */
+    store_release(&q->tail, pos + k);
+    ec_notify(&q->not_empty, (uint32_t)k);
+    return (int)k;
+}
+
+static int try_put(struct fipc_queue *q, void *arg)
+{
+    /* acquire: nothing to pair with; closed is a plain flag here, and the
+     * MPMC claim re-checks it with seq_cst. */
+    if (load_acquire(&q->closed))
+        return -EPIPE;
+    return is_spsc(q) ? spsc_try_put(q, arg) : mpmc_try_put(q, arg);
+}
+
+/* Copy slot s out into message i of c; false for a tombstone. */
+static inline bool drain(struct get_ctx *c, size_t i, const struct slot *s)
+{
+    uint32_t len = s->len;
+    if (len == TOMBSTONE)
+        return false;
+    if (len)
+        memcpy(c->buf + i * c->stride, s->data, len);
+    c->lens[i] = len;
+    return true;
+}
+
+/* Whether the queue is closed and every claimed position consumed. */
+static bool closed_and_drained(struct fipc_queue *q)
+{
+    /* seq_cst, closed before tail: see Close at the top. */
+    if (!load_seqcst(&q->closed))
+        return false;
+    return load_seqcst(&q->tail) == load_seqcst(&q->head);
+}
+
+static int mpmc_try_get(struct fipc_queue *q, void *arg)
+{
+    struct get_ctx *c = arg;
+    for (;;) {
+        uint64_t pos = load_relaxed(&q->head);
+        size_t k;
+        for (;;) {
+            k = 0;
+            /* acquire pairs with the producer's release of each slot. */
+            while (k < c->n && load_acquire(&slot_at(q, pos + k)->seq) == pos + k + 1)
+                k++;
+            if (k == 0) {
+                int64_t dif = (int64_t)(load_acquire(&slot_at(q, pos)->seq) - (pos + 1));
+                if (dif < 0)
+                    return closed_and_drained(q) ? -EPIPE : -EAGAIN;
+                pos = load_relaxed(&q->head);
+                continue;
+            }
+            /* relaxed: the acquire loads of seq above already ordered the
+             * reads of these slots; the CAS only picks which consumer. */
+            if (cas_relaxed(&q->head, &pos, pos + k))
+                break;
+        }
+        size_t got = 0;
+        for (size_t i = 0; i < k; i++) {
+            struct slot *s = slot_at(q, pos + i);
+            if (drain(c, got, s))
+                got++;
+            /* release: the message is read out before a producer of the
+             * next lap (acquire load of seq) overwrites it. */
+            store_release(&s->seq, pos + i + q->ring);
+        }
+        ec_notify(&q->not_full, (uint32_t)k);
+        if (got > 0)
+            return (int)got;
+        /* Only tombstones: look again. */
+    }
+}
+
+static int spsc_try_get(struct fipc_queue *q, void *arg)
+{
+    struct get_ctx *c = arg;
+    uint64_t pos = load_relaxed(&q->head); /* ours alone */
+    uint64_t avail = q->tail_cache - pos;
+    if (avail < c->n) {
+        /* acquire pairs with the producer's release of tail. */
+        q->tail_cache = load_acquire(&q->tail);
+        avail = q->tail_cache - pos;
+        if (avail == 0)
+            return closed_and_drained(q) ? -EPIPE : -EAGAIN;
+    }
+    size_t k = c->n < avail ? c->n : (size_t)avail;
+    for (size_t i = 0; i < k; i++)
+        drain(c, i, slot_at(q, pos + i));
+    /* release: the slots are read out before the producer reuses them. */
+    store_release(&q->head, pos + k);
+    ec_notify(&q->not_full, (uint32_t)k);
+    return (int)k;
+}
+
+static int try_get(struct fipc_queue *q, void *arg)
+{
+    return is_spsc(q) ? spsc_try_get(q, arg) : mpmc_try_get(q, arg);
+}
+
+/* ---- the calls ---------------------------------------------------------- */
+
+int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int64_t timeout_ns)
+{
+    if (!q || !items || n == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].iov_len > q->max_item)
+            return -EMSGSIZE;
+        if (!items[i].iov_base && items[i].iov_len)
+            return -EINVAL;
+    }
+    if (n > INT32_MAX)
+        n = INT32_MAX;
+    struct put_ctx c = {items, n};
+    int r = try_put(q, &c);
+    if (FIPC_LIKELY(r != -EAGAIN))
+        return r;
+    return block_on(q, &q->not_full, try_put, &c, timeout_ns);
+}
+
+int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns)
+{
+    struct iovec it = {(void *)item, len};
+    int r = fipc_queue_put_many(q, &it, 1, timeout_ns);
+    return r > 0 ? 0 : r;
+}
+
+int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
+                        int64_t timeout_ns)
+{
+    if (!q || !buf || !lens || n == 0 || stride < q->max_item)
+        return -EINVAL;
+    if (n > INT32_MAX)
+        n = INT32_MAX;
+    struct get_ctx c = {buf, stride, lens, n};
+    int r = try_get(q, &c);
+    if (FIPC_LIKELY(r != -EAGAIN))
+        return r;
+    return block_on(q, &q->not_empty, try_get, &c, timeout_ns);
+}
+
+int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
+{
+    int r = fipc_queue_get_many(q, buf, cap, len, 1, timeout_ns);
+    return r > 0 ? 0 : r;
+}
+
+int fipc_queue_close(fipc_queue *q)
+{
+    if (!q)
+        return -EINVAL;
+    /* seq_cst: see Close at the top. */
+    store_seqcst(&q->closed, 1);
+    ec_wake_all(&q->not_empty);
+    ec_wake_all(&q->not_full);
+    return 0;
+}
+
+bool fipc_queue_closed(const fipc_queue *q)
+{
+    return q && load_acquire(&q->closed);
+}
+
+size_t fipc_queue_qsize(const fipc_queue *q)
+{
+    if (!q)
+        return 0;
+    /* Read head first: tail only grows, so the difference never goes
+     * negative, and it cannot exceed the capacity but by a race. */
+    uint64_t head = load_acquire(&q->head);
+    uint64_t tail = load_acquire(&q->tail);
+    uint64_t n = tail - head;
+    return n > q->capacity ? q->capacity : (size_t)n;
+}
+
+bool fipc_queue_empty(const fipc_queue *q)
+{
+    return fipc_queue_qsize(q) == 0;
+}
+
+bool fipc_queue_full(const fipc_queue *q)
+{
+    return q && fipc_queue_qsize(q) == q->capacity;
+}
+
+size_t fipc_queue_capacity(const fipc_queue *q)
+{
+    return q ? q->capacity : 0;
+}
+
+size_t fipc_queue_max_item(const fipc_queue *q)
+{
+    return q ? q->max_item : 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * queue_impl.h - the layout of a fipc_queue in shared memory (internal).
+ * The protocol is described at the top of queue.c and in docs/queue.md.
+ */
+#ifndef FIPC_LIB_QUEUE_IMPL_H
+#define FIPC_LIB_QUEUE_IMPL_H
+
+#include <stdint.h>
+
+#include <fipc/queue.h>
+
+#include "internal.h"
+
+/* An event count: sleepers register in waiters, re-check their condition,
+ * then sleep on epoch; a notifier that changed the condition advances epoch
+ * and wakes only if waiters is non-zero. */
+struct eventcount {
+    uint32_t epoch;
+    uint32_t waiters;
+};
+
+struct fipc_queue {
+    /* Line 0: fixed at creation, then read-only (but for closed, written
+     * once), so it stays shared in every CPU's cache. */
+    uint64_t magic;
+    uint64_t capacity; /* messages the queue holds, as asked for */
+    uint64_t ring;     /* slots: capacity rounded up to a power of two */
+    uint64_t mask;     /* ring - 1 */
+    uint64_t max_item;
+    uint64_t slot_size;
+    uint64_t slots;    /* offset of slot 0 from this struct */
+    uint32_t flags;
+    uint32_t closed;
+
+    /* Line 1: producers' position; in SPSC mode also the producer's
+     * private copy of head. */
+    _Alignas(FIPC_CACHELINE) uint64_t tail;
+    uint64_t head_cache;
+
+    /* Line 2: consumers' position; in SPSC mode also the consumer's
+     * private copy of tail. */
+    _Alignas(FIPC_CACHELINE) uint64_t head;
+    uint64_t tail_cache;
+
+    /* Line 3: consumers sleep here while the queue is empty. */
+    _Alignas(FIPC_CACHELINE) struct eventcount not_empty;
+
+    /* Line 4: producers sleep here while the queue is full. */
+    _Alignas(FIPC_CACHELINE) struct eventcount not_full;
+};
+
+static_assert(offsetof(struct fipc_queue, tail) == 1 * FIPC_CACHELINE, "queue layout");
+static_assert(offsetof(struct fipc_queue, head) == 2 * FIPC_CACHELINE, "queue layout");
+static_assert(offsetof(struct fipc_queue, not_empty) == 3 * FIPC_CACHELINE, "queue layout");
+static_assert(offsetof(struct fipc_queue, not_full) == 4 * FIPC_CACHELINE, "queue layout");
+static_assert(sizeof(struct fipc_queue) == 5 * FIPC_CACHELINE, "queue layout");
+
+/* Bytes a queue of these dimensions needs (0 if they are out of range). */
+size_t fipc__queue_footprint(size_t capacity, size_t max_item);
+
+/* Set up a queue in mem (zero-filled, FIPC_CACHELINE-aligned, footprint
+ * bytes). */
+void fipc__queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, unsigned flags);
+
+int fipc__queue_check(size_t capacity, size_t max_item, unsigned flags);
+
+#endif
