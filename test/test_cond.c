@@ -1,0 +1,553 @@
+/*
+ * test_cond.c - fipc_cond: Python's Condition across processes.
+ *
+ * Every cross-process test forks plain children that report through their
+ * exit status; waits inside children are bounded so that a lost wake-up
+ * shows up as a failed check, not as a hung test.
+ */
+#include "common.h"
+
+/* How long any handshake or in-child wait may take before a check fails:
+ * far above anything a loaded two-core machine needs. */
+#define LIMIT_NS FIPC_SEC(10)
+
+/* ---------------------------------------------------------------- */
+/* Producer/consumer over a bounded buffer                          */
+/* ---------------------------------------------------------------- */
+
+#define PC_PRODUCERS 2
+#define PC_CONSUMERS 2
+#define PC_ITEMS     20000 /* per producer */
+#define PC_CAP       8
+#define PC_TOTAL     (PC_PRODUCERS * PC_ITEMS)
+
+struct pc {
+    fipc_lock lock;
+    fipc_cond not_empty;
+    fipc_cond not_full;
+    uint32_t head, tail, count; /* guarded by lock */
+    uint32_t producers_done;    /* guarded by lock */
+    uint64_t buf[PC_CAP];
+    /* Per consumer: how many items and their sum, sum of squares. */
+    uint64_t got[PC_CONSUMERS], sum[PC_CONSUMERS], sumsq[PC_CONSUMERS];
+    /* How many times each item was taken (must end as exactly once). */
+    uint8_t seen[PC_TOTAL];
+};
+
+static bool pc_has_room(void *arg)
+{
+    struct pc *s = arg;
+    return s->count < PC_CAP;
+}
+
+static bool pc_has_item_or_done(void *arg)
+{
+    struct pc *s = arg;
+    return s->count > 0 || s->producers_done == PC_PRODUCERS;
+}
+
+static int pc_producer(int id, void *arg)
+{
+    struct pc *s = arg;
+    for (uint32_t i = 0; i < PC_ITEMS; i++) {
+        CHILD_CHECK(fipc_lock_acquire(&s->lock, LIMIT_NS) == 0, 1);
+        CHILD_CHECK(fipc_cond_wait_for(&s->not_full, &s->lock, pc_has_room, s, LIMIT_NS) == 0, 2);
+        CHILD_CHECK(s->count < PC_CAP, 3);
+        /* Items are numbered 1..PC_TOTAL, producer id owning a block. */
+        s->buf[s->tail] = (uint64_t)id * PC_ITEMS + i + 1;
+        s->tail = (s->tail + 1) % PC_CAP;
+        s->count++;
+        CHILD_CHECK(fipc_cond_notify(&s->not_empty, 1) == 0, 4);
+        CHILD_CHECK(fipc_lock_release(&s->lock) == 0, 5);
+    }
+    CHILD_CHECK(fipc_lock_acquire(&s->lock, LIMIT_NS) == 0, 6);
+    s->producers_done++;
+    /* Consumers waiting on an empty buffer must learn that no more come. */
+    CHILD_CHECK(fipc_cond_notify_all(&s->not_empty) == 0, 7);
+    CHILD_CHECK(fipc_lock_release(&s->lock) == 0, 8);
+    return CHILD_OK;
+}
+
+static int pc_consumer(int id, void *arg)
+{
+    struct pc *s = arg;
+    uint64_t last[PC_PRODUCERS] = {0};
+    for (;;) {
+        CHILD_CHECK(fipc_lock_acquire(&s->lock, LIMIT_NS) == 0, 20);
+        CHILD_CHECK(
+            fipc_cond_wait_for(&s->not_empty, &s->lock, pc_has_item_or_done, s, LIMIT_NS) == 0, 21);
+        if (s->count == 0) {
+            CHILD_CHECK(s->producers_done == PC_PRODUCERS, 22);
+            CHILD_CHECK(fipc_lock_release(&s->lock) == 0, 23);
+            break;
+        }
+        uint64_t v = s->buf[s->head];
+        s->head = (s->head + 1) % PC_CAP;
+        s->count--;
+        CHILD_CHECK(fipc_cond_notify(&s->not_full, 1) == 0, 24);
+        CHILD_CHECK(fipc_lock_release(&s->lock) == 0, 25);
+
+        CHILD_CHECK(v >= 1 && v <= PC_TOTAL, 26);
+        /* The buffer is FIFO, so one consumer sees each producer's items in
+         * increasing order. */
+        uint64_t producer = (v - 1) / PC_ITEMS;
+        CHILD_CHECK(v > last[producer], 27);
+        last[producer] = v;
+        __atomic_fetch_add(&s->seen[v - 1], 1, __ATOMIC_RELAXED);
+        s->got[id]++;
+        s->sum[id] += v;
+        s->sumsq[id] += v * v;
+    }
+    return CHILD_OK;
+}
+
+static int pc_child(int i, void *arg)
+{
+    return i < PC_PRODUCERS ? pc_producer(i, arg) : pc_consumer(i - PC_PRODUCERS, arg);
+}
+
+Test(cond, wait_for_moves_every_item_exactly_once_between_processes, .timeout = 30)
+{
+    struct pc *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_lock_init(&s->lock), 0);
+    cr_assert_eq(fipc_cond_init(&s->not_empty), 0);
+    cr_assert_eq(fipc_cond_init(&s->not_full), 0);
+
+    test_run_children(PC_PRODUCERS + PC_CONSUMERS, pc_child, s);
+
+    uint64_t got = 0, sum = 0, sumsq = 0;
+    for (int c = 0; c < PC_CONSUMERS; c++) {
+        got += s->got[c];
+        sum += s->sum[c];
+        sumsq += s->sumsq[c];
+    }
+    uint64_t n = PC_TOTAL;
+    cr_assert_eq(got, n);
+    cr_assert_eq(sum, n * (n + 1) / 2);
+    cr_assert_eq(sumsq, n * (n + 1) * (2 * n + 1) / 6);
+    for (uint32_t i = 0; i < PC_TOTAL; i++)
+        cr_assert_eq(s->seen[i], 1, "item %u taken %u times", i + 1, s->seen[i]);
+    cr_assert_eq(s->count, 0);
+    cr_assert_not(fipc_lock_locked(&s->lock));
+    cr_assert_eq(fipc_cond_n_waiting(&s->not_empty), 0);
+    cr_assert_eq(fipc_cond_n_waiting(&s->not_full), 0);
+}
+
+/* ---------------------------------------------------------------- */
+/* notify(1) wakes exactly one waiter                               */
+/* ---------------------------------------------------------------- */
+
+#define NW_WAITERS 3
+
+struct nw {
+    fipc_lock *lock;
+    fipc_cond *cond;
+    uint32_t left;              /* waiters whose wait returned 0 */
+    uint32_t woken[NW_WAITERS]; /* 1 once waiter i has returned */
+};
+
+static int nw_waiter(int i, void *arg)
+{
+    struct nw *s = arg;
+    CHILD_CHECK(fipc_lock_acquire(s->lock, LIMIT_NS) == 0, 1);
+    /* A raw wait, no predicate: the header promises a waiter leaves only by
+     * taking a notify's token or by running out of time. */
+    CHILD_CHECK(fipc_cond_wait(s->cond, s->lock, FIPC_SEC(30)) == 0, 2);
+    CHILD_CHECK(fipc_lock_locked(s->lock), 3);
+    __atomic_fetch_add(&s->left, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->woken[i], 1, __ATOMIC_RELEASE);
+    CHILD_CHECK(fipc_lock_release(s->lock) == 0, 4);
+    return CHILD_OK;
+}
+
+/* Wait (bounded) until fipc_cond_n_waiting(c) == want. */
+static bool wait_n_waiting(const fipc_cond *c, int want)
+{
+    int64_t end = test_now_ns() + LIMIT_NS;
+    while (fipc_cond_n_waiting(c) != want) {
+        if (test_now_ns() > end) return false;
+        sched_yield();
+    }
+    return true;
+}
+
+static bool still_running(pid_t pid)
+{
+    int status;
+    return waitpid(pid, &status, WNOHANG) == 0;
+}
+
+Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
+{
+    struct nw *s = test_shared(sizeof *s);
+    s->lock = fipc_lock_new(NULL);
+    s->cond = fipc_cond_new(NULL);
+    cr_assert_not_null(s->lock);
+    cr_assert_not_null(s->cond);
+
+    pid_t pids[NW_WAITERS];
+    for (int i = 0; i < NW_WAITERS; i++)
+        pids[i] = test_fork(nw_waiter, i, s);
+
+    cr_assert(wait_n_waiting(s->cond, NW_WAITERS), "n_waiting stuck at %d",
+              fipc_cond_n_waiting(s->cond));
+    for (int i = 0; i < NW_WAITERS; i++)
+        cr_assert(test_wait_sleeping(pids[i], LIMIT_NS), "waiter %d never slept", i);
+
+    cr_assert_eq(fipc_lock_acquire(s->lock, LIMIT_NS), 0);
+    cr_assert_eq(fipc_cond_notify(s->cond, 1), 0);
+    cr_assert_eq(fipc_lock_release(s->lock), 0);
+
+    cr_assert(test_wait_until_at_least(&s->left, 1, LIMIT_NS), "no waiter woke");
+    int one = -1;
+    for (int i = 0; i < NW_WAITERS; i++)
+        if (__atomic_load_n(&s->woken[i], __ATOMIC_ACQUIRE)) one = i;
+    cr_assert_geq(one, 0);
+    test_expect_ok(pids[one]);
+
+    /* The other two must be back (or still) asleep, still registered. */
+    cr_assert(wait_n_waiting(s->cond, NW_WAITERS - 1), "n_waiting is %d, want 2",
+              fipc_cond_n_waiting(s->cond));
+    for (int i = 0; i < NW_WAITERS; i++) {
+        if (i == one) continue;
+        cr_assert(test_wait_sleeping(pids[i], LIMIT_NS), "waiter %d not asleep", i);
+        cr_assert(still_running(pids[i]), "waiter %d left after notify(1)", i);
+    }
+    /* A quiet period: a second wake-up, if notify(1) had released one,
+     * would have had ample time to show in the counter. */
+    int64_t end = test_now_ns() + FIPC_MSEC(100);
+    while (test_now_ns() < end) {
+        cr_assert_eq(__atomic_load_n(&s->left, __ATOMIC_ACQUIRE), 1);
+        sched_yield();
+    }
+    cr_assert_eq(fipc_cond_n_waiting(s->cond), NW_WAITERS - 1);
+
+    cr_assert_eq(fipc_lock_acquire(s->lock, LIMIT_NS), 0);
+    cr_assert_eq(fipc_cond_notify_all(s->cond), 0);
+    cr_assert_eq(fipc_lock_release(s->lock), 0);
+    for (int i = 0; i < NW_WAITERS; i++)
+        if (i != one) test_expect_ok(pids[i]);
+    cr_assert_eq(s->left, NW_WAITERS);
+    cr_assert_eq(fipc_cond_n_waiting(s->cond), 0);
+}
+
+/* notify(n) with n > 1 wakes exactly n of the sleepers. */
+Test(cond, notify_two_wakes_exactly_two_of_three_sleepers, .timeout = 30)
+{
+    struct nw *s = test_shared(sizeof *s);
+    s->lock = fipc_lock_new(NULL);
+    s->cond = fipc_cond_new(NULL);
+    cr_assert_not_null(s->lock);
+    cr_assert_not_null(s->cond);
+
+    pid_t pids[NW_WAITERS];
+    for (int i = 0; i < NW_WAITERS; i++)
+        pids[i] = test_fork(nw_waiter, i, s);
+    cr_assert(wait_n_waiting(s->cond, NW_WAITERS));
+    for (int i = 0; i < NW_WAITERS; i++)
+        cr_assert(test_wait_sleeping(pids[i], LIMIT_NS));
+
+    cr_assert_eq(fipc_lock_acquire(s->lock, LIMIT_NS), 0);
+    cr_assert_eq(fipc_cond_notify(s->cond, 2), 0);
+    cr_assert_eq(fipc_lock_release(s->lock), 0);
+
+    cr_assert(test_wait_until_at_least(&s->left, 2, LIMIT_NS), "left = %u", s->left);
+    cr_assert(wait_n_waiting(s->cond, 1), "n_waiting is %d", fipc_cond_n_waiting(s->cond));
+    int rest = -1;
+    for (int i = 0; i < NW_WAITERS; i++) {
+        if (__atomic_load_n(&s->woken[i], __ATOMIC_ACQUIRE))
+            test_expect_ok(pids[i]);
+        else
+            rest = i;
+    }
+    cr_assert_geq(rest, 0);
+    cr_assert(test_wait_sleeping(pids[rest], LIMIT_NS));
+    cr_assert(still_running(pids[rest]));
+    cr_assert_eq(s->left, 2);
+
+    cr_assert_eq(fipc_lock_acquire(s->lock, LIMIT_NS), 0);
+    cr_assert_eq(fipc_cond_notify(s->cond, 1), 0);
+    cr_assert_eq(fipc_lock_release(s->lock), 0);
+    test_expect_ok(pids[rest]);
+    cr_assert_eq(s->left, NW_WAITERS);
+}
+
+/* ---------------------------------------------------------------- */
+/* Timeouts                                                          */
+/* ---------------------------------------------------------------- */
+
+Test(cond, wait_times_out_after_its_timeout_with_the_lock_held, .timeout = 30)
+{
+    fipc_lock l;
+    fipc_cond c;
+    cr_assert_eq(fipc_lock_init(&l), 0);
+    cr_assert_eq(fipc_cond_init(&c), 0);
+
+    cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
+    int64_t t0 = test_now_ns();
+    int r = fipc_cond_wait(&c, &l, FIPC_MSEC(50));
+    int64_t elapsed = test_now_ns() - t0;
+    cr_assert_eq(r, -ETIMEDOUT, "wait returned %d", r);
+    cr_assert_geq(elapsed, FIPC_MSEC(50), "returned after %lld ns", (long long)elapsed);
+    cr_assert(fipc_lock_locked(&l));
+    cr_assert_eq(fipc_cond_n_waiting(&c), 0);
+    cr_assert_eq(fipc_lock_release(&l), 0);
+    cr_assert_not(fipc_lock_locked(&l));
+}
+
+Test(cond, wait_with_zero_timeout_gives_eagain_with_the_lock_held, .timeout = 30)
+{
+    fipc_lock l;
+    fipc_cond c;
+    cr_assert_eq(fipc_lock_init(&l), 0);
+    cr_assert_eq(fipc_cond_init(&c), 0);
+
+    cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
+    cr_assert_eq(fipc_cond_wait(&c, &l, 0), -EAGAIN);
+    cr_assert(fipc_lock_locked(&l));
+    cr_assert_eq(fipc_cond_n_waiting(&c), 0);
+    cr_assert_eq(fipc_lock_release(&l), 0);
+}
+
+static bool pred_false(void *arg)
+{
+    int *calls = arg;
+    (*calls)++;
+    return false;
+}
+
+static bool pred_true(void *arg)
+{
+    int *calls = arg;
+    (*calls)++;
+    return true;
+}
+
+Test(cond, wait_for_times_out_when_predicate_stays_false, .timeout = 30)
+{
+    fipc_lock l;
+    fipc_cond c;
+    int calls = 0;
+    cr_assert_eq(fipc_lock_init(&l), 0);
+    cr_assert_eq(fipc_cond_init(&c), 0);
+
+    cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
+    int64_t t0 = test_now_ns();
+    int r = fipc_cond_wait_for(&c, &l, pred_false, &calls, FIPC_MSEC(50));
+    int64_t elapsed = test_now_ns() - t0;
+    cr_assert_eq(r, -ETIMEDOUT, "wait_for returned %d", r);
+    cr_assert_geq(elapsed, FIPC_MSEC(50));
+    cr_assert_geq(calls, 1, "the predicate was never evaluated");
+    cr_assert(fipc_lock_locked(&l));
+
+    calls = 0;
+    cr_assert_eq(fipc_cond_wait_for(&c, &l, pred_false, &calls, 0), -EAGAIN);
+    cr_assert_geq(calls, 1);
+    cr_assert(fipc_lock_locked(&l));
+    cr_assert_eq(fipc_lock_release(&l), 0);
+}
+
+Test(cond, wait_for_returns_at_once_when_predicate_already_holds, .timeout = 30)
+{
+    fipc_lock l;
+    fipc_cond c;
+    int calls = 0;
+    cr_assert_eq(fipc_lock_init(&l), 0);
+    cr_assert_eq(fipc_cond_init(&c), 0);
+
+    cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
+    /* Even a zero timeout succeeds: nothing needs to be waited for. */
+    cr_assert_eq(fipc_cond_wait_for(&c, &l, pred_true, &calls, 0), 0);
+    cr_assert_eq(calls, 1);
+    cr_assert_eq(fipc_cond_wait_for(&c, &l, pred_true, &calls, FIPC_FOREVER), 0);
+    cr_assert_eq(calls, 2);
+    cr_assert(fipc_lock_locked(&l));
+    cr_assert_eq(fipc_lock_release(&l), 0);
+}
+
+/* A notifier that keeps waking the condition must not extend wait_for's
+ * deadline: the deadline covers the whole wait, not each sleep. */
+struct storm {
+    fipc_lock lock;
+    fipc_cond cond;
+    uint32_t stop;
+    uint32_t notifies;
+};
+
+static int storm_notifier(int i, void *arg)
+{
+    struct storm *s = arg;
+    int64_t end = test_now_ns() + FIPC_SEC(20);
+    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+        CHILD_CHECK(test_now_ns() < end, 1);
+        CHILD_CHECK(fipc_lock_acquire(&s->lock, LIMIT_NS) == 0, 2);
+        CHILD_CHECK(fipc_cond_notify_all(&s->cond) == 0, 3);
+        CHILD_CHECK(fipc_lock_release(&s->lock) == 0, 4);
+        __atomic_fetch_add(&s->notifies, 1, __ATOMIC_RELEASE);
+        usleep(2000);
+    }
+    return CHILD_OK;
+}
+
+Test(cond, wait_for_keeps_one_deadline_across_wakeups, .timeout = 30)
+{
+    struct storm *s = test_shared(sizeof *s);
+    int calls = 0;
+    cr_assert_eq(fipc_lock_init(&s->lock), 0);
+    cr_assert_eq(fipc_cond_init(&s->cond), 0);
+    pid_t pid = test_fork(storm_notifier, 0, s);
+    cr_assert(test_wait_until_at_least(&s->notifies, 1, LIMIT_NS));
+
+    cr_assert_eq(fipc_lock_acquire(&s->lock, LIMIT_NS), 0);
+    int64_t t0 = test_now_ns();
+    int r = fipc_cond_wait_for(&s->cond, &s->lock, pred_false, &calls, FIPC_MSEC(200));
+    int64_t elapsed = test_now_ns() - t0;
+    cr_assert_eq(fipc_lock_release(&s->lock), 0);
+    __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+    test_expect_ok(pid);
+
+    cr_assert_eq(r, -ETIMEDOUT, "wait_for returned %d", r);
+    cr_assert_geq(elapsed, FIPC_MSEC(200));
+    /* Generous: a deadline restarted by each notify (every ~2 ms) would
+     * never end while the notifier runs (up to 20 s). */
+    cr_assert_lt(elapsed, FIPC_SEC(8), "wait_for took %lld ns", (long long)elapsed);
+    cr_assert_geq(calls, 2, "the predicate was not re-checked after wake-ups");
+}
+
+/* A signal does not end a wait early: it resumes with the time left. */
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+}
+
+static int signaller(int i, void *arg)
+{
+    uint32_t *stop = arg;
+    pid_t parent = getppid();
+    int64_t end = test_now_ns() + FIPC_SEC(20);
+    while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+        CHILD_CHECK(test_now_ns() < end, 1);
+        kill(parent, SIGUSR1);
+        usleep(5000);
+    }
+    return CHILD_OK;
+}
+
+Test(cond, wait_is_not_cut_short_by_signals, .timeout = 30)
+{
+    struct sigaction sa = {.sa_handler = on_sigusr1}; /* no SA_RESTART */
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    uint32_t *stop = test_shared(sizeof *stop);
+    fipc_lock l;
+    fipc_cond c;
+    cr_assert_eq(fipc_lock_init(&l), 0);
+    cr_assert_eq(fipc_cond_init(&c), 0);
+    pid_t pid = test_fork(signaller, 0, stop);
+
+    cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
+    int64_t t0 = test_now_ns();
+    int r = fipc_cond_wait(&c, &l, FIPC_MSEC(150));
+    int64_t elapsed = test_now_ns() - t0;
+    __atomic_store_n(stop, 1, __ATOMIC_RELEASE);
+    test_expect_ok(pid);
+    cr_assert_eq(r, -ETIMEDOUT, "wait returned %d", r);
+    cr_assert_geq(elapsed, FIPC_MSEC(150));
+    cr_assert(fipc_lock_locked(&l));
+    cr_assert_eq(fipc_lock_release(&l), 0);
+}
+
+/* ---------------------------------------------------------------- */
+/* Misuse and edge cases                                             */
+/* ---------------------------------------------------------------- */
+
+Test(cond, wait_without_holding_the_lock_gives_eperm, .timeout = 30)
+{
+    fipc_lock l;
+    fipc_cond c;
+    int calls = 0;
+    cr_assert_eq(fipc_lock_init(&l), 0);
+    cr_assert_eq(fipc_cond_init(&c), 0);
+
+    cr_assert_eq(fipc_cond_wait(&c, &l, FIPC_MSEC(10)), -EPERM);
+    cr_assert_eq(fipc_cond_wait(&c, &l, 0), -EPERM);
+    cr_assert_eq(fipc_cond_wait_for(&c, &l, pred_false, &calls, FIPC_MSEC(10)), -EPERM);
+    cr_assert_not(fipc_lock_locked(&l));
+    cr_assert_eq(fipc_cond_n_waiting(&c), 0);
+}
+
+static int hold_lock_until_stop(int i, void *arg)
+{
+    struct storm *s = arg;
+    CHILD_CHECK(fipc_lock_acquire(&s->lock, LIMIT_NS) == 0, 1);
+    __atomic_store_n(&s->notifies, 1, __ATOMIC_RELEASE);
+    int64_t end = test_now_ns() + LIMIT_NS;
+    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+        CHILD_CHECK(test_now_ns() < end, 2);
+        sched_yield();
+    }
+    CHILD_CHECK(fipc_lock_release(&s->lock) == 0, 3);
+    return CHILD_OK;
+}
+
+Test(cond, wait_on_a_lock_held_by_another_process_gives_eperm, .timeout = 30)
+{
+    struct storm *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_lock_init(&s->lock), 0);
+    cr_assert_eq(fipc_cond_init(&s->cond), 0);
+    pid_t pid = test_fork(hold_lock_until_stop, 0, s);
+    cr_assert(test_wait_until_at_least(&s->notifies, 1, LIMIT_NS));
+
+    int r = fipc_cond_wait(&s->cond, &s->lock, FIPC_MSEC(10));
+    __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+    test_expect_ok(pid);
+    cr_assert_eq(r, -EPERM, "wait returned %d", r);
+    cr_assert_eq(fipc_cond_n_waiting(&s->cond), 0);
+}
+
+Test(cond, null_arguments_give_einval, .timeout = 30)
+{
+    fipc_lock l;
+    fipc_cond c;
+    int calls = 0;
+    cr_assert_eq(fipc_lock_init(&l), 0);
+    cr_assert_eq(fipc_cond_init(&c), 0);
+    cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
+
+    cr_assert_eq(fipc_cond_init(NULL), -EINVAL);
+    cr_assert_eq(fipc_cond_wait(NULL, &l, 0), -EINVAL);
+    cr_assert_eq(fipc_cond_wait(&c, NULL, 0), -EINVAL);
+    cr_assert_eq(fipc_cond_wait_for(NULL, &l, pred_true, &calls, 0), -EINVAL);
+    cr_assert_eq(fipc_cond_wait_for(&c, NULL, pred_true, &calls, 0), -EINVAL);
+    cr_assert_eq(fipc_cond_wait_for(&c, &l, NULL, &calls, 0), -EINVAL);
+    cr_assert_eq(fipc_cond_notify(NULL, 1), -EINVAL);
+    cr_assert_eq(fipc_cond_notify_all(NULL), -EINVAL);
+    cr_assert_eq(fipc_cond_n_waiting(NULL), -EINVAL);
+    cr_assert_eq(calls, 0);
+
+    /* None of that disturbed the lock. */
+    cr_assert(fipc_lock_locked(&l));
+    cr_assert_eq(fipc_lock_release(&l), 0);
+}
+
+Test(cond, notify_without_waiters_returns_zero_and_is_not_remembered, .timeout = 30)
+{
+    fipc_lock *l = fipc_lock_new(NULL);
+    fipc_cond *c = fipc_cond_new(NULL);
+    cr_assert_not_null(l);
+    cr_assert_not_null(c);
+    cr_assert_eq(fipc_cond_n_waiting(c), 0);
+
+    cr_assert_eq(fipc_cond_notify(c, 1), 0);
+    cr_assert_eq(fipc_cond_notify(c, 5), 0);
+    cr_assert_eq(fipc_cond_notify_all(c), 0);
+    cr_assert_eq(fipc_lock_acquire(l, 0), 0);
+    cr_assert_eq(fipc_cond_notify(c, 1), 0);
+    cr_assert_eq(fipc_cond_notify_all(c), 0);
+
+    /* A notify reaches only threads waiting at that moment: a later wait
+     * finds no token left behind. */
+    cr_assert_eq(fipc_cond_wait(c, l, 0), -EAGAIN);
+    cr_assert_eq(fipc_cond_wait(c, l, FIPC_MSEC(20)), -ETIMEDOUT);
+    cr_assert_eq(fipc_cond_n_waiting(c), 0);
+    cr_assert_eq(fipc_lock_release(l), 0);
+}
