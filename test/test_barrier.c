@@ -1,0 +1,335 @@
+/*
+ * test_barrier.c - fipc_barrier: Python's Barrier across processes.
+ *
+ * Children report through their exit status; every wait inside a child has
+ * a bound, so a barrier that never opens fails a check instead of hanging.
+ */
+#include "common.h"
+
+#define LIMIT_NS FIPC_SEC(10)
+
+/* Wait (bounded) until fipc_barrier_n_waiting(b) == want. */
+static bool wait_n_waiting(const fipc_barrier *b, int want)
+{
+    int64_t end = test_now_ns() + LIMIT_NS;
+    while (fipc_barrier_n_waiting(b) != want) {
+        if (test_now_ns() > end) return false;
+        sched_yield();
+    }
+    return true;
+}
+
+/* Whether the indices idx[0..n-1] are a permutation of 0..n-1. */
+static bool is_permutation(const int32_t *idx, int n)
+{
+    uint64_t seen = 0;
+    for (int i = 0; i < n; i++) {
+        if (idx[i] < 0 || idx[i] >= n || (seen & (1ull << idx[i]))) return false;
+        seen |= 1ull << idx[i];
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- */
+/* Many rounds                                                       */
+/* ---------------------------------------------------------------- */
+
+#define RR_PARTIES 4
+#define RR_ROUNDS  1000
+
+struct rounds {
+    fipc_barrier *b;
+    int32_t idx[RR_ROUNDS][RR_PARTIES]; /* idx[round][party] */
+};
+
+static int rounds_party(int me, void *arg)
+{
+    struct rounds *s = arg;
+    for (int r = 0; r < RR_ROUNDS; r++) {
+        int got = fipc_barrier_wait(s->b, FIPC_SEC(30));
+        CHILD_CHECK(got >= 0, 1);
+        CHILD_CHECK(got < RR_PARTIES, 2);
+        s->idx[r][me] = got;
+    }
+    return CHILD_OK;
+}
+
+Test(barrier, every_round_hands_out_each_index_once, .timeout = 30)
+{
+    struct rounds *s = test_shared(sizeof *s);
+    s->b = fipc_barrier_new(NULL, RR_PARTIES);
+    cr_assert_not_null(s->b);
+    for (int r = 0; r < RR_ROUNDS; r++)
+        for (int p = 0; p < RR_PARTIES; p++)
+            s->idx[r][p] = -1;
+
+    test_run_children(RR_PARTIES, rounds_party, s);
+
+    for (int r = 0; r < RR_ROUNDS; r++)
+        cr_assert(is_permutation(s->idx[r], RR_PARTIES), "round %d: indices %d %d %d %d", r,
+                  s->idx[r][0], s->idx[r][1], s->idx[r][2], s->idx[r][3]);
+    cr_assert_not(fipc_barrier_broken(s->b));
+    cr_assert_eq(fipc_barrier_n_waiting(s->b), 0);
+    cr_assert_eq(fipc_barrier_parties(s->b), RR_PARTIES);
+}
+
+Test(barrier, single_party_barrier_never_blocks, .timeout = 30)
+{
+    fipc_barrier b;
+    cr_assert_eq(fipc_barrier_init(&b, 1), 0);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(fipc_barrier_wait(&b, 0), 0);
+    cr_assert_not(fipc_barrier_broken(&b));
+    cr_assert_eq(fipc_barrier_n_waiting(&b), 0);
+}
+
+/* ---------------------------------------------------------------- */
+/* Breaking: timeout, abort, reset                                   */
+/* ---------------------------------------------------------------- */
+
+struct brk {
+    fipc_barrier b;
+    int32_t idx[4];
+};
+
+/* Wait without limit (the barrier must let it go) and expect -ECANCELED. */
+static int expect_canceled(int i, void *arg)
+{
+    struct brk *s = arg;
+    int r = fipc_barrier_wait(&s->b, FIPC_FOREVER);
+    CHILD_CHECK(r == -ECANCELED, 1);
+    CHILD_CHECK(fipc_barrier_broken(&s->b), 2);
+    /* Broken stays broken: a later wait fails at once. */
+    CHILD_CHECK(fipc_barrier_wait(&s->b, FIPC_FOREVER) == -ECANCELED, 3);
+    return CHILD_OK;
+}
+
+/* One party of a full round: record the index. */
+static int one_round(int i, void *arg)
+{
+    struct brk *s = arg;
+    int r = fipc_barrier_wait(&s->b, FIPC_SEC(30));
+    CHILD_CHECK(r >= 0, 1);
+    s->idx[i] = r;
+    return CHILD_OK;
+}
+
+Test(barrier, timeout_breaks_barrier_for_every_waiter_until_reset, .timeout = 30)
+{
+    struct brk *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
+
+    /* Party one waits without limit. */
+    pid_t other = test_fork(expect_canceled, 0, s);
+    cr_assert(wait_n_waiting(&s->b, 1), "n_waiting is %d", fipc_barrier_n_waiting(&s->b));
+    cr_assert(test_wait_sleeping(other, LIMIT_NS));
+
+    /* Party two runs out of time; the third never comes. */
+    int64_t t0 = test_now_ns();
+    int r = fipc_barrier_wait(&s->b, FIPC_MSEC(50));
+    int64_t elapsed = test_now_ns() - t0;
+    cr_assert_eq(r, -ECANCELED, "timed-out wait returned %d", r);
+    cr_assert_geq(elapsed, FIPC_MSEC(50), "returned after %lld ns", (long long)elapsed);
+    cr_assert(fipc_barrier_broken(&s->b));
+    test_expect_ok(other);
+
+    /* Later callers fail at once, whatever their timeout. */
+    cr_assert_eq(fipc_barrier_wait(&s->b, FIPC_FOREVER), -ECANCELED);
+    cr_assert_eq(fipc_barrier_wait(&s->b, 0), -ECANCELED);
+    cr_assert_eq(fipc_barrier_wait(&s->b, FIPC_SEC(5)), -ECANCELED);
+    cr_assert(fipc_barrier_broken(&s->b));
+
+    /* Reset repairs it: a full round works again. */
+    cr_assert_eq(fipc_barrier_reset(&s->b), 0);
+    cr_assert_not(fipc_barrier_broken(&s->b));
+    cr_assert_eq(fipc_barrier_n_waiting(&s->b), 0);
+    cr_assert_eq(fipc_barrier_parties(&s->b), 3);
+    for (int i = 0; i < 4; i++)
+        s->idx[i] = -1;
+    pid_t a = test_fork(one_round, 0, s);
+    pid_t b = test_fork(one_round, 1, s);
+    r = fipc_barrier_wait(&s->b, FIPC_SEC(30));
+    cr_assert_geq(r, 0, "wait after reset returned %d", r);
+    s->idx[2] = r;
+    test_expect_ok(a);
+    test_expect_ok(b);
+    cr_assert(is_permutation(s->idx, 3), "indices %d %d %d", s->idx[0], s->idx[1], s->idx[2]);
+    cr_assert_not(fipc_barrier_broken(&s->b));
+}
+
+/* Whether pid is stopped (state T in /proc/PID/stat). */
+static bool pid_stopped(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] == 'T';
+}
+
+/* A released round belongs to its waiters: a later caller whose time runs
+ * out while they are still on their way out (preempted, say) must not turn
+ * their success into -ECANCELED.  The other party of that round already
+ * returned its index, so both must agree that the round completed. */
+Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round, .timeout = 30)
+{
+    struct brk *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
+    for (int i = 0; i < 4; i++)
+        s->idx[i] = -1;
+
+    pid_t slow = test_fork(one_round, 0, s);
+    cr_assert(wait_n_waiting(&s->b, 1));
+    cr_assert(test_wait_sleeping(slow, LIMIT_NS));
+    /* Stand in for a waiter that the scheduler leaves off the CPU. */
+    cr_assert_eq(kill(slow, SIGSTOP), 0);
+    int64_t end = test_now_ns() + LIMIT_NS;
+    while (!pid_stopped(slow)) {
+        cr_assert_lt(test_now_ns(), end, "SIGSTOP never took effect");
+        sched_yield();
+    }
+
+    int r = fipc_barrier_wait(&s->b, FIPC_SEC(30));
+    cr_assert_eq(r, 1, "the releasing arrival got %d", r);
+    /* The next round cannot start before the stopped waiter leaves; this
+     * caller runs out of time first. */
+    r = fipc_barrier_wait(&s->b, FIPC_MSEC(50));
+    cr_assert_eq(r, -ECANCELED, "the late caller got %d", r);
+
+    cr_assert_eq(kill(slow, SIGCONT), 0);
+    int status;
+    cr_assert_eq(waitpid(slow, &status, 0), slow);
+    cr_assert(WIFEXITED(status));
+    cr_assert_eq(WEXITSTATUS(status), 0,
+                 "the released waiter lost its round (check %d): its partner got index 1",
+                 WEXITSTATUS(status));
+    cr_assert_eq(s->idx[0], 0);
+}
+
+Test(barrier, zero_timeout_with_parties_missing_breaks_at_once, .timeout = 30)
+{
+    fipc_barrier b;
+    cr_assert_eq(fipc_barrier_init(&b, 2), 0);
+    cr_assert_eq(fipc_barrier_wait(&b, 0), -ECANCELED);
+    cr_assert(fipc_barrier_broken(&b));
+    cr_assert_eq(fipc_barrier_wait(&b, 0), -ECANCELED);
+    cr_assert_eq(fipc_barrier_reset(&b), 0);
+    cr_assert_not(fipc_barrier_broken(&b));
+}
+
+Test(barrier, abort_cancels_current_and_later_waiters, .timeout = 30)
+{
+    struct brk *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
+
+    pid_t w[2];
+    for (int i = 0; i < 2; i++)
+        w[i] = test_fork(expect_canceled, i, s);
+    cr_assert(wait_n_waiting(&s->b, 2), "n_waiting is %d", fipc_barrier_n_waiting(&s->b));
+    for (int i = 0; i < 2; i++)
+        cr_assert(test_wait_sleeping(w[i], LIMIT_NS));
+    cr_assert_not(fipc_barrier_broken(&s->b));
+
+    cr_assert_eq(fipc_barrier_abort(&s->b), 0);
+    cr_assert(fipc_barrier_broken(&s->b));
+    for (int i = 0; i < 2; i++)
+        test_expect_ok(w[i]);
+    cr_assert_eq(fipc_barrier_wait(&s->b, FIPC_FOREVER), -ECANCELED);
+
+    cr_assert_eq(fipc_barrier_reset(&s->b), 0);
+    cr_assert_not(fipc_barrier_broken(&s->b));
+}
+
+/* Wait without limit; -ECANCELED is the only acceptable answer (from reset). */
+static int expect_canceled_by_reset(int i, void *arg)
+{
+    struct brk *s = arg;
+    CHILD_CHECK(fipc_barrier_wait(&s->b, FIPC_FOREVER) == -ECANCELED, 1);
+    return CHILD_OK;
+}
+
+Test(barrier, reset_cancels_current_waiters_and_leaves_barrier_usable, .timeout = 30)
+{
+    struct brk *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
+
+    pid_t w = test_fork(expect_canceled_by_reset, 0, s);
+    cr_assert(wait_n_waiting(&s->b, 1));
+    cr_assert(test_wait_sleeping(w, LIMIT_NS));
+    cr_assert_eq(fipc_barrier_reset(&s->b), 0);
+    test_expect_ok(w);
+
+    /* After a reset the barrier is whole: a two-party round completes. */
+    cr_assert_not(fipc_barrier_broken(&s->b));
+    for (int i = 0; i < 4; i++)
+        s->idx[i] = -1;
+    pid_t a = test_fork(one_round, 0, s);
+    int r = fipc_barrier_wait(&s->b, FIPC_SEC(30));
+    cr_assert_geq(r, 0, "wait after reset returned %d", r);
+    s->idx[1] = r;
+    test_expect_ok(a);
+    cr_assert(is_permutation(s->idx, 2), "indices %d %d", s->idx[0], s->idx[1]);
+}
+
+/* ---------------------------------------------------------------- */
+/* Snapshots and bad input                                           */
+/* ---------------------------------------------------------------- */
+
+Test(barrier, n_waiting_and_parties_report_the_current_round, .timeout = 30)
+{
+    struct brk *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
+    cr_assert_eq(fipc_barrier_parties(&s->b), 3);
+    cr_assert_eq(fipc_barrier_n_waiting(&s->b), 0);
+    for (int i = 0; i < 4; i++)
+        s->idx[i] = -1;
+
+    pid_t a = test_fork(one_round, 0, s);
+    cr_assert(wait_n_waiting(&s->b, 1), "n_waiting is %d", fipc_barrier_n_waiting(&s->b));
+    pid_t b = test_fork(one_round, 1, s);
+    cr_assert(wait_n_waiting(&s->b, 2), "n_waiting is %d", fipc_barrier_n_waiting(&s->b));
+    cr_assert_eq(fipc_barrier_parties(&s->b), 3);
+
+    int r = fipc_barrier_wait(&s->b, FIPC_SEC(30));
+    cr_assert_geq(r, 0);
+    s->idx[2] = r;
+    test_expect_ok(a);
+    test_expect_ok(b);
+    cr_assert(is_permutation(s->idx, 3));
+    cr_assert_eq(fipc_barrier_n_waiting(&s->b), 0);
+    cr_assert_eq(fipc_barrier_parties(&s->b), 3);
+}
+
+Test(barrier, parties_out_of_range_give_einval, .timeout = 30)
+{
+    fipc_barrier b;
+    cr_assert_eq(fipc_barrier_init(&b, 0), -EINVAL);
+    cr_assert_eq(fipc_barrier_init(&b, 65536), -EINVAL);
+    cr_assert_eq(fipc_barrier_init(&b, UINT32_MAX), -EINVAL);
+    cr_assert_null(fipc_barrier_new(NULL, 0));
+    cr_assert_null(fipc_barrier_new(NULL, 65536));
+
+    cr_assert_eq(fipc_barrier_init(&b, 65535), 0);
+    cr_assert_eq(fipc_barrier_parties(&b), 65535);
+    fipc_barrier *nb = fipc_barrier_new(NULL, 7);
+    cr_assert_not_null(nb);
+    cr_assert_eq(fipc_barrier_parties(nb), 7);
+    cr_assert_eq(fipc_barrier_n_waiting(nb), 0);
+    cr_assert_not(fipc_barrier_broken(nb));
+}
+
+Test(barrier, null_barrier_gives_einval, .timeout = 30)
+{
+    cr_assert_eq(fipc_barrier_init(NULL, 2), -EINVAL);
+    cr_assert_eq(fipc_barrier_wait(NULL, 0), -EINVAL);
+    cr_assert_eq(fipc_barrier_wait(NULL, FIPC_FOREVER), -EINVAL);
+    cr_assert_eq(fipc_barrier_abort(NULL), -EINVAL);
+    cr_assert_eq(fipc_barrier_reset(NULL), -EINVAL);
+    cr_assert_eq(fipc_barrier_parties(NULL), -EINVAL);
+    cr_assert_eq(fipc_barrier_n_waiting(NULL), -EINVAL);
+    cr_assert_not(fipc_barrier_broken(NULL));
+}
