@@ -1,0 +1,941 @@
+/*
+ * bench.c - fipc-bench: runs every registered case (see bench.h) and prints
+ * one table of medians and ratios to each group's baseline.
+ *
+ * Flow per invocation: select the cases (--filter, plus the baselines those
+ * cases are compared with); per case, one calibration run picks the
+ * iteration count; then R rounds, each running every selected case of a
+ * group once, in order, so that drift of the machine spreads evenly over
+ * cases instead of favouring whichever ran first.  Every run (calibration
+ * included) happens in a fresh runner process; see bench.h for why.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* One run should last about this long: long enough that fork, page faults
+ * and timer resolution vanish in it, short enough for 5 rounds of ~15 cases
+ * to finish in a minute or two. */
+#define BENCH_TARGET_NS       (400 * 1000 * 1000LL)
+#define BENCH_TARGET_QUICK_NS (100 * 1000 * 1000LL)
+#define BENCH_MAX_ITERS       ((uint64_t)2000 * 1000 * 1000)
+#define BENCH_MAX_RUNS        101
+#define BENCH_ERR_MAX         240
+
+/* ---- Registry ---- */
+
+static const struct bench_case **registry;
+static size_t registry_len, registry_cap;
+
+void bench_register(const struct bench_case *cases, size_t n)
+{
+    if (registry_len + n > registry_cap) {
+        size_t cap = registry_cap ? registry_cap * 2 : 32;
+        while (cap < registry_len + n)
+            cap *= 2;
+        const struct bench_case **r = realloc(registry, cap * sizeof(*r));
+        if (!r) {
+            perror("fipc-bench: realloc");
+            exit(2);
+        }
+        registry = r;
+        registry_cap = cap;
+    }
+    for (size_t i = 0; i < n; i++)
+        registry[registry_len++] = &cases[i];
+}
+
+/* ---- Helpers for cases (run inside a runner) ---- */
+
+/*
+ * The first failure of a run, from the runner or any of its helpers: it
+ * lives in a MAP_SHARED page created by the runner, so a helper that fails
+ * can leave its reason there before it exits.  err_claimed makes the first
+ * writer win.
+ */
+struct shared_err {
+    int claimed;
+    char msg[BENCH_ERR_MAX];
+};
+static struct shared_err *run_err;
+/* The runner's end of the result pipe: helpers close it so that the
+ * harness sees EOF as soon as the runner itself dies. */
+static int runner_result_fd = -1;
+static pid_t runner_pid;
+/* Helpers forked by the current run, watched by the SIGCHLD handler. */
+#define BENCH_MAX_HELPERS 64
+static volatile pid_t helpers[BENCH_MAX_HELPERS];
+static volatile int nhelpers;
+/* The CPUs the harness was started on (read before any case pins). */
+static cpu_set_t start_cpus;
+
+int64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int bench_fail(const char *fmt, ...)
+{
+    /* Keep the first failure: later ones are usually its consequences. */
+    int zero = 0;
+    if (!run_err || !__atomic_compare_exchange_n(&run_err->claimed, &zero, 1, false,
+                                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return -1;
+    /* Say which process failed when it is a helper. */
+    size_t off = 0;
+    if (getpid() != runner_pid) {
+        static const char tag[] = "helper: ";
+        memcpy(run_err->msg, tag, sizeof tag - 1);
+        off = sizeof tag - 1;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(run_err->msg + off, sizeof run_err->msg - off, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void *bench_shared(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        fprintf(stderr, "fipc-bench: mmap %zu bytes: %s\n", size, strerror(errno));
+        _exit(3);
+    }
+    /* Fault the pages in now, not inside the timed loop. */
+    memset(p, 0, size);
+    return p;
+}
+
+void bench_shared_free(void *p, size_t size)
+{
+    if (p) munmap(p, size);
+}
+
+pid_t bench_fork(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (runner_result_fd >= 0) close(runner_result_fd);
+        signal(SIGCHLD, SIG_DFL);
+        nhelpers = 0;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* The runner may have died between fork and prctl. */
+        if (getppid() != runner_pid) _exit(99);
+    } else if (pid > 0 && nhelpers < BENCH_MAX_HELPERS) {
+        helpers[nhelpers] = pid;
+        nhelpers = nhelpers + 1;
+    } else if (pid < 0) {
+        bench_fail("fork: %s", strerror(errno));
+    }
+    return pid;
+}
+
+int bench_reap(pid_t pid, const char *what)
+{
+    int status;
+    pid_t r;
+    do
+        r = waitpid(pid, &status, 0);
+    while (r < 0 && errno == EINTR);
+    if (r != pid) return bench_fail("%s: waitpid: %s", what, strerror(errno));
+    if (WIFSIGNALED(status)) return bench_fail("%s: killed by signal %d", what, WTERMSIG(status));
+    if (WEXITSTATUS(status) != 0)
+        return bench_fail("%s: exited with status %d", what, WEXITSTATUS(status));
+    return 0;
+}
+
+int bench_pin_cpu(int index)
+{
+    int seen = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &start_cpus) || seen++ != index) continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (sched_setaffinity(0, sizeof one, &one) < 0)
+            return bench_fail("sched_setaffinity(cpu %d): %s", cpu, strerror(errno));
+        return 0;
+    }
+    return bench_fail("no CPU #%d: the harness may use %d CPU(s)", index, seen);
+}
+
+int bench_gate_init(struct bench_gate *g)
+{
+    if (pipe(g->ready) < 0) return bench_fail("pipe: %s", strerror(errno));
+    if (pipe(g->go) < 0) {
+        close(g->ready[0]);
+        close(g->ready[1]);
+        return bench_fail("pipe: %s", strerror(errno));
+    }
+    return 0;
+}
+
+static int write_byte(int fd, char c)
+{
+    for (;;) {
+        ssize_t n = write(fd, &c, 1);
+        if (n == 1) return 0;
+        if (n < 0 && errno != EINTR) return -1;
+    }
+}
+
+static int read_byte(int fd)
+{
+    for (;;) {
+        char c;
+        ssize_t n = read(fd, &c, 1);
+        if (n == 1) return 0;
+        if (n == 0 || errno != EINTR) return -1;
+    }
+}
+
+int bench_gate_pass(struct bench_gate *g)
+{
+    if (write_byte(g->ready[1], 'r') < 0 || read_byte(g->go[0]) < 0) return -1;
+    return 0;
+}
+
+int bench_gate_open(struct bench_gate *g, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (read_byte(g->ready[0]) < 0)
+            return bench_fail("gate: a helper died before it was ready");
+    for (int i = 0; i < n; i++)
+        if (write_byte(g->go[1], 'g') < 0) return bench_fail("gate: write: %s", strerror(errno));
+    return 0;
+}
+
+void bench_gate_close(struct bench_gate *g)
+{
+    close(g->ready[0]);
+    close(g->ready[1]);
+    close(g->go[0]);
+    close(g->go[1]);
+}
+
+/* ---- Runner ---- */
+
+/* What a runner sends back; smaller than PIPE_BUF, so one atomic write. */
+struct runner_msg {
+    int ok;
+    uint64_t iters;
+    int64_t ns;
+    uint64_t ops;
+    char err[BENCH_ERR_MAX];
+};
+
+/* Append the decimal digits of v to *p (async-signal-safe). */
+static void put_uint(char **p, char *end, unsigned v)
+{
+    char d[12];
+    int n = 0;
+    do
+        d[n++] = (char)('0' + v % 10);
+    while ((v /= 10) && n < 12);
+    while (n && *p < end)
+        *(*p)++ = d[--n];
+}
+
+static void put_str(char **p, char *end, const char *s)
+{
+    while (*s && *p < end)
+        *(*p)++ = *s++;
+}
+
+/*
+ * SIGCHLD in the runner: if a helper died or exited with an error, the
+ * runner is probably blocked waiting for it (a ping-pong partner that
+ * will never answer), so report the failure now and leave.  Helpers that
+ * exit with status 0 are left for bench_reap (WNOWAIT peeks only).
+ */
+static void on_sigchld(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    for (int i = 0; i < nhelpers; i++) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)helpers[i], &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+            si.si_pid != helpers[i])
+            continue;
+        if (si.si_code == CLD_EXITED && si.si_status == 0) continue;
+        struct runner_msg m;
+        memset(&m, 0, sizeof m);
+        int zero = 0;
+        if (run_err && !__atomic_compare_exchange_n(&run_err->claimed, &zero, 1, false,
+                                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            memcpy(m.err, run_err->msg, sizeof m.err);
+        } else {
+            char *p = m.err, *end = m.err + sizeof m.err - 1;
+            put_str(&p, end, "helper ");
+            put_uint(&p, end, (unsigned)helpers[i]);
+            put_str(&p, end,
+                    si.si_code == CLD_EXITED ? " exited with status " : " killed by signal ");
+            put_uint(&p, end, (unsigned)si.si_status);
+        }
+        m.err[sizeof m.err - 1] = '\0';
+        ssize_t n = write(runner_result_fd, &m, sizeof m);
+        (void)n;
+        _exit(5);
+    }
+    errno = saved;
+}
+
+static int run_once(const struct bench_case *c, bool quick, uint64_t iters, struct bench_run *r)
+{
+    memset(r, 0, sizeof *r);
+    r->iters = iters;
+    r->quick = quick;
+    r->arg = c->arg;
+    nhelpers = 0;
+    if (c->fn(r) != 0) {
+        bench_fail("case returned an error without a message");
+        return -1;
+    }
+    if (r->ops == 0) r->ops = iters;
+    if (r->ns <= 0) r->ns = 1;
+    return 0;
+}
+
+/* Grow iters until one run lasts at least half the target, then
+ * scale it to the target.  The first, short runs double as warm-up. */
+static int calibrate(const struct bench_case *c, bool quick, struct runner_msg *m)
+{
+    int64_t target = quick ? BENCH_TARGET_QUICK_NS : BENCH_TARGET_NS;
+    uint64_t iters = c->min_iters ? c->min_iters : 1000;
+    struct bench_run r;
+    for (;;) {
+        if (run_once(c, quick, iters, &r) < 0) return -1;
+        if (r.ns >= target / 2 || iters >= BENCH_MAX_ITERS) break;
+        /* Aim a little past the target so that the loop ends soon, even
+         * though the first runs (cold caches) overestimate the cost. */
+        double f = 1.5 * (double)target / (double)r.ns;
+        f = f < 1.5 ? 1.5 : f > 100 ? 100 : f;
+        iters = (uint64_t)((double)iters * f);
+    }
+    double want = (double)iters * (double)target / (double)r.ns;
+    m->iters = want < 1 ? 1 : want > (double)BENCH_MAX_ITERS ? BENCH_MAX_ITERS : (uint64_t)want;
+    m->ns = r.ns;
+    m->ops = r.ops;
+    return 0;
+}
+
+static int measure(const struct bench_case *c, bool quick, uint64_t iters, struct runner_msg *m)
+{
+    struct bench_run r;
+    /* A short warm-up in this fresh process: page tables, caches, lazy
+     * binding, the library's per-thread state. */
+    if (run_once(c, quick, iters / 20 ? iters / 20 : 1, &r) < 0) return -1;
+    if (run_once(c, quick, iters, &r) < 0) return -1;
+    m->iters = iters;
+    m->ns = r.ns;
+    m->ops = r.ops;
+    return 0;
+}
+
+static __attribute__((noreturn)) void runner_main(const struct bench_case *c, bool quick,
+                                                  uint64_t iters, int fd)
+{
+    runner_pid = getpid();
+    runner_result_fd = fd;
+    run_err =
+        mmap(NULL, sizeof *run_err, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (run_err == MAP_FAILED) _exit(6);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+
+    struct runner_msg m;
+    memset(&m, 0, sizeof m);
+    int rc = iters == 0 ? calibrate(c, quick, &m) : measure(c, quick, iters, &m);
+    /* Block SIGCHLD so the handler cannot write a second message. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    m.ok = rc == 0;
+    if (!m.ok) memcpy(m.err, run_err->msg, sizeof m.err);
+    ssize_t n = write(fd, &m, sizeof m);
+    _exit(n == (ssize_t)sizeof m ? 0 : 4);
+}
+
+/* Run c once in a fresh process; iters == 0 asks for calibration.
+ * Returns 0 with *m filled, or -1 with m->err saying what went wrong. */
+static int run_in_runner(const struct bench_case *c, bool quick, uint64_t iters, int timeout_s,
+                         struct runner_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    int p[2];
+    if (pipe(p) < 0) {
+        snprintf(m->err, sizeof m->err, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(m->err, sizeof m->err, "fork: %s", strerror(errno));
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(p[0]);
+        /* Own process group, so the harness can kill the runner together
+         * with every helper it forked. */
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(98);
+        runner_main(c, quick, iters, p[1]);
+    }
+    /* Also here: the group must exist before any kill(-pid) below. */
+    setpgid(pid, pid);
+    close(p[1]);
+
+    size_t got = 0;
+    bool timed_out = false;
+    int64_t deadline = bench_now_ns() + (int64_t)timeout_s * 1000000000;
+    while (got < sizeof *m) {
+        int64_t left_ms = (deadline - bench_now_ns()) / 1000000;
+        if (left_ms <= 0) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+        int pr = poll(&pfd, 1, left_ms > 60000 ? 60000 : (int)left_ms);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) continue;
+        ssize_t n = read(p[0], (char *)m + got, sizeof *m - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close(p[0]);
+    /* The runner is at worst a zombie until waitpid below, so its pid (the
+     * group id) cannot have been reused: this kills only our processes. */
+    int status = 0;
+    if (got < sizeof *m && !timed_out) {
+        /* EOF: the runner died.  Collect its own status before the kill
+         * below could be mistaken for the cause. */
+        waitpid(pid, &status, 0);
+        kill(-pid, SIGKILL);
+    } else {
+        kill(-pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+
+    if (timed_out) {
+        snprintf(m->err, sizeof m->err, "timed out after %d s (hung?)", timeout_s);
+        return -1;
+    }
+    if (got < sizeof *m) {
+        if (WIFSIGNALED(status))
+            snprintf(m->err, sizeof m->err, "runner killed by signal %d (%s)", WTERMSIG(status),
+                     strsignal(WTERMSIG(status)));
+        else
+            snprintf(m->err, sizeof m->err, "runner exited with status %d, no result",
+                     WEXITSTATUS(status));
+        return -1;
+    }
+    if (!m->ok) {
+        m->err[sizeof m->err - 1] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- Report ---- */
+
+struct slot {
+    const struct bench_case *c;
+    const struct bench_case *base; /* NULL if the baseline is missing */
+    uint64_t iters;
+    double vals[BENCH_MAX_RUNS];
+    int nvals;
+    bool failed;
+    char err[BENCH_ERR_MAX];
+    double median, min, max, ratio; /* ratio NAN when unknown */
+    const char *status;             /* PASS, MISS, ERROR, "-" */
+};
+
+struct options {
+    int runs;
+    bool quick;
+    const char *csv;
+    const char *filter;
+    int timeout_s;
+    bool list;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fipc-bench [--quick] [--runs N] [--filter SUBSTR] [--csv PATH]\n"
+            "                  [--timeout SEC] [--list]\n"
+            "  --quick         3 runs of ~0.1 s per case (default: 5 runs of ~0.4 s)\n"
+            "  --runs N        runs per case (median of N; 1..%d)\n"
+            "  --filter SUBSTR only cases whose \"group/name\" contains SUBSTR\n"
+            "                  (their baselines run too, for the ratio)\n"
+            "  --csv PATH      where to write the rows (default bench-results.csv;\n"
+            "                  \"-\" for none)\n"
+            "  --timeout SEC   give up on one run after SEC seconds (default 120)\n"
+            "  --list          list the cases and exit\n",
+            BENCH_MAX_RUNS);
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    o->runs = 0;
+    o->quick = false;
+    o->csv = "bench-results.csv";
+    o->filter = NULL;
+    o->timeout_s = 120;
+    o->list = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--quick")) {
+            o->quick = true;
+        } else if (!strcmp(a, "--list")) {
+            o->list = true;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (v && !strcmp(a, "--runs")) {
+            o->runs = atoi(v);
+            if (o->runs < 1 || o->runs > BENCH_MAX_RUNS) {
+                fprintf(stderr, "fipc-bench: --runs must be 1..%d\n", BENCH_MAX_RUNS);
+                return -1;
+            }
+            i++;
+        } else if (v && !strcmp(a, "--filter")) {
+            o->filter = v;
+            i++;
+        } else if (v && !strcmp(a, "--csv")) {
+            o->csv = v;
+            i++;
+        } else if (v && !strcmp(a, "--timeout")) {
+            o->timeout_s = atoi(v);
+            if (o->timeout_s < 1) {
+                fprintf(stderr, "fipc-bench: --timeout must be >= 1\n");
+                return -1;
+            }
+            i++;
+        } else {
+            fprintf(stderr, "fipc-bench: unknown or incomplete option '%s'\n", a);
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (o->runs == 0) o->runs = o->quick ? 3 : 5;
+    return 0;
+}
+
+static const struct bench_case *find_case(const char *group, const char *name)
+{
+    for (size_t i = 0; i < registry_len; i++)
+        if (!strcmp(registry[i]->group, group) && !strcmp(registry[i]->name, name))
+            return registry[i];
+    return NULL;
+}
+
+static const struct bench_case *baseline_of(const struct bench_case *c)
+{
+    return c->baseline ? find_case(c->group, c->baseline) : c;
+}
+
+static bool matches(const struct bench_case *c, const char *filter)
+{
+    if (!filter) return true;
+    char full[256];
+    snprintf(full, sizeof full, "%s/%s", c->group, c->name);
+    return strstr(full, filter) != NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void summarise(struct slot *s)
+{
+    if (s->nvals == 0) {
+        s->median = s->min = s->max = NAN;
+        return;
+    }
+    double v[BENCH_MAX_RUNS];
+    memcpy(v, s->vals, (size_t)s->nvals * sizeof v[0]);
+    qsort(v, (size_t)s->nvals, sizeof v[0], cmp_double);
+    int n = s->nvals;
+    s->median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    s->min = v[0];
+    s->max = v[n - 1];
+}
+
+static struct slot *slot_of(struct slot *slots, size_t n, const struct bench_case *c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (slots[i].c == c) return &slots[i];
+    return NULL;
+}
+
+static const char *unit_label(const struct bench_case *c, char *buf, size_t len)
+{
+    if (c->unit == BENCH_TIME)
+        snprintf(buf, len, "ns/%s", c->op ? c->op : "op");
+    else
+        snprintf(buf, len, "M%s/s", c->op ? c->op : "op");
+    return buf;
+}
+
+/* Table figures: nanoseconds as they are, rates in millions. */
+static void fmt_value(const struct bench_case *c, double v, char *buf, size_t len)
+{
+    if (isnan(v))
+        snprintf(buf, len, "-");
+    else if (c->unit == BENCH_RATE)
+        snprintf(buf, len, "%.3f", v / 1e6);
+    else if (v < 100)
+        snprintf(buf, len, "%.2f", v);
+    else
+        snprintf(buf, len, "%.1f", v);
+}
+
+static void fmt_goal(const struct bench_case *c, char *buf, size_t len)
+{
+    if (c->goal <= 0)
+        snprintf(buf, len, "-");
+    else if (c->unit == BENCH_TIME)
+        snprintf(buf, len, "time<=%.2fx", c->goal);
+    else
+        snprintf(buf, len, "rate>=%.2fx", c->goal);
+}
+
+enum {
+    COL_GROUP,
+    COL_CASE,
+    COL_BASE,
+    COL_UNIT,
+    COL_MED,
+    COL_MIN,
+    COL_MAX,
+    COL_RATIO,
+    COL_GOAL,
+    COL_STATUS,
+    NCOLS
+};
+
+static const char *const col_names[NCOLS] = {"group", "case", "baseline", "unit", "median",
+                                             "min",   "max",  "ratio",    "goal", "status"};
+/* Text columns are left-aligned, numbers right-aligned. */
+static const bool col_left[NCOLS] = {true,  true,  true,  true, false,
+                                     false, false, false, true, true};
+
+static void row_cells(const struct slot *s, char cells[NCOLS][48])
+{
+    const struct bench_case *c = s->c;
+    snprintf(cells[COL_GROUP], 48, "%s", c->group);
+    snprintf(cells[COL_CASE], 48, "%s", c->name);
+    snprintf(cells[COL_BASE], 48, "%s", c->baseline ? c->baseline : "(self)");
+    unit_label(c, cells[COL_UNIT], 48);
+    fmt_value(c, s->median, cells[COL_MED], 48);
+    fmt_value(c, s->min, cells[COL_MIN], 48);
+    fmt_value(c, s->max, cells[COL_MAX], 48);
+    if (isnan(s->ratio))
+        snprintf(cells[COL_RATIO], 48, "-");
+    else
+        snprintf(cells[COL_RATIO], 48, "%.2f", s->ratio);
+    fmt_goal(c, cells[COL_GOAL], 48);
+    snprintf(cells[COL_STATUS], 48, "%s", s->status);
+}
+
+static void print_table(const struct slot *slots, size_t n, const struct options *o)
+{
+    int width[NCOLS];
+    for (int j = 0; j < NCOLS; j++)
+        width[j] = (int)strlen(col_names[j]);
+    char(*all)[NCOLS][48] = calloc(n ? n : 1, sizeof *all);
+    if (!all) {
+        perror("fipc-bench: calloc");
+        exit(2);
+    }
+    for (size_t i = 0; i < n; i++) {
+        row_cells(&slots[i], all[i]);
+        for (int j = 0; j < NCOLS; j++) {
+            int w = (int)strlen(all[i][j]);
+            if (w > width[j]) width[j] = w;
+        }
+    }
+    printf("fipc-bench: median of %d run%s per case (each ~%.1f s, in a fresh process)\n", o->runs,
+           o->runs == 1 ? "" : "s",
+           (double)(o->quick ? BENCH_TARGET_QUICK_NS : BENCH_TARGET_NS) / 1e9);
+    printf("ratio > 1 means faster than the group's baseline, measured in the same run:\n"
+           "  ns/... (lower is better):  ratio = baseline_time / case_time\n"
+           "  M.../s (higher is better): ratio = case_rate / baseline_rate\n\n");
+    for (int j = 0; j < NCOLS; j++)
+        printf("%s%-*s", j ? "  " : "", width[j], col_names[j]);
+    printf("\n");
+    const char *prev_group = NULL;
+    for (size_t i = 0; i < n; i++) {
+        /* A rule between groups: ratios compare only within one. */
+        if (prev_group && strcmp(prev_group, slots[i].c->group)) {
+            int total = 0;
+            for (int j = 0; j < NCOLS; j++)
+                total += width[j] + (j ? 2 : 0);
+            for (int k = 0; k < total; k++)
+                putchar('-');
+            putchar('\n');
+        }
+        prev_group = slots[i].c->group;
+        for (int j = 0; j < NCOLS; j++) {
+            if (col_left[j])
+                printf("%s%-*s", j ? "  " : "", j == NCOLS - 1 ? 0 : width[j], all[i][j]);
+            else
+                printf("%s%*s", j ? "  " : "", width[j], all[i][j]);
+        }
+        printf("\n");
+    }
+    free(all);
+}
+
+static void csv_field(FILE *f, const char *s, bool last)
+{
+    bool quote = strpbrk(s, ",\"\n") != NULL;
+    if (quote) {
+        fputc('"', f);
+        for (; *s; s++) {
+            if (*s == '"') fputc('"', f);
+            fputc(*s, f);
+        }
+        fputc('"', f);
+    } else {
+        fputs(s, f);
+    }
+    fputc(last ? '\n' : ',', f);
+}
+
+static void csv_num(FILE *f, double v, const char *fmt)
+{
+    if (isnan(v))
+        fputs(",", f);
+    else {
+        fprintf(f, fmt, v);
+        fputc(',', f);
+    }
+}
+
+/* The CSV carries the same rows as the table, with unscaled figures
+ * (ns per op, or ops per second) so that scripts need no unit parsing. */
+static int write_csv(const char *path, const struct slot *slots, size_t n)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "fipc-bench: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "group,case,baseline,unit,runs,iters,median,min,max,ratio,goal,status,error\n");
+    for (size_t i = 0; i < n; i++) {
+        const struct slot *s = &slots[i];
+        const struct bench_case *c = s->c;
+        char unit[48], goal[48], buf[32];
+        snprintf(unit, sizeof unit, "%s/%s", c->unit == BENCH_TIME ? "ns" : "ops",
+                 c->unit == BENCH_TIME ? (c->op ? c->op : "op") : "s");
+        fmt_goal(c, goal, sizeof goal);
+        csv_field(f, c->group, false);
+        csv_field(f, c->name, false);
+        csv_field(f, c->baseline ? c->baseline : c->name, false);
+        csv_field(f, unit, false);
+        snprintf(buf, sizeof buf, "%d", s->nvals);
+        csv_field(f, buf, false);
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)s->iters);
+        csv_field(f, buf, false);
+        csv_num(f, s->median, "%.4f");
+        csv_num(f, s->min, "%.4f");
+        csv_num(f, s->max, "%.4f");
+        csv_num(f, s->ratio, "%.4f");
+        csv_field(f, c->goal > 0 ? goal : "", false);
+        csv_field(f, s->status, false);
+        csv_field(f, s->err, true);
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "fipc-bench: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    if (parse_args(argc, argv, &o) < 0) return 2;
+    if (sched_getaffinity(0, sizeof start_cpus, &start_cpus) < 0) {
+        CPU_ZERO(&start_cpus);
+        CPU_SET(0, &start_cpus);
+    }
+
+    /* Select: the matching cases, plus the baselines they are compared
+     * with, in registration order. */
+    bool *take = calloc(registry_len ? registry_len : 1, sizeof *take);
+    struct slot *slots = calloc(registry_len ? registry_len : 1, sizeof *slots);
+    if (!take || !slots) {
+        perror("fipc-bench: calloc");
+        return 2;
+    }
+    for (size_t i = 0; i < registry_len; i++) {
+        if (!matches(registry[i], o.filter)) continue;
+        take[i] = true;
+        const struct bench_case *b = baseline_of(registry[i]);
+        for (size_t k = 0; b && k < registry_len; k++)
+            if (registry[k] == b) take[k] = true;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < registry_len; i++) {
+        if (!take[i]) continue;
+        if (o.list) {
+            printf("%s/%s%s%s\n", registry[i]->group, registry[i]->name,
+                   registry[i]->baseline ? "  vs " : "  (baseline)",
+                   registry[i]->baseline ? registry[i]->baseline : "");
+            continue;
+        }
+        slots[n].c = registry[i];
+        slots[n].base = baseline_of(registry[i]);
+        slots[n].status = "-";
+        if (!slots[n].base)
+            fprintf(stderr, "fipc-bench: %s/%s: baseline '%s' is not registered\n",
+                    registry[i]->group, registry[i]->name, registry[i]->baseline);
+        n++;
+    }
+    free(take);
+    if (o.list) return 0;
+    if (n == 0) {
+        fprintf(stderr, "fipc-bench: no case matches '%s'\n", o.filter ? o.filter : "");
+        return 2;
+    }
+
+    /* Slots of one group are contiguous, because tables register them so;
+     * walk group by group anyway in case a group spans several tables. */
+    bool *done = calloc(n, sizeof *done);
+    if (!done) {
+        perror("fipc-bench: calloc");
+        return 2;
+    }
+    for (size_t g = 0; g < n; g++) {
+        if (done[g]) continue;
+        const char *group = slots[g].c->group;
+        struct slot *members[256];
+        int nm = 0;
+        for (size_t i = g; i < n && nm < 256; i++)
+            if (!strcmp(slots[i].c->group, group)) {
+                members[nm++] = &slots[i];
+                done[i] = true;
+            }
+        for (int k = 0; k < nm; k++) {
+            struct slot *s = members[k];
+            struct runner_msg m;
+            fprintf(stderr, "calibrating %s/%s ...", group, s->c->name);
+            if (run_in_runner(s->c, o.quick, 0, o.timeout_s, &m) < 0) {
+                s->failed = true;
+                snprintf(s->err, sizeof s->err, "%s", m.err);
+                fprintf(stderr, " ERROR: %s\n", m.err);
+                continue;
+            }
+            s->iters = m.iters;
+            fprintf(stderr, " %llu iterations\n", (unsigned long long)m.iters);
+        }
+        for (int r = 0; r < o.runs; r++) {
+            fprintf(stderr, "%s: round %d/%d\n", group, r + 1, o.runs);
+            for (int k = 0; k < nm; k++) {
+                struct slot *s = members[k];
+                if (s->failed) continue;
+                struct runner_msg m;
+                if (run_in_runner(s->c, o.quick, s->iters, o.timeout_s, &m) < 0) {
+                    s->failed = true;
+                    snprintf(s->err, sizeof s->err, "%s", m.err);
+                    fprintf(stderr, "  %s/%s: ERROR: %s\n", group, s->c->name, m.err);
+                    continue;
+                }
+                double v = s->c->unit == BENCH_TIME ? (double)m.ns / (double)m.ops
+                                                    : (double)m.ops * 1e9 / (double)m.ns;
+                s->vals[s->nvals++] = v;
+            }
+        }
+    }
+    free(done);
+
+    int goals = 0, met = 0, errors = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct slot *s = &slots[i];
+        summarise(s);
+        s->ratio = NAN;
+        if (s->failed) {
+            /* A failed run discards the others: a case that is wrong
+             * once has no trustworthy figure. */
+            s->median = s->min = s->max = NAN;
+            s->status = "ERROR";
+            errors++;
+        }
+        struct slot *b = s->base ? slot_of(slots, n, s->base) : NULL;
+        if (!s->failed && b && !b->failed && b->nvals > 0) {
+            double bm = b == s ? s->median : NAN;
+            if (b != s) {
+                summarise(b);
+                bm = b->median;
+            }
+            s->ratio = s->c->unit == BENCH_TIME ? bm / s->median : s->median / bm;
+        }
+        if (s->c->goal > 0) {
+            goals++;
+            if (s->failed) continue;
+            if (isnan(s->ratio)) {
+                s->status = "n/a";
+            } else {
+                /* time <= goal * base  <=>  base/time >= 1/goal */
+                bool ok = s->c->unit == BENCH_TIME ? s->ratio >= 1.0 / s->c->goal
+                                                   : s->ratio >= s->c->goal;
+                s->status = ok ? "PASS" : "MISS";
+                met += ok;
+            }
+        }
+    }
+
+    print_table(slots, n, &o);
+    for (size_t i = 0; i < n; i++)
+        if (slots[i].failed)
+            printf("ERROR %s/%s: %s\n", slots[i].c->group, slots[i].c->name, slots[i].err);
+    printf("\ngoals met: %d of %d", met, goals);
+    const char *sep = " (missed: ";
+    for (size_t i = 0; i < n; i++)
+        if (slots[i].c->goal > 0 && strcmp(slots[i].status, "PASS")) {
+            printf("%s%s/%s", sep, slots[i].c->group, slots[i].c->name);
+            sep = ", ";
+        }
+    printf("%s; %d case%s failed\n", strcmp(sep, ", ") ? "" : ")", errors, errors == 1 ? "" : "s");
+
+    if (strcmp(o.csv, "-") && write_csv(o.csv, slots, n) == 0)
+        printf("rows written to %s\n", o.csv);
+    free(slots);
+    /* A missed goal is information; a failed case (wrong result, crash,
+     * hang) is a defect, and says so in the exit status. */
+    return errors ? 1 : 0;
+}
