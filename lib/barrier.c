@@ -3,8 +3,10 @@
  *
  * One 64-bit word; its high half is the futex word everyone sleeps on:
  *
- *   bits     name    meaning
- *   0..31    count   parties inside the barrier (arrived, not yet left)
+ *   bits     name           meaning
+ *   0..30    count          parties inside the barrier (arrived, not left)
+ *   31       BREAK_PENDING  a caller's time ran out while it waited for the
+ *                           last round to drain: break once it has
  *   32..33   phase   FILLING, DRAINING, RESETTING or BROKEN
  *   34..63   epoch   advanced by every phase change, so the futex word
  *                    changes whenever anything happens
@@ -21,7 +23,11 @@
  *
  * As in Python, a new round cannot start until every waiter of the last one
  * has left (new arrivals wait while DRAINING/RESETTING), so each waiter's
- * fate is the phase it sees when it wakes, never a later round's.
+ * fate is the phase it sees when it wakes, never a later round's.  For the
+ * same reason an arrival whose time runs out while the last round drains
+ * does not break that round, which its waiters have already won: it sets
+ * BREAK_PENDING, and the last waiter out of the old round breaks the
+ * barrier instead of opening a new round.
  * All CASes are acq_rel: a phase change publishes what parties wrote before
  * arriving to every party that observes it.
  */
@@ -32,6 +38,7 @@
 #include "internal.h"
 
 enum { FILLING = 0, DRAINING = 1, RESETTING = 2, BROKEN = 3 };
+#define BREAK_PENDING 0x80000000u
 #define PARTIES_MAX 65535u
 
 struct barrier_impl {
@@ -49,7 +56,12 @@ static inline struct barrier_impl *impl(const fipc_barrier *b)
 
 static inline uint32_t count_of(uint64_t st)
 {
-    return (uint32_t)st;
+    return (uint32_t)st & ~BREAK_PENDING;
+}
+
+static inline bool break_pending(uint64_t st)
+{
+    return (uint32_t)st & BREAK_PENDING;
 }
 
 static inline unsigned phase_of(uint64_t st)
@@ -108,6 +120,25 @@ static void change_phase(struct barrier_impl *m, unsigned phase, unsigned keep_m
     wake_all(m);
 }
 
+/* Our time ran out while the last round drains: break the barrier as soon
+ * as that round is over (at once if it already is). */
+static void defer_break(struct barrier_impl *m)
+{
+    uint64_t st = load_relaxed(&m->state);
+    for (;;) {
+        unsigned ph = phase_of(st);
+        if (ph == BROKEN)
+            return;
+        if (ph == FILLING) {
+            change_phase(m, BROKEN, 1u << BROKEN);
+            return;
+        }
+        /* The futex half does not change: nobody needs waking. */
+        if (cas_acqrel(&m->state, &st, st | BREAK_PENDING))
+            return;
+    }
+}
+
 /* Leave the barrier: the last one out of a released or reset round opens
  * the next one. */
 static void leave(struct barrier_impl *m)
@@ -118,11 +149,11 @@ static void leave(struct barrier_impl *m)
         uint32_t left = count_of(st) - 1;
         unsigned ph = phase_of(st);
         if (left == 0 && (ph == DRAINING || ph == RESETTING))
-            next = next_state(st, FILLING, 0);
+            next = next_state(st, break_pending(st) ? BROKEN : FILLING, 0);
         else
             next = st - 1;
     } while (!cas_acqrel(&m->state, &st, next));
-    if (phase_of(next) == FILLING && phase_of(st) != FILLING)
+    if (phase_of(next) != phase_of(st))
         wake_all(m); /* arrivals waiting for the round to drain */
 }
 
@@ -152,7 +183,7 @@ int fipc_barrier_wait(fipc_barrier *b, int64_t timeout_ns)
             return -ECANCELED;
         if (ph != FILLING) {
             if (timed_out) {
-                change_phase(m, BROKEN, 1u << BROKEN);
+                defer_break(m);
                 return -ECANCELED;
             }
             timed_out = sleep_on(m, st, deadline);
@@ -213,8 +244,10 @@ int fipc_barrier_reset(fipc_barrier *b)
             next = next_state(st, FILLING, 0);
         else if (ph == FILLING || ph == BROKEN)
             next = next_state(st, RESETTING, count_of(st));
+        else if (break_pending(st))
+            next = st & ~(uint64_t)BREAK_PENDING; /* draining: forget the break */
         else
-            return 0; /* draining or already resetting: it ends by itself */
+            return 0; /* draining or resetting: it ends by itself */
     } while (!cas_acqrel(&m->state, &st, next));
     wake_all(m);
     return 0;

@@ -76,10 +76,6 @@ static inline int fipc_unavailable(int64_t timeout_ns)
     return timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
 }
 
-/* The calling thread's kernel id, cached per thread (reset in a forked
- * child by an atfork handler), so the lock fast path makes no system call. */
-pid_t fipc__tid(void);
-
 /* Allocate an object in arena a (NULL: the default arena). */
 void *fipc__alloc(fipc_arena *a, size_t size, size_t align);
 

@@ -77,24 +77,30 @@ __attribute__((constructor)) static void register_atfork(void)
     pthread_atfork(NULL, NULL, forget_tid_in_child);
 }
 
-pid_t fipc__tid(void)
+static __attribute__((noinline)) pid_t fetch_tid(void)
 {
-    if (FIPC_UNLIKELY(self.tid == 0))
-        self.tid = (pid_t)syscall(SYS_gettid);
-    return self.tid;
+    return self.tid = (pid_t)syscall(SYS_gettid);
 }
 
-static struct robust_list_head *robust_head(void)
+static inline pid_t my_tid(void)
 {
-    if (FIPC_UNLIKELY(!self.robust_checked)) {
-        struct robust_list_head *h = NULL;
-        size_t len = 0;
-        self.robust_checked = true;
-        if (syscall(SYS_get_robust_list, 0, &h, &len) == 0 && h && len == sizeof *h &&
-            h->futex_offset == -(long)offsetof(struct lock_impl, robust_next))
-            self.head = h;
-    }
+    return FIPC_LIKELY(self.tid != 0) ? self.tid : fetch_tid();
+}
+
+static __attribute__((noinline)) struct robust_list_head *fetch_robust_head(void)
+{
+    struct robust_list_head *h = NULL;
+    size_t len = 0;
+    self.robust_checked = true;
+    if (syscall(SYS_get_robust_list, 0, &h, &len) == 0 && h && len == sizeof *h &&
+        h->futex_offset == -(long)offsetof(struct lock_impl, robust_next))
+        self.head = h;
     return self.head;
+}
+
+static inline struct robust_list_head *robust_head(void)
+{
+    return FIPC_LIKELY(self.robust_checked) ? self.head : fetch_robust_head();
 }
 
 /* The list's links point at the next field of each node (glibc's shape);
@@ -152,7 +158,7 @@ static inline struct lock_impl *impl(const void *l)
 
 bool fipc__lock_held_by_self(const fipc_lock *l)
 {
-    return l && (load_relaxed(&impl(l)->word) & LOCK_TID_MASK) == (uint32_t)fipc__tid();
+    return l && (load_relaxed(&impl(l)->word) & LOCK_TID_MASK) == (uint32_t)my_tid();
 }
 
 /* Take a word that has no owner (0 or OWNER_DIED, maybe WAITERS); acquire
@@ -165,7 +171,8 @@ static inline int try_take_free(struct lock_impl *m, uint32_t cur, uint32_t mine
     return (cur & LOCK_OWNER_DIED) ? -EOWNERDEAD : 0;
 }
 
-static int lock_slow(struct lock_impl *m, uint32_t tid, uint32_t cur, int64_t timeout_ns)
+static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid, uint32_t cur,
+                                               int64_t timeout_ns)
 {
     int r;
 
@@ -220,23 +227,13 @@ static int lock_slow(struct lock_impl *m, uint32_t tid, uint32_t cur, int64_t ti
     }
 }
 
-int fipc__lock_acquire(struct lock_impl *m, int64_t timeout_ns)
+/* Everything after a failed fast-path CAS: spin, sleep, then link the lock
+ * (or withdraw the announcement).  Out of line, so that the fast path is a
+ * leaf function that saves no registers. */
+static __attribute__((noinline)) int lock_contended(struct lock_impl *m, struct robust_list_head *h,
+                                                    uint32_t tid, uint32_t cur, int64_t timeout_ns)
 {
-    uint32_t tid = (uint32_t)fipc__tid();
-    struct robust_list_head *h = robust_head();
-    uint32_t cur = 0;
-    int r;
-
-    /* Announce the lock before taking it: if this thread dies between the
-     * CAS and the link, the kernel still finds it through list_op_pending. */
-    robust_pending(h, m);
-    /* Fast path: acquire pairs with the release exchange in
-     * fipc__lock_release. */
-    if (FIPC_LIKELY(cas_acquire(&m->word, &cur, tid)))
-        r = 0;
-    else
-        r = lock_slow(m, tid, cur, timeout_ns);
-
+    int r = lock_slow(m, tid, cur, timeout_ns);
     if (r == 0 || r == -EOWNERDEAD)
         robust_link(h, m);
     else
@@ -244,9 +241,47 @@ int fipc__lock_acquire(struct lock_impl *m, int64_t timeout_ns)
     return r;
 }
 
-int fipc__lock_release(struct lock_impl *m)
+/* The general path: first use in this thread, or no robust list. */
+static __attribute__((noinline)) int lock_acquire_general(struct lock_impl *m, int64_t timeout_ns)
 {
-    uint32_t tid = (uint32_t)fipc__tid();
+    uint32_t tid = (uint32_t)my_tid();
+    struct robust_list_head *h = robust_head();
+    uint32_t cur = 0;
+    robust_pending(h, m);
+    if (cas_acquire(&m->word, &cur, tid)) {
+        robust_link(h, m);
+        return 0;
+    }
+    return lock_contended(m, h, tid, cur, timeout_ns);
+}
+
+static inline int lock_acquire(struct lock_impl *m, int64_t timeout_ns)
+{
+    uint32_t tid = (uint32_t)self.tid;
+    struct robust_list_head *h = self.head;
+    if (FIPC_UNLIKELY(tid == 0 || h == NULL))
+        return lock_acquire_general(m, timeout_ns);
+
+    /* Announce the lock before taking it: if this thread dies between the
+     * CAS and the link, the kernel still finds it through list_op_pending. */
+    robust_pending(h, m);
+    /* Fast path: acquire pairs with the release exchange in lock_release. */
+    uint32_t cur = 0;
+    if (FIPC_UNLIKELY(!cas_acquire(&m->word, &cur, tid)))
+        return lock_contended(m, h, tid, cur, timeout_ns);
+    robust_link(h, m);
+    return 0;
+}
+
+static __attribute__((noinline)) int wake_one(struct lock_impl *m)
+{
+    futex_wake(&m->word, 1);
+    return 0;
+}
+
+static inline int lock_release(struct lock_impl *m)
+{
+    uint32_t tid = (uint32_t)my_tid();
     if ((load_relaxed(&m->word) & LOCK_TID_MASK) != tid)
         return -EPERM;
 
@@ -259,9 +294,19 @@ int fipc__lock_release(struct lock_impl *m)
      * by a sleeper since we took the lock. */
     uint32_t old = exchange_release(&m->word, 0);
     robust_done(h);
-    if (old & LOCK_WAITERS)
-        futex_wake(&m->word, 1);
+    if (FIPC_UNLIKELY(old & LOCK_WAITERS))
+        return wake_one(m);
     return 0;
+}
+
+int fipc__lock_acquire(struct lock_impl *m, int64_t timeout_ns)
+{
+    return lock_acquire(m, timeout_ns);
+}
+
+int fipc__lock_release(struct lock_impl *m)
+{
+    return lock_release(m);
 }
 
 int fipc_lock_init(fipc_lock *l)
@@ -282,14 +327,14 @@ int fipc_lock_acquire(fipc_lock *l, int64_t timeout_ns)
 {
     if (!l)
         return -EINVAL;
-    return fipc__lock_acquire(impl(l), timeout_ns);
+    return lock_acquire(impl(l), timeout_ns);
 }
 
 int fipc_lock_release(fipc_lock *l)
 {
     if (!l)
         return -EINVAL;
-    return fipc__lock_release(impl(l));
+    return lock_release(impl(l));
 }
 
 bool fipc_lock_locked(const fipc_lock *l)
@@ -319,13 +364,13 @@ int fipc_rlock_acquire(fipc_rlock *l, int64_t timeout_ns)
     struct lock_impl *m = impl(l);
     /* Only this thread can have stored its own id in the word, so a
      * relaxed load that sees it proves we hold the lock. */
-    if ((load_relaxed(&m->word) & LOCK_TID_MASK) == (uint32_t)fipc__tid()) {
+    if ((load_relaxed(&m->word) & LOCK_TID_MASK) == (uint32_t)my_tid()) {
         if (m->count == UINT32_MAX)
             return -EOVERFLOW;
         m->count++;
         return 0;
     }
-    int r = fipc__lock_acquire(m, timeout_ns);
+    int r = lock_acquire(m, timeout_ns);
     if (r == 0 || r == -EOWNERDEAD)
         m->count = 1; /* a dead owner's depth means nothing now */
     return r;
@@ -336,11 +381,11 @@ int fipc_rlock_release(fipc_rlock *l)
     if (!l)
         return -EINVAL;
     struct lock_impl *m = impl(l);
-    if ((load_relaxed(&m->word) & LOCK_TID_MASK) != (uint32_t)fipc__tid())
+    if ((load_relaxed(&m->word) & LOCK_TID_MASK) != (uint32_t)my_tid())
         return -EPERM;
     if (--m->count > 0)
         return 0;
-    return fipc__lock_release(m);
+    return lock_release(m);
 }
 
 bool fipc_rlock_locked(const fipc_rlock *l)
