@@ -172,7 +172,7 @@ size_t fipc_jqueue_qsize(const fipc_jqueue *j)
 
 bool fipc_jqueue_empty(const fipc_jqueue *j)
 {
-    return !j || fipc_queue_empty(Q(j));
+    return j && fipc_queue_empty(Q(j));
 }
 
 bool fipc_jqueue_full(const fipc_jqueue *j)

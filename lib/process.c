@@ -56,6 +56,7 @@ static int pidfd_send_signal(int pidfd, int sig)
 
 static void run_child(int (*target)(void *), void *arg, bool daemon, pid_t parent)
 {
+    process_counter = 0; /* this child names its own children from 1 */
     if (daemon) {
         fipc__in_daemon = true;
         /* Die with the parent; if it is already gone, the signal will

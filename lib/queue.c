@@ -21,8 +21,8 @@
  * a producer that is slow between claim and fill delays only the consumer
  * of that one position.
  *
- * The ring has a power-of-two number of slots.  When the capacity asked for
- * is smaller (a Queue(3) has 4 slots), a producer also keeps tail within
+ * The ring has a power-of-two number of slots, at least two.  When the
+ * capacity asked for is smaller (a Queue(3) has 4 slots), a producer also keeps tail within
  * capacity of head, reading head (acquire) to do so.
  *
  * SPSC mode keeps no per-slot turn: the single producer owns tail and the
@@ -96,9 +96,12 @@ int fipc__queue_check(size_t capacity, size_t max_item, unsigned flags)
     return 0;
 }
 
-static size_t pow2_at_least(size_t n)
+/* The ring's slot count: a power of two, and at least 2, since with one
+ * slot "full for position p" (seq p + 1) would read as "free for position
+ * p + 1". */
+static size_t ring_for(size_t n)
 {
-    size_t p = 1;
+    size_t p = 2;
     while (p < n)
         p <<= 1;
     return p;
@@ -111,7 +114,7 @@ static size_t slot_size_for(size_t max_item)
 
 size_t fipc__queue_footprint(size_t capacity, size_t max_item)
 {
-    size_t cap = pow2_at_least(capacity), ss = slot_size_for(max_item);
+    size_t cap = ring_for(capacity), ss = slot_size_for(max_item);
     if (cap > SIZE_MAX / ss - sizeof(struct fipc_queue))
         return 0;
     return sizeof(struct fipc_queue) + cap * ss;
@@ -120,7 +123,7 @@ size_t fipc__queue_footprint(size_t capacity, size_t max_item)
 void fipc__queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, unsigned flags)
 {
     q->capacity = capacity;
-    q->ring = pow2_at_least(capacity);
+    q->ring = ring_for(capacity);
     q->mask = q->ring - 1;
     q->max_item = max_item;
     q->slot_size = slot_size_for(max_item);
@@ -500,7 +503,7 @@ size_t fipc_queue_qsize(const fipc_queue *q)
 
 bool fipc_queue_empty(const fipc_queue *q)
 {
-    return fipc_queue_qsize(q) == 0;
+    return q && fipc_queue_qsize(q) == 0;
 }
 
 bool fipc_queue_full(const fipc_queue *q)

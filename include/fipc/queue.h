@@ -36,8 +36,8 @@ typedef struct fipc_queue fipc_queue;
 /* Flags for fipc_queue_create. */
 #define FIPC_QUEUE_SPSC 0x1u /* one producer and one consumer at a time */
 
-/* Limits.  The ring has capacity rounded up to a power of two slots, but
- * never holds more than capacity messages. */
+/* Limits.  The ring has capacity rounded up to a power of two (at least 2)
+ * slots, but never holds more than capacity messages. */
 #define FIPC_QUEUE_CAPACITY_MAX ((size_t)1 << 30)
 #define FIPC_QUEUE_ITEM_MAX     ((size_t)1 << 20)
 
@@ -74,7 +74,8 @@ int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int6
 int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
                         int64_t timeout_ns);
 
-/* Snapshots, as in Python: they may be stale by the time they return. */
+/* Snapshots, as in Python: they may be stale by the time they return.
+ * 0 or false for NULL. */
 size_t fipc_queue_qsize(const fipc_queue *q);
 bool fipc_queue_empty(const fipc_queue *q);
 bool fipc_queue_full(const fipc_queue *q);
