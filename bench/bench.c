@@ -827,10 +827,11 @@ int main(int argc, char **argv)
         n++;
     }
     free(take);
-    if (o.list) return 0;
-    if (n == 0) {
-        fprintf(stderr, "fipc-bench: no case matches '%s'\n", o.filter ? o.filter : "");
-        return 2;
+    if (o.list || n == 0) {
+        if (n == 0 && !o.list)
+            fprintf(stderr, "fipc-bench: no case matches '%s'\n", o.filter ? o.filter : "");
+        free(slots);
+        return o.list ? 0 : 2;
     }
 
     /* Slots of one group are contiguous, because tables register them so;
