@@ -1,0 +1,351 @@
+/*
+ * test_event.c - fipc_event: a flag that processes wait on.  The traffic
+ * light seed (cars block on red, all pass on green), a set-and-clear that a
+ * sleeper must not miss, timeouts and the error codes.
+ *
+ * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
+ */
+#include "common.h"
+
+#include <pthread.h>
+#include <sys/prctl.h>
+
+#define HANDSHAKE_NS FIPC_SEC(20)
+/* How long children that only wait to be woken may take to finish. */
+#define REAP_NS FIPC_SEC(30)
+
+static void child_setup(void)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static void flag_set(uint32_t *flag, uint32_t v)
+{
+    __atomic_store_n(flag, v, __ATOMIC_RELEASE);
+}
+
+/* Reap children whose blocking calls use FIPC_FOREVER: each must end by
+ * itself within limit_ns, so a lost wake-up fails here (a child still
+ * blocked) rather than passing late once a timeout ran out.  Asserts that
+ * each exited with status 0; stragglers are killed. */
+static void reap_within(const pid_t *pids, int n, int64_t limit_ns)
+{
+    int status[64];
+    bool done[64] = {false};
+    int left = n;
+    int64_t end = test_now_ns() + limit_ns;
+    cr_assert(n <= 64);
+    for (;;) {
+        for (int i = 0; i < n; i++) {
+            if (done[i]) continue;
+            pid_t r = waitpid(pids[i], &status[i], WNOHANG);
+            cr_assert(r >= 0, "waitpid: %s", strerror(errno));
+            if (r == pids[i]) {
+                done[i] = true;
+                left--;
+            }
+        }
+        if (left == 0) break;
+        if (test_now_ns() > end) {
+            for (int i = 0; i < n; i++)
+                if (!done[i]) kill(pids[i], SIGKILL);
+            cr_assert_fail("%d of %d children still blocked after %lld s", left, n,
+                           (long long)(limit_ns / 1000000000));
+        }
+        usleep(1000);
+    }
+    for (int i = 0; i < n; i++) {
+        cr_assert(WIFEXITED(status[i]), "child %d died of signal %d", i,
+                  WIFSIGNALED(status[i]) ? WTERMSIG(status[i]) : 0);
+        cr_assert_eq(WEXITSTATUS(status[i]), 0, "child %d failed check %d", i,
+                     WEXITSTATUS(status[i]));
+    }
+}
+
+/* ---- Basics ---- */
+
+Test(event, new_event_is_clear_and_set_clear_toggle_is_set, .timeout = 30)
+{
+    fipc_event *e = fipc_event_new(NULL);
+    cr_assert_not_null(e);
+    cr_assert_not(fipc_event_is_set(e));
+    cr_assert_eq(fipc_event_set(e), 0);
+    cr_assert(fipc_event_is_set(e));
+    cr_assert_eq(fipc_event_set(e), 0, "setting a set event is fine");
+    cr_assert(fipc_event_is_set(e));
+    cr_assert_eq(fipc_event_clear(e), 0);
+    cr_assert_not(fipc_event_is_set(e));
+    cr_assert_eq(fipc_event_clear(e), 0, "clearing a clear event is fine");
+    cr_assert_not(fipc_event_is_set(e));
+
+    fipc_event own;
+    cr_assert_eq(fipc_event_init(&own), 0);
+    cr_assert_not(fipc_event_is_set(&own));
+    cr_assert_eq(fipc_event_set(&own), 0);
+    cr_assert(fipc_event_is_set(&own));
+}
+
+Test(event, wait_on_a_set_event_returns_0_at_once_even_with_timeout_0, .timeout = 30)
+{
+    fipc_event *e = fipc_event_new(NULL);
+    cr_assert_not_null(e);
+    cr_assert_eq(fipc_event_set(e), 0);
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(fipc_event_wait(e, 0), 0);
+    cr_assert_eq(fipc_event_wait(e, FIPC_MSEC(50)), 0);
+    cr_assert_eq(fipc_event_wait(e, FIPC_FOREVER), 0);
+    int64_t elapsed = test_now_ns() - t0;
+    cr_assert_lt(elapsed, FIPC_SEC(1), "three waits on a set event took %lld ns",
+                 (long long)elapsed);
+    cr_assert(fipc_event_is_set(e), "waiting does not consume the flag");
+}
+
+Test(event, set_then_clear_before_the_wait_starts_is_not_seen, .timeout = 30)
+{
+    fipc_event *e = fipc_event_new(NULL);
+    cr_assert_not_null(e);
+    cr_assert_eq(fipc_event_set(e), 0);
+    cr_assert_eq(fipc_event_clear(e), 0);
+    cr_assert_eq(fipc_event_wait(e, 0), -EAGAIN);
+    cr_assert_eq(fipc_event_wait(e, FIPC_MSEC(20)), -ETIMEDOUT);
+}
+
+Test(event, null_arguments_give_einval, .timeout = 30)
+{
+    cr_assert_eq(fipc_event_init(NULL), -EINVAL);
+    cr_assert_eq(fipc_event_set(NULL), -EINVAL);
+    cr_assert_eq(fipc_event_clear(NULL), -EINVAL);
+    cr_assert_not(fipc_event_is_set(NULL));
+    cr_assert_eq(fipc_event_wait(NULL, 0), -EINVAL);
+    cr_assert_eq(fipc_event_wait(NULL, FIPC_MSEC(10)), -EINVAL);
+    cr_assert_eq(fipc_event_wait(NULL, FIPC_FOREVER), -EINVAL);
+}
+
+/* ---- Timeouts ---- */
+
+Test(event, wait_times_out_after_50ms_when_unset, .timeout = 30)
+{
+    fipc_event *e = fipc_event_new(NULL);
+    cr_assert_not_null(e);
+    int64_t t0 = test_now_ns();
+    int r = fipc_event_wait(e, FIPC_MSEC(50));
+    int64_t elapsed = test_now_ns() - t0;
+    cr_assert_eq(r, -ETIMEDOUT, "wait gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_geq(elapsed, FIPC_MSEC(50), "gave up after %lld ns", (long long)elapsed);
+    cr_assert_lt(elapsed, FIPC_SEC(5), "took %lld ns", (long long)elapsed);
+}
+
+Test(event, wait_with_zero_timeout_fails_with_eagain_at_once_when_unset, .timeout = 30)
+{
+    fipc_event *e = fipc_event_new(NULL);
+    cr_assert_not_null(e);
+    int64_t t0 = test_now_ns();
+    int r = fipc_event_wait(e, 0);
+    int64_t elapsed = test_now_ns() - t0;
+    cr_assert_eq(r, -EAGAIN, "wait gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_lt(elapsed, FIPC_SEC(1), "took %lld ns", (long long)elapsed);
+}
+
+struct pester {
+    pthread_t target;
+    uint32_t stop;
+};
+
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+}
+
+static void *pester_thread(void *arg)
+{
+    struct pester *p = arg;
+    while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+        pthread_kill(p->target, SIGUSR1);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+Test(event, timed_wait_is_not_cut_short_by_signals, .timeout = 30)
+{
+    fipc_event *e = fipc_event_new(NULL);
+    cr_assert_not_null(e);
+    struct sigaction sa = {.sa_handler = on_sigusr1}; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    struct pester p = {.target = pthread_self()};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, pester_thread, &p), 0);
+
+    int64_t t0 = test_now_ns();
+    int r = fipc_event_wait(e, FIPC_MSEC(200));
+    int64_t elapsed = test_now_ns() - t0;
+    flag_set(&p.stop, 1);
+    pthread_join(t, NULL);
+    cr_assert_eq(r, -ETIMEDOUT, "wait gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_geq(elapsed, FIPC_MSEC(200), "gave up after %lld ns", (long long)elapsed);
+}
+
+/* ---- The traffic-light seed: ten cars wait for green ---- */
+
+#define CARS 10
+
+struct crossing {
+    fipc_event *light; /* set = green */
+    uint32_t arrived;  /* cars about to wait */
+    uint32_t saw_red;  /* cars that found the light red */
+    uint32_t passed;   /* cars whose wait returned 0 */
+};
+
+static int car_child(int i, void *arg)
+{
+    struct crossing *c = arg;
+    child_setup();
+    if (!fipc_event_is_set(c->light)) __atomic_fetch_add(&c->saw_red, 1, __ATOMIC_ACQ_REL);
+    __atomic_fetch_add(&c->arrived, 1, __ATOMIC_ACQ_REL);
+    CHILD_CHECK(fipc_event_wait(c->light, FIPC_FOREVER) == 0, 1);
+    __atomic_fetch_add(&c->passed, 1, __ATOMIC_ACQ_REL);
+    CHILD_CHECK(fipc_event_is_set(c->light), 2); /* the light stays green */
+    return CHILD_OK;
+}
+
+static void run_crossing(fipc_event *light)
+{
+    struct crossing *c = test_shared(sizeof *c);
+    c->light = light;
+    pid_t cars[CARS];
+    for (int i = 0; i < CARS; i++)
+        cars[i] = test_fork(car_child, i, c);
+
+    /* Red: every car must come to a stop, asleep in wait, and none pass. */
+    cr_assert(test_wait_until_at_least(&c->arrived, CARS, HANDSHAKE_NS), "only %u arrived",
+              c->arrived);
+    for (int i = 0; i < CARS; i++)
+        cr_assert(test_wait_sleeping(cars[i], HANDSHAKE_NS), "car %d never stopped", i);
+    cr_assert_eq(__atomic_load_n(&c->passed, __ATOMIC_ACQUIRE), 0, "%u cars ran the red light",
+                 c->passed);
+    cr_assert_eq(c->saw_red, CARS);
+
+    /* Green: all of them go. */
+    cr_assert_eq(fipc_event_set(light), 0);
+    reap_within(cars, CARS, REAP_NS);
+    cr_assert_eq(c->passed, CARS, "%u of %d cars passed", c->passed, CARS);
+}
+
+Test(event, traffic_light_holds_10_cars_on_red_and_lets_all_pass_on_green, .timeout = 60)
+{
+    fipc_event *light = fipc_event_new(NULL);
+    cr_assert_not_null(light);
+    run_crossing(light);
+}
+
+Test(event, traffic_light_works_with_an_event_initialised_in_mmap_memory, .timeout = 60)
+{
+    fipc_event *light = test_shared(sizeof *light);
+    cr_assert_eq(fipc_event_init(light), 0);
+    run_crossing(light);
+}
+
+/* ---- A set that is cleared at once still wakes the sleepers ---- */
+
+struct pulse {
+    fipc_event *e;
+    uint32_t arrived;
+};
+
+static int pulse_waiter_child(int i, void *arg)
+{
+    struct pulse *p = arg;
+    child_setup();
+    __atomic_fetch_add(&p->arrived, 1, __ATOMIC_ACQ_REL);
+    CHILD_CHECK(fipc_event_wait(p->e, FIPC_FOREVER) == 0, 1);
+    return CHILD_OK;
+}
+
+Test(event, sleepers_wake_with_0_when_the_event_is_set_and_cleared_at_once, .timeout = 60)
+{
+    struct pulse *p = test_shared(sizeof *p);
+    p->e = fipc_event_new(NULL);
+    cr_assert_not_null(p->e);
+    pid_t pids[4];
+    for (int i = 0; i < 4; i++)
+        pids[i] = test_fork(pulse_waiter_child, i, p);
+    cr_assert(test_wait_until_at_least(&p->arrived, 4, HANDSHAKE_NS));
+    for (int i = 0; i < 4; i++)
+        cr_assert(test_wait_sleeping(pids[i], HANDSHAKE_NS), "waiter %d never slept", i);
+
+    cr_assert_eq(fipc_event_set(p->e), 0);
+    cr_assert_eq(fipc_event_clear(p->e), 0);
+    reap_within(pids, 4, REAP_NS);
+    cr_assert_not(fipc_event_is_set(p->e));
+    cr_assert_eq(fipc_event_wait(p->e, 0), -EAGAIN, "a later wait sees the clear");
+}
+
+/* Whether pid is stopped by a signal (state T in /proc/PID/stat). */
+static bool pid_stopped(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] == 'T';
+}
+
+static bool wait_stopped(pid_t pid, int64_t limit_ns)
+{
+    int64_t end = test_now_ns() + limit_ns;
+    while (!pid_stopped(pid)) {
+        if (test_now_ns() > end) return false;
+        sched_yield();
+    }
+    return true;
+}
+
+/* The same, made deterministic: the sleepers are stopped (still inside
+ * wait) while the flag goes up and down, so none can run in between and
+ * every one of them must rely on the generation to see that it was set. */
+Test(event, stopped_waiters_return_0_after_a_set_and_clear_they_could_not_see, .timeout = 60)
+{
+    struct pulse *p = test_shared(sizeof *p);
+    p->e = fipc_event_new(NULL);
+    cr_assert_not_null(p->e);
+    pid_t pids[4];
+    for (int i = 0; i < 4; i++)
+        pids[i] = test_fork(pulse_waiter_child, i, p);
+    cr_assert(test_wait_until_at_least(&p->arrived, 4, HANDSHAKE_NS));
+    for (int i = 0; i < 4; i++) {
+        cr_assert(test_wait_sleeping(pids[i], HANDSHAKE_NS), "waiter %d never slept", i);
+        cr_assert_eq(kill(pids[i], SIGSTOP), 0);
+        cr_assert(wait_stopped(pids[i], HANDSHAKE_NS), "waiter %d did not stop", i);
+    }
+
+    cr_assert_eq(fipc_event_set(p->e), 0);
+    cr_assert_eq(fipc_event_clear(p->e), 0);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(kill(pids[i], SIGCONT), 0);
+    reap_within(pids, 4, REAP_NS);
+}
+
+static int check_set_child(int i, void *arg)
+{
+    fipc_event *e = arg;
+    child_setup();
+    CHILD_CHECK(fipc_event_is_set(e), 1);
+    CHILD_CHECK(fipc_event_wait(e, 0) == 0, 2);
+    CHILD_CHECK(fipc_event_clear(e) == 0, 3);
+    return CHILD_OK;
+}
+
+Test(event, set_and_clear_are_seen_by_other_processes, .timeout = 30)
+{
+    fipc_event *e = fipc_event_new(NULL);
+    cr_assert_not_null(e);
+    cr_assert_eq(fipc_event_set(e), 0);
+    test_expect_ok(test_fork(check_set_child, 0, e));
+    cr_assert_not(fipc_event_is_set(e), "the child's clear is seen here");
+    cr_assert_eq(fipc_event_wait(e, 0), -EAGAIN);
+}
