@@ -140,6 +140,12 @@ int fipc_arena_attach(fipc_arena **out, int fd)
         h.size != (uint64_t)st.st_size || h.size % page_size() != 0 || h.cursor > h.size ||
         h.cursor < sizeof h)
         return -EPROTO;
+    /* Only a file whose size is sealed is safe to map: if its owner could
+     * shrink it, touching the lost pages would raise SIGBUS here.  Every
+     * arena is sealed at creation, so a file that is not is no arena. */
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+        return -EPROTO;
 
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0)
@@ -293,6 +299,8 @@ int fipc_arena_recv(int sock, fipc_arena **out)
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
+    if (n == 0)
+        return -EPIPE; /* the peer closed the socket */
     int fd = -1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&

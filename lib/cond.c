@@ -129,15 +129,17 @@ int fipc_cond_wait_for(fipc_cond *c, fipc_lock *l, bool (*pred)(void *), void *a
         if (deadline != DEADLINE_NEVER) {
             left = deadline - fipc_now_ns();
             if (left <= 0)
-                return fipc_unavailable(timeout_ns);
+                return owner_died ? -EOWNERDEAD : fipc_unavailable(timeout_ns);
         }
         int r = fipc_cond_wait(c, l, left);
         if (r == -EOWNERDEAD)
             owner_died = true;
         else if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN)
             return r;
-        else if (r < 0)
-            return pred(arg) ? (owner_died ? -EOWNERDEAD : 0) : fipc_unavailable(timeout_ns);
+        else if (r < 0 && !pred(arg))
+            /* A dead holder outranks the timeout: the caller holds the lock
+             * and must repair the state it protects. */
+            return owner_died ? -EOWNERDEAD : fipc_unavailable(timeout_ns);
     }
     return owner_died ? -EOWNERDEAD : 0;
 }
@@ -152,8 +154,15 @@ int fipc_cond_notify(fipc_cond *c, uint32_t n)
     do {
         uint32_t idle = n_waiters(st) - n_tokens(st);
         k = n < idle ? n : idle;
-        if (k == 0)
-            return 0;
+        if (k == 0) {
+            if (n_tokens(st) == 0)
+                return 0; /* nobody waits: no system call */
+            /* Every waiter holds a token already, but the notifier that
+             * handed them out may have died before waking anyone: wake
+             * again, so that no token is left undelivered. */
+            k = n < n_tokens(st) ? n : n_tokens(st);
+            break;
+        }
         /* release: tokens are published before the seq increment below. */
     } while (!cas_acqrel(&m->state, &st, st + k));
     fetch_add_release(&m->seq, 1);

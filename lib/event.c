@@ -54,8 +54,13 @@ int fipc_event_set(fipc_event *e)
     struct event_impl *m = impl(e);
     uint32_t w = load_relaxed(&m->word);
     do {
-        if (w & EVENT_SET)
-            return 0; /* nobody sleeps on a set flag */
+        if (w & EVENT_SET) {
+            /* Nobody sleeps on a set flag, but a waiter that reads it from
+             * here on must still see what the caller wrote before set: a
+             * release read-modify-write that changes nothing. */
+            __atomic_fetch_or(&m->word, 0, __ATOMIC_RELEASE);
+            return 0;
+        }
         /* seq_cst: publishes what was written before set (waiters load the
          * word with acquire) and orders this change before the waiters
          * load below. */

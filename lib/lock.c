@@ -273,10 +273,9 @@ static inline int lock_acquire(struct lock_impl *m, int64_t timeout_ns)
     return 0;
 }
 
-static __attribute__((noinline)) int wake_one(struct lock_impl *m)
+static __attribute__((noinline)) void wake_one(struct lock_impl *m)
 {
     futex_wake(&m->word, 1);
-    return 0;
 }
 
 static inline int lock_release(struct lock_impl *m)
@@ -293,9 +292,12 @@ static inline int lock_release(struct lock_impl *m)
      * owner's acquire CAS.  Exchange, not store: WAITERS may have been set
      * by a sleeper since we took the lock. */
     uint32_t old = exchange_release(&m->word, 0);
-    robust_done(h);
+    /* Keep list_op_pending set until after the wake: if this thread dies
+     * between the exchange and the wake, the kernel sees the pending unlock
+     * of a free word and wakes a waiter in our place. */
     if (FIPC_UNLIKELY(old & LOCK_WAITERS))
-        return wake_one(m);
+        wake_one(m);
+    robust_done(h);
     return 0;
 }
 

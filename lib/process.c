@@ -32,7 +32,8 @@ struct fipc_process {
     int pidfd;
     bool daemon;
     bool reaped;
-    int exitcode; /* valid once reaped */
+    bool status_lost; /* reaped by someone else: exit code unknown */
+    int exitcode;     /* valid once reaped, unless status_lost */
     char name[64];
 };
 
@@ -119,7 +120,16 @@ static bool try_reap(fipc_process *p)
         return true;
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+    if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0) {
+        if (errno != ECHILD)
+            return false;
+        /* Somebody else reaped the child (SIGCHLD ignored, or a waitpid(-1)
+         * elsewhere): it has ended, but its status is gone. */
+        p->reaped = true;
+        p->status_lost = true;
+        return true;
+    }
+    if (si.si_pid == 0)
         return false;
     p->reaped = true;
     p->exitcode = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
@@ -174,6 +184,8 @@ int fipc_process_exitcode(const fipc_process *p, int *code)
         return -EINVAL;
     if (!try_reap((fipc_process *)p))
         return -EAGAIN;
+    if (p->status_lost)
+        return -ECHILD;
     *code = p->exitcode;
     return 0;
 }

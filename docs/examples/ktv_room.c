@@ -9,6 +9,7 @@
  *
  * Exits 0 only if everyone sang and there were never more than 3 inside.
  */
+#define _DEFAULT_SOURCE /* usleep, mkstemp */
 #include <stdio.h>
 #include <unistd.h>
 

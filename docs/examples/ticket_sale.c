@@ -9,6 +9,7 @@
  *
  * Exits 0 only if exactly one ticket was sold and the file ends at 0.
  */
+#define _DEFAULT_SOURCE /* usleep, mkstemp */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,6 +9,7 @@
  *
  * Exits 0 only if all ten cars passed.
  */
+#define _DEFAULT_SOURCE /* usleep, mkstemp */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>

@@ -36,8 +36,9 @@ int fipc_arena_create(fipc_arena **out, const char *name, size_t max_bytes);
 
 /* Map an arena from a descriptor that another process created.  The fd is
  * duplicated; the caller keeps its own.  Errors: -EINVAL (out NULL), -EBADF
- * (fd not open, or not a shared-memory file), -EPROTO (too small, or the
- * header's magic, version or size do not match the file), -ENOMEM. */
+ * (fd not open, or not a regular file), -EPROTO (too small, the header's
+ * magic, version or size do not match the file, or the file's size is not
+ * sealed against shrinking and growing as every arena's is), -ENOMEM. */
 int fipc_arena_attach(fipc_arena **out, int fd);
 
 /* The arena's descriptor (owned by the arena; close it through
@@ -68,7 +69,8 @@ void *fipc_arena_lookup(fipc_arena *a, const char *key);
 int fipc_arena_send(int sock, const fipc_arena *a);
 
 /* Receive an arena sent by fipc_arena_send and attach it.  Errors: those of
- * recvmsg, -EPROTO (no descriptor arrived), and those of fipc_arena_attach. */
+ * recvmsg, -EPIPE (the peer closed the socket), -EPROTO (no descriptor
+ * arrived), and those of fipc_arena_attach. */
 int fipc_arena_recv(int sock, fipc_arena **out);
 
 /* Unmap the arena in this process and close its descriptor.  Objects in it

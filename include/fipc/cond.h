@@ -34,7 +34,7 @@ fipc_cond *fipc_cond_new(fipc_arena *a);
 
 /* Release l, wait for a notify, take l again.  The caller must hold l.
  * 0 when notified; -ETIMEDOUT (or -EAGAIN for timeout_ns == 0) when time ran
- * out, with l held again; -EOWNERDEAD when notified or timed out but l's
+ * out, with l held again; -EOWNERDEAD (before any timeout) when l's
  * previous holder died while this thread waited (l is held); -EPERM if the
  * caller does not hold l; -EINVAL for NULL. */
 int fipc_cond_wait(fipc_cond *c, fipc_lock *l, int64_t timeout_ns);

@@ -55,8 +55,10 @@ const char *fipc_process_name(const fipc_process *p);
 bool fipc_process_daemon(const fipc_process *p);
 
 /* As Python reports it: *code is the exit status, or minus the number of
- * the signal that killed the child.  0; -EAGAIN while the child runs (call
- * join or is_alive to reap it first); -EINVAL for NULL. */
+ * the signal that killed the child.  Reaps the child if it has ended.  0;
+ * -EAGAIN while the child runs; -ECHILD if something else in this process
+ * reaped it (SIGCHLD ignored, or waitpid(-1)), so its status is lost;
+ * -EINVAL for NULL. */
 int fipc_process_exitcode(const fipc_process *p, int *code);
 
 /* Send SIGTERM / SIGKILL.  0 (also when the child has already ended);

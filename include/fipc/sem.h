@@ -2,8 +2,8 @@
  * fipc/sem.h - counting semaphores (Python's Semaphore and BoundedSemaphore).
  *
  * The value is a 32-bit futex word; a second word counts sleepers.  acquire
- * takes a unit with one compare-and-swap and release adds one with one
- * atomic add; neither enters the kernel unless a waiter has to sleep or a
+ * takes a unit with one compare-and-swap and release adds one with another
+ * (which also enforces the bound); neither enters the kernel unless a waiter has to sleep or a
  * sleeper has to be woken.
  *
  * A semaphore has no owner, so the death of a process that took a unit
