@@ -6,6 +6,8 @@
  */
 #include "common.h"
 
+#include <sys/prctl.h>
+
 #define LIMIT_NS FIPC_SEC(10)
 
 /* Wait (bounded) until fipc_barrier_n_waiting(b) == want. */
@@ -17,6 +19,14 @@ static bool wait_n_waiting(const fipc_barrier *b, int want)
         sched_yield();
     }
     return true;
+}
+
+/* For children that wait without limit: die with the test process, so a
+ * test that fails before releasing them leaves nothing behind (a stopped
+ * or blocked orphan would also hold the test runner's output pipe open). */
+static void die_with_test(void)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
 /* Whether the indices idx[0..n-1] are a permutation of 0..n-1. */
@@ -96,6 +106,7 @@ struct brk {
 static int expect_canceled(int i, void *arg)
 {
     struct brk *s = arg;
+    die_with_test();
     int r = fipc_barrier_wait(&s->b, FIPC_FOREVER);
     CHILD_CHECK(r == -ECANCELED, 1);
     CHILD_CHECK(fipc_barrier_broken(&s->b), 2);
@@ -157,6 +168,13 @@ Test(barrier, timeout_breaks_barrier_for_every_waiter_until_reset, .timeout = 30
     cr_assert_not(fipc_barrier_broken(&s->b));
 }
 
+/* one_round for a child the test stops: SIGKILL reaches it even stopped. */
+static int one_round_dying_with_test(int i, void *arg)
+{
+    die_with_test();
+    return one_round(i, arg);
+}
+
 /* Whether pid is stopped (state T in /proc/PID/stat). */
 static bool pid_stopped(pid_t pid)
 {
@@ -182,7 +200,7 @@ Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round, .timeo
     for (int i = 0; i < 4; i++)
         s->idx[i] = -1;
 
-    pid_t slow = test_fork(one_round, 0, s);
+    pid_t slow = test_fork(one_round_dying_with_test, 0, s);
     cr_assert(wait_n_waiting(&s->b, 1));
     cr_assert(test_wait_sleeping(slow, LIMIT_NS));
     /* Stand in for a waiter that the scheduler leaves off the CPU. */
@@ -248,6 +266,7 @@ Test(barrier, abort_cancels_current_and_later_waiters, .timeout = 30)
 static int expect_canceled_by_reset(int i, void *arg)
 {
     struct brk *s = arg;
+    die_with_test();
     CHILD_CHECK(fipc_barrier_wait(&s->b, FIPC_FOREVER) == -ECANCELED, 1);
     return CHILD_OK;
 }

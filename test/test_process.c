@@ -9,6 +9,7 @@
 #include "common.h"
 
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #define LIMIT_NS FIPC_SEC(10)
@@ -56,8 +57,12 @@ static int return_minus_one(void *arg)
     return -1; /* 255, as exit(-1) gives */
 }
 
+/* Blocks until killed, or until the test process ends: a test that fails
+ * before killing it must not leave it behind (holding the runner's output
+ * pipe open). */
 static int pause_forever(void *arg)
 {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     for (;;)
         pause();
     return 0; /* not reached */
@@ -219,8 +224,11 @@ static int return_seven_when_released(void *arg)
 {
     struct shm *s = arg;
     __atomic_store_n(&s->flag, 1, __ATOMIC_RELEASE);
-    while (!__atomic_load_n(&s->release, __ATOMIC_ACQUIRE))
+    int64_t end = test_now_ns() + FIPC_SEC(20);
+    while (!__atomic_load_n(&s->release, __ATOMIC_ACQUIRE)) {
+        if (test_now_ns() > end) return 99; /* never released: the test failed anyway */
         usleep(1000);
+    }
     return 7;
 }
 
@@ -420,9 +428,11 @@ static int record_pid_and_pause(void *arg)
     struct orphan *s = arg;
     __atomic_store_n(&s->pid, (int32_t)getpid(), __ATOMIC_RELAXED);
     __atomic_store_n(&s->started, 1, __ATOMIC_RELEASE);
-    for (;;)
-        pause();
-    return 0; /* not reached */
+    /* Bounded, so that a failed test leaves no orphan for long; the tests
+     * decide within 10 s whether it died. */
+    for (int n = 0; n < 30; n++)
+        sleep(1);
+    return 0;
 }
 
 /* A plain forked intermediate: starts a (daemon or not) fipc child, waits
