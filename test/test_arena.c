@@ -32,13 +32,16 @@ static bool all_zero(const void *p, size_t n)
     return true;
 }
 
-/* A memfd holding n bytes from src (or zeros when src is NULL). */
-static int memfd_with(const void *src, size_t n)
+/* A memfd holding n bytes from src (or zeros when src is NULL).  Sealed
+ * against shrinking and growing like a real arena, unless asked not to, so
+ * that attach has only the contents to object to. */
+static int memfd_with(const void *src, size_t n, bool sealed)
 {
-    int fd = memfd_create("junk", MFD_CLOEXEC);
+    int fd = memfd_create("junk", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     cr_assert_geq(fd, 0, "memfd_create: %s", strerror(errno));
     cr_assert_eq(ftruncate(fd, (off_t)n), 0);
     if (src) cr_assert_eq(pwrite(fd, src, n, 0), (ssize_t)n);
+    if (sealed) cr_assert_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
     return fd;
 }
 
@@ -421,6 +424,17 @@ Test(arena, recv_without_a_descriptor_gives_eproto, .timeout = 30)
     close(sv[1]);
 }
 
+Test(arena, recv_from_a_closed_peer_gives_epipe, .timeout = 30)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    close(sv[1]);
+    fipc_arena *b = NULL;
+    cr_assert_eq(fipc_arena_recv(sv[0], &b), -EPIPE);
+    cr_assert_null(b);
+    close(sv[0]);
+}
+
 /* ---------------------------------------------------------------- */
 /* attach: bad descriptors                                            */
 /* ---------------------------------------------------------------- */
@@ -457,7 +471,7 @@ Test(arena, attach_of_random_bytes_gives_eproto, .timeout = 30)
         cr_assert_gt(n, 0, "getrandom: %s", strerror(errno));
         got += (size_t)n;
     }
-    int fd = memfd_with(junk, MIB);
+    int fd = memfd_with(junk, MIB, true);
     free(junk);
     fipc_arena *b = NULL;
     cr_assert_eq(fipc_arena_attach(&b, fd), -EPROTO);
@@ -472,7 +486,7 @@ Test(arena, attach_of_a_closed_fd_gives_ebadf, .timeout = 30)
     cr_assert_eq(fipc_arena_attach(&b, 12345), -EBADF);
     cr_assert_eq(fipc_arena_attach(&b, -1), -EBADF);
     cr_assert_null(b);
-    int fd = memfd_with(NULL, MIB);
+    int fd = memfd_with(NULL, MIB, true);
     cr_assert_eq(fipc_arena_attach(NULL, fd), -EINVAL);
     close(fd);
 }
@@ -480,10 +494,10 @@ Test(arena, attach_of_a_closed_fd_gives_ebadf, .timeout = 30)
 Test(arena, attach_of_a_truncated_file_gives_eproto, .timeout = 30)
 {
     fipc_arena *b = NULL;
-    int fd = memfd_with(NULL, 10);
+    int fd = memfd_with(NULL, 10, true);
     cr_assert_eq(fipc_arena_attach(&b, fd), -EPROTO);
     close(fd);
-    fd = memfd_with(NULL, 0);
+    fd = memfd_with(NULL, 0, true);
     cr_assert_eq(fipc_arena_attach(&b, fd), -EPROTO);
     close(fd);
     cr_assert_null(b);
@@ -498,8 +512,30 @@ Test(arena, attach_of_a_header_copied_into_a_short_file_gives_eproto, .timeout =
     unsigned char *head = malloc(n);
     cr_assert_not_null(head);
     cr_assert_eq(pread(fipc_arena_fd(a), head, n, 0), (ssize_t)n);
-    int fd = memfd_with(head, n);
+    int fd = memfd_with(head, n, true);
     free(head);
+
+    fipc_arena *b = NULL;
+    cr_assert_eq(fipc_arena_attach(&b, fd), -EPROTO);
+    cr_assert_null(b);
+    close(fd);
+    fipc_arena_close(a);
+}
+
+/* A byte-for-byte copy of a real arena in a memfd whose size is not sealed:
+ * its sender could shrink it under the receiver's mapping (SIGBUS), so
+ * attach refuses it. */
+Test(arena, attach_of_an_unsealed_copy_gives_eproto, .timeout = 30)
+{
+    fipc_arena *a = new_arena(MIB);
+    uint64_t *v = fipc_arena_alloc(a, 8, 8);
+    cr_assert_eq(fipc_arena_publish(a, "v", v), 0);
+    size_t n = fipc_arena_size(a);
+    unsigned char *copy = malloc(n);
+    cr_assert_not_null(copy);
+    cr_assert_eq(pread(fipc_arena_fd(a), copy, n, 0), (ssize_t)n);
+    int fd = memfd_with(copy, n, false);
+    free(copy);
 
     fipc_arena *b = NULL;
     cr_assert_eq(fipc_arena_attach(&b, fd), -EPROTO);
