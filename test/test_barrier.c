@@ -226,6 +226,45 @@ Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round, .timeo
                  "the released waiter lost its round (check %d): its partner got index 1",
                  WEXITSTATUS(status));
     cr_assert_eq(s->idx[0], 0);
+
+    /* The late caller's timeout still breaks the barrier, once the round
+     * it could not join has drained. */
+    cr_assert(fipc_barrier_broken(&s->b));
+    cr_assert_eq(fipc_barrier_wait(&s->b, FIPC_FOREVER), -ECANCELED);
+    cr_assert_eq(fipc_barrier_reset(&s->b), 0);
+    cr_assert_not(fipc_barrier_broken(&s->b));
+}
+
+/* A party killed after arriving never leaves: its round is still released,
+ * but the next one cannot start, so a later caller runs out of time. */
+Test(barrier, party_killed_inside_blocks_the_next_round_until_init, .timeout = 30)
+{
+    struct brk *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
+    for (int i = 0; i < 4; i++)
+        s->idx[i] = -1;
+
+    pid_t victim = test_fork(one_round_dying_with_test, 0, s);
+    cr_assert(wait_n_waiting(&s->b, 1));
+    cr_assert(test_wait_sleeping(victim, LIMIT_NS));
+    cr_assert_eq(kill(victim, SIGKILL), 0);
+    int status;
+    cr_assert_eq(waitpid(victim, &status, 0), victim);
+    cr_assert(WIFSIGNALED(status));
+
+    cr_assert_eq(fipc_barrier_wait(&s->b, FIPC_SEC(30)), 1, "the round was not released");
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(fipc_barrier_wait(&s->b, FIPC_MSEC(50)), -ECANCELED);
+    cr_assert_geq(test_now_ns() - t0, FIPC_MSEC(50));
+
+    /* init (not reset) makes it usable again. */
+    cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
+    pid_t a = test_fork(one_round, 0, s);
+    int r = fipc_barrier_wait(&s->b, FIPC_SEC(30));
+    cr_assert_geq(r, 0);
+    s->idx[1] = r;
+    test_expect_ok(a);
+    cr_assert(is_permutation(s->idx, 2), "indices %d %d", s->idx[0], s->idx[1]);
 }
 
 Test(barrier, zero_timeout_with_parties_missing_breaks_at_once, .timeout = 30)
