@@ -254,6 +254,23 @@ Test(process, is_alive_turns_false_once_the_child_has_ended, .timeout = 30)
     fipc_process_free(p);
 }
 
+/* Something else in the process reaped the child (a stray waitpid): the
+ * handle sees it ended, and says its status is lost instead of inventing
+ * one or spinning in join. */
+Test(process, exitcode_after_someone_else_reaped_gives_echild, .timeout = 30)
+{
+    fipc_process *p;
+    cr_assert_eq(fipc_process_start(&p, return_three, NULL, NULL), 0);
+    int status;
+    cr_assert_eq(waitpid(fipc_process_pid(p), &status, 0), fipc_process_pid(p));
+    cr_assert_eq(fipc_process_join(p, FIPC_SEC(20)), 0);
+    cr_assert_not(fipc_process_is_alive(p));
+    int code = 12345;
+    cr_assert_eq(fipc_process_exitcode(p, &code), -ECHILD);
+    cr_assert_eq(code, 12345);
+    fipc_process_free(p);
+}
+
 /* A signal never surfaces as -EINTR: join resumes with the time left. */
 static void on_sigusr1(int sig)
 {
