@@ -482,7 +482,8 @@ struct options {
     int runs;
     bool quick;
     const char *csv;
-    const char *filter;
+    const char *filters[16]; /* a case runs if any matches; none: all */
+    int nfilters;
     int timeout_s;
     bool list;
 };
@@ -495,7 +496,8 @@ static void usage(FILE *f)
             "  --quick         3 runs of ~0.1 s per case (default: 5 runs of ~0.4 s)\n"
             "  --runs N        runs per case (median of N; 1..%d)\n"
             "  --filter SUBSTR only cases whose \"group/name\" contains SUBSTR\n"
-            "                  (their baselines run too, for the ratio)\n"
+            "                  (repeatable: any may match; their baselines run too,\n"
+            "                  for the ratio)\n"
             "  --csv PATH      where to write the rows (default bench-results.csv;\n"
             "                  \"-\" for none)\n"
             "  --timeout SEC   give up on one run after SEC seconds (default 120)\n"
@@ -508,7 +510,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     o->runs = 0;
     o->quick = false;
     o->csv = "bench-results.csv";
-    o->filter = NULL;
+    o->nfilters = 0;
     o->timeout_s = 120;
     o->list = false;
     for (int i = 1; i < argc; i++) {
@@ -529,7 +531,11 @@ static int parse_args(int argc, char **argv, struct options *o)
             }
             i++;
         } else if (v && !strcmp(a, "--filter")) {
-            o->filter = v;
+            if (o->nfilters == (int)(sizeof o->filters / sizeof o->filters[0])) {
+                fprintf(stderr, "fipc-bench: too many --filter options\n");
+                return -1;
+            }
+            o->filters[o->nfilters++] = v;
             i++;
         } else if (v && !strcmp(a, "--csv")) {
             o->csv = v;
@@ -564,12 +570,14 @@ static const struct bench_case *baseline_of(const struct bench_case *c)
     return c->baseline ? find_case(c->group, c->baseline) : c;
 }
 
-static bool matches(const struct bench_case *c, const char *filter)
+static bool matches(const struct bench_case *c, const struct options *o)
 {
-    if (!filter) return true;
+    if (o->nfilters == 0) return true;
     char full[256];
     snprintf(full, sizeof full, "%s/%s", c->group, c->name);
-    return strstr(full, filter) != NULL;
+    for (int i = 0; i < o->nfilters; i++)
+        if (strstr(full, o->filters[i])) return true;
+    return false;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -803,7 +811,7 @@ int main(int argc, char **argv)
         return 2;
     }
     for (size_t i = 0; i < registry_len; i++) {
-        if (!matches(registry[i], o.filter)) continue;
+        if (!matches(registry[i], &o)) continue;
         take[i] = true;
         const struct bench_case *b = baseline_of(registry[i]);
         for (size_t k = 0; b && k < registry_len; k++)
@@ -828,8 +836,7 @@ int main(int argc, char **argv)
     }
     free(take);
     if (o.list || n == 0) {
-        if (n == 0 && !o.list)
-            fprintf(stderr, "fipc-bench: no case matches '%s'\n", o.filter ? o.filter : "");
+        if (n == 0 && !o.list) fprintf(stderr, "fipc-bench: no case matches the filter\n");
         free(slots);
         return o.list ? 0 : 2;
     }
