@@ -10,6 +10,13 @@
  * Because the deadline is absolute, a wait interrupted by a signal resumes
  * with exactly the time that remains.
  *
+ * No sleep lasts longer than FUTEX_RECHECK_NS: then the caller re-checks
+ * its condition as after any wake-up.  A process that dies between changing
+ * shared state and waking the sleepers (a window of a few instructions in
+ * every release, set and notify) therefore delays them by at most that
+ * long instead of stranding them.  An idle sleeper pays one wake-up per
+ * period.
+ *
  * Futexes here are never FUTEX_PRIVATE: fipc objects live in memfd pages
  * mapped by several processes, possibly at different addresses, and only a
  * shared futex is keyed by (inode, page offset) so that a wake through one
@@ -55,22 +62,24 @@ static inline bool fipc_deadline_passed(fipc_deadline d)
     return d != DEADLINE_NEVER && fipc_now_ns() >= d;
 }
 
+#define FUTEX_RECHECK_NS ((int64_t)1000000000)
+
 /* Sleep while *word == expected, until woken or the deadline passes. */
 static inline int futex_wait_until(const uint32_t *word, uint32_t expected, fipc_deadline d)
 {
-    struct timespec ts, *tsp = NULL;
-    if (d != DEADLINE_NEVER) {
-        ts.tv_sec = d / 1000000000;
-        ts.tv_nsec = d % 1000000000;
-        tsp = &ts;
-    }
+    fipc_deadline until = fipc_now_ns() + FUTEX_RECHECK_NS;
+    bool capped = until < d;
+    if (capped)
+        d = until;
+    struct timespec ts = {.tv_sec = d / 1000000000, .tv_nsec = d % 1000000000};
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC timeout (plain
      * FUTEX_WAIT would take a relative one). */
-    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, &ts, NULL,
                      FUTEX_BITSET_MATCH_ANY);
-    if (r == -1 && errno == ETIMEDOUT)
+    if (r == -1 && errno == ETIMEDOUT && !capped)
         return -ETIMEDOUT;
-    /* 0, EAGAIN (the word differed) and EINTR all mean: look again. */
+    /* 0, EAGAIN (the word differed), EINTR and the end of a capped sleep
+     * all mean: look again. */
     return 0;
 }
 
