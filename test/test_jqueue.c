@@ -1,0 +1,665 @@
+/*
+ * test_jqueue.c - fipc_jqueue: Python's JoinableQueue shared by processes.
+ * The seeds' producer/consumer models 2 and 3 (the bun shop: producers put
+ * then join, daemon consumers get, work and call task_done), join and
+ * task_done codes, several joiners woken by the last task_done and not
+ * before, a stress run with exact counts, a consumer killed while holding
+ * an item, and how batches and failed puts are counted.
+ *
+ * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
+ * The stress count may be scaled with FIPC_TEST_SCALE (e.g. 0.1).
+ */
+#include "common.h"
+
+#include <pthread.h>
+#include <sys/prctl.h>
+
+/* Bound on waits that should end promptly; reaching it means a hang. */
+#define HANDSHAKE_NS FIPC_SEC(60)
+
+static void child_setup(void)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static void flag_add(uint32_t *flag)
+{
+    __atomic_fetch_add(flag, 1, __ATOMIC_ACQ_REL);
+}
+
+static uint32_t flag_get(const uint32_t *flag)
+{
+    return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+}
+
+static fipc_jqueue *new_jqueue(size_t capacity, size_t max_item)
+{
+    fipc_jqueue *q = NULL;
+    int r = fipc_jqueue_create(&q, NULL, capacity, max_item, 0);
+    cr_assert_eq(r, 0, "fipc_jqueue_create: %s", fipc_strerror(r));
+    cr_assert_not_null(q);
+    return q;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+              "child %d ended otherwise than by SIGKILL (status %#x)", (int)pid, status);
+}
+
+/* Join a fipc_process (from inside a child): 0 if it exited with 0. */
+static int join_ok(fipc_process *p)
+{
+    int code = -1;
+    if (fipc_process_join(p, HANDSHAKE_NS) != 0 || fipc_process_exitcode(p, &code) != 0) return -1;
+    return code;
+}
+
+/* ---- The bun shop: producers join, daemon consumers task_done ---- */
+
+#define SHOP_MAX_PRODUCERS 3
+#define SHOP_MAX_CONSUMERS 2
+#define SHOP_MAX_ITEMS     100
+
+struct shop {
+    fipc_jqueue *q;
+    int producers, consumers, items;
+    uint32_t all_put; /* atomic: producers that have put all their items */
+    uint32_t eaten[SHOP_MAX_PRODUCERS][SHOP_MAX_ITEMS]; /* atomic */
+    uint32_t done[SHOP_MAX_PRODUCERS];                  /* atomic: raised before task_done */
+    pid_t consumer_pids[SHOP_MAX_CONSUMERS];
+    int producer_code[SHOP_MAX_PRODUCERS];
+    bool consumers_alive_at_end;
+};
+
+struct shop_arg {
+    struct shop *s;
+    int i;
+};
+
+static const char *const shop_goods[SHOP_MAX_PRODUCERS] = {"bun", "bone", "swill"};
+
+static int shop_producer(void *arg)
+{
+    struct shop_arg *a = arg;
+    struct shop *s = a->s;
+    for (int k = 0; k < s->items; k++) {
+        char item[32];
+        int n = snprintf(item, sizeof item, "%s %d %d", shop_goods[a->i], a->i, k);
+        CHILD_CHECK(fipc_jqueue_put(s->q, item, (size_t)n, HANDSHAKE_NS) == 0, 1);
+    }
+    /* Wait until every producer has put everything, so that a count of 0
+     * after join cannot be raised again by a slower producer. */
+    flag_add(&s->all_put);
+    CHILD_CHECK(test_wait_until_at_least(&s->all_put, (uint32_t)s->producers, HANDSHAKE_NS), 2);
+    CHILD_CHECK(fipc_jqueue_join(s->q, HANDSHAKE_NS) == 0, 3);
+    CHILD_CHECK(fipc_jqueue_unfinished(s->q) == 0, 4);
+    /* Every item of ours was worked on before join returned. */
+    CHILD_CHECK(flag_get(&s->done[a->i]) == (uint32_t)s->items, 5);
+    return CHILD_OK;
+}
+
+/* Runs until killed, as the seed's daemon consumers do; returning at all
+ * means a check failed. */
+static int shop_consumer(void *arg)
+{
+    struct shop_arg *a = arg;
+    struct shop *s = a->s;
+    for (;;) {
+        char buf[33];
+        size_t len = 0;
+        CHILD_CHECK(fipc_jqueue_get(s->q, buf, 32, &len, FIPC_FOREVER) == 0, 1);
+        CHILD_CHECK(len <= 32, 2);
+        buf[len] = '\0';
+        char what[16];
+        int p = -1, k = -1;
+        CHILD_CHECK(sscanf(buf, "%15s %d %d", what, &p, &k) == 3, 3);
+        CHILD_CHECK(p >= 0 && p < s->producers && k >= 0 && k < s->items, 4);
+        CHILD_CHECK(strcmp(what, shop_goods[p]) == 0, 5);
+        __atomic_fetch_add(&s->eaten[p][k], 1, __ATOMIC_RELAXED);
+        for (int y = 0; y < 20; y++) /* eat: give the others a chance to run */
+            sched_yield();
+        flag_add(&s->done[p]);
+        CHILD_CHECK(fipc_jqueue_task_done(s->q) == 0, 6);
+    }
+}
+
+/* The seed's main process: start everything, join the producers, end.
+ * Its daemon consumers die with it. */
+static int shop_main(void *arg)
+{
+    struct shop *s = arg;
+    struct shop_arg pargs[SHOP_MAX_PRODUCERS], cargs[SHOP_MAX_CONSUMERS];
+    fipc_process *producers[SHOP_MAX_PRODUCERS], *consumers[SHOP_MAX_CONSUMERS];
+    fipc_process_opts daemon = {.name = "foodie", .daemon = true};
+    for (int i = 0; i < s->producers; i++) {
+        pargs[i] = (struct shop_arg){.s = s, .i = i};
+        CHILD_CHECK(fipc_process_start(&producers[i], shop_producer, &pargs[i], NULL) == 0, 1);
+    }
+    for (int i = 0; i < s->consumers; i++) {
+        cargs[i] = (struct shop_arg){.s = s, .i = i};
+        CHILD_CHECK(fipc_process_start(&consumers[i], shop_consumer, &cargs[i], &daemon) == 0, 2);
+        CHILD_CHECK(fipc_process_daemon(consumers[i]), 3);
+        s->consumer_pids[i] = fipc_process_pid(consumers[i]);
+    }
+    for (int i = 0; i < s->producers; i++)
+        s->producer_code[i] = join_ok(producers[i]);
+    bool alive = true;
+    for (int i = 0; i < s->consumers; i++)
+        alive = alive && fipc_process_is_alive(consumers[i]);
+    s->consumers_alive_at_end = alive;
+    return CHILD_OK;
+}
+
+static void run_shop(int producers, int consumers, int items)
+{
+    cr_assert(producers <= SHOP_MAX_PRODUCERS && consumers <= SHOP_MAX_CONSUMERS &&
+              items <= SHOP_MAX_ITEMS);
+    struct shop *s = test_shared(sizeof *s);
+    s->q = new_jqueue(16, 32);
+    s->producers = producers;
+    s->consumers = consumers;
+    s->items = items;
+    /* The daemon consumers outlive the shop's main process by the moment it
+     * takes the kernel to kill them; as subreaper this test process inherits
+     * and reaps them, and so can see how they ended. */
+    cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+
+    fipc_process *main_proc = NULL;
+    fipc_process_opts opts = {.name = "shop"};
+    cr_assert_eq(fipc_process_start(&main_proc, shop_main, s, &opts), 0);
+    cr_assert_eq(fipc_process_join(main_proc, FIPC_SEC(100)), 0);
+    int code = -1;
+    cr_assert_eq(fipc_process_exitcode(main_proc, &code), 0);
+    cr_assert_eq(code, 0, "the shop's main process failed check %d", code);
+    fipc_process_free(main_proc);
+
+    for (int i = 0; i < producers; i++)
+        cr_assert_eq(s->producer_code[i], 0, "producer %d failed check %d", i, s->producer_code[i]);
+    cr_assert(s->consumers_alive_at_end, "a daemon consumer ended on its own");
+    for (int i = 0; i < consumers; i++) {
+        int status;
+        cr_assert_eq(waitpid(s->consumer_pids[i], &status, 0), s->consumer_pids[i],
+                     "waitpid consumer %d: %s", i, strerror(errno));
+        /* Killed by the parent-death signal, or, if the shop ended before
+         * this consumer first ran, gone at start with 128 + SIGKILL. */
+        bool died_with_parent = (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) ||
+                                (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL);
+        cr_assert(died_with_parent, "daemon consumer %d did not die with its parent (status %#x)",
+                  i, status);
+    }
+    for (int p = 0; p < producers; p++) {
+        cr_assert_eq(s->done[p], (uint32_t)items);
+        for (int k = 0; k < items; k++)
+            cr_assert_eq(s->eaten[p][k], 1, "%s %d eaten %u times", shop_goods[p], k,
+                         s->eaten[p][k]);
+    }
+    cr_assert_eq(fipc_jqueue_unfinished(s->q), 0);
+    cr_assert(fipc_jqueue_empty(s->q));
+}
+
+Test(jqueue, model_2_one_producer_joins_after_a_daemon_consumer_ate_its_5_buns, .timeout = 60)
+{
+    run_shop(1, 1, 5);
+}
+
+Test(jqueue, bun_shop_3_producers_join_after_2_daemon_consumers_ate_their_3_items, .timeout = 60)
+{
+    run_shop(3, 2, 3);
+}
+
+Test(jqueue, bun_shop_3_producers_join_after_2_daemon_consumers_ate_their_100_items, .timeout = 120)
+{
+    run_shop(3, 2, 100);
+}
+
+/* ---- join and task_done codes ---- */
+
+Test(jqueue, join_on_a_fresh_queue_returns_0_at_once, .timeout = 30)
+{
+    fipc_jqueue *q = new_jqueue(4, 16);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 0);
+    cr_assert_eq(fipc_jqueue_join(q, 0), 0);
+    cr_assert_eq(fipc_jqueue_join(q, FIPC_MSEC(50)), 0);
+    cr_assert_eq(fipc_jqueue_join(q, FIPC_FOREVER), 0);
+}
+
+Test(jqueue, join_times_out_after_50ms_while_an_item_is_unfinished, .timeout = 30)
+{
+    fipc_jqueue *q = new_jqueue(4, 16);
+    cr_assert_eq(fipc_jqueue_put(q, "bun", 3, 0), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 1);
+    int64_t t0 = test_now_ns();
+    int r = fipc_jqueue_join(q, FIPC_MSEC(50));
+    int64_t dt = test_now_ns() - t0;
+    cr_assert_eq(r, -ETIMEDOUT, "join: %s", fipc_strerror(r));
+    cr_assert_geq(dt, FIPC_MSEC(50), "returned after %lld ns", (long long)dt);
+    cr_assert_lt(dt, FIPC_SEC(5), "returned after %lld ns", (long long)dt);
+
+    /* Taking the item is not finishing it. */
+    char buf[16];
+    size_t len;
+    cr_assert_eq(fipc_jqueue_get(q, buf, sizeof buf, &len, 0), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 1);
+    cr_assert_eq(fipc_jqueue_join(q, FIPC_MSEC(50)), -ETIMEDOUT);
+    cr_assert_eq(fipc_jqueue_task_done(q), 0);
+    cr_assert_eq(fipc_jqueue_join(q, FIPC_MSEC(50)), 0);
+}
+
+Test(jqueue, join_with_timeout_0_fails_with_eagain_while_unfinished, .timeout = 30)
+{
+    fipc_jqueue *q = new_jqueue(4, 16);
+    cr_assert_eq(fipc_jqueue_put(q, "bun", 3, 0), 0);
+    cr_assert_eq(fipc_jqueue_join(q, 0), -EAGAIN);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 1);
+    cr_assert_eq(fipc_jqueue_task_done(q), 0);
+    cr_assert_eq(fipc_jqueue_join(q, 0), 0);
+}
+
+Test(jqueue, task_done_with_nothing_unfinished_fails_with_eoverflow_and_changes_nothing,
+     .timeout = 30)
+{
+    fipc_jqueue *q = new_jqueue(4, 16);
+    cr_assert_eq(fipc_jqueue_task_done(q), -EOVERFLOW);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 0);
+
+    cr_assert_eq(fipc_jqueue_put(q, "bun", 3, 0), 0);
+    char buf[16];
+    size_t len;
+    cr_assert_eq(fipc_jqueue_get(q, buf, sizeof buf, &len, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done(q), 0);
+    cr_assert_eq(fipc_jqueue_task_done(q), -EOVERFLOW);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 0);
+
+    /* The refused call did not bank a credit against the next item. */
+    cr_assert_eq(fipc_jqueue_put(q, "bun", 3, 0), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 1);
+    cr_assert_eq(fipc_jqueue_join(q, 0), -EAGAIN);
+}
+
+Test(jqueue, task_done_many_beyond_unfinished_fails_with_eoverflow_and_changes_nothing,
+     .timeout = 30)
+{
+    fipc_jqueue *q = new_jqueue(4, 16);
+    cr_assert_eq(fipc_jqueue_task_done_many(q, 1), -EOVERFLOW);
+    cr_assert_eq(fipc_jqueue_put(q, "a", 1, 0), 0);
+    cr_assert_eq(fipc_jqueue_put(q, "b", 1, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done_many(q, 3), -EOVERFLOW);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 2);
+    cr_assert_eq(fipc_jqueue_task_done_many(q, 2), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 0);
+    cr_assert_eq(fipc_jqueue_join(q, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done(q), -EOVERFLOW);
+}
+
+Test(jqueue, null_jqueue_gives_einval_and_no_unfinished_items, .timeout = 30)
+{
+    fipc_jqueue *q = NULL;
+    cr_assert_eq(fipc_jqueue_create(NULL, NULL, 4, 16, 0), -EINVAL);
+    cr_assert_eq(fipc_jqueue_create(&q, NULL, 0, 16, 0), -EINVAL);
+    cr_assert_eq(fipc_jqueue_create(&q, NULL, 4, 0, 0), -EINVAL);
+    cr_assert_null(q);
+    cr_assert_eq(fipc_jqueue_task_done(NULL), -EINVAL);
+    cr_assert_eq(fipc_jqueue_task_done_many(NULL, 1), -EINVAL);
+    cr_assert_eq(fipc_jqueue_join(NULL, 0), -EINVAL);
+    cr_assert_eq(fipc_jqueue_join(NULL, FIPC_FOREVER), -EINVAL);
+    cr_assert_eq(fipc_jqueue_put(NULL, "a", 1, 0), -EINVAL);
+    cr_assert_eq(fipc_jqueue_close(NULL), -EINVAL);
+    cr_assert_eq(fipc_jqueue_unfinished(NULL), 0);
+}
+
+Test(jqueue, failed_puts_do_not_count_as_unfinished, .timeout = 30)
+{
+    fipc_jqueue *q = new_jqueue(2, 4);
+    cr_assert_eq(fipc_jqueue_put(q, "toolong", 7, 0), -EMSGSIZE);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 0);
+    cr_assert_eq(fipc_jqueue_put(q, "a", 1, 0), 0);
+    cr_assert_eq(fipc_jqueue_put(q, "b", 1, 0), 0);
+    cr_assert(fipc_jqueue_full(q));
+    cr_assert_eq(fipc_jqueue_put(q, "c", 1, 0), -EAGAIN);
+    cr_assert_eq(fipc_jqueue_put(q, "c", 1, FIPC_MSEC(20)), -ETIMEDOUT);
+    struct iovec iov = {.iov_base = "d", .iov_len = 1};
+    cr_assert_eq(fipc_jqueue_put_many(q, &iov, 1, 0), -EAGAIN);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 2, "only the 2 puts that succeeded count");
+    cr_assert_eq(fipc_jqueue_close(q), 0);
+    cr_assert(fipc_jqueue_closed(q));
+    char buf[4];
+    size_t len;
+    cr_assert_eq(fipc_jqueue_get(q, buf, sizeof buf, &len, 0), 0);
+    cr_assert_eq(fipc_jqueue_put(q, "e", 1, 0), -EPIPE);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 2);
+    cr_assert_eq(fipc_jqueue_task_done_many(q, 2), 0);
+    cr_assert_eq(fipc_jqueue_join(q, 0), 0, "join still works on a closed queue");
+}
+
+Test(jqueue, items_put_through_the_underlying_queue_are_not_counted, .timeout = 30)
+{
+    fipc_jqueue *q = new_jqueue(4, 8);
+    fipc_queue *raw = fipc_jqueue_queue(q);
+    cr_assert_not_null(raw);
+    cr_assert_eq(fipc_queue_put(raw, "raw", 3, 0), 0);
+    cr_assert_eq(fipc_jqueue_qsize(q), 1);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 0);
+    cr_assert_eq(fipc_jqueue_join(q, 0), 0);
+    char buf[8];
+    size_t len = 0;
+    cr_assert_eq(fipc_jqueue_get(q, buf, sizeof buf, &len, 0), 0);
+    cr_assert(len == 3 && memcmp(buf, "raw", 3) == 0);
+}
+
+/* ---- Batches ---- */
+
+Test(jqueue, put_many_counts_every_item_it_appends, .timeout = 30)
+{
+    fipc_jqueue *q = new_jqueue(8, 8);
+    static const char *names[5] = {"i0", "i1", "i2", "i3", "i4"};
+    struct iovec iov[5];
+    for (int i = 0; i < 5; i++)
+        iov[i] = (struct iovec){.iov_base = (void *)names[i], .iov_len = 2};
+    cr_assert_eq(fipc_jqueue_put_many(q, iov, 5, 0), 5);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 5);
+    cr_assert_eq(fipc_jqueue_qsize(q), 5);
+    /* Only 3 slots are left: the 3 appended are the 3 counted. */
+    cr_assert_eq(fipc_jqueue_put_many(q, iov, 5, 0), 3);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 8);
+
+    char buf[8 * 8];
+    size_t lens[8];
+    cr_assert_eq(fipc_jqueue_get_many(q, buf, 8, lens, 8, 0), 8);
+    for (int i = 0; i < 8; i++)
+        cr_assert(lens[i] == 2 && memcmp(buf + 8 * i, names[i % 5], 2) == 0, "item %d", i);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 8, "getting is not finishing");
+    cr_assert_eq(fipc_jqueue_join(q, 0), -EAGAIN);
+    cr_assert_eq(fipc_jqueue_task_done_many(q, 8), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 0);
+    cr_assert_eq(fipc_jqueue_join(q, 0), 0);
+}
+
+/* ---- Several joiners wake on the last task_done, and not before ---- */
+
+#define JOINERS    3
+#define JOIN_ITEMS 6
+
+struct joiners {
+    fipc_jqueue *q;
+    uint32_t started;  /* atomic */
+    uint32_t finished; /* atomic: tasks finished, raised before task_done */
+};
+
+static int joiner_child(int i, void *arg)
+{
+    struct joiners *j = arg;
+    child_setup();
+    flag_add(&j->started);
+    CHILD_CHECK(fipc_jqueue_join(j->q, HANDSHAKE_NS) == 0, 1);
+    size_t unfinished = fipc_jqueue_unfinished(j->q);
+    uint32_t finished = flag_get(&j->finished);
+    CHILD_CHECK(unfinished == 0, 2);
+    CHILD_CHECK(finished == JOIN_ITEMS, 3); /* not woken before the last one */
+    return CHILD_OK;
+}
+
+Test(jqueue, three_joiners_wake_on_the_last_task_done_and_not_before, .timeout = 120)
+{
+    struct joiners *j = test_shared(sizeof *j);
+    j->q = new_jqueue(8, 8);
+    for (int k = 0; k < JOIN_ITEMS; k++)
+        cr_assert_eq(fipc_jqueue_put(j->q, "job", 3, 0), 0);
+    pid_t pids[JOINERS];
+    for (int i = 0; i < JOINERS; i++)
+        pids[i] = test_fork(joiner_child, i, j);
+    cr_assert(test_wait_until_at_least(&j->started, JOINERS, HANDSHAKE_NS));
+    for (int i = 0; i < JOINERS; i++)
+        cr_assert(test_wait_sleeping(pids[i], HANDSHAKE_NS), "joiner %d never slept", i);
+
+    for (int k = 0; k < JOIN_ITEMS; k++) {
+        char buf[8];
+        size_t len;
+        cr_assert_eq(fipc_jqueue_get(j->q, buf, sizeof buf, &len, 0), 0);
+        flag_add(&j->finished);
+        cr_assert_eq(fipc_jqueue_task_done(j->q), 0);
+        if (k == JOIN_ITEMS - 1) break;
+        /* A joiner woken by mistake would leave join and exit; one still
+         * blocked goes (back) to sleep. */
+        for (int i = 0; i < JOINERS; i++)
+            cr_assert(test_wait_sleeping(pids[i], HANDSHAKE_NS),
+                      "joiner %d left join with %d of %d tasks done", i, k + 1, JOIN_ITEMS);
+    }
+    for (int i = 0; i < JOINERS; i++)
+        test_expect_ok(pids[i]);
+    cr_assert_eq(fipc_jqueue_unfinished(j->q), 0);
+}
+
+static int batch_joiner_child(int i, void *arg)
+{
+    struct joiners *j = arg;
+    child_setup();
+    flag_add(&j->started);
+    CHILD_CHECK(fipc_jqueue_join(j->q, HANDSHAKE_NS) == 0, 1);
+    CHILD_CHECK(fipc_jqueue_unfinished(j->q) == 0, 2);
+    return CHILD_OK;
+}
+
+Test(jqueue, task_done_many_wakes_a_sleeping_joiner, .timeout = 60)
+{
+    struct joiners *j = test_shared(sizeof *j);
+    j->q = new_jqueue(8, 8);
+    for (int k = 0; k < 5; k++)
+        cr_assert_eq(fipc_jqueue_put(j->q, "job", 3, 0), 0);
+    pid_t pid = test_fork(batch_joiner_child, 0, j);
+    cr_assert(test_wait_until_at_least(&j->started, 1, HANDSHAKE_NS));
+    cr_assert(test_wait_sleeping(pid, HANDSHAKE_NS));
+    cr_assert_eq(fipc_jqueue_task_done_many(j->q, 5), 0);
+    test_expect_ok(pid);
+}
+
+/* ---- Stress: 4 producers x 4 consumers ---- */
+
+#define JS_PRODUCERS 4
+#define JS_CONSUMERS 4
+
+struct js_item {
+    uint32_t producer;
+    uint32_t check; /* ~producer */
+    uint64_t seq;
+};
+
+struct jstress {
+    fipc_jqueue *q;
+    uint64_t per_producer;
+    uint32_t done[JS_PRODUCERS]; /* atomic: raised before task_done */
+    uint64_t got[JS_CONSUMERS];  /* written by its consumer only */
+    uint64_t *seen;              /* bitmap, one bit per item, atomic */
+};
+
+static int js_producer(int i, void *arg)
+{
+    struct jstress *s = arg;
+    child_setup();
+    for (uint64_t seq = 0; seq < s->per_producer; seq++) {
+        struct js_item it = {.producer = (uint32_t)i, .check = ~(uint32_t)i, .seq = seq};
+        CHILD_CHECK(fipc_jqueue_put(s->q, &it, sizeof it, HANDSHAKE_NS) == 0, 1);
+    }
+    /* Other producers may still be putting, so the count need not be 0
+     * afterwards; but every item of ours was finished before join returned. */
+    CHILD_CHECK(fipc_jqueue_join(s->q, FIPC_FOREVER) == 0, 2);
+    CHILD_CHECK(flag_get(&s->done[i]) == s->per_producer, 3);
+    return CHILD_OK;
+}
+
+static int js_consumer(int i, void *arg)
+{
+    struct jstress *s = arg;
+    child_setup();
+    int64_t last[JS_PRODUCERS] = {-1, -1, -1, -1};
+    for (;;) {
+        struct js_item it;
+        size_t len = 0;
+        int r = fipc_jqueue_get(s->q, &it, sizeof it, &len, HANDSHAKE_NS);
+        if (r == -EPIPE) break;
+        CHILD_CHECK(r == 0, 1);
+        CHILD_CHECK(len == sizeof it, 2);
+        CHILD_CHECK(it.producer < JS_PRODUCERS && it.check == ~it.producer, 3);
+        CHILD_CHECK(it.seq < s->per_producer, 4);
+        CHILD_CHECK((int64_t)it.seq > last[it.producer], 5);
+        last[it.producer] = (int64_t)it.seq;
+        uint64_t bit = it.producer * s->per_producer + it.seq;
+        uint64_t old = __atomic_fetch_or(&s->seen[bit / 64], 1ull << (bit % 64), __ATOMIC_RELAXED);
+        CHILD_CHECK(!(old & (1ull << (bit % 64))), 6);
+        s->got[i]++;
+        __atomic_fetch_add(&s->done[it.producer], 1, __ATOMIC_ACQ_REL);
+        CHILD_CHECK(fipc_jqueue_task_done(s->q) == 0, 7);
+    }
+    return CHILD_OK;
+}
+
+static uint64_t scaled(uint64_t n)
+{
+    const char *e = getenv("FIPC_TEST_SCALE");
+    if (!e || !*e) return n;
+    double f = strtod(e, NULL);
+    if (!(f > 0)) return n;
+    double m = (double)n * f;
+    return m < 1 ? 1 : (uint64_t)m;
+}
+
+Test(jqueue, stress_4_producers_4_consumers_join_with_every_item_done_once, .timeout = 240)
+{
+    struct jstress *s = test_shared(sizeof *s);
+    s->q = new_jqueue(64, sizeof(struct js_item));
+    s->per_producer = scaled(100000);
+    uint64_t bits = JS_PRODUCERS * s->per_producer;
+    s->seen = test_shared((bits + 63) / 64 * sizeof(uint64_t));
+
+    pid_t cons[JS_CONSUMERS], prods[JS_PRODUCERS];
+    for (int i = 0; i < JS_CONSUMERS; i++)
+        cons[i] = test_fork(js_consumer, i, s);
+    for (int i = 0; i < JS_PRODUCERS; i++)
+        prods[i] = test_fork(js_producer, i, s);
+    for (int i = 0; i < JS_PRODUCERS; i++)
+        test_expect_ok(prods[i]);
+    /* All puts happened before the last join returned. */
+    cr_assert_eq(fipc_jqueue_unfinished(s->q), 0);
+    cr_assert_eq(fipc_jqueue_qsize(s->q), 0);
+    cr_assert_eq(fipc_jqueue_close(s->q), 0);
+    for (int i = 0; i < JS_CONSUMERS; i++)
+        test_expect_ok(cons[i]);
+
+    uint64_t total = 0;
+    for (int i = 0; i < JS_CONSUMERS; i++)
+        total += s->got[i];
+    cr_assert_eq(total, bits, "%llu of %llu items consumed", (unsigned long long)total,
+                 (unsigned long long)bits);
+    for (int p = 0; p < JS_PRODUCERS; p++)
+        cr_assert_eq(s->done[p], s->per_producer);
+    for (uint64_t w = 0; w < bits / 64; w++)
+        cr_assert_eq(s->seen[w], ~0ull, "items missing near %llu", (unsigned long long)w * 64);
+    if (bits % 64) cr_assert_eq(s->seen[bits / 64], (1ull << (bits % 64)) - 1);
+    cr_assert_eq(fipc_jqueue_unfinished(s->q), 0);
+    cr_assert_eq(fipc_jqueue_join(s->q, 0), 0);
+}
+
+/* ---- A consumer killed between get and task_done ---- */
+
+struct holder {
+    fipc_jqueue *q;
+    uint32_t got; /* atomic */
+};
+
+static int holding_consumer(int i, void *arg)
+{
+    struct holder *h = arg;
+    child_setup();
+    char buf[16];
+    size_t len;
+    CHILD_CHECK(fipc_jqueue_get(h->q, buf, sizeof buf, &len, HANDSHAKE_NS) == 0, 1);
+    flag_add(&h->got);
+    for (;;) /* hold the item until killed */
+        pause();
+}
+
+Test(jqueue, consumer_killed_holding_an_item_leaves_join_timing_out_not_hanging, .timeout = 60)
+{
+    struct holder *h = test_shared(sizeof *h);
+    h->q = new_jqueue(4, 16);
+    cr_assert_eq(fipc_jqueue_put(h->q, "bun", 3, 0), 0);
+    pid_t pid = test_fork(holding_consumer, 0, h);
+    cr_assert(test_wait_until_at_least(&h->got, 1, HANDSHAKE_NS));
+    kill_and_reap(pid);
+
+    cr_assert(fipc_jqueue_empty(h->q));
+    cr_assert_eq(fipc_jqueue_unfinished(h->q), 1);
+    int64_t t0 = test_now_ns();
+    int r = fipc_jqueue_join(h->q, FIPC_MSEC(100));
+    int64_t dt = test_now_ns() - t0;
+    cr_assert_eq(r, -ETIMEDOUT, "join: %s", fipc_strerror(r));
+    cr_assert_geq(dt, FIPC_MSEC(100), "returned after %lld ns", (long long)dt);
+    cr_assert_lt(dt, FIPC_SEC(5), "returned after %lld ns", (long long)dt);
+    cr_assert_eq(fipc_jqueue_unfinished(h->q), 1);
+    cr_assert_eq(fipc_jqueue_join(h->q, 0), -EAGAIN);
+}
+
+/* ---- Signals never cut a join short ---- */
+
+struct pester {
+    pthread_t target;
+    fipc_jqueue *q;
+    uint32_t stop;      /* atomic */
+    uint32_t then_done; /* after 20 signals, mark the one item done */
+};
+
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+}
+
+static void *pester_thread(void *arg)
+{
+    struct pester *p = arg;
+    for (int n = 0; !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); n++) {
+        pthread_kill(p->target, SIGUSR1);
+        usleep(2000);
+        if (p->then_done && n == 20) fipc_jqueue_task_done(p->q);
+    }
+    return NULL;
+}
+
+static void pester_run(struct pester *p, int64_t timeout_ns, int *r, int64_t *elapsed)
+{
+    struct sigaction sa = {.sa_handler = on_sigusr1}; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    p->target = pthread_self();
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, pester_thread, p), 0);
+    int64_t t0 = test_now_ns();
+    *r = fipc_jqueue_join(p->q, timeout_ns);
+    *elapsed = test_now_ns() - t0;
+    __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+}
+
+Test(jqueue, timed_join_is_not_cut_short_by_signals, .timeout = 30)
+{
+    struct pester p = {.q = new_jqueue(2, 8)};
+    cr_assert_eq(fipc_jqueue_put(p.q, "job", 3, 0), 0);
+    int r;
+    int64_t dt;
+    pester_run(&p, FIPC_MSEC(200), &r, &dt);
+    cr_assert_eq(r, -ETIMEDOUT, "join: %s", fipc_strerror(r));
+    cr_assert_geq(dt, FIPC_MSEC(200), "gave up after %lld ns", (long long)dt);
+}
+
+Test(jqueue, join_forever_survives_signals_and_returns_once_done, .timeout = 30)
+{
+    struct pester p = {.q = new_jqueue(2, 8), .then_done = 1};
+    cr_assert_eq(fipc_jqueue_put(p.q, "job", 3, 0), 0);
+    int r;
+    int64_t dt;
+    pester_run(&p, FIPC_FOREVER, &r, &dt);
+    cr_assert_eq(r, 0, "join: %s", fipc_strerror(r));
+    cr_assert_eq(fipc_jqueue_unfinished(p.q), 0);
+}
