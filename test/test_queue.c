@@ -903,6 +903,79 @@ Test(queue, close_is_seen_by_other_processes_that_map_the_queue, .timeout = 60)
     test_expect_ok(pid);
 }
 
+/* ---- Close racing with put: no successful put is stranded ---- */
+
+#define RACE_ROUNDS 150
+#define RACE_ITEM   (64 << 10) /* a long copy widens the window inside put */
+
+struct race {
+    fipc_queue *q;
+    uint32_t puts; /* puts that returned 0; written by the producer */
+    uint32_t gets; /* gets that returned 0; written by the consumer */
+};
+
+static int race_producer(int i, void *arg)
+{
+    struct race *rc = arg;
+    child_setup();
+    static unsigned char m[RACE_ITEM];
+    int r;
+    while ((r = fipc_queue_put(rc->q, m, sizeof m, HANDSHAKE_NS)) == 0)
+        __atomic_fetch_add(&rc->puts, 1, __ATOMIC_RELEASE);
+    CHILD_CHECK(r == -EPIPE, 1);
+    return CHILD_OK;
+}
+
+static int race_consumer(int i, void *arg)
+{
+    struct race *rc = arg;
+    child_setup();
+    static unsigned char m[RACE_ITEM];
+    size_t len;
+    int r;
+    while ((r = fipc_queue_get(rc->q, m, sizeof m, &len, HANDSHAKE_NS)) == 0)
+        __atomic_fetch_add(&rc->gets, 1, __ATOMIC_RELEASE);
+    CHILD_CHECK(r == -EPIPE, 1);
+    return CHILD_OK;
+}
+
+/* Close at varied moments while a producer streams long messages to a
+ * consumer: every put that returned 0 must reach the consumer before its
+ * -EPIPE, however the close falls between a put's check of closed and its
+ * publication. */
+static void close_racing_put_strands_nothing(unsigned flags)
+{
+    struct race *rc = test_shared(sizeof *rc);
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        /* An arena per round, so the rounds' rings do not pile up. */
+        fipc_arena *a = NULL;
+        cr_assert_eq(fipc_arena_create(&a, "close-race", 4 * RACE_ITEM), 0);
+        memset(rc, 0, sizeof *rc);
+        cr_assert_eq(fipc_queue_create(&rc->q, a, 2, RACE_ITEM, flags), 0);
+        pid_t cons = test_fork(race_consumer, 0, rc);
+        pid_t prod = test_fork(race_producer, 0, rc);
+        /* Let a few messages through, then close after a varied delay. */
+        cr_assert(test_wait_until_at_least(&rc->gets, 1 + round % 3, HANDSHAKE_NS));
+        rng = mix64(rng + (uint64_t)round);
+        for (volatile uint64_t spin = rng % 200000; spin > 0; spin--)
+            ;
+        cr_assert_eq(fipc_queue_close(rc->q), 0);
+        test_expect_ok(prod);
+        test_expect_ok(cons);
+        cr_assert_eq(rc->gets, rc->puts,
+                     "round %d: %u puts returned 0 but the consumer got %u before -EPIPE", round,
+                     rc->puts, rc->gets);
+        cr_assert_eq(fipc_queue_qsize(rc->q), 0, "round %d: a message was left behind", round);
+        fipc_arena_close(a);
+    }
+}
+
+Test(queue, close_racing_put_never_strands_a_message_whose_put_succeeded, .timeout = 120)
+{
+    close_racing_put_strands_nothing(0);
+}
+
 /* ---- Death of a sleeping producer or consumer ---- */
 
 struct death {
