@@ -6,9 +6,9 @@
  *   uncontended  one process, acquire+release in a loop: the fast path, which
  *                must make no system call (baseline: pthread_mutex_t
  *                PROCESS_SHARED)
- *   contended    two processes each doing lock / ++counter / unlock on one
- *                shared lock; the count is checked (baseline: the same with a
- *                process-shared pthread mutex)
+ *   contended    two processes, pinned to two CPUs, each doing lock /
+ *                ++counter / unlock on one shared lock; the count is checked
+ *                (baseline: the same with a process-shared pthread mutex)
  *   pingpong     two processes (the runner and a forked partner) handing a
  *                token back and forth; one round trip is two hand-overs
  *                (baseline: a raw futex pair, FUTEX_WAIT/FUTEX_WAKE without
@@ -214,6 +214,10 @@ struct contend {
 static int contend_worker(struct contend *s, enum lock_kind kind, int id, uint64_t n,
                           struct bench_gate *g)
 {
+    /* One worker per CPU: left to the scheduler, both often share a CPU
+     * and take turns by time slice, which measures hardly any contention
+     * (a handful of hand-overs in 10^7 operations). */
+    if (bench_pin_cpu(id) < 0) return -1;
     if (bench_gate_pass(g) < 0) return bench_fail("gate: the runner went away");
     s->t0[id] = bench_now_ns();
     if (kind == LK_FIPC) {
