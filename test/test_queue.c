@@ -12,6 +12,7 @@
  * unset, each producer sends 1,000,000 messages.
  */
 #include "common.h"
+#include "futex_faults.h"
 
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -966,7 +967,13 @@ static void close_racing_put_strands_nothing(unsigned flags)
         cr_assert_eq(rc->gets, rc->puts,
                      "round %d: %u puts returned 0 but the consumer got %u before -EPIPE", round,
                      rc->puts, rc->gets);
-        cr_assert_eq(fipc_queue_qsize(rc->q), 0, "round %d: a message was left behind", round);
+        /* Nothing is left to get.  (Not checked through qsize: a put that
+         * lost the race to close leaves a tombstone that qsize counts
+         * until a get skips it; reported to the queue's author.) */
+        static unsigned char left[RACE_ITEM];
+        size_t len;
+        int r = fipc_queue_get(rc->q, left, sizeof left, &len, 0);
+        cr_assert_eq(r, -EPIPE, "round %d: a message was left behind (get gave %d)", round, r);
         fipc_arena_close(a);
     }
 }
@@ -1347,4 +1354,127 @@ Test(queue, queue_works_through_a_second_mapping_of_its_arena, .timeout = 60)
     cr_assert_eq(r, 0, "get: %s", fipc_strerror(r));
     cr_assert(len == 4 && memcmp(buf, "pong", 4) == 0);
     test_expect_ok(pid);
+}
+
+/* ---- Killed between changing the ring and waking ---- */
+
+/* A put or get that dies after moving the ring on but before waking the
+ * other side leaves a sleeper whose condition holds and whom nobody will
+ * wake: its sleep ends at the one-second re-check, which finds the ring
+ * moved.  Each case runs in MPMC and SPSC mode, on Queue(3) (4 slots, so
+ * a producer is also held back by head). */
+
+struct dying_side {
+    fipc_queue *q;
+    uint32_t started; /* the sleeper is about to block; sleeper is set */
+    pid_t sleeper;
+};
+
+static int item_sleeper_child(int i, void *arg)
+{
+    struct dying_side *d = arg;
+    child_setup();
+    d->sleeper = getpid();
+    flag_add(&d->started);
+    char buf[16];
+    size_t len = 0;
+    CHILD_CHECK(fipc_queue_get(d->q, buf, sizeof buf, &len, FIPC_FOREVER) == 0, 1);
+    CHILD_CHECK(len == 4 && memcmp(buf, "late", 4) == 0, 2);
+    return CHILD_OK;
+}
+
+/* Put once the consumer sleeps, and be killed after the slot was filled
+ * but before the wake. */
+static int put_and_die_child(int i, void *arg)
+{
+    struct dying_side *d = arg;
+    child_setup();
+    CHILD_CHECK(test_wait_until_at_least(&d->started, 1, HANDSHAKE_NS), 1);
+    CHILD_CHECK(test_wait_sleeping(d->sleeper, HANDSHAKE_NS), 2);
+    fault_kill_at_next_wake();
+    fipc_queue_put(d->q, "late", 4, 0);
+    return CHILD_FAIL(3);
+}
+
+static void consumer_gets_the_item_when_the_producer_dies(unsigned flags)
+{
+    struct dying_side *d = test_shared(sizeof *d);
+    d->q = new_queue(3, 16, flags);
+    pid_t pids[2];
+    int status[2];
+    pids[0] = test_fork(item_sleeper_child, 0, d);
+    pids[1] = test_fork(put_and_die_child, 1, d);
+
+    fault_reap_within(pids, status, 2, FIPC_SEC(10));
+    fault_expect_killed(status[1], "the producer");
+    fault_expect_ok(status[0], "the consumer", FIPC_SEC(10));
+    cr_assert(fipc_queue_empty(d->q), "the item was got once");
+}
+
+Test(queue, sleeping_consumer_gets_the_item_when_the_producer_dies_before_waking, .timeout = 60)
+{
+    consumer_gets_the_item_when_the_producer_dies(0);
+}
+
+Test(queue, sleeping_spsc_consumer_gets_the_item_when_the_producer_dies_before_waking,
+     .timeout = 60)
+{
+    consumer_gets_the_item_when_the_producer_dies(FIPC_QUEUE_SPSC);
+}
+
+static int room_sleeper_child(int i, void *arg)
+{
+    struct dying_side *d = arg;
+    child_setup();
+    d->sleeper = getpid();
+    flag_add(&d->started);
+    CHILD_CHECK(fipc_queue_put(d->q, "late", 4, FIPC_FOREVER) == 0, 1);
+    return CHILD_OK;
+}
+
+/* Get once the producer sleeps, and be killed after the slot was freed but
+ * before the wake. */
+static int get_and_die_child(int i, void *arg)
+{
+    struct dying_side *d = arg;
+    child_setup();
+    CHILD_CHECK(test_wait_until_at_least(&d->started, 1, HANDSHAKE_NS), 1);
+    CHILD_CHECK(test_wait_sleeping(d->sleeper, HANDSHAKE_NS), 2);
+    fault_kill_at_next_wake();
+    char buf[16];
+    size_t len;
+    fipc_queue_get(d->q, buf, sizeof buf, &len, 0);
+    return CHILD_FAIL(3);
+}
+
+static void producer_gets_room_when_the_consumer_dies(unsigned flags)
+{
+    struct dying_side *d = test_shared(sizeof *d);
+    d->q = new_queue(3, 16, flags);
+    put_str(d->q, "one");
+    put_str(d->q, "two");
+    put_str(d->q, "three");
+    pid_t pids[2];
+    int status[2];
+    pids[0] = test_fork(room_sleeper_child, 0, d);
+    pids[1] = test_fork(get_and_die_child, 1, d);
+
+    fault_reap_within(pids, status, 2, FIPC_SEC(10));
+    fault_expect_killed(status[1], "the consumer");
+    fault_expect_ok(status[0], "the producer", FIPC_SEC(10));
+    /* "one" went with the dead consumer. */
+    get_expect_str(d->q, "two");
+    get_expect_str(d->q, "three");
+    get_expect_str(d->q, "late");
+    cr_assert(fipc_queue_empty(d->q));
+}
+
+Test(queue, sleeping_producer_gets_room_when_the_consumer_dies_before_waking, .timeout = 60)
+{
+    producer_gets_room_when_the_consumer_dies(0);
+}
+
+Test(queue, sleeping_spsc_producer_gets_room_when_the_consumer_dies_before_waking, .timeout = 60)
+{
+    producer_gets_room_when_the_consumer_dies(FIPC_QUEUE_SPSC);
 }
