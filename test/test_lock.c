@@ -7,6 +7,7 @@
  * assertion in the parent never leaves one running.
  */
 #include "common.h"
+#include "futex_faults.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -491,6 +492,67 @@ Test(lock, acquire_gives_eownerdead_after_the_holder_thread_exits, .timeout = 60
     cr_assert_eq(fipc_lock_release(l), 0);
     cr_assert_eq(fipc_lock_acquire(l, 0), 0);
     cr_assert_eq(fipc_lock_release(l), 0);
+}
+
+/* ---- Killed between release and wake ---- */
+
+struct dying_release {
+    fipc_lock *lock;
+    uint32_t held;    /* the holder has the lock */
+    uint32_t waiting; /* the waiter is about to block; waiter is set */
+    pid_t waiter;
+};
+
+/* Take the lock, let the waiter fall asleep on it, then release it and be
+ * killed after the exchange freed the word but before the wake. */
+static int release_and_die_child(int i, void *arg)
+{
+    struct dying_release *d = arg;
+    child_setup();
+    CHILD_CHECK(fipc_lock_acquire(d->lock, 0) == 0, 1);
+    flag_set(&d->held, 1);
+    CHILD_CHECK(test_wait_until_at_least(&d->waiting, 1, HANDSHAKE_NS), 2);
+    CHILD_CHECK(test_wait_sleeping(d->waiter, HANDSHAKE_NS), 3);
+    fault_kill_at_next_wake();
+    fipc_lock_release(d->lock);
+    return CHILD_FAIL(4);
+}
+
+static int wait_for_the_kernel_child(int i, void *arg)
+{
+    struct dying_release *d = arg;
+    child_setup();
+    /* No re-check after a second: only a wake can end this sleep, and the
+     * only one left to make it is the kernel's. */
+    fault_sleep_until_woken();
+    d->waiter = getpid();
+    flag_set(&d->waiting, 1);
+    /* 0, not -EOWNERDEAD: the holder had released the lock when it died. */
+    CHILD_CHECK(fipc_lock_acquire(d->lock, FIPC_FOREVER) == 0, 1);
+    CHILD_CHECK(fipc_lock_release(d->lock) == 0, 2);
+    return CHILD_OK;
+}
+
+/* The releaser keeps the lock in its robust list's list_op_pending until
+ * after the wake; dying in between, it leaves the kernel a pending unlock of
+ * a free word, and the kernel wakes one waiter in its place. */
+Test(lock, waiter_gets_the_lock_when_the_holder_dies_between_release_and_wake, .timeout = 60)
+{
+    struct dying_release *d = test_shared(sizeof *d);
+    d->lock = fipc_lock_new(NULL);
+    cr_assert_not_null(d->lock);
+    pid_t pids[2];
+    int status[2];
+    pids[0] = test_fork(release_and_die_child, 0, d);
+    cr_assert(test_wait_until_at_least(&d->held, 1, HANDSHAKE_NS), "the holder never ran");
+    pids[1] = test_fork(wait_for_the_kernel_child, 1, d);
+
+    fault_reap_within(pids, status, 2, FIPC_SEC(10));
+    fault_expect_killed(status[0], "the holder");
+    fault_expect_ok(status[1], "the waiter", FIPC_SEC(10));
+    cr_assert_not(fipc_lock_locked(d->lock));
+    cr_assert_eq(fipc_lock_acquire(d->lock, 0), 0, "no owner death recorded for a released lock");
+    cr_assert_eq(fipc_lock_release(d->lock), 0);
 }
 
 /* ---- Ownership and bad calls ---- */
