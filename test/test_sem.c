@@ -7,6 +7,7 @@
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  */
 #include "common.h"
+#include "futex_faults.h"
 
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -273,6 +274,55 @@ Test(sem, two_releases_let_exactly_two_of_three_sleepers_through, .timeout = 60)
     reap_within(pids, 3, REAP_NS);
     cr_assert_eq(s->passed, 3);
     cr_assert_eq(fipc_sem_value(s->sem), 0);
+}
+
+/* ---- Killed between release and wake ---- */
+
+struct dying_release {
+    fipc_sem *sem;
+    uint32_t started; /* the sleeper is about to block; sleeper is set */
+    pid_t sleeper;
+};
+
+static int unit_sleeper_child(int i, void *arg)
+{
+    struct dying_release *d = arg;
+    child_setup();
+    d->sleeper = getpid();
+    flag_set(&d->started, 1);
+    CHILD_CHECK(fipc_sem_acquire(d->sem, FIPC_FOREVER) == 0, 1);
+    return CHILD_OK;
+}
+
+/* Release once the sleeper sleeps, and be killed after the unit was added
+ * but before the wake. */
+static int release_and_die_child(int i, void *arg)
+{
+    struct dying_release *d = arg;
+    child_setup();
+    CHILD_CHECK(test_wait_until_at_least(&d->started, 1, HANDSHAKE_NS), 1);
+    CHILD_CHECK(test_wait_sleeping(d->sleeper, HANDSHAKE_NS), 2);
+    fault_kill_at_next_wake();
+    fipc_sem_release(d->sem);
+    return CHILD_FAIL(3);
+}
+
+/* The value is 1 and nobody will wake the sleeper: its sleep ends at the
+ * one-second re-check, which finds the unit. */
+Test(sem, sleeper_gets_the_unit_when_the_releaser_dies_before_waking, .timeout = 60)
+{
+    struct dying_release *d = test_shared(sizeof *d);
+    d->sem = fipc_sem_new(NULL, 0);
+    cr_assert_not_null(d->sem);
+    pid_t pids[2];
+    int status[2];
+    pids[0] = test_fork(unit_sleeper_child, 0, d);
+    pids[1] = test_fork(release_and_die_child, 1, d);
+
+    fault_reap_within(pids, status, 2, FIPC_SEC(10));
+    fault_expect_killed(status[1], "the releaser");
+    fault_expect_ok(status[0], "the sleeper", FIPC_SEC(10));
+    cr_assert_eq(fipc_sem_value(d->sem), 0, "the one unit was taken once");
 }
 
 /* ---- Timeouts ---- */
