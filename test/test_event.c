@@ -6,6 +6,7 @@
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  */
 #include "common.h"
+#include "futex_faults.h"
 
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -348,4 +349,71 @@ Test(event, set_and_clear_are_seen_by_other_processes, .timeout = 30)
     test_expect_ok(test_fork(check_set_child, 0, e));
     cr_assert_not(fipc_event_is_set(e), "the child's clear is seen here");
     cr_assert_eq(fipc_event_wait(e, 0), -EAGAIN);
+}
+
+/* ---- Killed between set and wake ---- */
+
+#define DYING_SLEEPERS 3
+
+struct dying_set {
+    fipc_event *e;
+    uint32_t started; /* sleepers about to block */
+    pid_t sleepers[DYING_SLEEPERS];
+};
+
+static int flag_sleeper_child(int i, void *arg)
+{
+    struct dying_set *d = arg;
+    child_setup();
+    __atomic_fetch_add(&d->started, 1, __ATOMIC_ACQ_REL);
+    CHILD_CHECK(fipc_event_wait(d->e, FIPC_FOREVER) == 0, 1);
+    return CHILD_OK;
+}
+
+/* Set the event once every sleeper sleeps, and be killed after the flag
+ * and generation changed but before the wake. */
+static int set_and_die_child(int i, void *arg)
+{
+    struct dying_set *d = arg;
+    child_setup();
+    CHILD_CHECK(test_wait_until_at_least(&d->started, DYING_SLEEPERS, HANDSHAKE_NS), 1);
+    for (int k = 0; k < DYING_SLEEPERS; k++)
+        CHILD_CHECK(test_wait_sleeping(d->sleepers[k], HANDSHAKE_NS), 2);
+    fault_kill_at_next_wake();
+    fipc_event_set(d->e);
+    return CHILD_FAIL(3);
+}
+
+/* Nobody will wake the sleepers: their sleeps end at the one-second
+ * re-check, which finds the new generation.  With clear, the flag is
+ * cleared again as soon as the setter is dead, most likely before they
+ * look: as after any set, they return 0 all the same. */
+static void run_dying_set(bool clear)
+{
+    struct dying_set *d = test_shared(sizeof *d);
+    d->e = fipc_event_new(NULL);
+    cr_assert_not_null(d->e);
+    for (int k = 0; k < DYING_SLEEPERS; k++)
+        d->sleepers[k] = test_fork(flag_sleeper_child, k, d);
+    pid_t setter = test_fork(set_and_die_child, 0, d);
+    int status[DYING_SLEEPERS];
+
+    fault_reap_within(&setter, status, 1, HANDSHAKE_NS);
+    fault_expect_killed(status[0], "the setter");
+    cr_assert(fipc_event_is_set(d->e), "the setter died after setting the flag");
+    if (clear) cr_assert_eq(fipc_event_clear(d->e), 0);
+    fault_reap_within(d->sleepers, status, DYING_SLEEPERS, FIPC_SEC(10));
+    for (int k = 0; k < DYING_SLEEPERS; k++)
+        fault_expect_ok(status[k], "a sleeper", FIPC_SEC(10));
+    cr_assert_eq(fipc_event_is_set(d->e), !clear);
+}
+
+Test(event, sleepers_wake_when_the_setter_dies_before_waking, .timeout = 60)
+{
+    run_dying_set(false);
+}
+
+Test(event, sleepers_wake_when_the_setter_dies_before_waking_and_a_clear_follows, .timeout = 60)
+{
+    run_dying_set(true);
 }
