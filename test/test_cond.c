@@ -6,6 +6,9 @@
  * shows up as a failed check, not as a hung test.
  */
 #include "common.h"
+#include "futex_faults.h"
+
+#include <sys/prctl.h>
 
 /* How long any handshake or in-child wait may take before a check fails:
  * far above anything a loaded two-core machine needs. */
@@ -458,6 +461,123 @@ Test(cond, wait_is_not_cut_short_by_signals, .timeout = 30)
     cr_assert_geq(elapsed, FIPC_MSEC(150));
     cr_assert(fipc_lock_locked(&l));
     cr_assert_eq(fipc_lock_release(&l), 0);
+}
+
+/* ---------------------------------------------------------------- */
+/* Killed between notify and wake                                    */
+/* ---------------------------------------------------------------- */
+
+/* A notifier killed after it handed out a token but before it woke anyone
+ * leaves a waiter asleep with a token it has not taken.  The waiter still
+ * gets out: at its one-second re-check, or when a later notify wakes again
+ * for tokens already handed out.  The notifier holds the lock when it
+ * notifies, as it must, and so dies holding it: the waiter takes the lock
+ * over and its wait reports -EOWNERDEAD, unless someone else took the lock
+ * over first. */
+struct dying_notify {
+    fipc_lock *lock;
+    fipc_cond *cond;
+    bool no_recheck;   /* the waiter sleeps until woken, never re-checking */
+    uint32_t waiting;  /* the waiter is about to wait; waiter is set */
+    uint32_t returned; /* the waiter's wait returned wait_ret */
+    int32_t wait_ret;
+    pid_t waiter;
+};
+
+static int token_waiter_child(int i, void *arg)
+{
+    struct dying_notify *d = arg;
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* it waits FIPC_FOREVER */
+    if (d->no_recheck) fault_sleep_until_woken();
+    CHILD_CHECK(fipc_lock_acquire(d->lock, LIMIT_NS) == 0, 1);
+    d->waiter = getpid();
+    __atomic_store_n(&d->waiting, 1, __ATOMIC_RELEASE);
+    d->wait_ret = fipc_cond_wait(d->cond, d->lock, FIPC_FOREVER);
+    __atomic_store_n(&d->returned, 1, __ATOMIC_RELEASE);
+    CHILD_CHECK(fipc_lock_locked(d->lock), 2);
+    CHILD_CHECK(fipc_lock_release(d->lock) == 0, 3);
+    return CHILD_OK;
+}
+
+/* Notify the sleeping waiter under the lock, and be killed after the token
+ * and the sequence changed but before the wake. */
+static int notify_and_die_child(int i, void *arg)
+{
+    struct dying_notify *d = arg;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    CHILD_CHECK(test_wait_until_at_least(&d->waiting, 1, LIMIT_NS), 1);
+    /* The waiter registered before it let the lock go. */
+    CHILD_CHECK(fipc_lock_acquire(d->lock, LIMIT_NS) == 0, 2);
+    CHILD_CHECK(fipc_cond_n_waiting(d->cond) == 1, 3);
+    CHILD_CHECK(test_wait_sleeping(d->waiter, LIMIT_NS), 4);
+    fault_kill_at_next_wake();
+    fipc_cond_notify(d->cond, 1);
+    return CHILD_FAIL(5);
+}
+
+static struct dying_notify *new_dying_notify(bool no_recheck)
+{
+    struct dying_notify *d = test_shared(sizeof *d);
+    d->lock = fipc_lock_new(NULL);
+    d->cond = fipc_cond_new(NULL);
+    cr_assert_not_null(d->lock);
+    cr_assert_not_null(d->cond);
+    d->no_recheck = no_recheck;
+    return d;
+}
+
+/* The waiter took the one token: none is left for a later wait. */
+static void expect_no_token_left(struct dying_notify *d)
+{
+    cr_assert_eq(fipc_cond_n_waiting(d->cond), 0);
+    cr_assert_eq(fipc_lock_acquire(d->lock, 0), 0);
+    cr_assert_eq(fipc_cond_wait(d->cond, d->lock, 0), -EAGAIN, "a token was left behind");
+    cr_assert_eq(fipc_lock_release(d->lock), 0);
+}
+
+Test(cond, waiter_leaves_when_the_notifier_dies_before_waking, .timeout = 60)
+{
+    struct dying_notify *d = new_dying_notify(false);
+    pid_t pids[2];
+    int status[2];
+    pids[0] = test_fork(token_waiter_child, 0, d);
+    pids[1] = test_fork(notify_and_die_child, 1, d);
+
+    /* Nobody wakes the waiter: its re-check finds the token. */
+    fault_reap_within(pids, status, 2, LIMIT_NS);
+    fault_expect_killed(status[1], "the notifier");
+    fault_expect_ok(status[0], "the waiter", LIMIT_NS);
+    cr_assert_eq(d->wait_ret, -EOWNERDEAD,
+                 "wait gave %d (%s), want the notifier's death on the lock", d->wait_ret,
+                 fipc_strerror(d->wait_ret));
+    expect_no_token_left(d);
+}
+
+Test(cond, waiter_leaves_when_the_notifier_dies_before_waking_and_another_notify_follows,
+     .timeout = 60)
+{
+    /* Without its re-check, only the later notify can end the waiter's
+     * sleep: it must wake although every waiter already holds a token. */
+    struct dying_notify *d = new_dying_notify(true);
+    pid_t waiter = test_fork(token_waiter_child, 0, d);
+    pid_t notifier = test_fork(notify_and_die_child, 1, d);
+    int status;
+
+    fault_reap_within(&notifier, &status, 1, LIMIT_NS);
+    fault_expect_killed(status, "the notifier");
+    cr_assert_eq(fipc_cond_n_waiting(d->cond), 0, "the dead notifier's token is out");
+    cr_assert(test_wait_sleeping(waiter, LIMIT_NS), "the waiter is not asleep");
+    cr_assert_eq(__atomic_load_n(&d->returned, __ATOMIC_ACQUIRE), 0,
+                 "the waiter left without a wake (wait gave %d)", d->wait_ret);
+
+    cr_assert_eq(fipc_lock_acquire(d->lock, LIMIT_NS), -EOWNERDEAD,
+                 "the notifier died holding the lock");
+    cr_assert_eq(fipc_cond_notify(d->cond, 1), 0);
+    cr_assert_eq(fipc_lock_release(d->lock), 0);
+    fault_reap_within(&waiter, &status, 1, LIMIT_NS);
+    fault_expect_ok(status, "the waiter", LIMIT_NS);
+    cr_assert_eq(d->wait_ret, 0, "wait gave %d (%s)", d->wait_ret, fipc_strerror(d->wait_ret));
+    expect_no_token_left(d);
 }
 
 /* ---------------------------------------------------------------- */
