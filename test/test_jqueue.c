@@ -10,6 +10,7 @@
  * The stress count may be scaled with FIPC_TEST_SCALE (e.g. 0.1).
  */
 #include "common.h"
+#include "futex_faults.h"
 
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -662,4 +663,58 @@ Test(jqueue, join_forever_survives_signals_and_returns_once_done, .timeout = 30)
     pester_run(&p, FIPC_FOREVER, &r, &dt);
     cr_assert_eq(r, 0, "join: %s", fipc_strerror(r));
     cr_assert_eq(fipc_jqueue_unfinished(p.q), 0);
+}
+
+/* ---- Killed between the last task_done and its wake ---- */
+
+struct dying_done {
+    fipc_jqueue *q;
+    uint32_t started; /* the joiner is about to block; joiner is set */
+    pid_t joiner;
+};
+
+static int forever_joiner_child(int i, void *arg)
+{
+    struct dying_done *d = arg;
+    child_setup();
+    d->joiner = getpid();
+    flag_add(&d->started);
+    CHILD_CHECK(fipc_jqueue_join(d->q, FIPC_FOREVER) == 0, 1);
+    CHILD_CHECK(fipc_jqueue_unfinished(d->q) == 0, 2);
+    return CHILD_OK;
+}
+
+/* Take the one item, and once the joiner sleeps mark it done and be killed
+ * after the count reached zero but before the wake. */
+static int done_and_die_child(int i, void *arg)
+{
+    struct dying_done *d = arg;
+    child_setup();
+    char buf[16];
+    size_t len;
+    CHILD_CHECK(fipc_jqueue_get(d->q, buf, sizeof buf, &len, 0) == 0, 1);
+    CHILD_CHECK(test_wait_until_at_least(&d->started, 1, HANDSHAKE_NS), 2);
+    CHILD_CHECK(test_wait_sleeping(d->joiner, HANDSHAKE_NS), 3);
+    fault_kill_at_next_wake();
+    fipc_jqueue_task_done(d->q);
+    return CHILD_FAIL(4);
+}
+
+/* Nobody will wake the joiner: its sleep ends at the one-second re-check,
+ * which finds nothing unfinished. */
+Test(jqueue, joiner_wakes_when_the_last_task_done_dies_before_waking, .timeout = 60)
+{
+    struct dying_done *d = test_shared(sizeof *d);
+    d->q = new_jqueue(4, 16);
+    cr_assert_eq(fipc_jqueue_put(d->q, "bun", 3, 0), 0);
+    pid_t pids[2];
+    int status[2];
+    pids[0] = test_fork(forever_joiner_child, 0, d);
+    pids[1] = test_fork(done_and_die_child, 1, d);
+
+    fault_reap_within(pids, status, 2, FIPC_SEC(10));
+    fault_expect_killed(status[1], "the consumer");
+    fault_expect_ok(status[0], "the joiner", FIPC_SEC(10));
+    cr_assert_eq(fipc_jqueue_unfinished(d->q), 0);
+    cr_assert_eq(fipc_jqueue_join(d->q, 0), 0);
 }
