@@ -8,8 +8,8 @@
  *                advances when it brings unfinished to zero
  *   queue        offset of the fipc_queue from this struct
  *
- * put raises unfinished (relaxed) before the queue's release store makes
- * the item visible, so the consumer that takes the item (acquire) and calls
+ * put raises unfinished (relaxed) once it has claimed its slots and before
+ * the queue's release store makes the items visible, so the consumer that takes the item (acquire) and calls
  * task_done lowers a count that already includes it: the count never goes
  * below the number of items handed out.  task_done refuses to go below
  * zero (-EOVERFLOW).  Joiners sleep on the epoch, not on the count: a count
@@ -84,20 +84,26 @@ static int finish(fipc_jqueue *j, uint64_t n)
     return 0;
 }
 
+void fipc__jqueue_count(fipc_jqueue *j, size_t n)
+{
+    /* relaxed: the queue's release store that publishes the items orders
+     * this before any consumer's task_done for them. */
+    fetch_add_relaxed(&j->unfinished, (uint64_t)n);
+}
+
+void fipc__jqueue_uncount(fipc_jqueue *j, size_t n)
+{
+    finish(j, n);
+}
+
 int fipc_jqueue_put_many(fipc_jqueue *j, const struct iovec *items, size_t n, int64_t timeout_ns)
 {
     if (!j || !items || n == 0)
         return -EINVAL;
-    if (n > INT32_MAX)
-        n = INT32_MAX;
-    /* Count all n first: a consumer may finish an item before put_many
-     * returns.  Give back what was not put. */
-    fetch_add_relaxed(&j->unfinished, n);
-    int r = fipc_queue_put_many(Q(j), items, n, timeout_ns);
-    size_t put = r > 0 ? (size_t)r : 0;
-    if (put < n)
-        finish(j, n - put);
-    return r;
+    /* The queue raises the count once the slots are claimed and before the
+     * items are published: a consumer may finish an item before put_many
+     * returns, and a put still waiting for room counts for nothing. */
+    return fipc__queue_put_counted(Q(j), items, n, timeout_ns, j);
 }
 
 int fipc_jqueue_put(fipc_jqueue *j, const void *item, size_t len, int64_t timeout_ns)

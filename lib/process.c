@@ -63,7 +63,7 @@ static void run_child(int (*target)(void *), void *arg, bool daemon, pid_t paren
         /* Die with the parent; if it is already gone, the signal will
          * never come, so check after arming it. */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-            _exit(128 + SIGKILL);
+            raise(SIGKILL); /* as if the signal had come */
     }
     int code = target(arg);
     fflush(NULL);

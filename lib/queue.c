@@ -54,6 +54,12 @@
  * reports -EPIPE only when it sees closed and then head == tail: every
  * position claimed before that was either consumed or is a tombstone, so
  * no message whose put succeeded is ever stranded behind -EPIPE.
+ *
+ * In SPSC mode publishing is the claim, so the consumer settles the race
+ * on tail itself: before it reports -EPIPE it seals tail (CAS tail ->
+ * tail | TAIL_SEALED, only if tail still equals head), and the producer
+ * publishes with a CAS that fails on a sealed tail, reporting -EPIPE for a
+ * message no consumer will ever see.  Exactly one of the two CASes wins.
  */
 #include <string.h>
 
@@ -66,6 +72,7 @@
 
 #define QUEUE_MAGIC 0x5155455545504946ull /* "FIPEUEUQ" */
 #define TOMBSTONE   UINT32_MAX            /* slot.len of a put that lost to close */
+#define TAIL_SEALED ((uint64_t)1 << 63)   /* SPSC: closed and drained, no more puts */
 #define SLOT_HEADER 16
 
 struct slot {
@@ -167,6 +174,16 @@ static inline void ec_notify(struct eventcount *ec, uint32_t n)
     }
 }
 
+/* ec_notify for a caller whose last write was seq_cst: that write already
+ * orders the ring change before the seq_cst load of waiters. */
+static inline void ec_notify_after_barrier(struct eventcount *ec, uint32_t n)
+{
+    if (FIPC_UNLIKELY(load_seqcst(&ec->waiters) != 0)) {
+        fetch_add_release(&ec->epoch, 1);
+        futex_wake(&ec->epoch, n > (uint32_t)FUTEX_WAKE_ALL ? FUTEX_WAKE_ALL : (int)n);
+    }
+}
+
 static inline uint32_t ec_register(struct eventcount *ec)
 {
     fetch_add_seqcst(&ec->waiters, 1);
@@ -228,7 +245,15 @@ static int block_on(struct fipc_queue *q, struct eventcount *ec, try_fn try, voi
 struct put_ctx {
     const struct iovec *items;
     size_t n;
+    fipc_jqueue *owner; /* NULL, or the jqueue whose unfinished count to raise */
 };
+
+/* Raise the owner's count by k before the messages become visible. */
+static inline void count_in(struct put_ctx *c, size_t k)
+{
+    if (c->owner)
+        fipc__jqueue_count(c->owner, k);
+}
 
 struct get_ctx {
     unsigned char *buf;
@@ -293,6 +318,8 @@ static int mpmc_try_put(struct fipc_queue *q, void *arg)
     if (k == 0)
         return -EAGAIN;
     bool closed = load_seqcst(&q->closed);
+    if (!closed)
+        count_in(c, k);
     for (size_t i = 0; i < k; i++) {
         struct slot *s = slot_at(q, pos + i);
         if (closed)
@@ -310,7 +337,9 @@ static int mpmc_try_put(struct fipc_queue *q, void *arg)
 static int spsc_try_put(struct fipc_queue *q, void *arg)
 {
     struct put_ctx *c = arg;
-    uint64_t pos = load_relaxed(&q->tail); /* ours alone */
+    uint64_t pos = load_relaxed(&q->tail); /* ours alone, but for the seal */
+    if (pos & TAIL_SEALED)
+        return -EPIPE;
     uint64_t room = q->capacity - (pos - q->head_cache);
     if (room < c->n) {
         /* acquire pairs with the consumer's release of head: the slots it
@@ -323,10 +352,17 @@ static int spsc_try_put(struct fipc_queue *q, void *arg)
     size_t k = c->n < room ? c->n : (size_t)room;
     for (size_t i = 0; i < k; i++)
         fill(slot_at(q, pos + i), &c->items[i]);
-    /* release: the messages are complete before the consumer's acquire load
-     * of tail sees them. */
-    store_release(&q->tail, pos + k);
-    ec_notify(&q->not_empty, (uint32_t)k);
+    count_in(c, k);
+    /* seq_cst CAS: a release, so the messages are complete before the
+     * consumer's acquire load of tail sees them; a full barrier, which
+     * serves as ec_notify's fence; and it fails only if the consumer has
+     * sealed tail (see Close at the top). */
+    if (FIPC_UNLIKELY(!cas_seqcst(&q->tail, &pos, pos + k))) {
+        if (c->owner)
+            fipc__jqueue_uncount(c->owner, k);
+        return -EPIPE;
+    }
+    ec_notify_after_barrier(&q->not_empty, (uint32_t)k);
     return (int)k;
 }
 
@@ -399,17 +435,34 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
     }
 }
 
+/* The SPSC consumer found nothing at pos: -EPIPE if the queue is closed
+ * and it could seal tail at pos, -EAGAIN if it is still open, 0 if the
+ * producer published meanwhile (look again). */
+static int spsc_seal(struct fipc_queue *q, uint64_t pos)
+{
+    if (!load_seqcst(&q->closed))
+        return -EAGAIN;
+    uint64_t t = pos;
+    /* seq_cst: one total order with the producer's publishing CAS. */
+    if (cas_seqcst(&q->tail, &t, pos | TAIL_SEALED) || t == (pos | TAIL_SEALED))
+        return -EPIPE;
+    return 0;
+}
+
 static int spsc_try_get(struct fipc_queue *q, void *arg)
 {
     struct get_ctx *c = arg;
     uint64_t pos = load_relaxed(&q->head); /* ours alone */
     uint64_t avail = q->tail_cache - pos;
-    if (avail < c->n) {
-        /* acquire pairs with the producer's release of tail. */
-        q->tail_cache = load_acquire(&q->tail);
+    while (avail < c->n) {
+        /* acquire pairs with the producer's publishing CAS of tail. */
+        q->tail_cache = load_acquire(&q->tail) & ~TAIL_SEALED;
         avail = q->tail_cache - pos;
-        if (avail == 0)
-            return closed_and_drained(q) ? -EPIPE : -EAGAIN;
+        if (avail > 0)
+            break;
+        int r = spsc_seal(q, pos);
+        if (r != 0)
+            return r;
     }
     size_t k = c->n < avail ? c->n : (size_t)avail;
     for (size_t i = 0; i < k; i++)
@@ -427,7 +480,8 @@ static int try_get(struct fipc_queue *q, void *arg)
 
 /* ---- the calls ---------------------------------------------------------- */
 
-int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int64_t timeout_ns)
+int fipc__queue_put_counted(fipc_queue *q, const struct iovec *items, size_t n,
+                            int64_t timeout_ns, fipc_jqueue *owner)
 {
     if (!q || !items || n == 0)
         return -EINVAL;
@@ -439,11 +493,16 @@ int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int6
     }
     if (n > INT32_MAX)
         n = INT32_MAX;
-    struct put_ctx c = {items, n};
+    struct put_ctx c = {items, n, owner};
     int r = try_put(q, &c);
     if (FIPC_LIKELY(r != -EAGAIN))
         return r;
     return block_on(q, &q->not_full, try_put, &c, timeout_ns);
+}
+
+int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int64_t timeout_ns)
+{
+    return fipc__queue_put_counted(q, items, n, timeout_ns, NULL);
 }
 
 int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns)
@@ -496,7 +555,7 @@ size_t fipc_queue_qsize(const fipc_queue *q)
     /* Read head first: tail only grows, so the difference never goes
      * negative, and it cannot exceed the capacity but by a race. */
     uint64_t head = load_acquire(&q->head);
-    uint64_t tail = load_acquire(&q->tail);
+    uint64_t tail = load_acquire(&q->tail) & ~TAIL_SEALED;
     uint64_t n = tail - head;
     return n > q->capacity ? q->capacity : (size_t)n;
 }

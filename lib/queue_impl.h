@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include <fipc/jqueue.h>
 #include <fipc/queue.h>
 
 #include "internal.h"
@@ -63,5 +64,16 @@ size_t fipc__queue_footprint(size_t capacity, size_t max_item);
 void fipc__queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, unsigned flags);
 
 int fipc__queue_check(size_t capacity, size_t max_item, unsigned flags);
+
+/* fipc_queue_put_many that also counts the messages it appends as
+ * unfinished tasks of owner (if not NULL), before they become visible to
+ * consumers. */
+int fipc__queue_put_counted(fipc_queue *q, const struct iovec *items, size_t n,
+                            int64_t timeout_ns, fipc_jqueue *owner);
+
+/* jqueue.c: raise the unfinished count by n, or take back n that a put
+ * counted but could not publish. */
+void fipc__jqueue_count(fipc_jqueue *j, size_t n);
+void fipc__jqueue_uncount(fipc_jqueue *j, size_t n);
 
 #endif

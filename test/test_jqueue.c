@@ -718,3 +718,40 @@ Test(jqueue, joiner_wakes_when_the_last_task_done_dies_before_waking, .timeout =
     cr_assert_eq(fipc_jqueue_unfinished(d->q), 0);
     cr_assert_eq(fipc_jqueue_join(d->q, 0), 0);
 }
+
+/* ---- A put still blocked on a full queue has put nothing ---- */
+
+struct blocked_put {
+    fipc_jqueue *q;
+    uint32_t started; /* atomic */
+};
+
+static int blocked_putter(int i, void *arg)
+{
+    struct blocked_put *b = arg;
+    child_setup();
+    flag_add(&b->started);
+    CHILD_CHECK(fipc_jqueue_put(b->q, "b", 1, HANDSHAKE_NS) == 0, 1);
+    return CHILD_OK;
+}
+
+Test(jqueue, a_put_asleep_on_a_full_queue_is_not_counted_until_it_puts, .timeout = 60)
+{
+    struct blocked_put *b = test_shared(sizeof *b);
+    b->q = new_jqueue(1, 8);
+    cr_assert_eq(fipc_jqueue_put(b->q, "a", 1, 0), 0);
+    /* Python counts items put, not items got: "a" may be marked done now. */
+    cr_assert_eq(fipc_jqueue_task_done(b->q), 0);
+    pid_t pid = test_fork(blocked_putter, 0, b);
+    cr_assert(test_wait_until_at_least(&b->started, 1, HANDSHAKE_NS));
+    cr_assert(test_wait_sleeping(pid, HANDSHAKE_NS));
+    cr_assert_eq(fipc_jqueue_unfinished(b->q), 0, "\"b\" is not put yet");
+    cr_assert_eq(fipc_jqueue_join(b->q, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done(b->q), -EOVERFLOW, "nothing is unfinished");
+    char buf[8];
+    size_t len;
+    cr_assert_eq(fipc_jqueue_get(b->q, buf, sizeof buf, &len, 0), 0); /* room for "b" */
+    test_expect_ok(pid);
+    cr_assert_eq(fipc_jqueue_unfinished(b->q), 1, "\"b\" is put and not done");
+    cr_assert_eq(fipc_jqueue_join(b->q, 0), -EAGAIN);
+}

@@ -983,6 +983,11 @@ Test(queue, close_racing_put_never_strands_a_message_whose_put_succeeded, .timeo
     close_racing_put_strands_nothing(0);
 }
 
+Test(queue, spsc_close_racing_put_never_strands_a_message_whose_put_succeeded, .timeout = 120)
+{
+    close_racing_put_strands_nothing(FIPC_QUEUE_SPSC);
+}
+
 /* ---- Death of a sleeping producer or consumer ---- */
 
 struct death {
