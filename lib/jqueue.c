@@ -4,8 +4,8 @@
  *
  *   field        meaning
  *   unfinished   items put and not yet marked done
- *   joiners      an event count (queue_impl.h) whose epoch task_done
- *                advances when it brings unfinished to zero
+ *   joiners      epoch, which task_done advances when it brings
+ *                unfinished to zero, and the number of joiners asleep
  *   queue        offset of the fipc_queue from this struct
  *
  * put raises unfinished (relaxed) once it has claimed its slots and before
@@ -25,10 +25,17 @@
 #include "internal.h"
 #include "queue_impl.h"
 
+/* Joiners count themselves (they are woken only when the count reaches
+ * zero, so there is no stream of notifications to keep cheap). */
+struct joiners {
+    uint32_t epoch;
+    uint32_t waiters;
+};
+
 struct fipc_jqueue {
     uint64_t unfinished;
     uint64_t queue;
-    _Alignas(FIPC_CACHELINE) struct eventcount joiners;
+    _Alignas(FIPC_CACHELINE) struct joiners joiners;
 };
 static_assert(sizeof(struct fipc_jqueue) == 2 * FIPC_CACHELINE, "jqueue layout");
 
@@ -147,7 +154,7 @@ int fipc_jqueue_join(fipc_jqueue *j, int64_t timeout_ns)
         return -EAGAIN;
 
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
-    struct eventcount *ec = &j->joiners;
+    struct joiners *ec = &j->joiners;
     fetch_add_seqcst(&ec->waiters, 1);
     /* Pairs with the fence in finish: the re-check below comes after the
      * registration. */

@@ -25,27 +25,33 @@
  * capacity asked for is smaller (a Queue(3) has 4 slots), a producer also keeps tail within
  * capacity of head, reading head (acquire) to do so.
  *
- * SPSC mode keeps no per-slot turn: the single producer owns tail and the
- * single consumer owns head; each keeps a private copy of the other's
- * position (head_cache, tail_cache) and reloads the shared one (acquire,
- * pairing with the other side's release store) only when the ring looks
- * full or empty.
+ * SPSC mode uses the same turns without read-modify-writes on positions:
+ * the single producer owns tail and the single consumer owns head, so each
+ * just stores its own (for qsize).  Each side then reads only slot lines,
+ * which carry the data anyway; in 1:1 use no position line moves between
+ * CPUs.  Only when the capacity is not a power of two does the producer
+ * also bound tail by a private copy of head (head_cache), reloaded when
+ * the ring looks full.
  *
  * Sleeping.  A producer sleeps only on a full ring (not_full), a consumer
  * only on an empty one (not_empty), through an event count:
  *
  *   sleeper                              notifier (after changing the ring)
- *   waiters += 1         (seq_cst)        fence                   (seq_cst)
- *   fence                (seq_cst)        if waiters != 0:
- *   e = epoch            (acquire)            epoch += 1; futex_wake
- *   re-check the ring; done if it moved
+ *   sleepers = 1         (seq_cst)        fence                   (seq_cst)
+ *   fence                (seq_cst)        if sleepers != 0 and
+ *   e = epoch            (acquire)           exchange(sleepers, 0) != 0:
+ *   re-check the ring; done if it moved       epoch += 1; futex_wake(all)
  *   futex_wait(epoch, e)
- *   waiters -= 1
  *
  * The two fences make the pair a Dekker handshake: either the notifier's
  * load sees the registration and advances the epoch (so futex_wait returns
  * at once or is woken), or the sleeper's re-check sees the change.  When no
  * one sleeps, put and get cost a fence and a load, never a system call.
+ * sleepers is a flag that the notifier clears, not a count that sleepers
+ * decrement once they run again: with a count, every operation of the
+ * other side would enter the kernel until the woken sleepers got a CPU,
+ * and that can keep both sides in a slow lock-step.  A woken sleeper that
+ * still cannot proceed registers again.
  *
  * Close.  closed is set once (seq_cst) and both event counts are advanced
  * and woken.  A put checks closed after it has claimed its slot (seq_cst
@@ -56,10 +62,11 @@
  * no message whose put succeeded is ever stranded behind -EPIPE.
  *
  * In SPSC mode publishing is the claim, so the consumer settles the race
- * on tail itself: before it reports -EPIPE it seals tail (CAS tail ->
- * tail | TAIL_SEALED, only if tail still equals head), and the producer
- * publishes with a CAS that fails on a sealed tail, reporting -EPIPE for a
- * message no consumer will ever see.  Exactly one of the two CASes wins.
+ * on the slot itself: before it reports -EPIPE it seals the slot at head
+ * (CAS seq: head -> head | SLOT_SEALED, possible only while it is
+ * unpublished), and the producer publishes that slot with a CAS that fails
+ * on a sealed slot, reporting -EPIPE for a message no consumer will ever
+ * see.  Exactly one of the two CASes wins.
  */
 #include <string.h>
 
@@ -72,7 +79,7 @@
 
 #define QUEUE_MAGIC 0x5155455545504946ull /* "FIPEUEUQ" */
 #define TOMBSTONE   UINT32_MAX            /* slot.len of a put that lost to close */
-#define TAIL_SEALED ((uint64_t)1 << 63)   /* SPSC: closed and drained, no more puts */
+#define SLOT_SEALED ((uint64_t)1 << 63)   /* SPSC: closed and drained, no more puts */
 #define SLOT_HEADER 16
 
 struct slot {
@@ -163,39 +170,43 @@ int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t m
 
 /* ---- event counts --------------------------------------------------------- */
 
-static inline void ec_notify(struct eventcount *ec, uint32_t n)
+/* Wake the sleepers, if any registered: the first notifier to see the flag
+ * clears it and wakes them all; later ones see it clear and do nothing, so
+ * a side that is asleep costs the other side one system call, not one per
+ * operation until the sleepers have run. */
+static __attribute__((noinline)) void ec_wake(struct eventcount *ec)
 {
-    /* Pairs with the fence in ec_register: orders the ring change the
-     * caller just made before this load of waiters. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (FIPC_UNLIKELY(load_relaxed(&ec->waiters) != 0)) {
+    /* acq_rel: exactly one notifier takes each registration. */
+    if (__atomic_exchange_n(&ec->sleepers, 0, __ATOMIC_ACQ_REL)) {
         fetch_add_release(&ec->epoch, 1);
-        futex_wake(&ec->epoch, n > (uint32_t)FUTEX_WAKE_ALL ? FUTEX_WAKE_ALL : (int)n);
+        futex_wake(&ec->epoch, FUTEX_WAKE_ALL);
     }
 }
 
-/* ec_notify for a caller whose last write was seq_cst: that write already
- * orders the ring change before the seq_cst load of waiters. */
-static inline void ec_notify_after_barrier(struct eventcount *ec, uint32_t n)
+static inline void ec_notify(struct eventcount *ec)
 {
-    if (FIPC_UNLIKELY(load_seqcst(&ec->waiters) != 0)) {
-        fetch_add_release(&ec->epoch, 1);
-        futex_wake(&ec->epoch, n > (uint32_t)FUTEX_WAKE_ALL ? FUTEX_WAKE_ALL : (int)n);
-    }
+    /* Pairs with the fence in ec_register: orders the ring change the
+     * caller just made before this load of the flag. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (FIPC_UNLIKELY(load_relaxed(&ec->sleepers) != 0))
+        ec_wake(ec);
+}
+
+/* ec_notify for a caller whose last write was seq_cst: that write already
+ * orders the ring change before the seq_cst load of the flag. */
+static inline void ec_notify_after_barrier(struct eventcount *ec)
+{
+    if (FIPC_UNLIKELY(load_seqcst(&ec->sleepers) != 0))
+        ec_wake(ec);
 }
 
 static inline uint32_t ec_register(struct eventcount *ec)
 {
-    fetch_add_seqcst(&ec->waiters, 1);
+    store_seqcst(&ec->sleepers, 1);
     /* Pairs with the fence in ec_notify: the caller's re-check of the
      * ring comes after the registration. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     return load_acquire(&ec->epoch);
-}
-
-static inline void ec_unregister(struct eventcount *ec)
-{
-    fetch_sub_relaxed(&ec->waiters, 1);
 }
 
 static void ec_wake_all(struct eventcount *ec)
@@ -226,15 +237,13 @@ static int block_on(struct fipc_queue *q, struct eventcount *ec, try_fn try, voi
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     for (;;) {
         uint32_t epoch = ec_register(ec);
-        r = try(q, ctx);
-        if (r != -EAGAIN) {
-            ec_unregister(ec);
+        /* A registration left behind (we leave without sleeping, or time
+         * out) costs the other side one needless wake, then it is gone. */
+        if ((r = try(q, ctx)) != -EAGAIN)
             return r;
-        }
         /* Woken by the other side's ec_notify after it changed the ring,
          * or by close (ec_wake_all). */
         int w = futex_wait_until(&ec->epoch, epoch, deadline);
-        ec_unregister(ec);
         if (w == -ETIMEDOUT)
             return (r = try(q, ctx)) == -EAGAIN ? -ETIMEDOUT : r;
     }
@@ -330,39 +339,55 @@ static int mpmc_try_put(struct fipc_queue *q, void *arg)
          * load of seq sees its turn. */
         store_release(&s->seq, pos + i + 1);
     }
-    ec_notify(&q->not_empty, (uint32_t)k);
+    ec_notify(&q->not_empty);
     return closed ? -EPIPE : (int)k;
+}
+
+/* How many of the n slots from pos the SPSC producer may fill, by the
+ * capacity bound (only when capacity < ring: otherwise the turns suffice). */
+static inline size_t spsc_room(struct fipc_queue *q, uint64_t pos, size_t n)
+{
+    if (q->capacity == q->ring)
+        return n;
+    uint64_t room = q->capacity - (pos - q->head_cache);
+    if (room < n) {
+        /* relaxed: head only bounds how far tail may run ahead; the slots'
+         * turns (acquire) order their reuse. */
+        q->head_cache = load_relaxed(&q->head);
+        room = q->capacity - (pos - q->head_cache);
+    }
+    return room < n ? (size_t)room : n;
 }
 
 static int spsc_try_put(struct fipc_queue *q, void *arg)
 {
     struct put_ctx *c = arg;
-    uint64_t pos = load_relaxed(&q->tail); /* ours alone, but for the seal */
-    if (pos & TAIL_SEALED)
-        return -EPIPE;
-    uint64_t room = q->capacity - (pos - q->head_cache);
-    if (room < c->n) {
-        /* acquire pairs with the consumer's release of head: the slots it
-         * passed are read out. */
-        q->head_cache = load_acquire(&q->head);
-        room = q->capacity - (pos - q->head_cache);
-        if (room == 0)
-            return -EAGAIN;
-    }
-    size_t k = c->n < room ? c->n : (size_t)room;
+    uint64_t pos = load_relaxed(&q->tail); /* ours alone */
+    size_t n = spsc_room(q, pos, c->n), k = 0;
+    /* acquire pairs with the consumer's release of each slot. */
+    while (k < n && load_acquire(&slot_at(q, pos + k)->seq) == pos + k)
+        k++;
+    if (k == 0)
+        return -EAGAIN;
     for (size_t i = 0; i < k; i++)
         fill(slot_at(q, pos + i), &c->items[i]);
     count_in(c, k);
-    /* seq_cst CAS: a release, so the messages are complete before the
-     * consumer's acquire load of tail sees them; a full barrier, which
-     * serves as ec_notify's fence; and it fails only if the consumer has
-     * sealed tail (see Close at the top). */
-    if (FIPC_UNLIKELY(!cas_seqcst(&q->tail, &pos, pos + k))) {
+    /* The consumer reads the slots in order, so the later ones may be
+     * handed over first (release: each message is complete before its
+     * turn is seen); none is read before the first. */
+    for (size_t i = 1; i < k; i++)
+        store_release(&slot_at(q, pos + i)->seq, pos + i + 1);
+    /* The first goes with a seq_cst CAS: a release like the others; a full
+     * barrier, which serves as ec_notify's fence; and it fails only if the
+     * consumer has sealed the slot (see Close at the top). */
+    uint64_t expect = pos;
+    if (FIPC_UNLIKELY(!cas_seqcst(&slot_at(q, pos)->seq, &expect, pos + 1))) {
         if (c->owner)
             fipc__jqueue_uncount(c->owner, k);
         return -EPIPE;
     }
-    ec_notify_after_barrier(&q->not_empty, (uint32_t)k);
+    store_relaxed(&q->tail, pos + k); /* for qsize only */
+    ec_notify_after_barrier(&q->not_empty);
     return (int)k;
 }
 
@@ -428,7 +453,7 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
              * next lap (acquire load of seq) overwrites it. */
             store_release(&s->seq, pos + i + q->ring);
         }
-        ec_notify(&q->not_full, (uint32_t)k);
+        ec_notify(&q->not_full);
         if (got > 0)
             return (int)got;
         /* Only tombstones: look again. */
@@ -436,15 +461,15 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
 }
 
 /* The SPSC consumer found nothing at pos: -EPIPE if the queue is closed
- * and it could seal tail at pos, -EAGAIN if it is still open, 0 if the
+ * and it could seal the slot at pos, -EAGAIN if it is still open, 0 if the
  * producer published meanwhile (look again). */
 static int spsc_seal(struct fipc_queue *q, uint64_t pos)
 {
     if (!load_seqcst(&q->closed))
         return -EAGAIN;
-    uint64_t t = pos;
+    uint64_t seq = pos;
     /* seq_cst: one total order with the producer's publishing CAS. */
-    if (cas_seqcst(&q->tail, &t, pos | TAIL_SEALED) || t == (pos | TAIL_SEALED))
+    if (cas_seqcst(&slot_at(q, pos)->seq, &seq, pos | SLOT_SEALED) || seq == (pos | SLOT_SEALED))
         return -EPIPE;
     return 0;
 }
@@ -453,23 +478,27 @@ static int spsc_try_get(struct fipc_queue *q, void *arg)
 {
     struct get_ctx *c = arg;
     uint64_t pos = load_relaxed(&q->head); /* ours alone */
-    uint64_t avail = q->tail_cache - pos;
-    while (avail < c->n) {
-        /* acquire pairs with the producer's publishing CAS of tail. */
-        q->tail_cache = load_acquire(&q->tail) & ~TAIL_SEALED;
-        avail = q->tail_cache - pos;
-        if (avail > 0)
+    size_t k;
+    for (;;) {
+        k = 0;
+        /* acquire pairs with the producer's release of each slot. */
+        while (k < c->n && load_acquire(&slot_at(q, pos + k)->seq) == pos + k + 1)
+            k++;
+        if (k > 0)
             break;
         int r = spsc_seal(q, pos);
         if (r != 0)
             return r;
     }
-    size_t k = c->n < avail ? c->n : (size_t)avail;
-    for (size_t i = 0; i < k; i++)
-        drain(c, i, slot_at(q, pos + i));
-    /* release: the slots are read out before the producer reuses them. */
-    store_release(&q->head, pos + k);
-    ec_notify(&q->not_full, (uint32_t)k);
+    for (size_t i = 0; i < k; i++) {
+        struct slot *s = slot_at(q, pos + i);
+        drain(c, i, s);
+        /* release: read out before the producer of the next lap reuses it. */
+        store_release(&s->seq, pos + i + q->ring);
+    }
+    /* relaxed: head is read for qsize and the capacity bound only. */
+    store_relaxed(&q->head, pos + k);
+    ec_notify(&q->not_full);
     return (int)k;
 }
 
@@ -555,7 +584,7 @@ size_t fipc_queue_qsize(const fipc_queue *q)
     /* Read head first: tail only grows, so the difference never goes
      * negative, and it cannot exceed the capacity but by a race. */
     uint64_t head = load_acquire(&q->head);
-    uint64_t tail = load_acquire(&q->tail) & ~TAIL_SEALED;
+    uint64_t tail = load_acquire(&q->tail);
     uint64_t n = tail - head;
     return n > q->capacity ? q->capacity : (size_t)n;
 }

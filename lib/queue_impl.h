@@ -12,12 +12,12 @@
 
 #include "internal.h"
 
-/* An event count: sleepers register in waiters, re-check their condition,
- * then sleep on epoch; a notifier that changed the condition advances epoch
- * and wakes only if waiters is non-zero. */
+/* An event count: a sleeper sets sleepers, re-checks its condition, then
+ * sleeps on epoch; a notifier that changed the condition and finds
+ * sleepers set clears it, advances epoch and wakes everyone (queue.c). */
 struct eventcount {
     uint32_t epoch;
-    uint32_t waiters;
+    uint32_t sleepers;
 };
 
 struct fipc_queue {
@@ -33,15 +33,13 @@ struct fipc_queue {
     uint32_t flags;
     uint32_t closed;
 
-    /* Line 1: producers' position; in SPSC mode also the producer's
-     * private copy of head. */
+    /* Line 1: producers' position; in SPSC mode with a capacity that is
+     * not a power of two also the producer's private copy of head. */
     _Alignas(FIPC_CACHELINE) uint64_t tail;
     uint64_t head_cache;
 
-    /* Line 2: consumers' position; in SPSC mode also the consumer's
-     * private copy of tail. */
+    /* Line 2: consumers' position. */
     _Alignas(FIPC_CACHELINE) uint64_t head;
-    uint64_t tail_cache;
 
     /* Line 3: consumers sleep here while the queue is empty. */
     _Alignas(FIPC_CACHELINE) struct eventcount not_empty;
