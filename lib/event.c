@@ -95,7 +95,14 @@ int fipc_event_wait(fipc_event *e, int64_t timeout_ns)
     if (FIPC_LIKELY(first & EVENT_SET))
         return 0;
     if (timeout_ns == 0)
-        return -EAGAIN;
+        return -EAGAIN; /* never blocks, nor spins */
+    /* A set that is about to come from the other CPU costs less to spin
+     * for than to sleep for. */
+    for (struct fipc_spin spin = {0}; fipc_spin(&spin);) {
+        uint32_t w = load_acquire(&m->word);
+        if ((w & EVENT_SET) || (w & ~EVENT_SET) != (first & ~EVENT_SET))
+            return 0;
+    }
 
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     bool timed_out = false;

@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
+
 /* A deadline: absolute CLOCK_MONOTONIC nanoseconds, or DEADLINE_NEVER. */
 typedef int64_t fipc_deadline;
 #define DEADLINE_NEVER INT64_MAX
@@ -60,6 +62,28 @@ static inline fipc_deadline fipc_deadline_in(int64_t timeout_ns)
 static inline bool fipc_deadline_passed(fipc_deadline d)
 {
     return d != DEADLINE_NEVER && fipc_now_ns() >= d;
+}
+
+/* A bounded spin: `struct fipc_spin s = {0}; while (!ready()) if
+ * (!fipc_spin(&s)) break;` re-checks for about FIPC_SPIN_NS, pausing twice
+ * as long between checks each time (up to 16 pauses), so that a spinner
+ * does not keep pulling the cache line away from the process that is about
+ * to change it. */
+struct fipc_spin {
+    int64_t end;
+    unsigned pauses;
+};
+
+static inline bool fipc_spin(struct fipc_spin *s)
+{
+    for (unsigned i = 0; i <= s->pauses; i++)
+        cpu_relax();
+    if (s->pauses < 15)
+        s->pauses = 2 * s->pauses + 1;
+    int64_t now = fipc_now_ns();
+    if (s->end == 0)
+        s->end = now + FIPC_SPIN_NS;
+    return now < s->end;
 }
 
 #define FUTEX_RECHECK_NS ((int64_t)1000000000)

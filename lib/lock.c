@@ -181,14 +181,15 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid
 
     /* Spin while the owner runs and nobody sleeps: a short critical
      * section on the other CPU ends sooner than a futex round trip. */
-    for (int i = 0; i < FIPC_SPIN_LIMIT; i++) {
+    for (struct fipc_spin spin = {0}; timeout_ns != 0;) {
         if ((cur & LOCK_TID_MASK) == 0) {
             if ((r = try_take_free(m, cur, tid)) != 1)
                 return r;
         } else if (cur & LOCK_WAITERS) {
             break;
         }
-        cpu_relax();
+        if (!fipc_spin(&spin))
+            break;
         cur = load_relaxed(&m->word);
     }
 

@@ -226,13 +226,11 @@ static int block_on(struct fipc_queue *q, struct eventcount *ec, try_fn try, voi
                     int64_t timeout_ns)
 {
     int r;
-    for (int i = 0; i < FIPC_SPIN_LIMIT; i++) {
-        cpu_relax();
+    if (timeout_ns == 0)
+        return -EAGAIN; /* never blocks, nor spins */
+    for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
         if ((r = try(q, ctx)) != -EAGAIN)
             return r;
-    }
-    if (timeout_ns == 0)
-        return -EAGAIN;
 
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     for (;;) {

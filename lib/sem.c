@@ -91,13 +91,11 @@ int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns)
     if (FIPC_LIKELY(try_take(m)))
         return 0;
 
-    for (int i = 0; i < FIPC_SPIN_LIMIT; i++) {
-        cpu_relax();
+    if (timeout_ns == 0)
+        return -EAGAIN; /* never blocks, nor spins */
+    for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
         if (load_relaxed(&m->value) > 0 && try_take(m))
             return 0;
-    }
-    if (timeout_ns == 0)
-        return -EAGAIN;
 
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     bool timed_out = false;
