@@ -148,6 +148,8 @@ int fipc_cond_notify(fipc_cond *c, uint32_t n)
 {
     if (!c)
         return -EINVAL;
+    if (n == 0)
+        return 0;
     struct cond_impl *m = impl(c);
     uint64_t st = load_relaxed(&m->state);
     uint32_t k;

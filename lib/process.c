@@ -3,10 +3,12 @@
  *
  * fork() goes through the C library so that atfork handlers run and the
  * child gets a fresh robust futex list; the parent then opens a pidfd for
- * the child.  The child cannot be reaped before that (only join reaps it),
- * so the pidfd always names our child, never a recycled pid.  join polls
- * the pidfd (readable once the child has ended) with the time that remains,
- * then reaps with waitid(P_PIDFD).
+ * the child.  Unless the process ignores SIGCHLD (then the kernel reaps
+ * children itself), the child cannot be reaped before that, since only
+ * join reaps it, so the pidfd names our child, never a recycled pid.  A
+ * child already reaped by then is reported as ended, its status lost.
+ * join polls the pidfd (readable once the child has ended) with the time
+ * that remains, then reaps with waitid(P_PIDFD).
  */
 #include <poll.h>
 #include <signal.h>
@@ -102,6 +104,12 @@ int fipc_process_start(fipc_process **out, int (*target)(void *), void *arg,
 
     p->pid = pid;
     p->pidfd = pidfd_open(pid);
+    if (p->pidfd < 0 && errno == ESRCH) {
+        /* Ended and reaped already: SIGCHLD is ignored. */
+        p->reaped = p->status_lost = true;
+        *out = p;
+        return 0;
+    }
     if (p->pidfd < 0) {
         int r = -errno;
         kill(pid, SIGKILL);
@@ -215,6 +223,7 @@ void fipc_process_free(fipc_process *p)
 {
     if (!p)
         return;
-    close(p->pidfd);
+    if (p->pidfd >= 0)
+        close(p->pidfd);
     free(p);
 }

@@ -10,10 +10,11 @@
  * A wait whose time runs out breaks the barrier: that waiter, every other
  * waiter and every later caller get -ECANCELED until fipc_barrier_reset.
  * A party that dies before arriving keeps its round from filling: the others
- * leave with -ECANCELED when their time runs out.  A party that dies after
- * arriving never leaves: its round is released as usual, but the next round
- * cannot start, so later callers time out with -ECANCELED.  Either way the
- * barrier needs fipc_barrier_init (not reset) before reuse.
+ * leave with -ECANCELED when their time runs out, and fipc_barrier_reset
+ * repairs the barrier once they have.  A party that dies after arriving
+ * never leaves: its round is released as usual, but the next round cannot
+ * start, so later callers time out with -ECANCELED, and only
+ * fipc_barrier_init repairs it.
  */
 #ifndef FIPC_BARRIER_H
 #define FIPC_BARRIER_H
