@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,10 +30,9 @@
 #define CHILD_OK      0
 #define CHILD_FAIL(n) (n)
 /* Inside a child: leave with status n unless cond holds. */
-#define CHILD_CHECK(cond, n)                                                                \
-    do {                                                                                   \
-        if (!(cond))                                                                       \
-            _exit(n);                                                                      \
+#define CHILD_CHECK(cond, n)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) _exit(n);                                                                     \
     } while (0)
 
 /* Zeroed shared memory, inherited by forked children (MAP_SHARED). */
@@ -46,8 +48,7 @@ static inline pid_t test_fork(int (*fn)(int i, void *arg), int i, void *arg)
 {
     pid_t pid = fork();
     cr_assert(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0)
-        _exit(fn(i, arg));
+    if (pid == 0) _exit(fn(i, arg));
     return pid;
 }
 
@@ -58,8 +59,7 @@ static inline void test_expect_ok(pid_t pid)
     cr_assert(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
     cr_assert(WIFEXITED(status), "child %d died of signal %d", (int)pid,
               WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    cr_assert(WEXITSTATUS(status) == 0, "child %d failed check %d", (int)pid,
-              WEXITSTATUS(status));
+    cr_assert(WEXITSTATUS(status) == 0, "child %d failed check %d", (int)pid, WEXITSTATUS(status));
 }
 
 /* Fork n children running fn(0..n-1, arg), wait for all, assert all ok. */
@@ -73,6 +73,36 @@ static inline void test_run_children(int n, int (*fn)(int i, void *arg), void *a
         test_expect_ok(pids[i]);
 }
 
+/* In a child: die with the test process, so a failed test leaves no child behind. */
+static inline void test_child_setup(void)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* Publish v in a handshake flag that another process reads. */
+static inline void test_flag_set(uint32_t *flag, uint32_t v)
+{
+    __atomic_store_n(flag, v, __ATOMIC_RELEASE);
+}
+
+/* Count one more arrival in a handshake counter shared by processes. */
+static inline void test_flag_add(uint32_t *flag)
+{
+    __atomic_fetch_add(flag, 1, __ATOMIC_ACQ_REL);
+}
+
+/* Read a handshake flag or counter that another process writes. */
+static inline uint32_t test_flag_get(const uint32_t *flag)
+{
+    return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+}
+
+/* A pidfd on pid (-1 and errno on failure): readable once pid has ended. */
+static inline int test_pidfd_open(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
 static inline int64_t test_now_ns(void)
 {
     struct timespec ts;
@@ -84,15 +114,90 @@ static inline int64_t test_now_ns(void)
  * limit_ns; returns whether it did.  For handshakes between test processes:
  * the condition, not a sleep, decides when a test moves on. */
 static inline bool test_wait_until_at_least(const volatile uint32_t *flag, uint32_t want,
-                                           int64_t limit_ns)
+                                            int64_t limit_ns)
 {
     int64_t end = test_now_ns() + limit_ns;
     while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) < want) {
-        if (test_now_ns() > end)
-            return false;
+        if (test_now_ns() > end) return false;
         sched_yield();
     }
     return true;
+}
+
+/* Reap those of the n children in pids not yet done[], each as it ends (a
+ * pidfd per child, polled; no sleeping), until all are reaped or the
+ * monotonic clock passes end_ns; status[i] gets child i's wait status.
+ * Returns how many are left running (never killed here). */
+static inline int test_reap_until(const pid_t *pids, int *status, bool *done, int n, int64_t end_ns)
+{
+    struct pollfd pfd[64];
+    int left = 0;
+    cr_assert(n <= 64);
+    for (int i = 0; i < n; i++) {
+        pfd[i].fd = -1;
+        pfd[i].events = POLLIN;
+        pfd[i].revents = 0;
+        if (done[i]) continue;
+        pfd[i].fd = test_pidfd_open(pids[i]);
+        cr_assert(pfd[i].fd >= 0, "pidfd_open(%d): %s", (int)pids[i], strerror(errno));
+        left++;
+    }
+    while (left > 0) {
+        int64_t rest = end_ns - test_now_ns();
+        if (rest < 0) rest = 0;
+        int r = poll(pfd, (nfds_t)n, (int)((rest + 999999) / 1000000));
+        if (r < 0) {
+            cr_assert(errno == EINTR, "poll: %s", strerror(errno));
+            continue;
+        }
+        if (r == 0 && rest == 0) break;
+        for (int i = 0; i < n; i++) {
+            if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            pid_t w = waitpid(pids[i], &status[i], 0);
+            cr_assert(w == pids[i], "waitpid(%d): %s", (int)pids[i], strerror(errno));
+            close(pfd[i].fd);
+            pfd[i].fd = -1;
+            done[i] = true;
+            left--;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (pfd[i].fd >= 0) close(pfd[i].fd);
+    return left;
+}
+
+/* Reap children whose blocking calls use FIPC_FOREVER: each must end by
+ * itself within limit_ns, so a lost wake-up fails here (a child still
+ * blocked) rather than passing late once a timeout ran out.  Asserts that
+ * each exited with status 0; stragglers are killed. */
+static inline void test_reap_within(const pid_t *pids, int n, int64_t limit_ns)
+{
+    int status[64];
+    bool done[64] = {false};
+    cr_assert(n <= 64);
+    int left = test_reap_until(pids, status, done, n, test_now_ns() + limit_ns);
+    if (left > 0) {
+        for (int i = 0; i < n; i++)
+            if (!done[i]) kill(pids[i], SIGKILL);
+        cr_assert_fail("%d of %d children still blocked after %lld s", left, n,
+                       (long long)(limit_ns / 1000000000));
+    }
+    for (int i = 0; i < n; i++) {
+        cr_assert(WIFEXITED(status[i]), "child %d died of signal %d", i,
+                  WIFSIGNALED(status[i]) ? WTERMSIG(status[i]) : 0);
+        cr_assert_eq(WEXITSTATUS(status[i]), 0, "child %d failed check %d", i,
+                     WEXITSTATUS(status[i]));
+    }
+}
+
+/* Kill pid with SIGKILL, reap it, and assert that SIGKILL is what ended it. */
+static inline void test_kill_and_reap(pid_t pid)
+{
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+              "child %d ended otherwise than by SIGKILL (status %#x)", (int)pid, status);
 }
 
 /* Whether pid is asleep in the kernel (state S in /proc/PID/stat), for
@@ -102,8 +207,7 @@ static inline bool test_pid_sleeping(pid_t pid)
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
+    if (!f) return false;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
@@ -116,8 +220,7 @@ static inline bool test_wait_sleeping(pid_t pid, int64_t limit_ns)
 {
     int64_t end = test_now_ns() + limit_ns;
     while (!test_pid_sleeping(pid)) {
-        if (test_now_ns() > end)
-            return false;
+        if (test_now_ns() > end) return false;
         sched_yield();
     }
     return true;

@@ -9,59 +9,10 @@
 #include "futex_faults.h"
 
 #include <pthread.h>
-#include <sys/prctl.h>
 
 #define HANDSHAKE_NS FIPC_SEC(20)
 /* How long children that only wait to be woken may take to finish. */
 #define REAP_NS FIPC_SEC(30)
-
-static void child_setup(void)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static void flag_set(uint32_t *flag, uint32_t v)
-{
-    __atomic_store_n(flag, v, __ATOMIC_RELEASE);
-}
-
-/* Reap children whose blocking calls use FIPC_FOREVER: each must end by
- * itself within limit_ns, so a lost wake-up fails here (a child still
- * blocked) rather than passing late once a timeout ran out.  Asserts that
- * each exited with status 0; stragglers are killed. */
-static void reap_within(const pid_t *pids, int n, int64_t limit_ns)
-{
-    int status[64];
-    bool done[64] = {false};
-    int left = n;
-    int64_t end = test_now_ns() + limit_ns;
-    cr_assert(n <= 64);
-    for (;;) {
-        for (int i = 0; i < n; i++) {
-            if (done[i]) continue;
-            pid_t r = waitpid(pids[i], &status[i], WNOHANG);
-            cr_assert(r >= 0, "waitpid: %s", strerror(errno));
-            if (r == pids[i]) {
-                done[i] = true;
-                left--;
-            }
-        }
-        if (left == 0) break;
-        if (test_now_ns() > end) {
-            for (int i = 0; i < n; i++)
-                if (!done[i]) kill(pids[i], SIGKILL);
-            cr_assert_fail("%d of %d children still blocked after %lld s", left, n,
-                           (long long)(limit_ns / 1000000000));
-        }
-        usleep(1000);
-    }
-    for (int i = 0; i < n; i++) {
-        cr_assert(WIFEXITED(status[i]), "child %d died of signal %d", i,
-                  WIFSIGNALED(status[i]) ? WTERMSIG(status[i]) : 0);
-        cr_assert_eq(WEXITSTATUS(status[i]), 0, "child %d failed check %d", i,
-                     WEXITSTATUS(status[i]));
-    }
-}
 
 /* ---- Basics ---- */
 
@@ -181,7 +132,7 @@ Test(event, timed_wait_is_not_cut_short_by_signals, .timeout = 30)
     int64_t t0 = test_now_ns();
     int r = fipc_event_wait(e, FIPC_MSEC(200));
     int64_t elapsed = test_now_ns() - t0;
-    flag_set(&p.stop, 1);
+    test_flag_set(&p.stop, 1);
     pthread_join(t, NULL);
     cr_assert_eq(r, -ETIMEDOUT, "wait gave %d (%s)", r, fipc_strerror(r));
     cr_assert_geq(elapsed, FIPC_MSEC(200), "gave up after %lld ns", (long long)elapsed);
@@ -201,7 +152,7 @@ struct crossing {
 static int car_child(int i, void *arg)
 {
     struct crossing *c = arg;
-    child_setup();
+    test_child_setup();
     if (!fipc_event_is_set(c->light)) __atomic_fetch_add(&c->saw_red, 1, __ATOMIC_ACQ_REL);
     __atomic_fetch_add(&c->arrived, 1, __ATOMIC_ACQ_REL);
     CHILD_CHECK(fipc_event_wait(c->light, FIPC_FOREVER) == 0, 1);
@@ -229,7 +180,7 @@ static void run_crossing(fipc_event *light)
 
     /* Green: all of them go. */
     cr_assert_eq(fipc_event_set(light), 0);
-    reap_within(cars, CARS, REAP_NS);
+    test_reap_within(cars, CARS, REAP_NS);
     cr_assert_eq(c->passed, CARS, "%u of %d cars passed", c->passed, CARS);
 }
 
@@ -257,7 +208,7 @@ struct pulse {
 static int pulse_waiter_child(int i, void *arg)
 {
     struct pulse *p = arg;
-    child_setup();
+    test_child_setup();
     __atomic_fetch_add(&p->arrived, 1, __ATOMIC_ACQ_REL);
     CHILD_CHECK(fipc_event_wait(p->e, FIPC_FOREVER) == 0, 1);
     return CHILD_OK;
@@ -277,7 +228,7 @@ Test(event, sleepers_wake_with_0_when_the_event_is_set_and_cleared_at_once, .tim
 
     cr_assert_eq(fipc_event_set(p->e), 0);
     cr_assert_eq(fipc_event_clear(p->e), 0);
-    reap_within(pids, 4, REAP_NS);
+    test_reap_within(pids, 4, REAP_NS);
     cr_assert_not(fipc_event_is_set(p->e));
     cr_assert_eq(fipc_event_wait(p->e, 0), -EAGAIN, "a later wait sees the clear");
 }
@@ -328,13 +279,13 @@ Test(event, stopped_waiters_return_0_after_a_set_and_clear_they_could_not_see, .
     cr_assert_eq(fipc_event_clear(p->e), 0);
     for (int i = 0; i < 4; i++)
         cr_assert_eq(kill(pids[i], SIGCONT), 0);
-    reap_within(pids, 4, REAP_NS);
+    test_reap_within(pids, 4, REAP_NS);
 }
 
 static int check_set_child(int i, void *arg)
 {
     fipc_event *e = arg;
-    child_setup();
+    test_child_setup();
     CHILD_CHECK(fipc_event_is_set(e), 1);
     CHILD_CHECK(fipc_event_wait(e, 0) == 0, 2);
     CHILD_CHECK(fipc_event_clear(e) == 0, 3);
@@ -364,7 +315,7 @@ struct dying_set {
 static int flag_sleeper_child(int i, void *arg)
 {
     struct dying_set *d = arg;
-    child_setup();
+    test_child_setup();
     __atomic_fetch_add(&d->started, 1, __ATOMIC_ACQ_REL);
     CHILD_CHECK(fipc_event_wait(d->e, FIPC_FOREVER) == 0, 1);
     return CHILD_OK;
@@ -375,7 +326,7 @@ static int flag_sleeper_child(int i, void *arg)
 static int set_and_die_child(int i, void *arg)
 {
     struct dying_set *d = arg;
-    child_setup();
+    test_child_setup();
     CHILD_CHECK(test_wait_until_at_least(&d->started, DYING_SLEEPERS, HANDSHAKE_NS), 1);
     for (int k = 0; k < DYING_SLEEPERS; k++)
         CHILD_CHECK(test_wait_sleeping(d->sleepers[k], HANDSHAKE_NS), 2);

@@ -11,7 +11,6 @@
 
 #include <fcntl.h>
 #include <pthread.h>
-#include <sys/prctl.h>
 
 #define HAMMER_PROCS 4
 #define HAMMER_ITERS 200000
@@ -21,54 +20,6 @@
 #define HANDSHAKE_NS FIPC_SEC(20)
 /* How long children that only wait to be woken may take to finish. */
 #define REAP_NS FIPC_SEC(30)
-
-static void child_setup(void)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static void flag_set(uint32_t *flag, uint32_t v)
-{
-    __atomic_store_n(flag, v, __ATOMIC_RELEASE);
-}
-
-/* Reap children whose blocking calls use FIPC_FOREVER: each must end by
- * itself within limit_ns, so a lost wake-up fails here (a child still
- * blocked) rather than passing late once a timeout ran out.  Asserts that
- * each exited with status 0; stragglers are killed. */
-static void reap_within(const pid_t *pids, int n, int64_t limit_ns)
-{
-    int status[64];
-    bool done[64] = {false};
-    int left = n;
-    int64_t end = test_now_ns() + limit_ns;
-    cr_assert(n <= 64);
-    for (;;) {
-        for (int i = 0; i < n; i++) {
-            if (done[i]) continue;
-            pid_t r = waitpid(pids[i], &status[i], WNOHANG);
-            cr_assert(r >= 0, "waitpid: %s", strerror(errno));
-            if (r == pids[i]) {
-                done[i] = true;
-                left--;
-            }
-        }
-        if (left == 0) break;
-        if (test_now_ns() > end) {
-            for (int i = 0; i < n; i++)
-                if (!done[i]) kill(pids[i], SIGKILL);
-            cr_assert_fail("%d of %d children still blocked after %lld s", left, n,
-                           (long long)(limit_ns / 1000000000));
-        }
-        usleep(1000);
-    }
-    for (int i = 0; i < n; i++) {
-        cr_assert(WIFEXITED(status[i]), "child %d died of signal %d", i,
-                  WIFSIGNALED(status[i]) ? WTERMSIG(status[i]) : 0);
-        cr_assert_eq(WEXITSTATUS(status[i]), 0, "child %d failed check %d", i,
-                     WEXITSTATUS(status[i]));
-    }
-}
 
 /* ---- Exclusion: a non-atomic counter under the lock stays exact ---- */
 
@@ -80,7 +31,7 @@ struct hammer {
 static int hammer_child(int i, void *arg)
 {
     struct hammer *h = arg;
-    child_setup();
+    test_child_setup();
     for (int k = 0; k < HAMMER_ITERS; k++) {
         CHILD_CHECK(fipc_lock_acquire(h->lock, FIPC_FOREVER) == 0, 1);
         *h->counter = *h->counter + 1;
@@ -96,7 +47,7 @@ static void run_hammer(fipc_lock *lock, volatile uint64_t *counter)
     *counter = 0;
     for (int i = 0; i < HAMMER_PROCS; i++)
         pids[i] = test_fork(hammer_child, i, &h);
-    reap_within(pids, HAMMER_PROCS, FIPC_SEC(80));
+    test_reap_within(pids, HAMMER_PROCS, FIPC_SEC(80));
     cr_assert_eq(*counter, (uint64_t)HAMMER_PROCS * HAMMER_ITERS, "counter %llu, want %llu",
                  (unsigned long long)*counter, (unsigned long long)HAMMER_PROCS * HAMMER_ITERS);
     cr_assert_not(fipc_lock_locked(lock), "lock still held after every child released it");
@@ -173,7 +124,7 @@ static int buyer_child(int i, void *arg)
 {
     struct ticket_sale *s = arg;
     long count;
-    child_setup();
+    test_child_setup();
     /* Everyone looks at the tickets first, as in the seed, then they all
      * rush to buy at once. */
     CHILD_CHECK(read_count(s->path, &count) == 0, 1);
@@ -212,8 +163,8 @@ Test(lock, ticket_sale_sells_the_one_ticket_exactly_once, .timeout = 60)
         pids[i] = test_fork(buyer_child, i, s);
     cr_assert(test_wait_until_at_least(&s->ready, BUYERS, HANDSHAKE_NS), "only %u buyers got ready",
               s->ready);
-    flag_set(&s->go, 1);
-    reap_within(pids, BUYERS, REAP_NS);
+    test_flag_set(&s->go, 1);
+    test_reap_within(pids, BUYERS, REAP_NS);
 
     long count = -1;
     cr_assert_eq(read_count(s->path, &count), 0);
@@ -236,10 +187,10 @@ struct holder {
 static int holder_child(int i, void *arg)
 {
     struct holder *h = arg;
-    child_setup();
+    test_child_setup();
     int r = fipc_lock_acquire(h->lock, 0);
     h->acquire_ret = r;
-    flag_set(&h->held, 1);
+    test_flag_set(&h->held, 1);
     CHILD_CHECK(r == 0, 1);
     CHILD_CHECK(test_wait_until_at_least(&h->release, 1, FIPC_SEC(50)), 2);
     CHILD_CHECK(fipc_lock_release(h->lock) == 0, 3);
@@ -256,7 +207,7 @@ static pid_t start_holder(struct holder *h)
 
 static void finish_holder(struct holder *h, pid_t pid)
 {
-    flag_set(&h->release, 1);
+    test_flag_set(&h->release, 1);
     test_expect_ok(pid);
 }
 
@@ -348,7 +299,7 @@ Test(lock, timed_acquire_is_not_cut_short_by_signals, .timeout = 60)
     int r = fipc_lock_acquire(h->lock, FIPC_MSEC(200));
     int64_t elapsed = test_now_ns() - t0;
 
-    flag_set(&p.stop, 1);
+    test_flag_set(&p.stop, 1);
     pthread_join(t, NULL);
     cr_assert_eq(r, -ETIMEDOUT, "acquire gave %d (%s)", r, fipc_strerror(r));
     cr_assert_geq(elapsed, FIPC_MSEC(200), "gave up after %lld ns", (long long)elapsed);
@@ -363,10 +314,10 @@ struct sleeper {
 static int sleeper_child(int i, void *arg)
 {
     struct sleeper *w = arg;
-    child_setup();
-    flag_set(&w->ready, 1);
+    test_child_setup();
+    test_flag_set(&w->ready, 1);
     CHILD_CHECK(fipc_lock_acquire(w->lock, FIPC_FOREVER) == 0, 1);
-    flag_set(&w->done, 1);
+    test_flag_set(&w->done, 1);
     CHILD_CHECK(fipc_lock_release(w->lock) == 0, 2);
     return CHILD_OK;
 }
@@ -383,7 +334,7 @@ Test(lock, release_wakes_a_process_asleep_in_acquire, .timeout = 60)
     cr_assert(test_wait_sleeping(pid, HANDSHAKE_NS), "the waiter never went to sleep");
     cr_assert_eq(__atomic_load_n(&w->done, __ATOMIC_ACQUIRE), 0, "got in while held");
     cr_assert_eq(fipc_lock_release(w->lock), 0);
-    reap_within(&pid, 1, REAP_NS);
+    test_reap_within(&pid, 1, REAP_NS);
     cr_assert_not(fipc_lock_locked(w->lock));
 }
 
@@ -408,7 +359,7 @@ Test(lock, acquire_gives_eownerdead_after_the_holder_is_killed, .timeout = 60)
 static int acquire_once_child(int i, void *arg)
 {
     fipc_lock *l = arg;
-    child_setup();
+    test_child_setup();
     CHILD_CHECK(fipc_lock_acquire(l, 0) == 0, 1);
     CHILD_CHECK(fipc_lock_release(l) == 0, 2);
     return CHILD_OK;
@@ -434,12 +385,12 @@ struct death_wait {
 static int dead_owner_waiter_child(int i, void *arg)
 {
     struct death_wait *d = arg;
-    child_setup();
-    flag_set(&d->waiter_ready, 1);
+    test_child_setup();
+    test_flag_set(&d->waiter_ready, 1);
     int r = fipc_lock_acquire(d->h.lock, FIPC_SEC(30));
     d->woke_ns = test_now_ns();
     d->waiter_ret = r;
-    flag_set(&d->waiter_done, 1);
+    test_flag_set(&d->waiter_done, 1);
     CHILD_CHECK(r == -EOWNERDEAD, 1);
     CHILD_CHECK(fipc_lock_locked(d->h.lock), 2);
     CHILD_CHECK(fipc_lock_release(d->h.lock) == 0, 3);
@@ -508,9 +459,9 @@ struct dying_release {
 static int release_and_die_child(int i, void *arg)
 {
     struct dying_release *d = arg;
-    child_setup();
+    test_child_setup();
     CHILD_CHECK(fipc_lock_acquire(d->lock, 0) == 0, 1);
-    flag_set(&d->held, 1);
+    test_flag_set(&d->held, 1);
     CHILD_CHECK(test_wait_until_at_least(&d->waiting, 1, HANDSHAKE_NS), 2);
     CHILD_CHECK(test_wait_sleeping(d->waiter, HANDSHAKE_NS), 3);
     fault_kill_at_next_wake();
@@ -521,12 +472,12 @@ static int release_and_die_child(int i, void *arg)
 static int wait_for_the_kernel_child(int i, void *arg)
 {
     struct dying_release *d = arg;
-    child_setup();
+    test_child_setup();
     /* No re-check after a second: only a wake can end this sleep, and the
      * only one left to make it is the kernel's. */
     fault_sleep_until_woken();
     d->waiter = getpid();
-    flag_set(&d->waiting, 1);
+    test_flag_set(&d->waiting, 1);
     /* 0, not -EOWNERDEAD: the holder had released the lock when it died. */
     CHILD_CHECK(fipc_lock_acquire(d->lock, FIPC_FOREVER) == 0, 1);
     CHILD_CHECK(fipc_lock_release(d->lock) == 0, 2);
@@ -594,7 +545,7 @@ Test(lock, release_of_an_unheld_lock_gives_eperm, .timeout = 30)
 static int release_not_owner_child(int i, void *arg)
 {
     fipc_lock *l = arg;
-    child_setup();
+    test_child_setup();
     CHILD_CHECK(fipc_lock_release(l) == -EPERM, 1);
     CHILD_CHECK(fipc_lock_locked(l), 2);
     CHILD_CHECK(fipc_lock_acquire(l, 0) == -EAGAIN, 3);

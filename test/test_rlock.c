@@ -9,61 +9,12 @@
 #include "common.h"
 
 #include <pthread.h>
-#include <sys/prctl.h>
 
 #define HAMMER_PROCS 4
 #define HAMMER_ITERS 200000
 #define HANDSHAKE_NS FIPC_SEC(20)
 /* How long children that only wait to be woken may take to finish. */
 #define REAP_NS FIPC_SEC(30)
-
-static void child_setup(void)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static void flag_set(uint32_t *flag, uint32_t v)
-{
-    __atomic_store_n(flag, v, __ATOMIC_RELEASE);
-}
-
-/* Reap children whose blocking calls use FIPC_FOREVER: each must end by
- * itself within limit_ns, so a lost wake-up fails here (a child still
- * blocked) rather than passing late once a timeout ran out.  Asserts that
- * each exited with status 0; stragglers are killed. */
-static void reap_within(const pid_t *pids, int n, int64_t limit_ns)
-{
-    int status[64];
-    bool done[64] = {false};
-    int left = n;
-    int64_t end = test_now_ns() + limit_ns;
-    cr_assert(n <= 64);
-    for (;;) {
-        for (int i = 0; i < n; i++) {
-            if (done[i]) continue;
-            pid_t r = waitpid(pids[i], &status[i], WNOHANG);
-            cr_assert(r >= 0, "waitpid: %s", strerror(errno));
-            if (r == pids[i]) {
-                done[i] = true;
-                left--;
-            }
-        }
-        if (left == 0) break;
-        if (test_now_ns() > end) {
-            for (int i = 0; i < n; i++)
-                if (!done[i]) kill(pids[i], SIGKILL);
-            cr_assert_fail("%d of %d children still blocked after %lld s", left, n,
-                           (long long)(limit_ns / 1000000000));
-        }
-        usleep(1000);
-    }
-    for (int i = 0; i < n; i++) {
-        cr_assert(WIFEXITED(status[i]), "child %d died of signal %d", i,
-                  WIFSIGNALED(status[i]) ? WTERMSIG(status[i]) : 0);
-        cr_assert_eq(WEXITSTATUS(status[i]), 0, "child %d failed check %d", i,
-                     WEXITSTATUS(status[i]));
-    }
-}
 
 /* ---- Exclusion with nesting ---- */
 
@@ -75,7 +26,7 @@ struct hammer {
 static int nested_hammer_child(int i, void *arg)
 {
     struct hammer *h = arg;
-    child_setup();
+    test_child_setup();
     for (int k = 0; k < HAMMER_ITERS; k++) {
         CHILD_CHECK(fipc_rlock_acquire(h->lock, FIPC_FOREVER) == 0, 1);
         CHILD_CHECK(fipc_rlock_acquire(h->lock, 0) == 0, 2);
@@ -96,7 +47,7 @@ static void run_hammer(fipc_rlock *lock, volatile uint64_t *counter)
     *counter = 0;
     for (int i = 0; i < HAMMER_PROCS; i++)
         pids[i] = test_fork(nested_hammer_child, i, &h);
-    reap_within(pids, HAMMER_PROCS, FIPC_SEC(80));
+    test_reap_within(pids, HAMMER_PROCS, FIPC_SEC(80));
     cr_assert_eq(*counter, want, "counter %llu, want %llu", (unsigned long long)*counter,
                  (unsigned long long)want);
     cr_assert_not(fipc_rlock_locked(lock));
@@ -131,7 +82,7 @@ Test(rlock, counter_exact_with_4_processes_x_200000_nested_increments_on_mmap_in
 static int probe_child(int i, void *arg)
 {
     fipc_rlock *l = arg;
-    child_setup();
+    test_child_setup();
     if (i == 0) {
         CHILD_CHECK(fipc_rlock_acquire(l, 0) == 0, 1);
         CHILD_CHECK(fipc_rlock_release(l) == 0, 2);
@@ -188,10 +139,10 @@ struct sleeper {
 static int sleeper_child(int i, void *arg)
 {
     struct sleeper *w = arg;
-    child_setup();
-    flag_set(&w->ready, 1);
+    test_child_setup();
+    test_flag_set(&w->ready, 1);
     CHILD_CHECK(fipc_rlock_acquire(w->lock, FIPC_FOREVER) == 0, 1);
-    flag_set(&w->done, 1);
+    test_flag_set(&w->done, 1);
     CHILD_CHECK(fipc_rlock_release(w->lock) == 0, 2);
     return CHILD_OK;
 }
@@ -212,7 +163,7 @@ Test(rlock, inner_release_keeps_a_sleeper_out_and_the_last_release_lets_it_in, .
     cr_assert(test_wait_sleeping(pid, HANDSHAKE_NS));
     cr_assert_eq(__atomic_load_n(&w->done, __ATOMIC_ACQUIRE), 0, "got in after one release");
     cr_assert_eq(fipc_rlock_release(w->lock), 0);
-    reap_within(&pid, 1, REAP_NS);
+    test_reap_within(&pid, 1, REAP_NS);
     cr_assert_not(fipc_rlock_locked(w->lock));
 }
 
@@ -286,11 +237,11 @@ struct holder {
 static int holder_child(int i, void *arg)
 {
     struct holder *h = arg;
-    child_setup();
+    test_child_setup();
     int r = fipc_rlock_acquire(h->lock, 0);
     if (r == 0) r = fipc_rlock_acquire(h->lock, 0);
     h->acquire_ret = r;
-    flag_set(&h->held, 1);
+    test_flag_set(&h->held, 1);
     CHILD_CHECK(r == 0, 1);
     CHILD_CHECK(test_wait_until_at_least(&h->release, 1, FIPC_SEC(50)), 2);
     CHILD_CHECK(fipc_rlock_release(h->lock) == 0, 3);
@@ -341,7 +292,7 @@ Test(rlock, acquire_times_out_after_50ms_when_held_by_another_process, .timeout 
     cr_assert_eq(r, -EAGAIN, "acquire(0) gave %d (%s)", r, fipc_strerror(r));
     cr_assert_lt(elapsed, FIPC_SEC(1), "acquire(0) took %lld ns", (long long)elapsed);
 
-    flag_set(&h->release, 1);
+    test_flag_set(&h->release, 1);
     test_expect_ok(pid);
     cr_assert_eq(fipc_rlock_acquire(h->lock, 0), 0, "free after two releases by the holder");
     cr_assert_eq(fipc_rlock_release(h->lock), 0);
@@ -367,12 +318,12 @@ Test(rlock, acquire_gives_eownerdead_after_a_holder_that_nested_twice_is_killed,
 static int dead_owner_waiter_child(int i, void *arg)
 {
     struct holder *h = arg;
-    child_setup();
-    flag_set(&h->waiter_ready, 1);
+    test_child_setup();
+    test_flag_set(&h->waiter_ready, 1);
     int r = fipc_rlock_acquire(h->lock, FIPC_SEC(30));
     h->woke_ns = test_now_ns();
     h->waiter_ret = r;
-    flag_set(&h->waiter_done, 1);
+    test_flag_set(&h->waiter_done, 1);
     CHILD_CHECK(r == -EOWNERDEAD, 1);
     CHILD_CHECK(fipc_rlock_acquire(h->lock, 0) == 0, 2);
     CHILD_CHECK(fipc_rlock_release(h->lock) == 0, 3);

@@ -10,59 +10,10 @@
 #include "futex_faults.h"
 
 #include <pthread.h>
-#include <sys/prctl.h>
 
 #define HANDSHAKE_NS FIPC_SEC(20)
 /* How long children that only wait to be woken may take to finish. */
 #define REAP_NS FIPC_SEC(30)
-
-static void child_setup(void)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static void flag_set(uint32_t *flag, uint32_t v)
-{
-    __atomic_store_n(flag, v, __ATOMIC_RELEASE);
-}
-
-/* Reap children whose blocking calls use FIPC_FOREVER: each must end by
- * itself within limit_ns, so a lost wake-up fails here (a child still
- * blocked) rather than passing late once a timeout ran out.  Asserts that
- * each exited with status 0; stragglers are killed. */
-static void reap_within(const pid_t *pids, int n, int64_t limit_ns)
-{
-    int status[64];
-    bool done[64] = {false};
-    int left = n;
-    int64_t end = test_now_ns() + limit_ns;
-    cr_assert(n <= 64);
-    for (;;) {
-        for (int i = 0; i < n; i++) {
-            if (done[i]) continue;
-            pid_t r = waitpid(pids[i], &status[i], WNOHANG);
-            cr_assert(r >= 0, "waitpid: %s", strerror(errno));
-            if (r == pids[i]) {
-                done[i] = true;
-                left--;
-            }
-        }
-        if (left == 0) break;
-        if (test_now_ns() > end) {
-            for (int i = 0; i < n; i++)
-                if (!done[i]) kill(pids[i], SIGKILL);
-            cr_assert_fail("%d of %d children still blocked after %lld s", left, n,
-                           (long long)(limit_ns / 1000000000));
-        }
-        usleep(1000);
-    }
-    for (int i = 0; i < n; i++) {
-        cr_assert(WIFEXITED(status[i]), "child %d died of signal %d", i,
-                  WIFSIGNALED(status[i]) ? WTERMSIG(status[i]) : 0);
-        cr_assert_eq(WEXITSTATUS(status[i]), 0, "child %d failed check %d", i,
-                     WEXITSTATUS(status[i]));
-    }
-}
 
 /* ---- The KTV-room seed: Semaphore(3), ten singers ---- */
 
@@ -88,7 +39,7 @@ static void raise_high_water(uint32_t *hw, uint32_t v)
 static int singer_child(int i, void *arg)
 {
     struct ktv *k = arg;
-    child_setup();
+    test_child_setup();
     __atomic_fetch_add(&k->ready, 1, __ATOMIC_ACQ_REL);
     CHILD_CHECK(test_wait_until_at_least(&k->go, 1, HANDSHAKE_NS), 1);
     for (int round = 0; round < 20; round++) {
@@ -115,8 +66,8 @@ Test(sem, ktv_room_never_holds_more_than_3_singers, .timeout = 60)
     for (int i = 0; i < SINGERS; i++)
         pids[i] = test_fork(singer_child, i, k);
     cr_assert(test_wait_until_at_least(&k->ready, SINGERS, HANDSHAKE_NS));
-    flag_set(&k->go, 1);
-    reap_within(pids, SINGERS, REAP_NS);
+    test_flag_set(&k->go, 1);
+    test_reap_within(pids, SINGERS, REAP_NS);
 
     cr_assert_eq(k->visits, SINGERS * 20);
     cr_assert_leq(k->high_water, ROOM_SEATS, "%u singers were inside at once", k->high_water);
@@ -138,7 +89,7 @@ struct hammer {
 static int sem_hammer_child(int i, void *arg)
 {
     struct hammer *h = arg;
-    child_setup();
+    test_child_setup();
     for (int k = 0; k < HAMMER_ITERS; k++) {
         CHILD_CHECK(fipc_sem_acquire(h->sem, FIPC_FOREVER) == 0, 1);
         *h->counter = *h->counter + 1;
@@ -153,7 +104,7 @@ static void run_hammer(fipc_sem *sem, volatile uint64_t *counter)
     pid_t pids[HAMMER_PROCS];
     for (int i = 0; i < HAMMER_PROCS; i++)
         pids[i] = test_fork(sem_hammer_child, i, &h);
-    reap_within(pids, HAMMER_PROCS, FIPC_SEC(50));
+    test_reap_within(pids, HAMMER_PROCS, FIPC_SEC(50));
     cr_assert_eq(*counter, (uint64_t)HAMMER_PROCS * HAMMER_ITERS, "counter %llu",
                  (unsigned long long)*counter);
     cr_assert_eq(fipc_sem_value(sem), 1);
@@ -183,7 +134,7 @@ Test(sem, bounded_binary_semaphore_keeps_a_counter_exact_across_4_processes, .ti
 static int producer_child(int i, void *arg)
 {
     fipc_sem *s = arg;
-    child_setup();
+    test_child_setup();
     for (int k = 0; k < UNITS; k++) {
         CHILD_CHECK(fipc_sem_release(s) == 0, 1);
         if (k % 1000 == 0) sched_yield(); /* let the consumer drain to 0 and sleep now and then */
@@ -194,7 +145,7 @@ static int producer_child(int i, void *arg)
 static int consumer_child(int i, void *arg)
 {
     fipc_sem *s = arg;
-    child_setup();
+    test_child_setup();
     for (int k = 0; k < UNITS; k++)
         CHILD_CHECK(fipc_sem_acquire(s, FIPC_FOREVER) == 0, 1);
     return CHILD_OK;
@@ -207,7 +158,7 @@ Test(sem, every_unit_released_by_a_producer_is_acquired_by_a_consumer, .timeout 
     pid_t pids[2];
     pids[0] = test_fork(consumer_child, 0, s);
     pids[1] = test_fork(producer_child, 0, s);
-    reap_within(pids, 2, REAP_NS);
+    test_reap_within(pids, 2, REAP_NS);
     cr_assert_eq(fipc_sem_value(s), 0);
     cr_assert_eq(fipc_sem_acquire(s, 0), -EAGAIN, "no unit left over");
 }
@@ -224,10 +175,10 @@ struct sleepers {
 static int sleeper_child(int i, void *arg)
 {
     struct sleepers *s = arg;
-    child_setup();
+    test_child_setup();
     __atomic_fetch_add(&s->started, 1, __ATOMIC_ACQ_REL);
     CHILD_CHECK(fipc_sem_acquire(s->sem, FIPC_FOREVER) == 0, 1);
-    flag_set(&s->done[i], 1);
+    test_flag_set(&s->done[i], 1);
     __atomic_fetch_add(&s->passed, 1, __ATOMIC_ACQ_REL);
     return CHILD_OK;
 }
@@ -242,7 +193,7 @@ Test(sem, release_wakes_a_process_asleep_in_acquire, .timeout = 60)
     cr_assert(test_wait_sleeping(pid, HANDSHAKE_NS), "the sleeper never slept");
     cr_assert_eq(__atomic_load_n(&s->passed, __ATOMIC_ACQUIRE), 0, "passed a sem at 0");
     cr_assert_eq(fipc_sem_release(s->sem), 0);
-    reap_within(&pid, 1, REAP_NS);
+    test_reap_within(&pid, 1, REAP_NS);
     cr_assert_eq(fipc_sem_value(s->sem), 0);
 }
 
@@ -271,7 +222,7 @@ Test(sem, two_releases_let_exactly_two_of_three_sleepers_through, .timeout = 60)
     cr_assert_eq(fipc_sem_value(s->sem), 0);
 
     cr_assert_eq(fipc_sem_release(s->sem), 0);
-    reap_within(pids, 3, REAP_NS);
+    test_reap_within(pids, 3, REAP_NS);
     cr_assert_eq(s->passed, 3);
     cr_assert_eq(fipc_sem_value(s->sem), 0);
 }
@@ -287,9 +238,9 @@ struct dying_release {
 static int unit_sleeper_child(int i, void *arg)
 {
     struct dying_release *d = arg;
-    child_setup();
+    test_child_setup();
     d->sleeper = getpid();
-    flag_set(&d->started, 1);
+    test_flag_set(&d->started, 1);
     CHILD_CHECK(fipc_sem_acquire(d->sem, FIPC_FOREVER) == 0, 1);
     return CHILD_OK;
 }
@@ -299,7 +250,7 @@ static int unit_sleeper_child(int i, void *arg)
 static int release_and_die_child(int i, void *arg)
 {
     struct dying_release *d = arg;
-    child_setup();
+    test_child_setup();
     CHILD_CHECK(test_wait_until_at_least(&d->started, 1, HANDSHAKE_NS), 1);
     CHILD_CHECK(test_wait_sleeping(d->sleeper, HANDSHAKE_NS), 2);
     fault_kill_at_next_wake();
@@ -386,7 +337,7 @@ Test(sem, timed_acquire_is_not_cut_short_by_signals, .timeout = 30)
     int64_t t0 = test_now_ns();
     int r = fipc_sem_acquire(s, FIPC_MSEC(200));
     int64_t elapsed = test_now_ns() - t0;
-    flag_set(&p.stop, 1);
+    test_flag_set(&p.stop, 1);
     pthread_join(t, NULL);
     cr_assert_eq(r, -ETIMEDOUT, "acquire gave %d (%s)", r, fipc_strerror(r));
     cr_assert_geq(elapsed, FIPC_MSEC(200), "gave up after %lld ns", (long long)elapsed);
