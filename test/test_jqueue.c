@@ -13,25 +13,9 @@
 #include "futex_faults.h"
 
 #include <pthread.h>
-#include <sys/prctl.h>
 
 /* Bound on waits that should end promptly; reaching it means a hang. */
 #define HANDSHAKE_NS FIPC_SEC(60)
-
-static void child_setup(void)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static void flag_add(uint32_t *flag)
-{
-    __atomic_fetch_add(flag, 1, __ATOMIC_ACQ_REL);
-}
-
-static uint32_t flag_get(const uint32_t *flag)
-{
-    return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
-}
 
 static fipc_jqueue *new_jqueue(size_t capacity, size_t max_item)
 {
@@ -40,15 +24,6 @@ static fipc_jqueue *new_jqueue(size_t capacity, size_t max_item)
     cr_assert_eq(r, 0, "fipc_jqueue_create: %s", fipc_strerror(r));
     cr_assert_not_null(q);
     return q;
-}
-
-static void kill_and_reap(pid_t pid)
-{
-    cr_assert_eq(kill(pid, SIGKILL), 0);
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-              "child %d ended otherwise than by SIGKILL (status %#x)", (int)pid, status);
 }
 
 /* Join a fipc_process (from inside a child): 0 if it exited with 0. */
@@ -94,12 +69,12 @@ static int shop_producer(void *arg)
     }
     /* Wait until every producer has put everything, so that a count of 0
      * after join cannot be raised again by a slower producer. */
-    flag_add(&s->all_put);
+    test_flag_add(&s->all_put);
     CHILD_CHECK(test_wait_until_at_least(&s->all_put, (uint32_t)s->producers, HANDSHAKE_NS), 2);
     CHILD_CHECK(fipc_jqueue_join(s->q, HANDSHAKE_NS) == 0, 3);
     CHILD_CHECK(fipc_jqueue_unfinished(s->q) == 0, 4);
     /* Every item of ours was worked on before join returned. */
-    CHILD_CHECK(flag_get(&s->done[a->i]) == (uint32_t)s->items, 5);
+    CHILD_CHECK(test_flag_get(&s->done[a->i]) == (uint32_t)s->items, 5);
     return CHILD_OK;
 }
 
@@ -123,7 +98,7 @@ static int shop_consumer(void *arg)
         __atomic_fetch_add(&s->eaten[p][k], 1, __ATOMIC_RELAXED);
         for (int y = 0; y < 20; y++) /* eat: give the others a chance to run */
             sched_yield();
-        flag_add(&s->done[p]);
+        test_flag_add(&s->done[p]);
         CHILD_CHECK(fipc_jqueue_task_done(s->q) == 0, 6);
     }
 }
@@ -393,11 +368,11 @@ struct joiners {
 static int joiner_child(int i, void *arg)
 {
     struct joiners *j = arg;
-    child_setup();
-    flag_add(&j->started);
+    test_child_setup();
+    test_flag_add(&j->started);
     CHILD_CHECK(fipc_jqueue_join(j->q, HANDSHAKE_NS) == 0, 1);
     size_t unfinished = fipc_jqueue_unfinished(j->q);
-    uint32_t finished = flag_get(&j->finished);
+    uint32_t finished = test_flag_get(&j->finished);
     CHILD_CHECK(unfinished == 0, 2);
     CHILD_CHECK(finished == JOIN_ITEMS, 3); /* not woken before the last one */
     return CHILD_OK;
@@ -420,7 +395,7 @@ Test(jqueue, three_joiners_wake_on_the_last_task_done_and_not_before, .timeout =
         char buf[8];
         size_t len;
         cr_assert_eq(fipc_jqueue_get(j->q, buf, sizeof buf, &len, 0), 0);
-        flag_add(&j->finished);
+        test_flag_add(&j->finished);
         cr_assert_eq(fipc_jqueue_task_done(j->q), 0);
         if (k == JOIN_ITEMS - 1) break;
         /* A joiner woken by mistake would leave join and exit; one still
@@ -437,8 +412,8 @@ Test(jqueue, three_joiners_wake_on_the_last_task_done_and_not_before, .timeout =
 static int batch_joiner_child(int i, void *arg)
 {
     struct joiners *j = arg;
-    child_setup();
-    flag_add(&j->started);
+    test_child_setup();
+    test_flag_add(&j->started);
     CHILD_CHECK(fipc_jqueue_join(j->q, HANDSHAKE_NS) == 0, 1);
     CHILD_CHECK(fipc_jqueue_unfinished(j->q) == 0, 2);
     return CHILD_OK;
@@ -479,7 +454,7 @@ struct jstress {
 static int js_producer(int i, void *arg)
 {
     struct jstress *s = arg;
-    child_setup();
+    test_child_setup();
     for (uint64_t seq = 0; seq < s->per_producer; seq++) {
         struct js_item it = {.producer = (uint32_t)i, .check = ~(uint32_t)i, .seq = seq};
         CHILD_CHECK(fipc_jqueue_put(s->q, &it, sizeof it, HANDSHAKE_NS) == 0, 1);
@@ -487,14 +462,14 @@ static int js_producer(int i, void *arg)
     /* Other producers may still be putting, so the count need not be 0
      * afterwards; but every item of ours was finished before join returned. */
     CHILD_CHECK(fipc_jqueue_join(s->q, FIPC_FOREVER) == 0, 2);
-    CHILD_CHECK(flag_get(&s->done[i]) == s->per_producer, 3);
+    CHILD_CHECK(test_flag_get(&s->done[i]) == s->per_producer, 3);
     return CHILD_OK;
 }
 
 static int js_consumer(int i, void *arg)
 {
     struct jstress *s = arg;
-    child_setup();
+    test_child_setup();
     int64_t last[JS_PRODUCERS] = {-1, -1, -1, -1};
     for (;;) {
         struct js_item it;
@@ -573,11 +548,11 @@ struct holder {
 static int holding_consumer(int i, void *arg)
 {
     struct holder *h = arg;
-    child_setup();
+    test_child_setup();
     char buf[16];
     size_t len;
     CHILD_CHECK(fipc_jqueue_get(h->q, buf, sizeof buf, &len, HANDSHAKE_NS) == 0, 1);
-    flag_add(&h->got);
+    test_flag_add(&h->got);
     for (;;) /* hold the item until killed */
         pause();
 }
@@ -589,7 +564,7 @@ Test(jqueue, consumer_killed_holding_an_item_leaves_join_timing_out_not_hanging,
     cr_assert_eq(fipc_jqueue_put(h->q, "bun", 3, 0), 0);
     pid_t pid = test_fork(holding_consumer, 0, h);
     cr_assert(test_wait_until_at_least(&h->got, 1, HANDSHAKE_NS));
-    kill_and_reap(pid);
+    test_kill_and_reap(pid);
 
     cr_assert(fipc_jqueue_empty(h->q));
     cr_assert_eq(fipc_jqueue_unfinished(h->q), 1);
@@ -676,9 +651,9 @@ struct dying_done {
 static int forever_joiner_child(int i, void *arg)
 {
     struct dying_done *d = arg;
-    child_setup();
+    test_child_setup();
     d->joiner = getpid();
-    flag_add(&d->started);
+    test_flag_add(&d->started);
     CHILD_CHECK(fipc_jqueue_join(d->q, FIPC_FOREVER) == 0, 1);
     CHILD_CHECK(fipc_jqueue_unfinished(d->q) == 0, 2);
     return CHILD_OK;
@@ -689,7 +664,7 @@ static int forever_joiner_child(int i, void *arg)
 static int done_and_die_child(int i, void *arg)
 {
     struct dying_done *d = arg;
-    child_setup();
+    test_child_setup();
     char buf[16];
     size_t len;
     CHILD_CHECK(fipc_jqueue_get(d->q, buf, sizeof buf, &len, 0) == 0, 1);
@@ -729,8 +704,8 @@ struct blocked_put {
 static int blocked_putter(int i, void *arg)
 {
     struct blocked_put *b = arg;
-    child_setup();
-    flag_add(&b->started);
+    test_child_setup();
+    test_flag_add(&b->started);
     CHILD_CHECK(fipc_jqueue_put(b->q, "b", 1, HANDSHAKE_NS) == 0, 1);
     return CHILD_OK;
 }

@@ -15,24 +15,11 @@
 #include "futex_faults.h"
 
 #include <pthread.h>
-#include <sys/prctl.h>
 
 /* Bound on any wait that should end promptly: handshakes, and a put or get
  * that only has to wait for another process to make progress.  Reaching it
  * means a lost wake-up or a hang, never a slow machine. */
 #define HANDSHAKE_NS FIPC_SEC(60)
-
-/* Children die with the test process, so a failed or timed-out test leaves
- * nothing behind. */
-static void child_setup(void)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static void flag_add(uint32_t *flag)
-{
-    __atomic_fetch_add(flag, 1, __ATOMIC_ACQ_REL);
-}
 
 static fipc_queue *new_queue(size_t capacity, size_t max_item, unsigned flags)
 {
@@ -52,15 +39,6 @@ static void process_expect_ok(fipc_process *p)
     cr_assert_eq(fipc_process_exitcode(p, &code), 0);
     cr_assert_eq(code, 0, "%s failed check %d", fipc_process_name(p), code);
     fipc_process_free(p);
-}
-
-static void kill_and_reap(pid_t pid)
-{
-    cr_assert_eq(kill(pid, SIGKILL), 0);
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-              "child %d ended otherwise than by SIGKILL (status %#x)", (int)pid, status);
 }
 
 /* Put a NUL-terminated string, without the NUL, expecting success. */
@@ -289,7 +267,7 @@ struct pc {
 static int pc_producer(int i, void *arg)
 {
     struct pc *pc = arg;
-    child_setup();
+    test_child_setup();
     for (int k = 0; k < PC_ITEMS; k++) {
         char bun[32];
         int n = snprintf(bun, sizeof bun, "bun %d %d", i, k);
@@ -301,7 +279,7 @@ static int pc_producer(int i, void *arg)
 static int pc_consumer(int i, void *arg)
 {
     struct pc *pc = arg;
-    child_setup();
+    test_child_setup();
     for (;;) {
         char buf[33];
         size_t len = 0;
@@ -459,7 +437,7 @@ static int stress_fail(struct stress *s, int code)
 static int stress_producer(int i, void *arg)
 {
     struct stress *s = arg;
-    child_setup();
+    test_child_setup();
     uint32_t p = (uint32_t)i;
     if (!s->batched) {
         unsigned char m[STRESS_MAX_ITEM];
@@ -489,7 +467,7 @@ static int stress_producer(int i, void *arg)
 static int stress_consumer(int i, void *arg)
 {
     struct stress *s = arg;
-    child_setup();
+    test_child_setup();
     int64_t last[STRESS_MAX_PROC];
     for (int p = 0; p < STRESS_MAX_PROC; p++)
         last[p] = -1;
@@ -768,8 +746,8 @@ struct sleeper {
 static int get_until_epipe_child(int i, void *arg)
 {
     struct sleeper *s = arg;
-    child_setup();
-    flag_add(&s->started);
+    test_child_setup();
+    test_flag_add(&s->started);
     char buf[16];
     size_t len;
     int r = fipc_queue_get(s->q, buf, sizeof buf, &len, FIPC_FOREVER);
@@ -807,8 +785,8 @@ Test(queue, close_wakes_the_spsc_consumer_asleep_in_get_with_epipe, .timeout = 6
 static int put_until_epipe_child(int i, void *arg)
 {
     struct sleeper *s = arg;
-    child_setup();
-    flag_add(&s->started);
+    test_child_setup();
+    test_flag_add(&s->started);
     int r = fipc_queue_put(s->q, "late", 4, FIPC_FOREVER);
     CHILD_CHECK(r == -EPIPE, 1);
     return CHILD_OK;
@@ -918,7 +896,7 @@ struct race {
 static int race_producer(int i, void *arg)
 {
     struct race *rc = arg;
-    child_setup();
+    test_child_setup();
     static unsigned char m[RACE_ITEM];
     int r;
     while ((r = fipc_queue_put(rc->q, m, sizeof m, HANDSHAKE_NS)) == 0)
@@ -930,7 +908,7 @@ static int race_producer(int i, void *arg)
 static int race_consumer(int i, void *arg)
 {
     struct race *rc = arg;
-    child_setup();
+    test_child_setup();
     static unsigned char m[RACE_ITEM];
     size_t len;
     int r;
@@ -1000,8 +978,8 @@ struct death {
 static int doomed_consumer(int i, void *arg)
 {
     struct death *d = arg;
-    child_setup();
-    flag_add(&d->started);
+    test_child_setup();
+    test_flag_add(&d->started);
     char buf[16];
     size_t len;
     fipc_queue_get(d->q, buf, sizeof buf, &len, FIPC_FOREVER);
@@ -1013,15 +991,15 @@ static int doomed_consumer(int i, void *arg)
 static int surviving_consumer(int i, void *arg)
 {
     struct death *d = arg;
-    child_setup();
-    flag_add(&d->started);
+    test_child_setup();
+    test_flag_add(&d->started);
     for (int k = 0; k < DEATH_MESSAGES; k++) {
         char buf[16], want[16];
         size_t len = 0;
         CHILD_CHECK(fipc_queue_get(d->q, buf, sizeof buf, &len, HANDSHAKE_NS) == 0, 1);
         int n = snprintf(want, sizeof want, "msg %d", k);
         CHILD_CHECK(len == (size_t)n && memcmp(buf, want, len) == 0, 2);
-        flag_add(&d->got);
+        test_flag_add(&d->got);
     }
     return CHILD_OK;
 }
@@ -1036,7 +1014,7 @@ Test(queue, consumer_killed_asleep_in_get_does_not_stop_another_consumer, .timeo
     pid_t survivor = test_fork(surviving_consumer, 1, d);
     cr_assert(test_wait_until_at_least(&d->started, 2, HANDSHAKE_NS));
     cr_assert(test_wait_sleeping(survivor, HANDSHAKE_NS));
-    kill_and_reap(doomed);
+    test_kill_and_reap(doomed);
 
     /* The survivor, asleep too, must be woken for every message. */
     for (int k = 0; k < DEATH_MESSAGES; k++) {
@@ -1062,8 +1040,8 @@ Test(queue, consumer_killed_asleep_in_get_does_not_stop_another_consumer, .timeo
 static int doomed_producer(int i, void *arg)
 {
     struct death *d = arg;
-    child_setup();
-    flag_add(&d->started);
+    test_child_setup();
+    test_flag_add(&d->started);
     fipc_queue_put(d->q, "doomed", 6, FIPC_FOREVER);
     return CHILD_FAIL(1);
 }
@@ -1071,8 +1049,8 @@ static int doomed_producer(int i, void *arg)
 static int surviving_producer(int i, void *arg)
 {
     struct death *d = arg;
-    child_setup();
-    flag_add(&d->started);
+    test_child_setup();
+    test_flag_add(&d->started);
     CHILD_CHECK(fipc_queue_put(d->q, "survivor", 8, HANDSHAKE_NS) == 0, 1);
     return CHILD_OK;
 }
@@ -1090,7 +1068,7 @@ Test(queue, producer_killed_asleep_on_a_full_queue_does_not_stop_other_producers
     pid_t survivor = test_fork(surviving_producer, 1, d);
     cr_assert(test_wait_until_at_least(&d->started, 2, HANDSHAKE_NS));
     cr_assert(test_wait_sleeping(survivor, HANDSHAKE_NS));
-    kill_and_reap(doomed);
+    test_kill_and_reap(doomed);
 
     /* Making room must wake the surviving producer. */
     get_expect_str(d->q, "old");
@@ -1177,8 +1155,8 @@ struct batch_wait {
 static int get_many_sleeper(int i, void *arg)
 {
     struct batch_wait *b = arg;
-    child_setup();
-    flag_add(&b->started);
+    test_child_setup();
+    test_flag_add(&b->started);
     char buf[4 * 8];
     size_t lens[4];
     int r = fipc_queue_get_many(b->q, buf, 8, lens, 4, HANDSHAKE_NS);
@@ -1203,8 +1181,8 @@ Test(queue, get_many_asleep_on_an_empty_queue_wakes_for_a_put, .timeout = 60)
 static int put_many_sleeper(int i, void *arg)
 {
     struct batch_wait *b = arg;
-    child_setup();
-    flag_add(&b->started);
+    test_child_setup();
+    test_flag_add(&b->started);
     struct iovec iov[3] = {{.iov_base = "q0", .iov_len = 2},
                            {.iov_base = "q1", .iov_len = 2},
                            {.iov_base = "q2", .iov_len = 2}};
@@ -1324,7 +1302,7 @@ struct remap {
 static int remapped_consumer(int i, void *arg)
 {
     struct remap *m = arg;
-    child_setup();
+    test_child_setup();
     fipc_arena *again = NULL;
     CHILD_CHECK(fipc_arena_attach(&again, fipc_arena_fd(m->arena)) == 0, 1);
     fipc_queue *q = fipc_arena_lookup(again, "queue");
@@ -1332,7 +1310,7 @@ static int remapped_consumer(int i, void *arg)
     CHILD_CHECK(q != NULL && reply != NULL, 2);
     CHILD_CHECK(q != m->q, 3); /* really another address */
     CHILD_CHECK(fipc_queue_capacity(q) == 4 && fipc_queue_max_item(q) == 16, 4);
-    flag_add(&m->started);
+    test_flag_add(&m->started);
     char buf[16];
     size_t len = 0;
     CHILD_CHECK(fipc_queue_get(q, buf, sizeof buf, &len, HANDSHAKE_NS) == 0, 5);
@@ -1378,9 +1356,9 @@ struct dying_side {
 static int item_sleeper_child(int i, void *arg)
 {
     struct dying_side *d = arg;
-    child_setup();
+    test_child_setup();
     d->sleeper = getpid();
-    flag_add(&d->started);
+    test_flag_add(&d->started);
     char buf[16];
     size_t len = 0;
     CHILD_CHECK(fipc_queue_get(d->q, buf, sizeof buf, &len, FIPC_FOREVER) == 0, 1);
@@ -1393,7 +1371,7 @@ static int item_sleeper_child(int i, void *arg)
 static int put_and_die_child(int i, void *arg)
 {
     struct dying_side *d = arg;
-    child_setup();
+    test_child_setup();
     CHILD_CHECK(test_wait_until_at_least(&d->started, 1, HANDSHAKE_NS), 1);
     CHILD_CHECK(test_wait_sleeping(d->sleeper, HANDSHAKE_NS), 2);
     fault_kill_at_next_wake();
@@ -1430,9 +1408,9 @@ Test(queue, sleeping_spsc_consumer_gets_the_item_when_the_producer_dies_before_w
 static int room_sleeper_child(int i, void *arg)
 {
     struct dying_side *d = arg;
-    child_setup();
+    test_child_setup();
     d->sleeper = getpid();
-    flag_add(&d->started);
+    test_flag_add(&d->started);
     CHILD_CHECK(fipc_queue_put(d->q, "late", 4, FIPC_FOREVER) == 0, 1);
     return CHILD_OK;
 }
@@ -1442,7 +1420,7 @@ static int room_sleeper_child(int i, void *arg)
 static int get_and_die_child(int i, void *arg)
 {
     struct dying_side *d = arg;
-    child_setup();
+    test_child_setup();
     CHILD_CHECK(test_wait_until_at_least(&d->started, 1, HANDSHAKE_NS), 1);
     CHILD_CHECK(test_wait_sleeping(d->sleeper, HANDSHAKE_NS), 2);
     fault_kill_at_next_wake();
