@@ -6,12 +6,12 @@
  * slots with one atomic operation each (Vyukov's bounded MPMC design: a
  * sequence number per slot), so the fast path is lock-free and makes no
  * system call.  A producer sleeps on a futex only when the queue is full and
- * a consumer only when it is empty; each side counts its sleepers, so put
- * and get wake the kernel only when someone sleeps.
+ * a consumer only when it is empty; a sleeper raises a flag first, so put
+ * and get enter the kernel only when someone sleeps.
  *
  * FIPC_QUEUE_SPSC declares exactly one producer and one consumer process
- * at a time; each side then keeps a private copy of the other side's
- * position and reads the shared one only when the ring looks full or empty.
+ * at a time; each side then owns its position and claims slots without a
+ * compare-and-swap on it.
  *
  * close ends the queue for producers: puts fail with -EPIPE, while getters
  * (including those asleep) drain what is left and then get -EPIPE.
