@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -198,6 +199,60 @@ static inline void test_kill_and_reap(pid_t pid)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
               "child %d ended otherwise than by SIGKILL (status %#x)", (int)pid, status);
+}
+
+/* A handler that does nothing: caught without SA_RESTART, SIGUSR1 cuts a
+ * blocking futex wait short with EINTR. */
+static inline void test_on_sigusr1(int sig)
+{
+    (void)sig;
+}
+
+/* Catch SIGUSR1 with test_on_sigusr1, without SA_RESTART. */
+static inline void test_catch_sigusr1(void)
+{
+    struct sigaction sa = {.sa_handler = test_on_sigusr1}; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+}
+
+/* A thread that interrupts the thread that started it with SIGUSR1 every
+ * 2 ms until stopped: each signal breaks a futex wait, which must resume
+ * with the time that remains rather than give up or return -EINTR.  If
+ * then is set, it calls then(arg) once, after the 20th signal. */
+struct test_pester {
+    pthread_t target, thread;
+    uint32_t stop; /* atomic */
+    void (*then)(void *arg);
+    void *arg;
+};
+
+static inline void *test_pester_thread(void *arg)
+{
+    struct test_pester *p = arg;
+    for (int n = 0; !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); n++) {
+        pthread_kill(p->target, SIGUSR1);
+        /* Not a poll: the pause between signals is the point, so that each
+         * one lands in a fresh futex sleep and cuts it short. */
+        usleep(2000);
+        if (p->then && n == 20) p->then(p->arg);
+    }
+    return NULL;
+}
+
+/* Catch SIGUSR1 and start pestering the calling thread. */
+static inline void test_pester_start(struct test_pester *p)
+{
+    test_catch_sigusr1();
+    p->target = pthread_self();
+    cr_assert_eq(pthread_create(&p->thread, NULL, test_pester_thread, p), 0);
+}
+
+/* Stop the pester thread and wait for it. */
+static inline void test_pester_stop(struct test_pester *p)
+{
+    test_flag_set(&p->stop, 1);
+    pthread_join(p->thread, NULL);
 }
 
 /* Whether pid is asleep in the kernel (state S in /proc/PID/stat), for

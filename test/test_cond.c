@@ -422,11 +422,6 @@ Test(cond, wait_for_keeps_one_deadline_across_wakeups, .timeout = 30)
 }
 
 /* A signal does not end a wait early: it resumes with the time left. */
-static void on_sigusr1(int sig)
-{
-    (void)sig;
-}
-
 static int signaller(int i, void *arg)
 {
     uint32_t *stop = arg;
@@ -442,8 +437,7 @@ static int signaller(int i, void *arg)
 
 Test(cond, wait_is_not_cut_short_by_signals, .timeout = 30)
 {
-    struct sigaction sa = {.sa_handler = on_sigusr1}; /* no SA_RESTART */
-    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    test_catch_sigusr1();
     uint32_t *stop = test_shared(sizeof *stop);
     fipc_lock l;
     fipc_cond c;

@@ -98,42 +98,17 @@ Test(event, wait_with_zero_timeout_fails_with_eagain_at_once_when_unset, .timeou
     cr_assert_lt(elapsed, FIPC_SEC(1), "took %lld ns", (long long)elapsed);
 }
 
-struct pester {
-    pthread_t target;
-    uint32_t stop;
-};
-
-static void on_sigusr1(int sig)
-{
-    (void)sig;
-}
-
-static void *pester_thread(void *arg)
-{
-    struct pester *p = arg;
-    while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
-        pthread_kill(p->target, SIGUSR1);
-        usleep(2000);
-    }
-    return NULL;
-}
-
 Test(event, timed_wait_is_not_cut_short_by_signals, .timeout = 30)
 {
     fipc_event *e = fipc_event_new(NULL);
     cr_assert_not_null(e);
-    struct sigaction sa = {.sa_handler = on_sigusr1}; /* no SA_RESTART */
-    sigemptyset(&sa.sa_mask);
-    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
-    struct pester p = {.target = pthread_self()};
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, pester_thread, &p), 0);
+    struct test_pester p = {0};
+    test_pester_start(&p);
 
     int64_t t0 = test_now_ns();
     int r = fipc_event_wait(e, FIPC_MSEC(200));
     int64_t elapsed = test_now_ns() - t0;
-    test_flag_set(&p.stop, 1);
-    pthread_join(t, NULL);
+    test_pester_stop(&p);
     cr_assert_eq(r, -ETIMEDOUT, "wait gave %d (%s)", r, fipc_strerror(r));
     cr_assert_geq(elapsed, FIPC_MSEC(200), "gave up after %lld ns", (long long)elapsed);
 }

@@ -580,64 +580,44 @@ Test(jqueue, consumer_killed_holding_an_item_leaves_join_timing_out_not_hanging,
 
 /* ---- Signals never cut a join short ---- */
 
-struct pester {
-    pthread_t target;
-    fipc_jqueue *q;
-    uint32_t stop;      /* atomic */
-    uint32_t then_done; /* after 20 signals, mark the one item done */
-};
-
-static void on_sigusr1(int sig)
+/* The pester's action after its 20th signal: mark the one item done. */
+static void done_late(void *q)
 {
-    (void)sig;
+    fipc_jqueue_task_done(q);
 }
 
-static void *pester_thread(void *arg)
+/* Join q, timed by *elapsed, while a pester signals this thread (and, with
+ * then_done, marks the one item done after its 20th signal). */
+static void pester_run(fipc_jqueue *q, bool then_done, int64_t timeout_ns, int *r, int64_t *elapsed)
 {
-    struct pester *p = arg;
-    for (int n = 0; !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); n++) {
-        pthread_kill(p->target, SIGUSR1);
-        usleep(2000);
-        if (p->then_done && n == 20) fipc_jqueue_task_done(p->q);
-    }
-    return NULL;
-}
-
-static void pester_run(struct pester *p, int64_t timeout_ns, int *r, int64_t *elapsed)
-{
-    struct sigaction sa = {.sa_handler = on_sigusr1}; /* no SA_RESTART */
-    sigemptyset(&sa.sa_mask);
-    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
-    p->target = pthread_self();
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, pester_thread, p), 0);
+    struct test_pester p = {.then = then_done ? done_late : NULL, .arg = q};
+    test_pester_start(&p);
     int64_t t0 = test_now_ns();
-    *r = fipc_jqueue_join(p->q, timeout_ns);
+    *r = fipc_jqueue_join(q, timeout_ns);
     *elapsed = test_now_ns() - t0;
-    __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
-    pthread_join(t, NULL);
+    test_pester_stop(&p);
 }
 
 Test(jqueue, timed_join_is_not_cut_short_by_signals, .timeout = 30)
 {
-    struct pester p = {.q = new_jqueue(2, 8)};
-    cr_assert_eq(fipc_jqueue_put(p.q, "job", 3, 0), 0);
+    fipc_jqueue *q = new_jqueue(2, 8);
+    cr_assert_eq(fipc_jqueue_put(q, "job", 3, 0), 0);
     int r;
     int64_t dt;
-    pester_run(&p, FIPC_MSEC(200), &r, &dt);
+    pester_run(q, false, FIPC_MSEC(200), &r, &dt);
     cr_assert_eq(r, -ETIMEDOUT, "join: %s", fipc_strerror(r));
     cr_assert_geq(dt, FIPC_MSEC(200), "gave up after %lld ns", (long long)dt);
 }
 
 Test(jqueue, join_forever_survives_signals_and_returns_once_done, .timeout = 30)
 {
-    struct pester p = {.q = new_jqueue(2, 8), .then_done = 1};
-    cr_assert_eq(fipc_jqueue_put(p.q, "job", 3, 0), 0);
+    fipc_jqueue *q = new_jqueue(2, 8);
+    cr_assert_eq(fipc_jqueue_put(q, "job", 3, 0), 0);
     int r;
     int64_t dt;
-    pester_run(&p, FIPC_FOREVER, &r, &dt);
+    pester_run(q, true, FIPC_FOREVER, &r, &dt);
     cr_assert_eq(r, 0, "join: %s", fipc_strerror(r));
-    cr_assert_eq(fipc_jqueue_unfinished(p.q), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 0);
 }
 
 /* ---- Killed between the last task_done and its wake ---- */

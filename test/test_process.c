@@ -272,11 +272,6 @@ Test(process, exitcode_after_someone_else_reaped_gives_echild, .timeout = 30)
 }
 
 /* A signal never surfaces as -EINTR: join resumes with the time left. */
-static void on_sigusr1(int sig)
-{
-    (void)sig;
-}
-
 /* A plain child that pesters the test process with SIGUSR1, then lets the
  * fipc child go. */
 static int pester_then_release(int i, void *arg)
@@ -293,8 +288,7 @@ static int pester_then_release(int i, void *arg)
 
 Test(process, join_is_not_interrupted_by_signals, .timeout = 30)
 {
-    struct sigaction sa = {.sa_handler = on_sigusr1}; /* no SA_RESTART */
-    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    test_catch_sigusr1();
     struct shm *s = test_shared(sizeof *s);
     fipc_process *p;
     cr_assert_eq(fipc_process_start(&p, return_seven_when_released, s, NULL), 0);

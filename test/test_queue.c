@@ -1214,61 +1214,27 @@ Test(queue, put_many_asleep_on_a_full_queue_wakes_when_a_slot_frees, .timeout = 
 
 /* ---- Signals never cut a wait short ---- */
 
-struct pester {
-    pthread_t target;
-    fipc_queue *q;
-    uint32_t stop;     /* atomic */
-    uint32_t then_put; /* after 20 signals, put one message */
-};
-
-static void on_sigusr1(int sig)
+/* The pester's action after its 20th signal: put one message. */
+static void put_late(void *q)
 {
-    (void)sig;
-}
-
-/* Signal the target thread every 2 ms (a handler without SA_RESTART, so
- * each one interrupts a futex wait with EINTR). */
-static void *pester_thread(void *arg)
-{
-    struct pester *p = arg;
-    for (int n = 0; !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); n++) {
-        pthread_kill(p->target, SIGUSR1);
-        usleep(2000);
-        if (p->then_put && n == 20) fipc_queue_put(p->q, "late", 4, 0);
-    }
-    return NULL;
-}
-
-static void pester_start(struct pester *p, pthread_t *t)
-{
-    struct sigaction sa = {.sa_handler = on_sigusr1}; /* no SA_RESTART */
-    sigemptyset(&sa.sa_mask);
-    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
-    p->target = pthread_self();
-    cr_assert_eq(pthread_create(t, NULL, pester_thread, p), 0);
-}
-
-static void pester_stop(struct pester *p, pthread_t t)
-{
-    __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
-    pthread_join(t, NULL);
+    fipc_queue_put(q, "late", 4, 0);
 }
 
 Test(queue, timed_get_and_put_are_not_cut_short_by_signals, .timeout = 30)
 {
-    struct pester p = {.q = new_queue(1, 8, 0)};
-    pthread_t t;
-    pester_start(&p, &t);
+    fipc_queue *q = new_queue(1, 8, 0);
+    struct test_pester p = {0};
+    test_pester_start(&p);
     char buf[8];
     size_t len;
     int64_t t0 = test_now_ns();
-    int rg = fipc_queue_get(p.q, buf, sizeof buf, &len, FIPC_MSEC(200));
+    int rg = fipc_queue_get(q, buf, sizeof buf, &len, FIPC_MSEC(200));
     int64_t dg = test_now_ns() - t0;
-    put_str(p.q, "full");
+    put_str(q, "full");
     t0 = test_now_ns();
-    int rp = fipc_queue_put(p.q, "more", 4, FIPC_MSEC(200));
+    int rp = fipc_queue_put(q, "more", 4, FIPC_MSEC(200));
     int64_t dp = test_now_ns() - t0;
-    pester_stop(&p, t);
+    test_pester_stop(&p);
     cr_assert_eq(rg, -ETIMEDOUT, "get: %s", fipc_strerror(rg));
     cr_assert_geq(dg, FIPC_MSEC(200), "get gave up after %lld ns", (long long)dg);
     cr_assert_eq(rp, -ETIMEDOUT, "put: %s", fipc_strerror(rp));
@@ -1277,13 +1243,13 @@ Test(queue, timed_get_and_put_are_not_cut_short_by_signals, .timeout = 30)
 
 Test(queue, get_forever_survives_signals_and_returns_the_message, .timeout = 30)
 {
-    struct pester p = {.q = new_queue(2, 8, 0), .then_put = 1};
-    pthread_t t;
-    pester_start(&p, &t);
+    fipc_queue *q = new_queue(2, 8, 0);
+    struct test_pester p = {.then = put_late, .arg = q};
+    test_pester_start(&p);
     char buf[8];
     size_t len = 0;
-    int r = fipc_queue_get(p.q, buf, sizeof buf, &len, FIPC_FOREVER);
-    pester_stop(&p, t);
+    int r = fipc_queue_get(q, buf, sizeof buf, &len, FIPC_FOREVER);
+    test_pester_stop(&p);
     cr_assert_eq(r, 0, "get: %s", fipc_strerror(r));
     cr_assert(len == 4 && memcmp(buf, "late", 4) == 0);
 }
