@@ -74,7 +74,8 @@ static inline void test_run_children(int n, int (*fn)(int i, void *arg), void *a
         test_expect_ok(pids[i]);
 }
 
-/* In a child: die with the test process, so a failed test leaves no child behind. */
+/* In a child: die with the test process, so a failed test leaves no child
+ * behind (a stopped or blocked orphan would hold the runner's pipe open). */
 static inline void test_child_setup(void)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -111,18 +112,30 @@ static inline int64_t test_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Spin (yielding) until the expression cond holds, or give up after
+ * limit_ns; evaluates to whether it held.  For states that no fd or futex
+ * announces: a shared flag, a /proc state, a count of waiters. */
+#define TEST_WAIT_UNTIL(cond, limit_ns)                                                            \
+    ({                                                                                             \
+        int64_t test_end_ = test_now_ns() + (limit_ns);                                            \
+        bool test_held_ = true;                                                                    \
+        while (!(cond)) {                                                                          \
+            if (test_now_ns() > test_end_) {                                                       \
+                test_held_ = false;                                                                \
+                break;                                                                             \
+            }                                                                                      \
+            sched_yield();                                                                         \
+        }                                                                                          \
+        test_held_;                                                                                \
+    })
+
 /* Spin-wait (yielding) until *flag reaches at least want, or give up after
  * limit_ns; returns whether it did.  For handshakes between test processes:
  * the condition, not a sleep, decides when a test moves on. */
 static inline bool test_wait_until_at_least(const volatile uint32_t *flag, uint32_t want,
                                             int64_t limit_ns)
 {
-    int64_t end = test_now_ns() + limit_ns;
-    while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) < want) {
-        if (test_now_ns() > end) return false;
-        sched_yield();
-    }
-    return true;
+    return TEST_WAIT_UNTIL(__atomic_load_n(flag, __ATOMIC_ACQUIRE) >= want, limit_ns);
 }
 
 /* Reap those of the n children in pids not yet done[], each as it ends (a
@@ -255,30 +268,45 @@ static inline void test_pester_stop(struct test_pester *p)
     pthread_join(p->thread, NULL);
 }
 
-/* Whether pid is asleep in the kernel (state S in /proc/PID/stat), for
- * tests that must act only once a waiter really sleeps on a futex. */
-static inline bool test_pid_sleeping(pid_t pid)
+/* pid's state letter in /proc/PID/stat (S asleep, T stopped, ...), or 0
+ * if it cannot be read. */
+static inline char test_pid_state(pid_t pid)
 {
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
-    if (!f) return false;
+    if (!f) return 0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] == 'S';
+    return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Whether pid is asleep in the kernel (state S), for tests that must act
+ * only once a waiter really sleeps on a futex. */
+static inline bool test_pid_sleeping(pid_t pid)
+{
+    return test_pid_state(pid) == 'S';
+}
+
+/* Whether pid is stopped by a signal (state T), for tests that SIGSTOP a
+ * waiter to hold it still inside a call. */
+static inline bool test_pid_stopped(pid_t pid)
+{
+    return test_pid_state(pid) == 'T';
 }
 
 /* Wait (bounded by limit_ns) until pid sleeps in the kernel. */
 static inline bool test_wait_sleeping(pid_t pid, int64_t limit_ns)
 {
-    int64_t end = test_now_ns() + limit_ns;
-    while (!test_pid_sleeping(pid)) {
-        if (test_now_ns() > end) return false;
-        sched_yield();
-    }
-    return true;
+    return TEST_WAIT_UNTIL(test_pid_sleeping(pid), limit_ns);
+}
+
+/* Wait (bounded by limit_ns) until a SIGSTOP sent to pid has taken effect. */
+static inline bool test_wait_stopped(pid_t pid, int64_t limit_ns)
+{
+    return TEST_WAIT_UNTIL(test_pid_stopped(pid), limit_ns);
 }
 
 #endif

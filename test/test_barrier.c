@@ -6,27 +6,12 @@
  */
 #include "common.h"
 
-#include <sys/prctl.h>
-
 #define LIMIT_NS FIPC_SEC(10)
 
 /* Wait (bounded) until fipc_barrier_n_waiting(b) == want. */
 static bool wait_n_waiting(const fipc_barrier *b, int want)
 {
-    int64_t end = test_now_ns() + LIMIT_NS;
-    while (fipc_barrier_n_waiting(b) != want) {
-        if (test_now_ns() > end) return false;
-        sched_yield();
-    }
-    return true;
-}
-
-/* For children that wait without limit: die with the test process, so a
- * test that fails before releasing them leaves nothing behind (a stopped
- * or blocked orphan would also hold the test runner's output pipe open). */
-static void die_with_test(void)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    return TEST_WAIT_UNTIL(fipc_barrier_n_waiting(b) == want, LIMIT_NS);
 }
 
 /* Whether the indices idx[0..n-1] are a permutation of 0..n-1. */
@@ -106,7 +91,7 @@ struct brk {
 static int expect_canceled(int i, void *arg)
 {
     struct brk *s = arg;
-    die_with_test();
+    test_child_setup();
     int r = fipc_barrier_wait(&s->b, FIPC_FOREVER);
     CHILD_CHECK(r == -ECANCELED, 1);
     CHILD_CHECK(fipc_barrier_broken(&s->b), 2);
@@ -171,22 +156,8 @@ Test(barrier, timeout_breaks_barrier_for_every_waiter_until_reset, .timeout = 30
 /* one_round for a child the test stops: SIGKILL reaches it even stopped. */
 static int one_round_dying_with_test(int i, void *arg)
 {
-    die_with_test();
+    test_child_setup();
     return one_round(i, arg);
-}
-
-/* Whether pid is stopped (state T in /proc/PID/stat). */
-static bool pid_stopped(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] == 'T';
 }
 
 /* A released round belongs to its waiters: a later caller whose time runs
@@ -205,11 +176,7 @@ Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round, .timeo
     cr_assert(test_wait_sleeping(slow, LIMIT_NS));
     /* Stand in for a waiter that the scheduler leaves off the CPU. */
     cr_assert_eq(kill(slow, SIGSTOP), 0);
-    int64_t end = test_now_ns() + LIMIT_NS;
-    while (!pid_stopped(slow)) {
-        cr_assert_lt(test_now_ns(), end, "SIGSTOP never took effect");
-        sched_yield();
-    }
+    cr_assert(test_wait_stopped(slow, LIMIT_NS), "SIGSTOP never took effect");
 
     int r = fipc_barrier_wait(&s->b, FIPC_SEC(30));
     cr_assert_eq(r, 1, "the releasing arrival got %d", r);
@@ -305,7 +272,7 @@ Test(barrier, abort_cancels_current_and_later_waiters, .timeout = 30)
 static int expect_canceled_by_reset(int i, void *arg)
 {
     struct brk *s = arg;
-    die_with_test();
+    test_child_setup();
     CHILD_CHECK(fipc_barrier_wait(&s->b, FIPC_FOREVER) == -ECANCELED, 1);
     return CHILD_OK;
 }

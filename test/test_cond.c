@@ -8,8 +8,6 @@
 #include "common.h"
 #include "futex_faults.h"
 
-#include <sys/prctl.h>
-
 /* How long any handshake or in-child wait may take before a check fails:
  * far above anything a loaded two-core machine needs. */
 #define LIMIT_NS FIPC_SEC(10)
@@ -166,12 +164,7 @@ static int nw_waiter(int i, void *arg)
 /* Wait (bounded) until fipc_cond_n_waiting(c) == want. */
 static bool wait_n_waiting(const fipc_cond *c, int want)
 {
-    int64_t end = test_now_ns() + LIMIT_NS;
-    while (fipc_cond_n_waiting(c) != want) {
-        if (test_now_ns() > end) return false;
-        sched_yield();
-    }
-    return true;
+    return TEST_WAIT_UNTIL(fipc_cond_n_waiting(c) == want, LIMIT_NS);
 }
 
 static bool still_running(pid_t pid)
@@ -481,7 +474,7 @@ struct dying_notify {
 static int token_waiter_child(int i, void *arg)
 {
     struct dying_notify *d = arg;
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* it waits FIPC_FOREVER */
+    test_child_setup(); /* it waits FIPC_FOREVER */
     if (d->no_recheck) fault_sleep_until_woken();
     CHILD_CHECK(fipc_lock_acquire(d->lock, LIMIT_NS) == 0, 1);
     d->waiter = getpid();
@@ -498,7 +491,7 @@ static int token_waiter_child(int i, void *arg)
 static int notify_and_die_child(int i, void *arg)
 {
     struct dying_notify *d = arg;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    test_child_setup();
     CHILD_CHECK(test_wait_until_at_least(&d->waiting, 1, LIMIT_NS), 1);
     /* The waiter registered before it let the lock go. */
     CHILD_CHECK(fipc_lock_acquire(d->lock, LIMIT_NS) == 0, 2);

@@ -208,30 +208,6 @@ Test(event, sleepers_wake_with_0_when_the_event_is_set_and_cleared_at_once, .tim
     cr_assert_eq(fipc_event_wait(p->e, 0), -EAGAIN, "a later wait sees the clear");
 }
 
-/* Whether pid is stopped by a signal (state T in /proc/PID/stat). */
-static bool pid_stopped(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] == 'T';
-}
-
-static bool wait_stopped(pid_t pid, int64_t limit_ns)
-{
-    int64_t end = test_now_ns() + limit_ns;
-    while (!pid_stopped(pid)) {
-        if (test_now_ns() > end) return false;
-        sched_yield();
-    }
-    return true;
-}
-
 /* The same, made deterministic: the sleepers are stopped (still inside
  * wait) while the flag goes up and down, so none can run in between and
  * every one of them must rely on the generation to see that it was set. */
@@ -247,7 +223,7 @@ Test(event, stopped_waiters_return_0_after_a_set_and_clear_they_could_not_see, .
     for (int i = 0; i < 4; i++) {
         cr_assert(test_wait_sleeping(pids[i], HANDSHAKE_NS), "waiter %d never slept", i);
         cr_assert_eq(kill(pids[i], SIGSTOP), 0);
-        cr_assert(wait_stopped(pids[i], HANDSHAKE_NS), "waiter %d did not stop", i);
+        cr_assert(test_wait_stopped(pids[i], HANDSHAKE_NS), "waiter %d did not stop", i);
     }
 
     cr_assert_eq(fipc_event_set(p->e), 0);

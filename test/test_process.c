@@ -9,7 +9,6 @@
 #include "common.h"
 
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #define LIMIT_NS FIPC_SEC(10)
@@ -62,7 +61,7 @@ static int return_minus_one(void *arg)
  * pipe open). */
 static int pause_forever(void *arg)
 {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    test_child_setup();
     for (;;)
         pause();
     return 0; /* not reached */
