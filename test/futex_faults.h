@@ -98,29 +98,13 @@ long syscall(long n, ...)
 static inline void fault_reap_within(const pid_t *pids, int *status, int n, int64_t limit_ns)
 {
     bool done[16] = {false};
-    int left = n;
-    int64_t end = test_now_ns() + limit_ns;
     cr_assert(n <= 16);
-    while (left > 0) {
-        for (int i = 0; i < n; i++) {
-            if (done[i]) continue;
-            pid_t r = waitpid(pids[i], &status[i], WNOHANG);
-            cr_assert(r >= 0, "waitpid: %s", strerror(errno));
-            if (r == pids[i]) {
-                done[i] = true;
-                left--;
-            }
-        }
-        if (left > 0 && test_now_ns() > end) {
-            for (int i = 0; i < n; i++) {
-                if (done[i]) continue;
-                kill(pids[i], SIGKILL);
-                waitpid(pids[i], NULL, 0);
-                status[i] = FAULT_STILL_RUNNING;
-            }
-            return;
-        }
-        usleep(1000);
+    if (test_reap_until(pids, status, done, n, test_now_ns() + limit_ns) == 0) return;
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        kill(pids[i], SIGKILL);
+        waitpid(pids[i], NULL, 0);
+        status[i] = FAULT_STILL_RUNNING;
     }
 }
 

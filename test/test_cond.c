@@ -384,7 +384,7 @@ static int storm_notifier(int i, void *arg)
         CHILD_CHECK(fipc_cond_notify_all(&s->cond) == 0, 3);
         CHILD_CHECK(fipc_lock_release(&s->lock) == 0, 4);
         __atomic_fetch_add(&s->notifies, 1, __ATOMIC_RELEASE);
-        usleep(2000);
+        usleep(2000); /* not a poll: the pace of the storm of notifies */
     }
     return CHILD_OK;
 }
@@ -423,7 +423,7 @@ static int signaller(int i, void *arg)
     while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
         CHILD_CHECK(test_now_ns() < end, 1);
         kill(parent, SIGUSR1);
-        usleep(5000);
+        usleep(5000); /* not a poll: the pause between interruptions */
     }
     return CHILD_OK;
 }

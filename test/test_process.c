@@ -9,14 +9,8 @@
 #include "common.h"
 
 #include <poll.h>
-#include <sys/syscall.h>
 
 #define LIMIT_NS FIPC_SEC(10)
-
-static int pidfd_open_pid(pid_t pid)
-{
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
 
 /* ---------------------------------------------------------------- */
 /* Targets                                                           */
@@ -223,11 +217,8 @@ static int return_seven_when_released(void *arg)
 {
     struct shm *s = arg;
     __atomic_store_n(&s->flag, 1, __ATOMIC_RELEASE);
-    int64_t end = test_now_ns() + FIPC_SEC(20);
-    while (!__atomic_load_n(&s->release, __ATOMIC_ACQUIRE)) {
-        if (test_now_ns() > end) return 99; /* never released: the test failed anyway */
-        usleep(1000);
-    }
+    if (!test_wait_until_at_least(&s->release, 1, FIPC_SEC(20)))
+        return 99; /* never released: the test failed anyway */
     return 7;
 }
 
@@ -238,14 +229,20 @@ Test(process, is_alive_turns_false_once_the_child_has_ended, .timeout = 30)
     cr_assert_eq(fipc_process_start(&p, return_seven_when_released, s, NULL), 0);
     cr_assert(test_wait_until_at_least(&s->flag, 1, LIMIT_NS));
     cr_assert(fipc_process_is_alive(p));
+    int pidfd = test_pidfd_open(fipc_process_pid(p));
+    cr_assert_geq(pidfd, 0, "pidfd_open: %s", strerror(errno));
     __atomic_store_n(&s->release, 1, __ATOMIC_RELEASE);
 
-    /* No join: is_alive alone notices the exit and reaps the child. */
+    /* No join: is_alive alone notices the exit and reaps the child.  The
+     * pidfd (which reaps nothing) says when to look again. */
+    struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
     int64_t end = test_now_ns() + LIMIT_NS;
     while (fipc_process_is_alive(p)) {
-        cr_assert_lt(test_now_ns(), end, "child never ended");
-        usleep(1000);
+        int64_t rest = end - test_now_ns();
+        cr_assert_gt(rest, 0, "child never ended");
+        poll(&pfd, 1, (int)(rest / 1000000) + 1);
     }
+    close(pidfd);
     int code = 0;
     cr_assert_eq(fipc_process_exitcode(p, &code), 0);
     cr_assert_eq(code, 7);
@@ -270,15 +267,16 @@ Test(process, exitcode_after_someone_else_reaped_gives_echild, .timeout = 30)
     fipc_process_free(p);
 }
 
-/* A signal never surfaces as -EINTR: join resumes with the time left. */
-/* A plain child that pesters the test process with SIGUSR1, then lets the
- * fipc child go. */
+/* A signal never surfaces as -EINTR: join resumes with the time left.
+ * A plain child pesters the test process with SIGUSR1, then lets the fipc
+ * child go. */
 static int pester_then_release(int i, void *arg)
 {
     struct shm *s = arg;
     pid_t parent = getppid();
     for (int n = 0; n < 60; n++) {
         kill(parent, SIGUSR1);
+        /* Not a poll: the pause spreads the signals over the join. */
         usleep(5000);
     }
     __atomic_store_n(&s->release, 1, __ATOMIC_RELEASE);
@@ -441,7 +439,7 @@ static int record_pid_and_pause(void *arg)
     /* Bounded, so that a failed test leaves no orphan for long; the tests
      * decide within 10 s whether it died. */
     for (int n = 0; n < 30; n++)
-        sleep(1);
+        sleep(1); /* not a poll: staying alive is all it does */
     return 0;
 }
 
@@ -467,7 +465,7 @@ static int watch_grandchild(struct orphan *s, int mode, pid_t *mid)
     cr_assert(test_wait_until_at_least(&s->started, 1, LIMIT_NS), "grandchild never ran");
     /* Open the pidfd while the intermediate still lives: the grandchild is
      * then certainly the one it started, not a reused pid. */
-    int pidfd = pidfd_open_pid(__atomic_load_n(&s->pid, __ATOMIC_RELAXED));
+    int pidfd = test_pidfd_open(__atomic_load_n(&s->pid, __ATOMIC_RELAXED));
     cr_assert_geq(pidfd, 0, "pidfd_open: %s", strerror(errno));
     struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
     cr_assert_eq(poll(&pfd, 1, 0), 0, "grandchild ended before its parent");
