@@ -173,7 +173,9 @@ static bool still_running(pid_t pid)
     return waitpid(pid, &status, WNOHANG) == 0;
 }
 
-Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
+/* Start NW_WAITERS nw_waiter children on a fresh lock and condition, and
+ * return once all of them are registered and asleep in the wait. */
+static struct nw *start_nw_waiters(pid_t pids[NW_WAITERS])
 {
     struct nw *s = test_shared(sizeof *s);
     s->lock = fipc_lock_new(NULL);
@@ -181,7 +183,6 @@ Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
     cr_assert_not_null(s->lock);
     cr_assert_not_null(s->cond);
 
-    pid_t pids[NW_WAITERS];
     for (int i = 0; i < NW_WAITERS; i++)
         pids[i] = test_fork(nw_waiter, i, s);
 
@@ -189,10 +190,25 @@ Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
               fipc_cond_n_waiting(s->cond));
     for (int i = 0; i < NW_WAITERS; i++)
         cr_assert(test_wait_sleeping(pids[i], LIMIT_NS), "waiter %d never slept", i);
+    return s;
+}
 
+/* notify(n) (all of them, for n < 0) with the lock held, as a caller must. */
+static void notify_locked(struct nw *s, int n)
+{
     cr_assert_eq(fipc_lock_acquire(s->lock, LIMIT_NS), 0);
-    cr_assert_eq(fipc_cond_notify(s->cond, 1), 0);
+    if (n < 0)
+        cr_assert_eq(fipc_cond_notify_all(s->cond), 0);
+    else
+        cr_assert_eq(fipc_cond_notify(s->cond, n), 0);
     cr_assert_eq(fipc_lock_release(s->lock), 0);
+}
+
+Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
+{
+    pid_t pids[NW_WAITERS];
+    struct nw *s = start_nw_waiters(pids);
+    notify_locked(s, 1);
 
     cr_assert(test_wait_until_at_least(&s->left, 1, LIMIT_NS), "no waiter woke");
     int one = -1;
@@ -222,9 +238,7 @@ Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
     }
     cr_assert_eq(fipc_cond_n_waiting(s->cond), NW_WAITERS - 1);
 
-    cr_assert_eq(fipc_lock_acquire(s->lock, LIMIT_NS), 0);
-    cr_assert_eq(fipc_cond_notify_all(s->cond), 0);
-    cr_assert_eq(fipc_lock_release(s->lock), 0);
+    notify_locked(s, -1);
     for (int i = 0; i < NW_WAITERS; i++)
         if (i != one) test_expect_ok(pids[i]);
     cr_assert_eq(s->left, NW_WAITERS);
@@ -234,22 +248,9 @@ Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
 /* notify(n) with n > 1 wakes exactly n of the sleepers. */
 Test(cond, notify_two_wakes_exactly_two_of_three_sleepers, .timeout = 30)
 {
-    struct nw *s = test_shared(sizeof *s);
-    s->lock = fipc_lock_new(NULL);
-    s->cond = fipc_cond_new(NULL);
-    cr_assert_not_null(s->lock);
-    cr_assert_not_null(s->cond);
-
     pid_t pids[NW_WAITERS];
-    for (int i = 0; i < NW_WAITERS; i++)
-        pids[i] = test_fork(nw_waiter, i, s);
-    cr_assert(wait_n_waiting(s->cond, NW_WAITERS));
-    for (int i = 0; i < NW_WAITERS; i++)
-        cr_assert(test_wait_sleeping(pids[i], LIMIT_NS));
-
-    cr_assert_eq(fipc_lock_acquire(s->lock, LIMIT_NS), 0);
-    cr_assert_eq(fipc_cond_notify(s->cond, 2), 0);
-    cr_assert_eq(fipc_lock_release(s->lock), 0);
+    struct nw *s = start_nw_waiters(pids);
+    notify_locked(s, 2);
 
     cr_assert(test_wait_until_at_least(&s->left, 2, LIMIT_NS), "left = %u", s->left);
     cr_assert(wait_n_waiting(s->cond, 1), "n_waiting is %d", fipc_cond_n_waiting(s->cond));
@@ -265,9 +266,7 @@ Test(cond, notify_two_wakes_exactly_two_of_three_sleepers, .timeout = 30)
     cr_assert(still_running(pids[rest]));
     cr_assert_eq(s->left, 2);
 
-    cr_assert_eq(fipc_lock_acquire(s->lock, LIMIT_NS), 0);
-    cr_assert_eq(fipc_cond_notify(s->cond, 1), 0);
-    cr_assert_eq(fipc_lock_release(s->lock), 0);
+    notify_locked(s, 1);
     test_expect_ok(pids[rest]);
     cr_assert_eq(s->left, NW_WAITERS);
 }

@@ -189,17 +189,25 @@ static int pulse_waiter_child(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(event, sleepers_wake_with_0_when_the_event_is_set_and_cleared_at_once, .timeout = 60)
+/* Start four pulse_waiter_child on a fresh event, and return once all of
+ * them sleep in its wait. */
+static struct pulse *start_pulse_waiters(pid_t pids[4])
 {
     struct pulse *p = test_shared(sizeof *p);
     p->e = fipc_event_new(NULL);
     cr_assert_not_null(p->e);
-    pid_t pids[4];
     for (int i = 0; i < 4; i++)
         pids[i] = test_fork(pulse_waiter_child, i, p);
     cr_assert(test_wait_until_at_least(&p->arrived, 4, HANDSHAKE_NS));
     for (int i = 0; i < 4; i++)
         cr_assert(test_wait_sleeping(pids[i], HANDSHAKE_NS), "waiter %d never slept", i);
+    return p;
+}
+
+Test(event, sleepers_wake_with_0_when_the_event_is_set_and_cleared_at_once, .timeout = 60)
+{
+    pid_t pids[4];
+    struct pulse *p = start_pulse_waiters(pids);
 
     cr_assert_eq(fipc_event_set(p->e), 0);
     cr_assert_eq(fipc_event_clear(p->e), 0);
@@ -213,15 +221,9 @@ Test(event, sleepers_wake_with_0_when_the_event_is_set_and_cleared_at_once, .tim
  * every one of them must rely on the generation to see that it was set. */
 Test(event, stopped_waiters_return_0_after_a_set_and_clear_they_could_not_see, .timeout = 60)
 {
-    struct pulse *p = test_shared(sizeof *p);
-    p->e = fipc_event_new(NULL);
-    cr_assert_not_null(p->e);
     pid_t pids[4];
-    for (int i = 0; i < 4; i++)
-        pids[i] = test_fork(pulse_waiter_child, i, p);
-    cr_assert(test_wait_until_at_least(&p->arrived, 4, HANDSHAKE_NS));
+    struct pulse *p = start_pulse_waiters(pids);
     for (int i = 0; i < 4; i++) {
-        cr_assert(test_wait_sleeping(pids[i], HANDSHAKE_NS), "waiter %d never slept", i);
         cr_assert_eq(kill(pids[i], SIGSTOP), 0);
         cr_assert(test_wait_stopped(pids[i], HANDSHAKE_NS), "waiter %d did not stop", i);
     }
