@@ -12,6 +12,13 @@
  * far above anything a loaded two-core machine needs. */
 #define LIMIT_NS FIPC_SEC(10)
 
+/* Initialise a lock and a condition in place, asserting both succeed. */
+static void init_lock_and_cond(fipc_lock *l, fipc_cond *c)
+{
+    cr_assert_eq(fipc_lock_init(l), 0);
+    cr_assert_eq(fipc_cond_init(c), 0);
+}
+
 /* ---------------------------------------------------------------- */
 /* Producer/consumer over a bounded buffer                          */
 /* ---------------------------------------------------------------- */
@@ -279,8 +286,7 @@ Test(cond, wait_times_out_after_its_timeout_with_the_lock_held, .timeout = 30)
 {
     fipc_lock l;
     fipc_cond c;
-    cr_assert_eq(fipc_lock_init(&l), 0);
-    cr_assert_eq(fipc_cond_init(&c), 0);
+    init_lock_and_cond(&l, &c);
 
     cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
     int64_t t0 = test_now_ns();
@@ -298,8 +304,7 @@ Test(cond, wait_with_zero_timeout_gives_eagain_with_the_lock_held, .timeout = 30
 {
     fipc_lock l;
     fipc_cond c;
-    cr_assert_eq(fipc_lock_init(&l), 0);
-    cr_assert_eq(fipc_cond_init(&c), 0);
+    init_lock_and_cond(&l, &c);
 
     cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
     cr_assert_eq(fipc_cond_wait(&c, &l, 0), -EAGAIN);
@@ -327,8 +332,7 @@ Test(cond, wait_for_times_out_when_predicate_stays_false, .timeout = 30)
     fipc_lock l;
     fipc_cond c;
     int calls = 0;
-    cr_assert_eq(fipc_lock_init(&l), 0);
-    cr_assert_eq(fipc_cond_init(&c), 0);
+    init_lock_and_cond(&l, &c);
 
     cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
     int64_t t0 = test_now_ns();
@@ -351,8 +355,7 @@ Test(cond, wait_for_returns_at_once_when_predicate_already_holds, .timeout = 30)
     fipc_lock l;
     fipc_cond c;
     int calls = 0;
-    cr_assert_eq(fipc_lock_init(&l), 0);
-    cr_assert_eq(fipc_cond_init(&c), 0);
+    init_lock_and_cond(&l, &c);
 
     cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
     /* Even a zero timeout succeeds: nothing needs to be waited for. */
@@ -392,8 +395,7 @@ Test(cond, wait_for_keeps_one_deadline_across_wakeups, .timeout = 30)
 {
     struct storm *s = test_shared(sizeof *s);
     int calls = 0;
-    cr_assert_eq(fipc_lock_init(&s->lock), 0);
-    cr_assert_eq(fipc_cond_init(&s->cond), 0);
+    init_lock_and_cond(&s->lock, &s->cond);
     pid_t pid = test_fork(storm_notifier, 0, s);
     cr_assert(test_wait_until_at_least(&s->notifies, 1, LIMIT_NS));
 
@@ -433,8 +435,7 @@ Test(cond, wait_is_not_cut_short_by_signals, .timeout = 30)
     uint32_t *stop = test_shared(sizeof *stop);
     fipc_lock l;
     fipc_cond c;
-    cr_assert_eq(fipc_lock_init(&l), 0);
-    cr_assert_eq(fipc_cond_init(&c), 0);
+    init_lock_and_cond(&l, &c);
     pid_t pid = test_fork(signaller, 0, stop);
 
     cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
@@ -575,8 +576,7 @@ Test(cond, wait_without_holding_the_lock_gives_eperm, .timeout = 30)
     fipc_lock l;
     fipc_cond c;
     int calls = 0;
-    cr_assert_eq(fipc_lock_init(&l), 0);
-    cr_assert_eq(fipc_cond_init(&c), 0);
+    init_lock_and_cond(&l, &c);
 
     cr_assert_eq(fipc_cond_wait(&c, &l, FIPC_MSEC(10)), -EPERM);
     cr_assert_eq(fipc_cond_wait(&c, &l, 0), -EPERM);
@@ -602,8 +602,7 @@ static int hold_lock_until_stop(int i, void *arg)
 Test(cond, wait_on_a_lock_held_by_another_process_gives_eperm, .timeout = 30)
 {
     struct storm *s = test_shared(sizeof *s);
-    cr_assert_eq(fipc_lock_init(&s->lock), 0);
-    cr_assert_eq(fipc_cond_init(&s->cond), 0);
+    init_lock_and_cond(&s->lock, &s->cond);
     pid_t pid = test_fork(hold_lock_until_stop, 0, s);
     cr_assert(test_wait_until_at_least(&s->notifies, 1, LIMIT_NS));
 
@@ -619,8 +618,7 @@ Test(cond, null_arguments_give_einval, .timeout = 30)
     fipc_lock l;
     fipc_cond c;
     int calls = 0;
-    cr_assert_eq(fipc_lock_init(&l), 0);
-    cr_assert_eq(fipc_cond_init(&c), 0);
+    init_lock_and_cond(&l, &c);
     cr_assert_eq(fipc_lock_acquire(&l, 0), 0);
 
     cr_assert_eq(fipc_cond_init(NULL), -EINVAL);
