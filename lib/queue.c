@@ -90,9 +90,23 @@ struct slot {
 };
 static_assert(sizeof(struct slot) == SLOT_HEADER, "slot header");
 
-static inline struct slot *slot_at(const struct fipc_queue *q, uint64_t pos)
+/* The ring's geometry, fixed at creation.  Functions copy it into a local
+ * once: after every acquire load the compiler would otherwise have to read
+ * the fields again. */
+struct geom {
+    char *slots;
+    uint64_t mask;
+    uint64_t slot_size;
+};
+
+static inline struct geom geom_of(const struct fipc_queue *q)
 {
-    return (struct slot *)((char *)q + q->slots + (pos & q->mask) * q->slot_size);
+    return (struct geom){(char *)q + q->slots, q->mask, q->slot_size};
+}
+
+static inline struct slot *slot_at(const struct geom *g, uint64_t pos)
+{
+    return (struct slot *)(g->slots + (pos & g->mask) * g->slot_size);
 }
 
 static inline bool is_spsc(const struct fipc_queue *q)
@@ -146,8 +160,9 @@ void fipc__queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, u
     /* Every slot is free for the first lap.  This also touches every page
      * of the ring now, so no put or get takes a page fault inside the
      * window between claiming a slot and handing it over. */
+    const struct geom g = geom_of(q);
     for (uint64_t i = 0; i < q->ring; i++)
-        slot_at(q, i)->seq = i;
+        slot_at(&g, i)->seq = i;
     q->magic = QUEUE_MAGIC;
 }
 
@@ -269,10 +284,35 @@ struct get_ctx {
     size_t n;
 };
 
+/* memcpy for message bodies: the short messages that queues mostly carry
+ * are copied inline with two overlapping moves, without a call. */
+static inline void copy_msg(void *dst, const void *src, size_t n)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    uint64_t a, b;
+    uint32_t x, y;
+    if (n >= 8 && n <= 16) {
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        memcpy(&x, s, 4);
+        memcpy(&y, s + n - 4, 4);
+        memcpy(d, &x, 4);
+        memcpy(d + n - 4, &y, 4);
+    } else if (n > 16) {
+        memcpy(d, s, n);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            d[i] = s[i];
+    }
+}
+
 static inline void fill(struct slot *s, const struct iovec *it)
 {
-    if (it->iov_len)
-        memcpy(s->data, it->iov_base, it->iov_len);
+    copy_msg(s->data, it->iov_base, it->iov_len);
     s->len = (uint32_t)it->iov_len;
 }
 
@@ -280,6 +320,7 @@ static inline void fill(struct slot *s, const struct iovec *it)
  * with the first in *first; 0 if the ring is full. */
 static size_t mpmc_claim_put(struct fipc_queue *q, size_t n, uint64_t *first)
 {
+    const struct geom g = geom_of(q);
     uint64_t pos = load_relaxed(&q->tail);
     for (;;) {
         size_t k = 0;
@@ -297,10 +338,10 @@ static size_t mpmc_claim_put(struct fipc_queue *q, size_t n, uint64_t *first)
             if (n > room)
                 n = room;
         }
-        while (k < n && load_acquire(&slot_at(q, pos + k)->seq) == pos + k)
+        while (k < n && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k)
             k++;
         if (k == 0) {
-            int64_t dif = (int64_t)(load_acquire(&slot_at(q, pos)->seq) - pos);
+            int64_t dif = (int64_t)(load_acquire(&slot_at(&g, pos)->seq) - pos);
             if (dif < 0)
                 return 0; /* the slot still holds last lap's message: full */
             /* Another producer claimed pos: catch up. */
@@ -319,6 +360,7 @@ static size_t mpmc_claim_put(struct fipc_queue *q, size_t n, uint64_t *first)
 
 static int mpmc_try_put(struct fipc_queue *q, void *arg)
 {
+    const struct geom g = geom_of(q);
     struct put_ctx *c = arg;
     uint64_t pos;
     size_t k = mpmc_claim_put(q, c->n, &pos);
@@ -328,7 +370,7 @@ static int mpmc_try_put(struct fipc_queue *q, void *arg)
     if (!closed)
         count_in(c, k);
     for (size_t i = 0; i < k; i++) {
-        struct slot *s = slot_at(q, pos + i);
+        struct slot *s = slot_at(&g, pos + i);
         if (closed)
             s->len = TOMBSTONE;
         else
@@ -359,27 +401,28 @@ static inline size_t spsc_room(struct fipc_queue *q, uint64_t pos, size_t n)
 
 static int spsc_try_put(struct fipc_queue *q, void *arg)
 {
+    const struct geom g = geom_of(q);
     struct put_ctx *c = arg;
     uint64_t pos = load_relaxed(&q->tail); /* ours alone */
     size_t n = spsc_room(q, pos, c->n), k = 0;
     /* acquire pairs with the consumer's release of each slot. */
-    while (k < n && load_acquire(&slot_at(q, pos + k)->seq) == pos + k)
+    while (k < n && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k)
         k++;
     if (k == 0)
         return -EAGAIN;
     for (size_t i = 0; i < k; i++)
-        fill(slot_at(q, pos + i), &c->items[i]);
+        fill(slot_at(&g, pos + i), &c->items[i]);
     count_in(c, k);
     /* The consumer reads the slots in order, so the later ones may be
      * handed over first (release: each message is complete before its
      * turn is seen); none is read before the first. */
     for (size_t i = 1; i < k; i++)
-        store_release(&slot_at(q, pos + i)->seq, pos + i + 1);
+        store_release(&slot_at(&g, pos + i)->seq, pos + i + 1);
     /* The first goes with a seq_cst CAS: a release like the others; a full
      * barrier, which serves as ec_notify's fence; and it fails only if the
      * consumer has sealed the slot (see Close at the top). */
     uint64_t expect = pos;
-    if (FIPC_UNLIKELY(!cas_seqcst(&slot_at(q, pos)->seq, &expect, pos + 1))) {
+    if (FIPC_UNLIKELY(!cas_seqcst(&slot_at(&g, pos)->seq, &expect, pos + 1))) {
         if (c->owner)
             fipc__jqueue_uncount(c->owner, k);
         return -EPIPE;
@@ -404,8 +447,7 @@ static inline bool drain(struct get_ctx *c, size_t i, const struct slot *s)
     uint32_t len = s->len;
     if (len == TOMBSTONE)
         return false;
-    if (len)
-        memcpy(c->buf + i * c->stride, s->data, len);
+    copy_msg(c->buf + i * c->stride, s->data, len);
     c->lens[i] = len;
     return true;
 }
@@ -421,6 +463,7 @@ static bool closed_and_drained(struct fipc_queue *q)
 
 static int mpmc_try_get(struct fipc_queue *q, void *arg)
 {
+    const struct geom g = geom_of(q);
     struct get_ctx *c = arg;
     for (;;) {
         uint64_t pos = load_relaxed(&q->head);
@@ -428,10 +471,10 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
         for (;;) {
             k = 0;
             /* acquire pairs with the producer's release of each slot. */
-            while (k < c->n && load_acquire(&slot_at(q, pos + k)->seq) == pos + k + 1)
+            while (k < c->n && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k + 1)
                 k++;
             if (k == 0) {
-                int64_t dif = (int64_t)(load_acquire(&slot_at(q, pos)->seq) - (pos + 1));
+                int64_t dif = (int64_t)(load_acquire(&slot_at(&g, pos)->seq) - (pos + 1));
                 if (dif < 0)
                     return closed_and_drained(q) ? -EPIPE : -EAGAIN;
                 pos = load_relaxed(&q->head);
@@ -444,7 +487,7 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
         }
         size_t got = 0;
         for (size_t i = 0; i < k; i++) {
-            struct slot *s = slot_at(q, pos + i);
+            struct slot *s = slot_at(&g, pos + i);
             if (drain(c, got, s))
                 got++;
             /* release: the message is read out before a producer of the
@@ -463,24 +506,26 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
  * producer published meanwhile (look again). */
 static int spsc_seal(struct fipc_queue *q, uint64_t pos)
 {
+    const struct geom g = geom_of(q);
     if (!load_seqcst(&q->closed))
         return -EAGAIN;
     uint64_t seq = pos;
     /* seq_cst: one total order with the producer's publishing CAS. */
-    if (cas_seqcst(&slot_at(q, pos)->seq, &seq, pos | SLOT_SEALED) || seq == (pos | SLOT_SEALED))
+    if (cas_seqcst(&slot_at(&g, pos)->seq, &seq, pos | SLOT_SEALED) || seq == (pos | SLOT_SEALED))
         return -EPIPE;
     return 0;
 }
 
 static int spsc_try_get(struct fipc_queue *q, void *arg)
 {
+    const struct geom g = geom_of(q);
     struct get_ctx *c = arg;
     uint64_t pos = load_relaxed(&q->head); /* ours alone */
     size_t k;
     for (;;) {
         k = 0;
         /* acquire pairs with the producer's release of each slot. */
-        while (k < c->n && load_acquire(&slot_at(q, pos + k)->seq) == pos + k + 1)
+        while (k < c->n && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k + 1)
             k++;
         if (k > 0)
             break;
@@ -489,7 +534,7 @@ static int spsc_try_get(struct fipc_queue *q, void *arg)
             return r;
     }
     for (size_t i = 0; i < k; i++) {
-        struct slot *s = slot_at(q, pos + i);
+        struct slot *s = slot_at(&g, pos + i);
         drain(c, i, s);
         /* release: read out before the producer of the next lap reuses it. */
         store_release(&s->seq, pos + i + q->ring);
