@@ -32,9 +32,6 @@
 #define cas_acquire(p, expected, desired)                                                  \
     __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQUIRE,      \
                                 __ATOMIC_RELAXED)
-#define cas_release(p, expected, desired)                                                  \
-    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_RELEASE,      \
-                                __ATOMIC_RELAXED)
 #define cas_acqrel(p, expected, desired)                                                   \
     __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQ_REL,      \
                                 __ATOMIC_RELAXED)
@@ -49,11 +46,7 @@
 #define fetch_add_acqrel(p, v)  __atomic_fetch_add((p), (v), __ATOMIC_ACQ_REL)
 #define fetch_add_seqcst(p, v)  __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
 #define fetch_sub_relaxed(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
-#define fetch_sub_release(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELEASE)
-#define fetch_sub_seqcst(p, v)  __atomic_fetch_sub((p), (v), __ATOMIC_SEQ_CST)
-#define fetch_or_seqcst(p, v)   __atomic_fetch_or((p), (v), __ATOMIC_SEQ_CST)
 #define exchange_release(p, v)  __atomic_exchange_n((p), (v), __ATOMIC_RELEASE)
-#define exchange_seqcst(p, v)   __atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
 
 static inline void cpu_relax(void)
 {

@@ -28,15 +28,17 @@
  * it has moved, as Python's join returns once notified.  No lost wake-up:
  *
  *   joiner                                  task_done
- *   waiters += 1        (seq_cst)           CAS done -> d      (seq_cst)
- *   fence               (seq_cst)           if waiters != 0    (seq_cst)
- *   e = epoch           (acquire)              and puts == d:
+ *   e = epoch           (acquire)           CAS done -> d      (seq_cst)
+ *   waiters += 1        (seq_cst)           if waiters != 0    (seq_cst)
+ *   fence               (seq_cst)              and puts == d:
  *   while puts - done != 0 and epoch == e:      epoch += 1; futex_wake(all)
  *       futex_wait(epoch, e, deadline)
  *   waiters -= 1
  *
  * Either the joiner's re-check sees done == puts, or task_done sees the
- * joiner.  A joiner that reads done (acquire) also sees every puts increment
+ * joiner.  A put that lands between task_done's CAS and its load of puts
+ * hides the zero from task_done; the put then sees done == its old puts and
+ * wakes the joiners itself (fipc__jqueue_count).  A joiner that reads done (acquire) also sees every puts increment
  * that preceded those items' publication, so puts - done never reads
  * negative.
  */
@@ -102,6 +104,13 @@ static inline uint64_t unfinished(const fipc_jqueue *j)
     return load_acquire(&j->puts) - done;
 }
 
+/* Wake the joiners: the count was zero at some moment since they slept. */
+static void wake_joiners(fipc_jqueue *j)
+{
+    fetch_add_release(&j->joiners.epoch, 1);
+    futex_wake(&j->joiners.epoch, FUTEX_WAKE_ALL);
+}
+
 /* Mark n items done; -EOVERFLOW (and no change) if fewer are unfinished.
  * Wakes the joiners when done catches up with puts and one sleeps. */
 static int finish(fipc_jqueue *j, uint64_t n)
@@ -109,12 +118,14 @@ static int finish(fipc_jqueue *j, uint64_t n)
     uint64_t d = load_relaxed(&j->done);
     uint64_t seen = load_relaxed(&j->puts_seen);
     do {
-        if (d + n > seen) {
-            /* acquire: pairs with nothing in particular; puts only grows,
-             * and any value read is a valid bound. */
-            seen = load_acquire(&j->puts);
+        /* n > seen - d, not d + n > seen: n may be huge and d + n wrap. */
+        if (n > seen - d) {
+            /* relaxed: puts only grows, and any value read is a valid
+             * bound; the items' publication already ordered the puts
+             * increments that matter before their task_done. */
+            seen = load_relaxed(&j->puts);
             store_relaxed(&j->puts_seen, seen);
-            if (d + n > seen)
+            if (n > seen - d)
                 return -EOVERFLOW;
         }
         /* seq_cst: a release, so the work done on the items happens-before
@@ -124,18 +135,23 @@ static int finish(fipc_jqueue *j, uint64_t n)
          * the barrier, with no separate fence. */
     } while (!cas_seqcst(&j->done, &d, d + n));
 
-    if (FIPC_UNLIKELY(load_seqcst(&j->joiners.waiters) != 0) && load_seqcst(&j->puts) == d + n) {
-        fetch_add_release(&j->joiners.epoch, 1);
-        futex_wake(&j->joiners.epoch, FUTEX_WAKE_ALL);
-    }
+    if (FIPC_UNLIKELY(load_seqcst(&j->joiners.waiters) != 0) && load_seqcst(&j->puts) == d + n)
+        wake_joiners(j);
     return 0;
 }
 
 void fipc__jqueue_count(fipc_jqueue *j, size_t n)
 {
-    /* relaxed: the queue's release store that publishes the items orders
-     * this before any consumer's task_done for them. */
-    fetch_add_relaxed(&j->puts, (uint64_t)n);
+    /* seq_cst: the queue's release store that publishes the items orders
+     * this before any consumer's task_done for them; and this increment
+     * with the loads below is put's half of a handshake with finish.  If
+     * done had caught up with puts just before this put (a moment at which
+     * the count was zero), finish may have read puts after this increment
+     * and not woken the joiners; then this put sees done == old puts and
+     * wakes them, as Python's task_done would have. */
+    uint64_t old = fetch_add_seqcst(&j->puts, (uint64_t)n);
+    if (FIPC_UNLIKELY(load_seqcst(&j->joiners.waiters) != 0) && load_seqcst(&j->done) == old)
+        wake_joiners(j);
 }
 
 void fipc__jqueue_uncount(fipc_jqueue *j, size_t n)
@@ -197,11 +213,13 @@ int fipc_jqueue_join(fipc_jqueue *j, int64_t timeout_ns)
 
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     struct joiners *ec = &j->joiners;
-    fetch_add_seqcst(&ec->waiters, 1);
-    /* Pairs with the fence in finish: the re-check below comes after the
-     * registration. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    /* The epoch is read before registering: a zero reached after that
+     * moment moves it, even if new items arrive before the re-check. */
     uint32_t epoch = load_acquire(&ec->epoch);
+    fetch_add_seqcst(&ec->waiters, 1);
+    /* Pairs with the seq_cst CAS-then-load in finish and the add-then-load
+     * in count: the re-check below comes after the registration. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     int r = 0;
     while (unfinished(j) != 0 && load_acquire(&ec->epoch) == epoch) {
         /* Woken by finish when it brings the count to zero. */

@@ -176,8 +176,18 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid
 {
     int r;
 
-    if ((cur & LOCK_TID_MASK) == tid)
-        return -EDEADLK;
+    if ((cur & LOCK_TID_MASK) == tid) {
+        /* The word holds our cached id.  If this thread came from a fork
+         * that bypassed the atfork handler (_Fork, raw clone), the cache is
+         * the parent's id: refresh it and start over. */
+        if ((pid_t)syscall(SYS_gettid) != self.tid) {
+            self.tid = 0;
+            return -ESTALE; /* lock_contended retries through the general path */
+        }
+        /* Python's non-blocking acquire of a held lock fails; a blocking
+         * one by the holder would never return. */
+        return timeout_ns == 0 ? -EAGAIN : -EDEADLK;
+    }
 
     /* Spin while the owner runs and nobody sleeps: a short critical
      * section on the other CPU ends sooner than a futex round trip. */
@@ -231,10 +241,16 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid
 /* Everything after a failed fast-path CAS: spin, sleep, then link the lock
  * (or withdraw the announcement).  Out of line, so that the fast path is a
  * leaf function that saves no registers. */
+static int lock_acquire_general(struct lock_impl *m, int64_t timeout_ns);
+
 static __attribute__((noinline)) int lock_contended(struct lock_impl *m, struct robust_list_head *h,
                                                     uint32_t tid, uint32_t cur, int64_t timeout_ns)
 {
     int r = lock_slow(m, tid, cur, timeout_ns);
+    if (FIPC_UNLIKELY(r == -ESTALE)) {
+        robust_done(h);
+        return lock_acquire_general(m, timeout_ns);
+    }
     if (r == 0 || r == -EOWNERDEAD)
         robust_link(h, m);
     else

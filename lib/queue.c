@@ -37,15 +37,17 @@
  * only on an empty one (not_empty), through an event count:
  *
  *   sleeper                              notifier (after changing the ring)
- *   sleepers = 1         (seq_cst)        fence                   (seq_cst)
- *   fence                (seq_cst)        if sleepers != 0 and
- *   e = epoch            (acquire)           exchange(sleepers, 0) != 0:
+ *   e = epoch            (acquire)        fence                   (seq_cst)
+ *   sleepers = 1         (seq_cst)        if sleepers != 0 and
+ *   fence                (seq_cst)           exchange(sleepers, 0) != 0:
  *   re-check the ring; done if it moved       epoch += 1; futex_wake(all)
  *   futex_wait(epoch, e)
  *
  * The two fences make the pair a Dekker handshake: either the notifier's
  * load sees the registration and advances the epoch (so futex_wait returns
- * at once or is woken), or the sleeper's re-check sees the change.  When no
+ * at once or is woken), or the sleeper's re-check sees the change.  The
+ * epoch is read before the flag is raised, so a registration cleared by
+ * any notifier is always followed by an epoch that differs from e.  When no
  * one sleeps, put and get cost a fence and a load, never a system call.
  * sleepers is a flag that the notifier clears, not a count that sleepers
  * decrement once they run again: with a count, every operation of the
@@ -217,11 +219,16 @@ static inline void ec_notify_after_barrier(struct eventcount *ec)
 
 static inline uint32_t ec_register(struct eventcount *ec)
 {
+    /* The epoch is read before the flag is raised: a notifier that clears
+     * this registration advances the epoch afterwards, so futex_wait on
+     * this value then returns at once.  (Read after, it could already be
+     * the advanced epoch, and the sleeper would sleep unregistered.) */
+    uint32_t epoch = load_acquire(&ec->epoch);
     store_seqcst(&ec->sleepers, 1);
     /* Pairs with the fence in ec_notify: the caller's re-check of the
      * ring comes after the registration. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    return load_acquire(&ec->epoch);
+    return epoch;
 }
 
 static void ec_wake_all(struct eventcount *ec)
@@ -323,9 +330,7 @@ static size_t mpmc_claim_put(struct fipc_queue *q, size_t n, uint64_t *first)
     const struct geom g = geom_of(q);
     uint64_t pos = load_relaxed(&q->tail);
     for (;;) {
-        size_t k = 0;
-        /* acquire pairs with the consumer's release of each slot: it has
-         * finished reading the previous lap's message. */
+        size_t k = 0, want = n;
         if (q->capacity != q->ring) {
             /* relaxed: head only bounds how far tail may run ahead; the
              * slot's seq (acquire, below) is what orders its reuse.  A
@@ -335,10 +340,12 @@ static size_t mpmc_claim_put(struct fipc_queue *q, size_t n, uint64_t *first)
             size_t room = limit > pos ? (size_t)(limit - pos) : 0;
             if (room == 0)
                 return 0;
-            if (n > room)
-                n = room;
+            if (want > room)
+                want = room;
         }
-        while (k < n && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k)
+        /* acquire pairs with the consumer's release of each slot: it has
+         * finished reading the previous lap's message. */
+        while (k < want && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k)
             k++;
         if (k == 0) {
             int64_t dif = (int64_t)(load_acquire(&slot_at(&g, pos)->seq) - pos);
@@ -350,8 +357,7 @@ static size_t mpmc_claim_put(struct fipc_queue *q, size_t n, uint64_t *first)
         }
         /* seq_cst: the claim precedes the load of closed that follows
          * (see Close at the top). */
-        if (__atomic_compare_exchange_n(&q->tail, &pos, pos + k, false, __ATOMIC_SEQ_CST,
-                                        __ATOMIC_RELAXED)) {
+        if (cas_seqcst(&q->tail, &pos, pos + k)) {
             *first = pos;
             return k;
         }
@@ -624,12 +630,15 @@ size_t fipc_queue_qsize(const fipc_queue *q)
 {
     if (!q)
         return 0;
-    /* Read head first: tail only grows, so the difference never goes
-     * negative, and it cannot exceed the capacity but by a race. */
+    /* A snapshot of two words that move independently: in SPSC mode the
+     * producer stores tail just after handing the slot over, so head may
+     * briefly be ahead of it; clamp to 0..capacity. */
     uint64_t head = load_acquire(&q->head);
     uint64_t tail = load_acquire(&q->tail);
-    uint64_t n = tail - head;
-    return n > q->capacity ? q->capacity : (size_t)n;
+    int64_t n = (int64_t)(tail - head);
+    if (n <= 0)
+        return 0;
+    return (uint64_t)n > q->capacity ? q->capacity : (size_t)n;
 }
 
 bool fipc_queue_empty(const fipc_queue *q)

@@ -710,3 +710,16 @@ Test(jqueue, a_put_asleep_on_a_full_queue_is_not_counted_until_it_puts, .timeout
     cr_assert_eq(fipc_jqueue_unfinished(b->q), 1, "\"b\" is put and not done");
     cr_assert_eq(fipc_jqueue_join(b->q, 0), -EAGAIN);
 }
+
+/* A count so large that done + n wraps must still be refused. */
+Test(jqueue, task_done_many_with_a_huge_count_fails_with_eoverflow_and_changes_nothing, .timeout = 30)
+{
+    fipc_jqueue *q = new_jqueue(8, 8);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(fipc_jqueue_put(q, "x", 1, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done_many(q, SIZE_MAX - 1), -EOVERFLOW);
+    cr_assert_eq(fipc_jqueue_task_done_many(q, SIZE_MAX), -EOVERFLOW);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 5);
+    cr_assert_eq(fipc_jqueue_task_done_many(q, 5), 0);
+    cr_assert_eq(fipc_jqueue_join(q, 0), 0);
+}

@@ -51,8 +51,11 @@ int fipc_lock_init(fipc_lock *l);
 fipc_lock *fipc_lock_new(fipc_arena *a);
 
 /* Take the lock.  0; -EOWNERDEAD: taken, but the previous owner died
- * holding it; -EAGAIN (timeout_ns == 0) or -ETIMEDOUT when another thread
- * holds it; -EDEADLK if the caller already holds it; -EINVAL for NULL. */
+ * holding it; -EAGAIN (timeout_ns == 0) when any thread holds it, the caller
+ * included; -ETIMEDOUT when another thread holds it; -EDEADLK if the caller
+ * already holds it and timeout_ns is not 0 (the wait could never end);
+ * -EINVAL for NULL.  The calling thread must come from fork() or a thread
+ * library (the thread id fipc caches is reset by an atfork handler). */
 int fipc_lock_acquire(fipc_lock *l, int64_t timeout_ns);
 
 /* Release the lock.  0; -EPERM if the calling thread does not hold it;
