@@ -65,7 +65,7 @@
  *
  * In SPSC mode publishing is the claim, so the consumer settles the race
  * on the slot itself: before it reports -EPIPE it seals the slot at head
- * (CAS seq: head -> head | SLOT_SEALED, possible only while it is
+ * (CAS seq: turn(head) -> sealed_turn(head), possible only while it is
  * unpublished), and the producer publishes that slot with a CAS that fails
  * on a sealed slot, reporting -EPIPE for a message no consumer will ever
  * see.  Exactly one of the two CASes wins.
@@ -81,15 +81,29 @@
 
 #define QUEUE_MAGIC 0x5155455545504946ull /* "FIPEUEUQ" */
 #define TOMBSTONE   UINT32_MAX            /* slot.len of a put that lost to close */
-#define SLOT_SEALED ((uint64_t)1 << 63)   /* SPSC: closed and drained, no more puts */
-#define SLOT_HEADER 16
+#define SLOT_HEADER 8
 
+/* A slot's turn is the low 32 bits of a position: turns are compared only
+ * with positions less than a ring (at most 2^30) apart, so wrapping is
+ * harmless, and an 8-byte header packs 4 slots of 8-byte messages into a
+ * cache line instead of 2.67. */
 struct slot {
-    uint64_t seq;
+    uint32_t seq;
     uint32_t len;
-    uint32_t spare;
     unsigned char data[];
 };
+
+static inline uint32_t turn(uint64_t pos)
+{
+    return (uint32_t)pos;
+}
+
+/* SPSC: the turn of a slot sealed at pos (closed and drained, no more
+ * puts): half a cycle away from every turn the slot can otherwise hold. */
+static inline uint32_t sealed_turn(uint64_t pos)
+{
+    return turn(pos) + 0x80000000u;
+}
 static_assert(sizeof(struct slot) == SLOT_HEADER, "slot header");
 
 /* The ring's geometry, fixed at creation.  Functions copy it into a local
@@ -164,8 +178,16 @@ void fipc__queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, u
      * window between claiming a slot and handing it over. */
     const struct geom g = geom_of(q);
     for (uint64_t i = 0; i < q->ring; i++)
-        slot_at(&g, i)->seq = i;
+        slot_at(&g, i)->seq = turn(i);
     q->magic = QUEUE_MAGIC;
+}
+
+void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos)
+{
+    const struct geom g = geom_of(q);
+    q->head = q->tail = q->head_cache = pos;
+    for (uint64_t i = 0; i < q->ring; i++)
+        slot_at(&g, pos + i)->seq = turn(pos + i);
 }
 
 int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t max_item,
@@ -336,19 +358,23 @@ static size_t mpmc_claim_put(struct fipc_queue *q, size_t n, uint64_t *first)
              * slot's seq (acquire, below) is what orders its reuse.  A
              * stale head makes the ring look fuller, and the consumer that
              * moves head on notifies not_full. */
-            uint64_t limit = load_relaxed(&q->head) + q->capacity;
-            size_t room = limit > pos ? (size_t)(limit - pos) : 0;
-            if (room == 0)
+            int64_t used = (int64_t)(pos - load_relaxed(&q->head)); /* wraps safely */
+            if (used < 0) {
+                pos = load_relaxed(&q->tail); /* consumers passed our stale tail */
+                continue;
+            }
+            if ((uint64_t)used >= q->capacity)
                 return 0;
+            size_t room = (size_t)(q->capacity - (uint64_t)used);
             if (want > room)
                 want = room;
         }
         /* acquire pairs with the consumer's release of each slot: it has
          * finished reading the previous lap's message. */
-        while (k < want && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k)
+        while (k < want && load_acquire(&slot_at(&g, pos + k)->seq) == turn(pos + k))
             k++;
         if (k == 0) {
-            int64_t dif = (int64_t)(load_acquire(&slot_at(&g, pos)->seq) - pos);
+            int32_t dif = (int32_t)(load_acquire(&slot_at(&g, pos)->seq) - turn(pos));
             if (dif < 0)
                 return 0; /* the slot still holds last lap's message: full */
             /* Another producer claimed pos: catch up. */
@@ -383,7 +409,7 @@ static int mpmc_try_put(struct fipc_queue *q, void *arg)
             fill(s, &c->items[i]);
         /* release: the message is complete before the consumer's acquire
          * load of seq sees its turn. */
-        store_release(&s->seq, pos + i + 1);
+        store_release(&s->seq, turn(pos + i + 1));
     }
     ec_notify(&q->not_empty);
     return closed ? -EPIPE : (int)k;
@@ -412,7 +438,7 @@ static int spsc_try_put(struct fipc_queue *q, void *arg)
     uint64_t pos = load_relaxed(&q->tail); /* ours alone */
     size_t n = spsc_room(q, pos, c->n), k = 0;
     /* acquire pairs with the consumer's release of each slot. */
-    while (k < n && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k)
+    while (k < n && load_acquire(&slot_at(&g, pos + k)->seq) == turn(pos + k))
         k++;
     if (k == 0)
         return -EAGAIN;
@@ -423,12 +449,12 @@ static int spsc_try_put(struct fipc_queue *q, void *arg)
      * handed over first (release: each message is complete before its
      * turn is seen); none is read before the first. */
     for (size_t i = 1; i < k; i++)
-        store_release(&slot_at(&g, pos + i)->seq, pos + i + 1);
+        store_release(&slot_at(&g, pos + i)->seq, turn(pos + i + 1));
     /* The first goes with a seq_cst CAS: a release like the others; a full
      * barrier, which serves as ec_notify's fence; and it fails only if the
      * consumer has sealed the slot (see Close at the top). */
-    uint64_t expect = pos;
-    if (FIPC_UNLIKELY(!cas_seqcst(&slot_at(&g, pos)->seq, &expect, pos + 1))) {
+    uint32_t expect = turn(pos);
+    if (FIPC_UNLIKELY(!cas_seqcst(&slot_at(&g, pos)->seq, &expect, turn(pos + 1)))) {
         if (c->owner)
             fipc__jqueue_uncount(c->owner, k);
         return -EPIPE;
@@ -477,10 +503,10 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
         for (;;) {
             k = 0;
             /* acquire pairs with the producer's release of each slot. */
-            while (k < c->n && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k + 1)
+            while (k < c->n && load_acquire(&slot_at(&g, pos + k)->seq) == turn(pos + k + 1))
                 k++;
             if (k == 0) {
-                int64_t dif = (int64_t)(load_acquire(&slot_at(&g, pos)->seq) - (pos + 1));
+                int32_t dif = (int32_t)(load_acquire(&slot_at(&g, pos)->seq) - turn(pos + 1));
                 if (dif < 0)
                     return closed_and_drained(q) ? -EPIPE : -EAGAIN;
                 pos = load_relaxed(&q->head);
@@ -498,7 +524,7 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
                 got++;
             /* release: the message is read out before a producer of the
              * next lap (acquire load of seq) overwrites it. */
-            store_release(&s->seq, pos + i + q->ring);
+            store_release(&s->seq, turn(pos + i + q->ring));
         }
         ec_notify(&q->not_full);
         if (got > 0)
@@ -515,9 +541,9 @@ static int spsc_seal(struct fipc_queue *q, uint64_t pos)
     const struct geom g = geom_of(q);
     if (!load_seqcst(&q->closed))
         return -EAGAIN;
-    uint64_t seq = pos;
+    uint32_t seq = turn(pos);
     /* seq_cst: one total order with the producer's publishing CAS. */
-    if (cas_seqcst(&slot_at(&g, pos)->seq, &seq, pos | SLOT_SEALED) || seq == (pos | SLOT_SEALED))
+    if (cas_seqcst(&slot_at(&g, pos)->seq, &seq, sealed_turn(pos)) || seq == sealed_turn(pos))
         return -EPIPE;
     return 0;
 }
@@ -531,7 +557,7 @@ static int spsc_try_get(struct fipc_queue *q, void *arg)
     for (;;) {
         k = 0;
         /* acquire pairs with the producer's release of each slot. */
-        while (k < c->n && load_acquire(&slot_at(&g, pos + k)->seq) == pos + k + 1)
+        while (k < c->n && load_acquire(&slot_at(&g, pos + k)->seq) == turn(pos + k + 1))
             k++;
         if (k > 0)
             break;
@@ -543,7 +569,7 @@ static int spsc_try_get(struct fipc_queue *q, void *arg)
         struct slot *s = slot_at(&g, pos + i);
         drain(c, i, s);
         /* release: read out before the producer of the next lap reuses it. */
-        store_release(&s->seq, pos + i + q->ring);
+        store_release(&s->seq, turn(pos + i + q->ring));
     }
     /* relaxed: head is read for qsize and the capacity bound only. */
     store_relaxed(&q->head, pos + k);

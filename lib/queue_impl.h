@@ -63,6 +63,11 @@ void fipc__queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, u
 
 int fipc__queue_check(size_t capacity, size_t max_item, unsigned flags);
 
+/* Tests only: move an empty, idle queue to start at position pos, so that
+ * the wrap-around of slot turns (32-bit) and positions (64-bit) can be
+ * exercised without moving billions of messages first. */
+void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos);
+
 /* fipc_queue_put_many that also counts the messages it appends as
  * unfinished tasks of owner (if not NULL), before they become visible to
  * consumers. */

@@ -13,6 +13,7 @@
  */
 #include "common.h"
 #include "futex_faults.h"
+#include "queue_impl.h"
 
 #include <pthread.h>
 
@@ -1426,4 +1427,66 @@ Test(queue, sleeping_producer_gets_room_when_the_consumer_dies_before_waking, .t
 Test(queue, sleeping_spsc_producer_gets_room_when_the_consumer_dies_before_waking, .timeout = 60)
 {
     producer_gets_room_when_the_consumer_dies(FIPC_QUEUE_SPSC);
+}
+
+/* ---- Wrap-around ---- */
+
+/* Slot turns are 32-bit and positions 64-bit: start the queue just below
+ * each wrap and push messages across it, with batches, a full ring and
+ * close, and check that order and contents survive. */
+static void run_across(uint64_t start, unsigned flags)
+{
+    fipc_queue *q = new_queue(3, 16, flags);
+    fipc__queue_rebase(q, start);
+    char buf[4 * 16];
+    size_t lens[4];
+    uint64_t next_put = 0, next_get = 0;
+    for (int round = 0; round < 40; round++) {
+        /* Fill the ring (a batch, then single puts), then drain it. */
+        uint64_t v[2] = {next_put, next_put + 1};
+        struct iovec iov[2] = {{&v[0], 8}, {&v[1], 8}};
+        int r = fipc_queue_put_many(q, iov, 2, 0);
+        cr_assert_eq(r, 2, "round %d: put_many gave %d", round, r);
+        next_put += 2;
+        uint64_t w = next_put++;
+        cr_assert_eq(fipc_queue_put(q, &w, 8, 0), 0, "round %d", round);
+        cr_assert(fipc_queue_full(q), "round %d: a Queue(3) holding 3 is full", round);
+        cr_assert_eq(fipc_queue_put(q, &w, 8, 0), -EAGAIN);
+        r = fipc_queue_get_many(q, buf, 16, lens, 4, 0);
+        cr_assert_eq(r, 3, "round %d: get_many gave %d", round, r);
+        for (int i = 0; i < r; i++) {
+            uint64_t got;
+            memcpy(&got, buf + i * 16, 8);
+            cr_assert_eq(lens[i], 8);
+            cr_assert_eq(got, next_get, "round %d: got %llu, want %llu", round,
+                         (unsigned long long)got, (unsigned long long)next_get);
+            next_get++;
+        }
+        cr_assert(fipc_queue_empty(q));
+    }
+    uint64_t last = next_put;
+    cr_assert_eq(fipc_queue_put(q, &last, 8, 0), 0);
+    cr_assert_eq(fipc_queue_close(q), 0);
+    cr_assert_eq(fipc_queue_put(q, &last, 8, 0), -EPIPE);
+    uint64_t got;
+    size_t len;
+    cr_assert_eq(fipc_queue_get(q, &got, 16, &len, 0), 0);
+    cr_assert_eq(got, last);
+    cr_assert_eq(fipc_queue_get(q, &got, 16, &len, 0), -EPIPE);
+}
+
+Test(queue, messages_cross_the_32_bit_turn_wrap_in_order, .timeout = 30)
+{
+    run_across(((uint64_t)1 << 32) - 50, 0);
+}
+
+Test(queue, spsc_messages_cross_the_32_bit_turn_wrap_in_order, .timeout = 30)
+{
+    run_across(((uint64_t)1 << 32) - 50, FIPC_QUEUE_SPSC);
+}
+
+Test(queue, messages_cross_the_64_bit_position_wrap_in_order, .timeout = 30)
+{
+    run_across(UINT64_MAX - 50, 0);
+    run_across(UINT64_MAX - 50, FIPC_QUEUE_SPSC);
 }
