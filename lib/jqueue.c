@@ -75,17 +75,12 @@ int fipc_jqueue_create(fipc_jqueue **out, fipc_arena *a, size_t capacity, size_t
 {
     if (!out)
         return -EINVAL;
-    int r = fipc__queue_check(capacity, max_item, flags);
+    void *mem;
+    int r = fipc__queue_new(&mem, a, sizeof(fipc_jqueue), capacity, max_item, flags);
     if (r < 0)
         return r;
-    size_t qsize = fipc__queue_footprint(capacity, max_item);
-    if (qsize == 0)
-        return -ENOMEM;
-    fipc_jqueue *j = fipc__alloc(a, sizeof *j + qsize, FIPC_CACHELINE);
-    if (!j)
-        return -ENOMEM;
+    fipc_jqueue *j = mem;
     j->queue = sizeof *j;
-    fipc__queue_setup(Q(j), capacity, max_item, flags);
     *out = j;
     return 0;
 }

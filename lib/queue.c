@@ -132,7 +132,7 @@ static inline bool is_spsc(const struct fipc_queue *q)
 
 /* ---- setup -------------------------------------------------------------- */
 
-int fipc__queue_check(size_t capacity, size_t max_item, unsigned flags)
+static int queue_check(size_t capacity, size_t max_item, unsigned flags)
 {
     if (capacity == 0 || capacity > FIPC_QUEUE_CAPACITY_MAX || max_item == 0 ||
         max_item > FIPC_QUEUE_ITEM_MAX || (flags & ~FIPC_QUEUE_SPSC))
@@ -156,7 +156,8 @@ static size_t slot_size_for(size_t max_item)
     return (SLOT_HEADER + max_item + 7) & ~(size_t)7;
 }
 
-size_t fipc__queue_footprint(size_t capacity, size_t max_item)
+/* Bytes a queue of these dimensions needs (0 if that overflows). */
+static size_t queue_footprint(size_t capacity, size_t max_item)
 {
     size_t cap = ring_for(capacity), ss = slot_size_for(max_item);
     if (cap > SIZE_MAX / ss - sizeof(struct fipc_queue))
@@ -164,7 +165,7 @@ size_t fipc__queue_footprint(size_t capacity, size_t max_item)
     return sizeof(struct fipc_queue) + cap * ss;
 }
 
-void fipc__queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, unsigned flags)
+static void queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, unsigned flags)
 {
     q->capacity = capacity;
     q->ring = ring_for(capacity);
@@ -190,21 +191,29 @@ void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos)
         slot_at(&g, pos + i)->seq = turn(pos + i);
 }
 
+int fipc__queue_new(void **out, fipc_arena *a, size_t prefix, size_t capacity, size_t max_item,
+                    unsigned flags)
+{
+    int r = queue_check(capacity, max_item, flags);
+    if (r < 0)
+        return r;
+    size_t size = queue_footprint(capacity, max_item);
+    if (size == 0 || size > SIZE_MAX - prefix)
+        return -ENOMEM;
+    char *mem = fipc__alloc(a, prefix + size, FIPC_CACHELINE);
+    if (!mem)
+        return -ENOMEM;
+    queue_setup((struct fipc_queue *)(mem + prefix), capacity, max_item, flags);
+    *out = mem;
+    return 0;
+}
+
 int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t max_item,
                       unsigned flags)
 {
     if (!out)
         return -EINVAL;
-    int r = fipc__queue_check(capacity, max_item, flags);
-    if (r < 0)
-        return r;
-    size_t size = fipc__queue_footprint(capacity, max_item);
-    struct fipc_queue *q = size ? fipc__alloc(a, size, FIPC_CACHELINE) : NULL;
-    if (!q)
-        return -ENOMEM;
-    fipc__queue_setup(q, capacity, max_item, flags);
-    *out = q;
-    return 0;
+    return fipc__queue_new((void **)out, a, 0, capacity, max_item, flags);
 }
 
 /* ---- event counts --------------------------------------------------------- */

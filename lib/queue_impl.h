@@ -54,14 +54,12 @@ static_assert(offsetof(struct fipc_queue, not_empty) == 3 * FIPC_CACHELINE, "que
 static_assert(offsetof(struct fipc_queue, not_full) == 4 * FIPC_CACHELINE, "queue layout");
 static_assert(sizeof(struct fipc_queue) == 5 * FIPC_CACHELINE, "queue layout");
 
-/* Bytes a queue of these dimensions needs (0 if they are out of range). */
-size_t fipc__queue_footprint(size_t capacity, size_t max_item);
-
-/* Set up a queue in mem (zero-filled, FIPC_CACHELINE-aligned, footprint
- * bytes). */
-void fipc__queue_setup(struct fipc_queue *q, size_t capacity, size_t max_item, unsigned flags);
-
-int fipc__queue_check(size_t capacity, size_t max_item, unsigned flags);
+/* Validate the dimensions, allocate prefix bytes (a multiple of
+ * FIPC_CACHELINE, for the caller's own header) followed by a queue in
+ * arena a, and set the queue up.  *out receives the start of the prefix.
+ * 0, -EINVAL (bad dimensions or flags) or -ENOMEM. */
+int fipc__queue_new(void **out, fipc_arena *a, size_t prefix, size_t capacity, size_t max_item,
+                    unsigned flags);
 
 /* Tests only: move an empty, idle queue to start at position pos, so that
  * the wrap-around of slot turns (32-bit) and positions (64-bit) can be
