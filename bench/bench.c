@@ -176,6 +176,73 @@ int bench_pin_cpu(int index)
     return bench_fail("no CPU #%d: the harness may use %d CPU(s)", index, seen);
 }
 
+/*
+ * The machine's state, sampled before every run: the round trip of one
+ * cache line between the first two CPUs (each side spins until the other
+ * has written).  On a virtual machine this figure moves when the host
+ * moves the virtual CPUs; every transport that hands cache lines between
+ * processes (the fipc queues, ck_ring) moves with it, while the system-
+ * call transports hardly do.  Returns ns per round trip; NAN if it could
+ * not be measured (one CPU, or a spinner that never answered).
+ */
+#define PROBE_TRIPS 20000
+#define PROBE_LIMIT_NS ((int64_t)2000000000)
+
+static double line_roundtrip_ns(void)
+{
+    if (CPU_COUNT(&start_cpus) < 2)
+        return NAN;
+    struct probe {
+        _Alignas(64) volatile uint64_t line;
+        _Alignas(64) double ns;
+    } *p = bench_shared(sizeof *p);
+    p->ns = NAN;
+    fflush(NULL);
+    /* The two spinners run in processes of their own, so that pinning
+     * them leaves the affinity of the harness alone. */
+    pid_t prober = fork();
+    if (prober == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (bench_pin_cpu(0) < 0) _exit(1);
+        pid_t echo = fork();
+        if (echo == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (bench_pin_cpu(1) < 0) _exit(1);
+            /* Answer each odd value with the next even one. */
+            for (uint64_t i = 0; i < PROBE_TRIPS; i++) {
+                while (p->line != 2 * i + 1)
+                    cpu_pause();
+                p->line = 2 * i + 2;
+            }
+            _exit(0);
+        }
+        if (echo < 0) _exit(1);
+        int64_t t0 = bench_now_ns(), limit = t0 + PROBE_LIMIT_NS;
+        for (uint64_t i = 0; i < PROBE_TRIPS; i++) {
+            p->line = 2 * i + 1;
+            for (unsigned spins = 0; p->line != 2 * i + 2; spins++) {
+                cpu_pause();
+                if ((spins & 1023) == 1023 && bench_now_ns() > limit) {
+                    kill(echo, SIGKILL); /* no second CPU in practice */
+                    _exit(1);
+                }
+            }
+        }
+        p->ns = (double)(bench_now_ns() - t0) / PROBE_TRIPS;
+        _exit(waitpid(echo, NULL, 0) == echo ? 0 : 1);
+    }
+    double ns = NAN;
+    if (prober > 0) {
+        int status;
+        while (waitpid(prober, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            ns = p->ns;
+    }
+    bench_shared_free(p, sizeof *p);
+    return ns;
+}
+
 int bench_gate_init(struct bench_gate *g)
 {
     if (pipe(g->ready) < 0) return bench_fail("pipe: %s", strerror(errno));
@@ -471,6 +538,7 @@ struct slot {
     const struct bench_case *base; /* NULL if the baseline is missing */
     uint64_t iters;
     double vals[BENCH_MAX_RUNS];
+    double line_ns[BENCH_MAX_RUNS]; /* the machine's state before each run */
     int nvals;
     bool failed;
     char err[BENCH_ERR_MAX];
@@ -727,6 +795,26 @@ static void print_table(const struct slot *slots, size_t n, const struct options
     free(all);
 }
 
+/* Print a summary of the cache-line round trips sampled before the runs
+ * (a bench whose samples spread widely ran on a machine that changed
+ * under it) and return their median; NAN if there are none. */
+static double print_probes(double *v, int n)
+{
+    if (n == 0) {
+        printf("\ncache-line round trip between CPUs: not measured (one CPU)\n");
+        return NAN;
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    double median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    int slow = 0;
+    for (int i = 0; i < n; i++)
+        slow += v[i] > 2 * median;
+    printf("\ncache-line round trip between CPUs, before each run: median %.0f ns, "
+           "range %.0f-%.0f ns; %d of %d runs above twice the median\n",
+           median, v[0], v[n - 1], slow, n);
+    return median;
+}
+
 static void csv_field(FILE *f, const char *s, bool last)
 {
     bool quote = strpbrk(s, ",\"\n") != NULL;
@@ -843,6 +931,9 @@ int main(int argc, char **argv)
 
     /* Slots of one group are contiguous, because tables register them so;
      * walk group by group anyway in case a group spans several tables. */
+    enum { MAX_PROBES = 4096 };
+    static double probes[MAX_PROBES];
+    int nprobes = 0;
     bool *done = calloc(n, sizeof *done);
     if (!done) {
         perror("fipc-bench: calloc");
@@ -876,6 +967,8 @@ int main(int argc, char **argv)
             for (int k = 0; k < nm; k++) {
                 struct slot *s = members[k];
                 if (s->failed) continue;
+                double line_ns = line_roundtrip_ns();
+                if (!isnan(line_ns) && nprobes < MAX_PROBES) probes[nprobes++] = line_ns;
                 struct runner_msg m;
                 if (run_in_runner(s->c, o.quick, s->iters, o.timeout_s, &m) < 0) {
                     s->failed = true;
@@ -885,6 +978,7 @@ int main(int argc, char **argv)
                 }
                 double v = s->c->unit == BENCH_TIME ? (double)m.ns / (double)m.ops
                                                     : (double)m.ops * 1e9 / (double)m.ns;
+                s->line_ns[s->nvals] = line_ns;
                 s->vals[s->nvals++] = v;
             }
         }
@@ -928,6 +1022,17 @@ int main(int argc, char **argv)
     }
 
     print_table(slots, n, &o);
+    double line_median = print_probes(probes, nprobes);
+    /* A missed goal whose runs met a slow machine says so. */
+    for (size_t i = 0; i < n; i++) {
+        const struct slot *s = &slots[i];
+        if (s->c->goal <= 0 || strcmp(s->status, "MISS") || isnan(line_median)) continue;
+        int slow = 0;
+        for (int k = 0; k < s->nvals; k++)
+            slow += s->line_ns[k] > 2 * line_median;
+        printf("  %s/%s: %d of its %d runs began with a round trip above twice the median\n",
+               s->c->group, s->c->name, slow, s->nvals);
+    }
     for (size_t i = 0; i < n; i++)
         if (slots[i].failed)
             printf("ERROR %s/%s: %s\n", slots[i].c->group, slots[i].c->name, slots[i].err);

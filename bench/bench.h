@@ -113,6 +113,14 @@ int bench_reap(pid_t pid, const char *what);
  * no such CPU. */
 int bench_pin_cpu(int index);
 
+/* The CPU's spin-wait hint. */
+static inline void cpu_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /* A start gate made of two pipes: helpers announce they are ready, then
  * block (in read, not spinning: two CPUs) until the runner opens the gate. */
 struct bench_gate {

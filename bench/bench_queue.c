@@ -75,13 +75,6 @@
 #define TAG_SHIFT 56
 #define SEQ_MASK  ((UINT64_C(1) << TAG_SHIFT) - 1)
 
-static inline void cpu_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 /* ====================================================================== */
 /* Bounded busy-waiting (ck_ring)                                           */
 /* ====================================================================== */
