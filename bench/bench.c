@@ -795,24 +795,39 @@ static void print_table(const struct slot *slots, size_t n, const struct options
     free(all);
 }
 
+static int count_slow(const struct slot *s, double slow_ns)
+{
+    int slow = 0;
+    for (int k = 0; k < s->nvals; k++)
+        slow += s->line_ns[k] > slow_ns;
+    return slow;
+}
+
 /* Print a summary of the cache-line round trips sampled before the runs
- * (a bench whose samples spread widely ran on a machine that changed
- * under it) and return their median; NAN if there are none. */
-static double print_probes(double *v, int n)
+ * and return the slow threshold: twice the fastest tenth of the samples
+ * (the machine at its usual speed); NAN if there are none.  A bench whose
+ * samples spread past it ran on a machine that changed under it. */
+static double print_probes(const double *samples, int n)
 {
     if (n == 0) {
         printf("\ncache-line round trip between CPUs: not measured (one CPU)\n");
         return NAN;
     }
+    double *v = malloc((size_t)n * sizeof *v);
+    if (!v) return NAN;
+    memcpy(v, samples, (size_t)n * sizeof *v);
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     double median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    double slow_ns = 2 * v[n / 10];
     int slow = 0;
     for (int i = 0; i < n; i++)
-        slow += v[i] > 2 * median;
+        slow += v[i] > slow_ns;
     printf("\ncache-line round trip between CPUs, before each run: median %.0f ns, "
-           "range %.0f-%.0f ns; %d of %d runs above twice the median\n",
-           median, v[0], v[n - 1], slow, n);
-    return median;
+           "range %.0f-%.0f ns; %d of %d runs began slow (above %.0f ns, twice the "
+           "fastest tenth)\n",
+           median, v[0], v[n - 1], slow, n, slow_ns);
+    free(v);
+    return slow_ns;
 }
 
 static void csv_field(FILE *f, const char *s, bool last)
@@ -1022,16 +1037,18 @@ int main(int argc, char **argv)
     }
 
     print_table(slots, n, &o);
-    double line_median = print_probes(probes, nprobes);
-    /* A missed goal whose runs met a slow machine says so. */
-    for (size_t i = 0; i < n; i++) {
+    double slow_ns = print_probes(probes, nprobes);
+    /* A missed goal says how many of its runs, and of its baseline's,
+     * began on a slow machine. */
+    for (size_t i = 0; i < n && !isnan(slow_ns); i++) {
         const struct slot *s = &slots[i];
-        if (s->c->goal <= 0 || strcmp(s->status, "MISS") || isnan(line_median)) continue;
-        int slow = 0;
-        for (int k = 0; k < s->nvals; k++)
-            slow += s->line_ns[k] > 2 * line_median;
-        printf("  %s/%s: %d of its %d runs began with a round trip above twice the median\n",
-               s->c->group, s->c->name, slow, s->nvals);
+        if (s->c->goal <= 0 || strcmp(s->status, "MISS")) continue;
+        const struct slot *b = s->base ? slot_of(slots, n, s->base) : NULL;
+        printf("  %s/%s: %d of its %d runs began slow", s->c->group, s->c->name,
+               count_slow(s, slow_ns), s->nvals);
+        if (b && b != s)
+            printf("; of %s's, %d of %d", b->c->name, count_slow(b, slow_ns), b->nvals);
+        printf("\n");
     }
     for (size_t i = 0; i < n; i++)
         if (slots[i].failed)
