@@ -63,12 +63,17 @@
  * position claimed before that was either consumed or is a tombstone, so
  * no message whose put succeeded is ever stranded behind -EPIPE.
  *
- * In SPSC mode publishing is the claim, so the consumer settles the race
- * on the slot itself: before it reports -EPIPE it seals the slot at head
- * (CAS seq: turn(head) -> sealed_turn(head), possible only while it is
- * unpublished), and the producer publishes that slot with a CAS that fails
- * on a sealed slot, reporting -EPIPE for a message no consumer will ever
- * see.  Exactly one of the two CASes wins.
+ * In SPSC mode publishing is the claim.  The producer publishes with
+ * release stores, then (seq_cst fence) loads closed.  Found open, the put
+ * has succeeded: its stores precede the store of closed in the single
+ * total order, so a consumer that has seen closed and then loads the slot
+ * (seq_cst) finds the message.  A consumer that finds the queue closed and
+ * the slot at head still empty, and a producer that finds the queue closed
+ * after publishing, settle through the word end, each with one CAS: the
+ * consumer's END_SEALED | head means "-EPIPE from here on" (the producer's
+ * put fails with -EPIPE and its slots are never read); the producer's
+ * END_DELIVERED | tail means "these messages count" (the consumer reads
+ * them, then seals after them).  Only the first CAS on end can win.
  */
 #include <string.h>
 
@@ -98,12 +103,13 @@ static inline uint32_t turn(uint64_t pos)
     return (uint32_t)pos;
 }
 
-/* SPSC: the turn of a slot sealed at pos (closed and drained, no more
- * puts): half a cycle away from every turn the slot can otherwise hold. */
-static inline uint32_t sealed_turn(uint64_t pos)
-{
-    return turn(pos) + 0x80000000u;
-}
+/* SPSC: how a put that raced with close ended (fipc_queue.end): 0 while
+ * undecided; END_SEALED | h once the consumer has reported -EPIPE at
+ * position h (for good); END_DELIVERED | e once the producer has claimed
+ * delivery of everything before position e. */
+#define END_SEALED    (UINT64_C(1) << 63)
+#define END_DELIVERED (UINT64_C(1) << 62)
+#define END_POS       (END_DELIVERED - 1)
 static_assert(sizeof(struct slot) == SLOT_HEADER, "slot header");
 
 /* The ring's geometry, fixed at creation.  Functions copy it into a local
@@ -187,6 +193,7 @@ void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos)
 {
     const struct geom g = geom_of(q);
     q->head = q->tail = q->head_cache = pos;
+    q->end = 0;
     for (uint64_t i = 0; i < q->ring; i++)
         slot_at(&g, pos + i)->seq = turn(pos + i);
 }
@@ -440,6 +447,24 @@ static inline size_t spsc_room(struct fipc_queue *q, uint64_t pos, size_t n)
     return room < n ? (size_t)room : n;
 }
 
+/* The SPSC producer published the k messages from pos, then found the
+ * queue closed: settle with the consumer, through one word that both
+ * change only by CAS, whether they count as delivered (k) or not (-EPIPE;
+ * the consumer has reported -EPIPE at or before pos, for good). */
+static int spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k)
+{
+    /* acquire: nothing to pair with on this path but the consumer's CAS. */
+    uint64_t end = load_acquire(&q->end);
+    for (;;) {
+        if (end & END_SEALED)
+            return -EPIPE;
+        /* seq_cst like the consumer's CAS: the release publishes the
+         * messages to a consumer whose CAS fails on this value. */
+        if (cas_seqcst(&q->end, &end, END_DELIVERED | ((pos + k) & END_POS)))
+            return (int)k;
+    }
+}
+
 static int spsc_try_put(struct fipc_queue *q, void *arg)
 {
     const struct geom g = geom_of(q);
@@ -455,22 +480,28 @@ static int spsc_try_put(struct fipc_queue *q, void *arg)
         fill(slot_at(&g, pos + i), &c->items[i]);
     count_in(c, k);
     /* The consumer reads the slots in order, so the later ones may be
-     * handed over first (release: each message is complete before its
-     * turn is seen); none is read before the first. */
-    for (size_t i = 1; i < k; i++)
+     * handed over first; none is read before the first.  release: each
+     * message is complete before its turn is seen. */
+    for (size_t i = k; i-- > 0;)
         store_release(&slot_at(&g, pos + i)->seq, turn(pos + i + 1));
-    /* The first goes with a seq_cst CAS: a release like the others; a full
-     * barrier, which serves as ec_notify's fence; and it fails only if the
-     * consumer has sealed the slot (see Close at the top). */
-    uint32_t expect = turn(pos);
-    if (FIPC_UNLIKELY(!cas_seqcst(&slot_at(&g, pos)->seq, &expect, turn(pos + 1)))) {
+    /* Pairs with the fence in ec_register (the sleeper flag, below) and
+     * with close (the store of closed; see Close at the top). */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int r = (int)k;
+    if (FIPC_UNLIKELY(load_seqcst(&q->closed)) && (r = spsc_settle(q, pos, k)) < 0) {
         if (c->owner)
             fipc__jqueue_uncount(c->owner, k);
-        return -EPIPE;
+        return r;
     }
     store_relaxed(&q->tail, pos + k); /* for qsize only */
     ec_notify_after_barrier(&q->not_empty);
-    return (int)k;
+    return r;
+}
+
+int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n)
+{
+    struct put_ctx c = {items, n, NULL};
+    return spsc_try_put(q, &c);
 }
 
 static int try_put(struct fipc_queue *q, void *arg)
@@ -542,19 +573,29 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
     }
 }
 
-/* The SPSC consumer found nothing at pos: -EPIPE if the queue is closed
- * and it could seal the slot at pos, -EAGAIN if it is still open, 0 if the
- * producer published meanwhile (look again). */
+/* The SPSC consumer found nothing at pos: -EAGAIN if the queue is open;
+ * if it is closed, 0 if a message turned up meanwhile (look again), else
+ * -EPIPE, settled with a producer that may be publishing right now. */
 static int spsc_seal(struct fipc_queue *q, uint64_t pos)
 {
     const struct geom g = geom_of(q);
     if (!load_seqcst(&q->closed))
         return -EAGAIN;
-    uint32_t seq = turn(pos);
-    /* seq_cst: one total order with the producer's publishing CAS. */
-    if (cas_seqcst(&slot_at(&g, pos)->seq, &seq, sealed_turn(pos)) || seq == sealed_turn(pos))
-        return -EPIPE;
-    return 0;
+    /* seq_cst, after closed: a put that found the queue open after it
+     * published has published before this load (see Close). */
+    if (load_seqcst(&slot_at(&g, pos)->seq) == turn(pos + 1))
+        return 0;
+    uint64_t end = load_acquire(&q->end);
+    for (;;) {
+        /* The producer claimed the messages before (end & END_POS), which
+         * it published before its CAS (read here with acquire); once head
+         * is there, there is nothing more to read.  (Compared for equality
+         * only: positions wrap, and head never passes that mark.) */
+        if ((end & END_DELIVERED) && (end & END_POS) != (pos & END_POS))
+            return 0;
+        if (cas_seqcst(&q->end, &end, END_SEALED | (pos & END_POS)))
+            return -EPIPE;
+    }
 }
 
 static int spsc_try_get(struct fipc_queue *q, void *arg)
@@ -562,6 +603,9 @@ static int spsc_try_get(struct fipc_queue *q, void *arg)
     const struct geom g = geom_of(q);
     struct get_ctx *c = arg;
     uint64_t pos = load_relaxed(&q->head); /* ours alone */
+    /* relaxed: only this consumer seals, so it reads its own write. */
+    if (FIPC_UNLIKELY(load_relaxed(&q->end) & END_SEALED))
+        return -EPIPE;
     size_t k;
     for (;;) {
         k = 0;

@@ -38,8 +38,10 @@ struct fipc_queue {
     _Alignas(FIPC_CACHELINE) uint64_t tail;
     uint64_t head_cache;
 
-    /* Line 2: consumers' position. */
+    /* Line 2: consumers' position; in SPSC mode also how a put that
+     * raced with close ended (queue.c, Close), written at most twice. */
     _Alignas(FIPC_CACHELINE) uint64_t head;
+    uint64_t end;
 
     /* Line 3: consumers sleep here while the queue is empty. */
     _Alignas(FIPC_CACHELINE) struct eventcount not_empty;
@@ -65,6 +67,12 @@ int fipc__queue_new(void **out, fipc_arena *a, size_t prefix, size_t capacity, s
  * the wrap-around of slot turns (32-bit) and positions (64-bit) can be
  * exercised without moving billions of messages first. */
 void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos);
+
+/* Tests only: an SPSC put_many that found the queue open just before it
+ * was closed: it publishes the messages, finds the queue closed and
+ * settles with the consumer whether they count (returns how many) or not
+ * (-EPIPE).  Does not block: -EAGAIN if the ring is full. */
+int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n);
 
 /* fipc_queue_put_many that also counts the messages it appends as
  * unfinished tasks of owner (if not NULL), before they become visible to

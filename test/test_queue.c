@@ -967,6 +967,79 @@ Test(queue, spsc_close_racing_put_never_strands_a_message_whose_put_succeeded, .
     close_racing_put_strands_nothing(FIPC_QUEUE_SPSC);
 }
 
+/* ---- SPSC close: the two ways a put racing with close can settle ----
+ *
+ * An SPSC put publishes first and looks at closed afterwards; finding the
+ * queue closed, it settles with the consumer.  fipc__queue_spsc_put_late
+ * is such a put (it skips the check of closed that comes first), so these
+ * tests play both orders deterministically, at the start of the position
+ * space and just below the wraps of the word that records the outcome and
+ * of positions. */
+
+/* The late put settles first: its message counts, the consumer reads it
+ * and only then reports -EPIPE, for good. */
+static void spsc_late_put_settles_first(uint64_t start)
+{
+    fipc_queue *q = new_queue(4, 8, FIPC_QUEUE_SPSC);
+    fipc__queue_rebase(q, start);
+    uint64_t a = 0xa, b = 0xb, got = 0;
+    struct iovec late = {&b, 8};
+    size_t len;
+    cr_assert_eq(fipc_queue_put(q, &a, 8, 0), 0);
+    cr_assert_eq(fipc_queue_close(q), 0);
+    cr_assert_eq(fipc__queue_spsc_put_late(q, &late, 1), 1, "start %#llx",
+                 (unsigned long long)start);
+    cr_assert_eq(fipc_queue_qsize(q), 2);
+    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), 0);
+    cr_assert_eq(got, a);
+    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), 0, "the late put counted");
+    cr_assert_eq(got, b);
+    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), -EPIPE);
+    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), -EPIPE, "-EPIPE is final");
+    cr_assert_eq(fipc_queue_put(q, &a, 8, 0), -EPIPE);
+}
+
+/* The consumer settles first: it has reported -EPIPE at the position, so
+ * the late put (a batch here) fails and its messages, though written into
+ * their slots, are never read, however often the consumer asks again. */
+static void spsc_consumer_settles_first(uint64_t start)
+{
+    fipc_queue *q = new_queue(4, 8, FIPC_QUEUE_SPSC);
+    fipc__queue_rebase(q, start);
+    uint64_t a = 0xa, c[2] = {0xc0, 0xc1}, got = 0;
+    struct iovec late[2] = {{&c[0], 8}, {&c[1], 8}};
+    size_t len;
+    cr_assert_eq(fipc_queue_put(q, &a, 8, 0), 0);
+    cr_assert_eq(fipc_queue_close(q), 0);
+    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), 0);
+    cr_assert_eq(got, a);
+    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), -EPIPE);
+    cr_assert_eq(fipc__queue_spsc_put_late(q, late, 2), -EPIPE, "start %#llx",
+                 (unsigned long long)start);
+    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), -EPIPE, "a sealed queue stays sealed");
+    cr_assert_eq(fipc_queue_qsize(q), 0);
+    cr_assert(fipc_queue_empty(q));
+}
+
+static const uint64_t settle_starts[] = {
+    0,
+    ((uint64_t)1 << 62) - 1, /* the outcome word keeps 62 bits of position */
+    ((uint64_t)1 << 32) - 1, /* slot turns wrap */
+    UINT64_MAX,              /* positions wrap */
+};
+
+Test(queue, spsc_put_racing_close_counts_when_the_producer_settles_first, .timeout = 30)
+{
+    for (size_t i = 0; i < sizeof settle_starts / sizeof *settle_starts; i++)
+        spsc_late_put_settles_first(settle_starts[i]);
+}
+
+Test(queue, spsc_put_racing_close_fails_when_the_consumer_settles_first, .timeout = 30)
+{
+    for (size_t i = 0; i < sizeof settle_starts / sizeof *settle_starts; i++)
+        spsc_consumer_settles_first(settle_starts[i]);
+}
+
 /* ---- Death of a sleeping producer or consumer ---- */
 
 struct death {
