@@ -38,6 +38,10 @@
 #define cas_seqcst(p, expected, desired)                                                   \
     __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_SEQ_CST,      \
                                 __ATOMIC_RELAXED)
+/* seq_cst, and on failure *expected is read with acquire. */
+#define cas_seqcst_acquire(p, expected, desired)                                           \
+    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_SEQ_CST,      \
+                                __ATOMIC_ACQUIRE)
 #define cas_relaxed(p, expected, desired)                                                  \
     __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_RELAXED,      \
                                 __ATOMIC_RELAXED)

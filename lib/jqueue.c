@@ -151,9 +151,15 @@ void fipc__jqueue_count(fipc_jqueue *j, size_t n)
 
 void fipc__jqueue_uncount(fipc_jqueue *j, size_t n)
 {
-    /* The items were counted but never published: count them as done, so
-     * that puts never goes down (puts_seen relies on it). */
+    /* The items were counted but their put failed, so no consumer will
+     * ever take them: count them as done, so that puts never goes down
+     * (puts_seen relies on it). */
     finish(j, n);
+}
+
+fipc_queue *fipc__jqueue_queue(fipc_jqueue *j)
+{
+    return Q(j);
 }
 
 int fipc_jqueue_put_many(fipc_jqueue *j, const struct iovec *items, size_t n, int64_t timeout_ns)

@@ -65,15 +65,17 @@
  *
  * In SPSC mode publishing is the claim.  The producer publishes with
  * release stores, then (seq_cst fence) loads closed.  Found open, the put
- * has succeeded: its stores precede the store of closed in the single
- * total order, so a consumer that has seen closed and then loads the slot
- * (seq_cst) finds the message.  A consumer that finds the queue closed and
- * the slot at head still empty, and a producer that finds the queue closed
- * after publishing, settle through the word end, each with one CAS: the
- * consumer's END_SEALED | head means "-EPIPE from here on" (the producer's
- * put fails with -EPIPE and its slots are never read); the producer's
- * END_DELIVERED | tail means "these messages count" (the consumer reads
- * them, then seals after them).  Only the first CAS on end can win.
+ * has succeeded: its fence precedes the store of closed in the single
+ * total order S, so a consumer that has seen closed and then loads the
+ * slot (seq_cst, after the fence in S) sees the message.  A consumer that
+ * finds the queue closed and the slot at head still empty, and a producer
+ * that finds the queue closed after publishing, settle through the word
+ * end, each with CAS: the consumer's END_SEALED | head means "-EPIPE from
+ * here on"; the producer's END_DELIVERED | tail means "these messages
+ * count" (the consumer reads them, then seals after them).  The first CAS
+ * decides.  A producer that finds END_SEALED at its own position fails
+ * with -EPIPE, its slots never read; sealed after its messages, the
+ * consumer has read them all in the meantime, and the put counts.
  */
 #include <string.h>
 
@@ -247,9 +249,9 @@ static inline void ec_notify(struct eventcount *ec)
         ec_wake(ec);
 }
 
-/* ec_notify for a caller whose last write was seq_cst: that write already
- * orders the ring change before the seq_cst load of the flag. */
-static inline void ec_notify_after_barrier(struct eventcount *ec)
+/* ec_notify for a caller that has just issued a seq_cst fence after its
+ * ring change. */
+static inline void ec_notify_after_fence(struct eventcount *ec)
 {
     if (FIPC_UNLIKELY(load_seqcst(&ec->sleepers) != 0))
         ec_wake(ec);
@@ -448,27 +450,32 @@ static inline size_t spsc_room(struct fipc_queue *q, uint64_t pos, size_t n)
 }
 
 /* The SPSC producer published the k messages from pos, then found the
- * queue closed: settle with the consumer, through one word that both
- * change only by CAS, whether they count as delivered (k) or not (-EPIPE;
- * the consumer has reported -EPIPE at or before pos, for good). */
+ * queue closed: settle with the consumer, through the word end that both
+ * change only by CAS, whether they count (k) or not (-EPIPE). */
 static int spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k)
 {
-    /* acquire: nothing to pair with on this path but the consumer's CAS. */
+    /* acquire: pairs with nothing on this path that matters; the CAS below
+     * decides. */
     uint64_t end = load_acquire(&q->end);
     for (;;) {
+        /* The consumer has given up for good.  At pos it read none of
+         * these messages: the put fails.  Anywhere else it has read them
+         * all, at pos + k: having seen the first (published last), it saw
+         * the others too, so it cannot have sealed in between. */
         if (end & END_SEALED)
-            return -EPIPE;
-        /* seq_cst like the consumer's CAS: the release publishes the
-         * messages to a consumer whose CAS fails on this value. */
-        if (cas_seqcst(&q->end, &end, END_DELIVERED | ((pos + k) & END_POS)))
+            return (end & END_POS) == (pos & END_POS) ? -EPIPE : (int)k;
+        /* seq_cst: the release publishes the messages to a consumer whose
+         * CAS fails on this value (it reads it with acquire). */
+        if (cas_seqcst_acquire(&q->end, &end, END_DELIVERED | ((pos + k) & END_POS)))
             return (int)k;
     }
 }
 
-static int spsc_try_put(struct fipc_queue *q, void *arg)
+/* An SPSC put, first half: fill and hand over as many of the messages as
+ * there is room for from tail (*pos); how many, or -EAGAIN. */
+static inline int spsc_publish(struct fipc_queue *q, struct put_ctx *c, uint64_t *pos_out)
 {
     const struct geom g = geom_of(q);
-    struct put_ctx *c = arg;
     uint64_t pos = load_relaxed(&q->tail); /* ours alone */
     size_t n = spsc_room(q, pos, c->n), k = 0;
     /* acquire pairs with the consumer's release of each slot. */
@@ -484,6 +491,13 @@ static int spsc_try_put(struct fipc_queue *q, void *arg)
      * message is complete before its turn is seen. */
     for (size_t i = k; i-- > 0;)
         store_release(&slot_at(&g, pos + i)->seq, turn(pos + i + 1));
+    *pos_out = pos;
+    return (int)k;
+}
+
+/* Second half: the k messages from pos are out; did the put succeed? */
+static inline int spsc_finish(struct fipc_queue *q, struct put_ctx *c, uint64_t pos, size_t k)
+{
     /* Pairs with the fence in ec_register (the sleeper flag, below) and
      * with close (the store of closed; see Close at the top). */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -494,14 +508,29 @@ static int spsc_try_put(struct fipc_queue *q, void *arg)
         return r;
     }
     store_relaxed(&q->tail, pos + k); /* for qsize only */
-    ec_notify_after_barrier(&q->not_empty);
+    ec_notify_after_fence(&q->not_empty);
     return r;
 }
 
-int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n)
+static int spsc_try_put(struct fipc_queue *q, void *arg)
 {
-    struct put_ctx c = {items, n, NULL};
-    return spsc_try_put(q, &c);
+    struct put_ctx *c = arg;
+    uint64_t pos;
+    int k = spsc_publish(q, c, &pos);
+    return k < 0 ? k : spsc_finish(q, c, pos, (size_t)k);
+}
+
+int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n,
+                              fipc_jqueue *owner, void (*between)(void *), void *arg)
+{
+    struct put_ctx c = {items, n, owner};
+    uint64_t pos;
+    int k = spsc_publish(q, &c, &pos);
+    if (k < 0)
+        return k;
+    if (between)
+        between(arg);
+    return spsc_finish(q, &c, pos, (size_t)k);
 }
 
 static int try_put(struct fipc_queue *q, void *arg)
@@ -588,12 +617,15 @@ static int spsc_seal(struct fipc_queue *q, uint64_t pos)
     uint64_t end = load_acquire(&q->end);
     for (;;) {
         /* The producer claimed the messages before (end & END_POS), which
-         * it published before its CAS (read here with acquire); once head
-         * is there, there is nothing more to read.  (Compared for equality
-         * only: positions wrap, and head never passes that mark.) */
+         * it published before its CAS (read here with acquire, by the load
+         * or the failed CAS); once head is there, there is nothing more to
+         * read.  (Compared for equality only: positions wrap, and head
+         * never passes that mark.) */
         if ((end & END_DELIVERED) && (end & END_POS) != (pos & END_POS))
             return 0;
-        if (cas_seqcst(&q->end, &end, END_SEALED | (pos & END_POS)))
+        /* seq_cst; acquire on failure: a DELIVERED read here makes the
+         * producer's slots visible. */
+        if (cas_seqcst_acquire(&q->end, &end, END_SEALED | (pos & END_POS)))
             return -EPIPE;
     }
 }

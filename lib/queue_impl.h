@@ -39,7 +39,8 @@ struct fipc_queue {
     uint64_t head_cache;
 
     /* Line 2: consumers' position; in SPSC mode also how a put that
-     * raced with close ended (queue.c, Close), written at most twice. */
+     * raced with close settled (queue.c, Close): changed only by CAS, at
+     * most twice (to DELIVERED, then to SEALED). */
     _Alignas(FIPC_CACHELINE) uint64_t head;
     uint64_t end;
 
@@ -69,10 +70,16 @@ int fipc__queue_new(void **out, fipc_arena *a, size_t prefix, size_t capacity, s
 void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos);
 
 /* Tests only: an SPSC put_many that found the queue open just before it
- * was closed: it publishes the messages, finds the queue closed and
- * settles with the consumer whether they count (returns how many) or not
- * (-EPIPE).  Does not block: -EAGAIN if the ring is full. */
-int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n);
+ * was closed (it skips that check): it publishes the messages, calls
+ * between(arg) if not NULL (whatever the consumer does at that moment),
+ * then looks at closed and, if set, settles with the consumer whether the
+ * messages count (returns how many) or not (-EPIPE).  owner: the jqueue
+ * whose count the put raises, or NULL.  -EAGAIN if the ring is full. */
+int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n,
+                              fipc_jqueue *owner, void (*between)(void *), void *arg);
+
+/* jqueue.c: the queue inside a jqueue (tests). */
+fipc_queue *fipc__jqueue_queue(fipc_jqueue *j);
 
 /* fipc_queue_put_many that also counts the messages it appends as
  * unfinished tasks of owner (if not NULL), before they become visible to
@@ -81,7 +88,7 @@ int fipc__queue_put_counted(fipc_queue *q, const struct iovec *items, size_t n,
                             int64_t timeout_ns, fipc_jqueue *owner);
 
 /* jqueue.c: raise the unfinished count by n, or take back n that a put
- * counted but could not publish. */
+ * counted before it failed (no consumer will ever read them). */
 void fipc__jqueue_count(fipc_jqueue *j, size_t n);
 void fipc__jqueue_uncount(fipc_jqueue *j, size_t n);
 

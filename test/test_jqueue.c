@@ -4,13 +4,15 @@
  * then join, daemon consumers get, work and call task_done), join and
  * task_done codes, several joiners woken by the last task_done and not
  * before, a stress run with exact counts, a consumer killed while holding
- * an item, and how batches and failed puts are counted.
+ * an item, how batches and failed puts are counted, and SPSC puts that
+ * race with close.
  *
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  * The stress count may be scaled with FIPC_TEST_SCALE (e.g. 0.1).
  */
 #include "common.h"
 #include "futex_faults.h"
+#include "queue_impl.h"
 
 #include <pthread.h>
 
@@ -722,4 +724,81 @@ Test(jqueue, task_done_many_with_a_huge_count_fails_with_eoverflow_and_changes_n
     cr_assert_eq(fipc_jqueue_unfinished(q), 5);
     cr_assert_eq(fipc_jqueue_task_done_many(q, 5), 0);
     cr_assert_eq(fipc_jqueue_join(q, 0), 0);
+}
+
+/* ---- SPSC: a put racing with close is counted exactly when it counts ----
+ *
+ * fipc__queue_spsc_put_late (queue_impl.h) is an SPSC put that passed its
+ * check of closed just before close, with a callback between publishing
+ * and settling with the consumer. */
+
+static fipc_jqueue *new_spsc_jqueue(void)
+{
+    fipc_jqueue *q = NULL;
+    int r = fipc_jqueue_create(&q, NULL, 4, 8, FIPC_QUEUE_SPSC);
+    cr_assert_eq(r, 0, "fipc_jqueue_create: %s", fipc_strerror(r));
+    return q;
+}
+
+/* Get one item and mark it done. */
+static void take_and_finish(fipc_jqueue *q, uint64_t want)
+{
+    uint64_t got = 0;
+    size_t len;
+    cr_assert_eq(fipc_jqueue_get(q, &got, 8, &len, 0), 0);
+    cr_assert_eq(got, want);
+    cr_assert_eq(fipc_jqueue_task_done(q), 0);
+}
+
+/* After everything that counts is done: join returns at once and one more
+ * task_done is one too many. */
+static void expect_all_done(fipc_jqueue *q)
+{
+    cr_assert_eq(fipc_jqueue_join(q, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done(q), -EOVERFLOW);
+}
+
+struct finish_then_seal {
+    fipc_jqueue *q;
+    uint64_t want;
+};
+
+static void finish_then_seal(void *arg)
+{
+    struct finish_then_seal *f = arg;
+    take_and_finish(f->q, f->want);
+    uint64_t got;
+    size_t len;
+    cr_assert_eq(fipc_jqueue_get(f->q, &got, 8, &len, 0), -EPIPE);
+}
+
+Test(jqueue, spsc_put_racing_close_that_the_consumer_finished_stays_counted, .timeout = 30)
+{
+    fipc_jqueue *q = new_spsc_jqueue();
+    uint64_t a = 0xa, b = 0xb;
+    struct iovec late = {&b, 8};
+    cr_assert_eq(fipc_jqueue_put(q, &a, 8, 0), 0);
+    cr_assert_eq(fipc_jqueue_close(q), 0);
+    take_and_finish(q, a);
+    /* The consumer takes b and finishes it before the put settles. */
+    struct finish_then_seal f = {q, b};
+    cr_assert_eq(fipc__queue_spsc_put_late(fipc__jqueue_queue(q), &late, 1, q, finish_then_seal, &f),
+                 1);
+    expect_all_done(q);
+}
+
+Test(jqueue, spsc_put_racing_close_that_no_consumer_took_is_not_counted, .timeout = 30)
+{
+    fipc_jqueue *q = new_spsc_jqueue();
+    uint64_t a = 0xa, b = 0xb, got;
+    struct iovec late = {&b, 8};
+    size_t len;
+    cr_assert_eq(fipc_jqueue_put(q, &a, 8, 0), 0);
+    cr_assert_eq(fipc_jqueue_close(q), 0);
+    take_and_finish(q, a);
+    cr_assert_eq(fipc_jqueue_get(q, &got, 8, &len, 0), -EPIPE);
+    cr_assert_eq(fipc__queue_spsc_put_late(fipc__jqueue_queue(q), &late, 1, q, NULL, NULL),
+                 -EPIPE);
+    cr_assert_eq(fipc_jqueue_get(q, &got, 8, &len, 0), -EPIPE);
+    expect_all_done(q);
 }

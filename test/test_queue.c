@@ -967,58 +967,108 @@ Test(queue, spsc_close_racing_put_never_strands_a_message_whose_put_succeeded, .
     close_racing_put_strands_nothing(FIPC_QUEUE_SPSC);
 }
 
-/* ---- SPSC close: the two ways a put racing with close can settle ----
+/* ---- SPSC close: how a put racing with close settles ----
  *
  * An SPSC put publishes first and looks at closed afterwards; finding the
  * queue closed, it settles with the consumer.  fipc__queue_spsc_put_late
- * is such a put (it skips the check of closed that comes first), so these
- * tests play both orders deterministically, at the start of the position
- * space and just below the wraps of the word that records the outcome and
- * of positions. */
+ * is such a put (it skips the check of closed that comes first) and runs a
+ * callback between publishing and settling, so these tests play each order
+ * deterministically, at the start of the position space and just below
+ * the wraps of the word that records the outcome and of positions. */
 
-/* The late put settles first: its message counts, the consumer reads it
- * and only then reports -EPIPE, for good. */
-static void spsc_late_put_settles_first(uint64_t start)
+static void expect_get(fipc_queue *q, uint64_t want)
 {
-    fipc_queue *q = new_queue(4, 8, FIPC_QUEUE_SPSC);
-    fipc__queue_rebase(q, start);
-    uint64_t a = 0xa, b = 0xb, got = 0;
-    struct iovec late = {&b, 8};
-    size_t len;
-    cr_assert_eq(fipc_queue_put(q, &a, 8, 0), 0);
-    cr_assert_eq(fipc_queue_close(q), 0);
-    cr_assert_eq(fipc__queue_spsc_put_late(q, &late, 1), 1, "start %#llx",
-                 (unsigned long long)start);
-    cr_assert_eq(fipc_queue_qsize(q), 2);
-    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), 0);
-    cr_assert_eq(got, a);
-    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), 0, "the late put counted");
-    cr_assert_eq(got, b);
-    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), -EPIPE);
-    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), -EPIPE, "-EPIPE is final");
-    cr_assert_eq(fipc_queue_put(q, &a, 8, 0), -EPIPE);
+    uint64_t got = 0;
+    size_t len = 0;
+    int r = fipc_queue_get(q, &got, 8, &len, 0);
+    cr_assert_eq(r, 0, "get: %s", fipc_strerror(r));
+    cr_assert_eq(len, 8);
+    cr_assert_eq(got, want, "got %#llx, want %#llx", (unsigned long long)got,
+                 (unsigned long long)want);
 }
 
-/* The consumer settles first: it has reported -EPIPE at the position, so
- * the late put (a batch here) fails and its messages, though written into
- * their slots, are never read, however often the consumer asks again. */
-static void spsc_consumer_settles_first(uint64_t start)
+static void expect_epipe(fipc_queue *q)
+{
+    uint64_t got;
+    size_t len;
+    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), -EPIPE);
+}
+
+/* An SPSC queue started at position start, holding one message (0xa),
+ * then closed. */
+static fipc_queue *closed_spsc_holding_a(uint64_t start)
 {
     fipc_queue *q = new_queue(4, 8, FIPC_QUEUE_SPSC);
     fipc__queue_rebase(q, start);
-    uint64_t a = 0xa, c[2] = {0xc0, 0xc1}, got = 0;
-    struct iovec late[2] = {{&c[0], 8}, {&c[1], 8}};
-    size_t len;
+    uint64_t a = 0xa;
     cr_assert_eq(fipc_queue_put(q, &a, 8, 0), 0);
     cr_assert_eq(fipc_queue_close(q), 0);
-    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), 0);
-    cr_assert_eq(got, a);
-    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), -EPIPE);
-    cr_assert_eq(fipc__queue_spsc_put_late(q, late, 2), -EPIPE, "start %#llx",
+    return q;
+}
+
+/* The late put (a batch of two) settles first: its messages count, the
+ * consumer reads them one get at a time and only then reports -EPIPE. */
+static void spsc_late_put_settles_first(uint64_t start)
+{
+    fipc_queue *q = closed_spsc_holding_a(start);
+    uint64_t b[2] = {0xb0, 0xb1};
+    struct iovec late[2] = {{&b[0], 8}, {&b[1], 8}};
+    cr_assert_eq(fipc__queue_spsc_put_late(q, late, 2, NULL, NULL, NULL), 2, "start %#llx",
                  (unsigned long long)start);
-    cr_assert_eq(fipc_queue_get(q, &got, 8, &len, 0), -EPIPE, "a sealed queue stays sealed");
+    cr_assert_eq(fipc_queue_qsize(q), 3);
+    expect_get(q, 0xa);
+    expect_get(q, b[0]);
+    expect_get(q, b[1]);
+    expect_epipe(q);
+    expect_epipe(q);
+    cr_assert_eq(fipc_queue_put(q, &b[0], 8, 0), -EPIPE);
+    cr_assert_eq(fipc_queue_qsize(q), 0);
+}
+
+/* The consumer settles first, with nothing read: it has reported -EPIPE
+ * at the late put's position, so the put fails and its messages, though
+ * written into their slots, are never read, however often it asks again. */
+static void spsc_consumer_settles_first(uint64_t start)
+{
+    fipc_queue *q = closed_spsc_holding_a(start);
+    uint64_t c[2] = {0xc0, 0xc1};
+    struct iovec late[2] = {{&c[0], 8}, {&c[1], 8}};
+    expect_get(q, 0xa);
+    expect_epipe(q);
+    cr_assert_eq(fipc__queue_spsc_put_late(q, late, 2, NULL, NULL, NULL), -EPIPE, "start %#llx",
+                 (unsigned long long)start);
+    expect_epipe(q);
     cr_assert_eq(fipc_queue_qsize(q), 0);
     cr_assert(fipc_queue_empty(q));
+}
+
+/* Between the late put's publication and its settlement, the consumer
+ * reads its messages and then reports -EPIPE after them: the put counts. */
+struct drain_then_seal {
+    fipc_queue *q;
+    uint64_t want[2];
+};
+
+static void drain_then_seal(void *arg)
+{
+    struct drain_then_seal *d = arg;
+    expect_get(d->q, d->want[0]);
+    expect_get(d->q, d->want[1]);
+    expect_epipe(d->q);
+}
+
+static void spsc_consumer_reads_then_settles(uint64_t start)
+{
+    fipc_queue *q = closed_spsc_holding_a(start);
+    uint64_t c[2] = {0xc0, 0xc1};
+    struct iovec late[2] = {{&c[0], 8}, {&c[1], 8}};
+    expect_get(q, 0xa);
+    struct drain_then_seal d = {q, {c[0], c[1]}};
+    cr_assert_eq(fipc__queue_spsc_put_late(q, late, 2, NULL, drain_then_seal, &d), 2,
+                 "start %#llx: the consumer got the messages, so the put succeeded",
+                 (unsigned long long)start);
+    expect_epipe(q);
+    cr_assert_eq(fipc_queue_qsize(q), 0);
 }
 
 static const uint64_t settle_starts[] = {
@@ -1027,17 +1077,25 @@ static const uint64_t settle_starts[] = {
     ((uint64_t)1 << 32) - 1, /* slot turns wrap */
     UINT64_MAX,              /* positions wrap */
 };
+#define N_SETTLE_STARTS (sizeof settle_starts / sizeof *settle_starts)
 
 Test(queue, spsc_put_racing_close_counts_when_the_producer_settles_first, .timeout = 30)
 {
-    for (size_t i = 0; i < sizeof settle_starts / sizeof *settle_starts; i++)
+    for (size_t i = 0; i < N_SETTLE_STARTS; i++)
         spsc_late_put_settles_first(settle_starts[i]);
 }
 
 Test(queue, spsc_put_racing_close_fails_when_the_consumer_settles_first, .timeout = 30)
 {
-    for (size_t i = 0; i < sizeof settle_starts / sizeof *settle_starts; i++)
+    for (size_t i = 0; i < N_SETTLE_STARTS; i++)
         spsc_consumer_settles_first(settle_starts[i]);
+}
+
+Test(queue, spsc_put_racing_close_counts_when_the_consumer_read_it_before_settling,
+     .timeout = 30)
+{
+    for (size_t i = 0; i < N_SETTLE_STARTS; i++)
+        spsc_consumer_reads_then_settles(settle_starts[i]);
 }
 
 /* ---- Death of a sleeping producer or consumer ---- */
