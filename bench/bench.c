@@ -669,6 +669,26 @@ static void summarise(struct slot *s)
     s->max = v[n - 1];
 }
 
+/*
+ * Case s against its baseline b: the median over rounds of the ratio of
+ * s's run to b's run in the same round (> 1: s is faster).  The runs of a
+ * round follow each other within seconds, so a machine that changes speed
+ * from one round to the next (a VM whose host moves its virtual CPUs)
+ * shifts both sides of each ratio alike, where a ratio of two medians
+ * could pair the baseline's fast rounds with the case's slow ones.
+ */
+static double paired_ratio(const struct slot *s, const struct slot *b)
+{
+    int n = s->nvals < b->nvals ? s->nvals : b->nvals;
+    if (n == 0)
+        return NAN;
+    double r[BENCH_MAX_RUNS];
+    for (int k = 0; k < n; k++)
+        r[k] = s->c->unit == BENCH_TIME ? b->vals[k] / s->vals[k] : s->vals[k] / b->vals[k];
+    qsort(r, (size_t)n, sizeof r[0], cmp_double);
+    return n % 2 ? r[n / 2] : (r[n / 2 - 1] + r[n / 2]) / 2;
+}
+
 static struct slot *slot_of(struct slot *slots, size_t n, const struct bench_case *c)
 {
     for (size_t i = 0; i < n; i++)
@@ -766,7 +786,8 @@ static void print_table(const struct slot *slots, size_t n, const struct options
     printf("fipc-bench: median of %d run%s per case (each ~%.1f s, in a fresh process)\n", o->runs,
            o->runs == 1 ? "" : "s",
            (double)(o->quick ? BENCH_TARGET_QUICK_NS : BENCH_TARGET_NS) / 1e9);
-    printf("ratio > 1 means faster than the group's baseline, measured in the same run:\n"
+    printf("ratio > 1 means faster than the group's baseline; the median over rounds of\n"
+           "the case's run against the baseline's run in the same round:\n"
            "  ns/... (lower is better):  ratio = baseline_time / case_time\n"
            "  M.../s (higher is better): ratio = case_rate / baseline_rate\n\n");
     for (int j = 0; j < NCOLS; j++)
@@ -795,12 +816,24 @@ static void print_table(const struct slot *slots, size_t n, const struct options
     free(all);
 }
 
-static int count_slow(const struct slot *s, double slow_ns)
+/* "round trips 65-330 ns, 2 of 5 runs began slow" for one case. */
+static void print_line_ns(const struct slot *s, double slow_ns)
 {
-    int slow = 0;
-    for (int k = 0; k < s->nvals; k++)
-        slow += s->line_ns[k] > slow_ns;
-    return slow;
+    double lo = INFINITY, hi = -INFINITY;
+    int slow = 0, n = 0;
+    for (int k = 0; k < s->nvals; k++) {
+        double v = s->line_ns[k];
+        if (isnan(v)) continue;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        slow += v > slow_ns;
+        n++;
+    }
+    if (n == 0) {
+        printf("no round trips measured");
+        return;
+    }
+    printf("round trips %.0f-%.0f ns, %d of %d runs began slow", lo, hi, slow, n);
 }
 
 /* Print a summary of the cache-line round trips sampled before the runs
@@ -1013,14 +1046,8 @@ int main(int argc, char **argv)
             errors++;
         }
         struct slot *b = s->base ? slot_of(slots, n, s->base) : NULL;
-        if (!s->failed && b && !b->failed && b->nvals > 0) {
-            double bm = b == s ? s->median : NAN;
-            if (b != s) {
-                summarise(b);
-                bm = b->median;
-            }
-            s->ratio = s->c->unit == BENCH_TIME ? bm / s->median : s->median / bm;
-        }
+        if (!s->failed && b && !b->failed && b->nvals > 0)
+            s->ratio = paired_ratio(s, b);
         if (s->c->goal > 0) {
             goals++;
             if (s->failed) continue;
@@ -1038,16 +1065,18 @@ int main(int argc, char **argv)
 
     print_table(slots, n, &o);
     double slow_ns = print_probes(probes, nprobes);
-    /* A missed goal says how many of its runs, and of its baseline's,
-     * began on a slow machine. */
+    /* A missed goal says what the machine was like before its runs and
+     * its baseline's. */
     for (size_t i = 0; i < n && !isnan(slow_ns); i++) {
         const struct slot *s = &slots[i];
         if (s->c->goal <= 0 || strcmp(s->status, "MISS")) continue;
         const struct slot *b = s->base ? slot_of(slots, n, s->base) : NULL;
-        printf("  %s/%s: %d of its %d runs began slow", s->c->group, s->c->name,
-               count_slow(s, slow_ns), s->nvals);
-        if (b && b != s)
-            printf("; of %s's, %d of %d", b->c->name, count_slow(b, slow_ns), b->nvals);
+        printf("  %s/%s: ", s->c->group, s->c->name);
+        print_line_ns(s, slow_ns);
+        if (b && b != s) {
+            printf("; %s: ", b->c->name);
+            print_line_ns(b, slow_ns);
+        }
         printf("\n");
     }
     for (size_t i = 0; i < n; i++)
