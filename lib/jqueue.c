@@ -157,10 +157,6 @@ void fipc__jqueue_uncount(fipc_jqueue *j, size_t n)
     finish(j, n);
 }
 
-fipc_queue *fipc__jqueue_queue(fipc_jqueue *j)
-{
-    return Q(j);
-}
 
 int fipc_jqueue_put_many(fipc_jqueue *j, const struct iovec *items, size_t n, int64_t timeout_ns)
 {

@@ -451,8 +451,11 @@ static inline size_t spsc_room(struct fipc_queue *q, uint64_t pos, size_t n)
 
 /* The SPSC producer published the k messages from pos, then found the
  * queue closed: settle with the consumer, through the word end that both
- * change only by CAS, whether they count (k) or not (-EPIPE). */
-static int spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k)
+ * change only by CAS, whether they count (k) or not (-EPIPE).  Out of
+ * line, like spsc_seal: it runs at most once per queue, and inlined it
+ * would only crowd the code of every put. */
+static __attribute__((noinline, cold)) int spsc_settle(struct fipc_queue *q, uint64_t pos,
+                                                       size_t k)
 {
     /* acquire: pairs with nothing on this path that matters; the CAS below
      * decides. */
@@ -605,7 +608,7 @@ static int mpmc_try_get(struct fipc_queue *q, void *arg)
 /* The SPSC consumer found nothing at pos: -EAGAIN if the queue is open;
  * if it is closed, 0 if a message turned up meanwhile (look again), else
  * -EPIPE, settled with a producer that may be publishing right now. */
-static int spsc_seal(struct fipc_queue *q, uint64_t pos)
+static __attribute__((noinline)) int spsc_seal(struct fipc_queue *q, uint64_t pos)
 {
     const struct geom g = geom_of(q);
     if (!load_seqcst(&q->closed))

@@ -78,9 +78,6 @@ void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos);
 int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n,
                               fipc_jqueue *owner, void (*between)(void *), void *arg);
 
-/* jqueue.c: the queue inside a jqueue (tests). */
-fipc_queue *fipc__jqueue_queue(fipc_jqueue *j);
-
 /* fipc_queue_put_many that also counts the messages it appends as
  * unfinished tasks of owner (if not NULL), before they become visible to
  * consumers. */

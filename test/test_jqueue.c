@@ -782,7 +782,7 @@ Test(jqueue, spsc_put_racing_close_that_the_consumer_finished_stays_counted, .ti
     take_and_finish(q, a);
     /* The consumer takes b and finishes it before the put settles. */
     struct finish_then_seal f = {q, b};
-    cr_assert_eq(fipc__queue_spsc_put_late(fipc__jqueue_queue(q), &late, 1, q, finish_then_seal, &f),
+    cr_assert_eq(fipc__queue_spsc_put_late(fipc_jqueue_queue(q), &late, 1, q, finish_then_seal, &f),
                  1);
     expect_all_done(q);
 }
@@ -797,7 +797,7 @@ Test(jqueue, spsc_put_racing_close_that_no_consumer_took_is_not_counted, .timeou
     cr_assert_eq(fipc_jqueue_close(q), 0);
     take_and_finish(q, a);
     cr_assert_eq(fipc_jqueue_get(q, &got, 8, &len, 0), -EPIPE);
-    cr_assert_eq(fipc__queue_spsc_put_late(fipc__jqueue_queue(q), &late, 1, q, NULL, NULL),
+    cr_assert_eq(fipc__queue_spsc_put_late(fipc_jqueue_queue(q), &late, 1, q, NULL, NULL),
                  -EPIPE);
     cr_assert_eq(fipc_jqueue_get(q, &got, 8, &len, 0), -EPIPE);
     expect_all_done(q);
