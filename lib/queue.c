@@ -670,6 +670,53 @@ static int try_get(struct fipc_queue *q, void *arg)
     return is_spsc(q) ? spsc_try_get(q, arg) : mpmc_try_get(q, arg);
 }
 
+/* ---- one message in SPSC mode -------------------------------------------- */
+
+/*
+ * fipc_queue_put and fipc_queue_get of one message in SPSC mode go straight
+ * to the slot: the protocol of spsc_publish + spsc_finish and of
+ * spsc_try_get with k = 1, without the context, the loops and the call
+ * that batches need.  They answer -EAGAIN for everything else (ring full
+ * or empty, capacity bound to reload, closed), which the general path then
+ * handles.
+ */
+static inline int spsc_put_one(struct fipc_queue *q, const void *item, size_t len)
+{
+    uint64_t pos = load_relaxed(&q->tail); /* ours alone */
+    if (q->capacity != q->ring && pos - q->head_cache >= q->capacity)
+        return -EAGAIN; /* spsc_room reloads head */
+    struct slot *s = slot_at(&(struct geom){(char *)q + q->slots, q->mask, q->slot_size}, pos);
+    /* acquire pairs with the consumer's release of the slot. */
+    if (load_acquire(&s->seq) != turn(pos))
+        return -EAGAIN;
+    fill(s, &(struct iovec){(void *)item, len});
+    /* release: the message is complete before its turn is seen. */
+    store_release(&s->seq, turn(pos + 1));
+    struct put_ctx c = {NULL, 1, NULL};
+    return spsc_finish(q, &c, pos, 1);
+}
+
+static inline int spsc_get_one(struct fipc_queue *q, void *buf, size_t *len)
+{
+    uint64_t pos = load_relaxed(&q->head); /* ours alone */
+    /* relaxed: only this consumer seals, so it reads its own write. */
+    if (FIPC_UNLIKELY(load_relaxed(&q->end) & END_SEALED))
+        return -EPIPE;
+    struct slot *s = slot_at(&(struct geom){(char *)q + q->slots, q->mask, q->slot_size}, pos);
+    /* acquire pairs with the producer's release of the slot. */
+    if (load_acquire(&s->seq) != turn(pos + 1))
+        return -EAGAIN;
+    uint32_t n = s->len; /* never a tombstone in SPSC mode */
+    copy_msg(buf, s->data, n);
+    *len = n;
+    /* release: read out before the producer of the next lap reuses it. */
+    store_release(&s->seq, turn(pos + q->ring));
+    /* relaxed: head is read for qsize and the capacity bound only. */
+    store_relaxed(&q->head, pos + 1);
+    ec_notify(&q->not_full);
+    return 1;
+}
+
 /* ---- the calls ---------------------------------------------------------- */
 
 int fipc__queue_put_counted(fipc_queue *q, const struct iovec *items, size_t n,
@@ -699,6 +746,13 @@ int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int6
 
 int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns)
 {
+    /* acquire on closed: as in try_put. */
+    if (FIPC_LIKELY(q && is_spsc(q) && len <= q->max_item && (item || !len) &&
+                    !load_acquire(&q->closed))) {
+        int r = spsc_put_one(q, item, len);
+        if (FIPC_LIKELY(r != -EAGAIN))
+            return r > 0 ? 0 : r;
+    }
     struct iovec it = {(void *)item, len};
     int r = fipc_queue_put_many(q, &it, 1, timeout_ns);
     return r > 0 ? 0 : r;
@@ -720,6 +774,11 @@ int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, s
 
 int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
 {
+    if (FIPC_LIKELY(q && is_spsc(q) && buf && len && cap >= q->max_item)) {
+        int r = spsc_get_one(q, buf, len);
+        if (FIPC_LIKELY(r != -EAGAIN))
+            return r > 0 ? 0 : r;
+    }
     int r = fipc_queue_get_many(q, buf, cap, len, 1, timeout_ns);
     return r > 0 ? 0 : r;
 }
