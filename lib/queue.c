@@ -457,8 +457,8 @@ static inline size_t spsc_room(struct fipc_queue *q, uint64_t pos, size_t n)
 static __attribute__((noinline, cold)) int spsc_settle(struct fipc_queue *q, uint64_t pos,
                                                        size_t k)
 {
-    /* acquire: pairs with nothing on this path that matters; the CAS below
-     * decides. */
+    /* acquire is more than this needs: the producer reads nothing here
+     * that the consumer wrote; the CAS below decides. */
     uint64_t end = load_acquire(&q->end);
     for (;;) {
         /* The consumer has given up for good.  At pos it read none of
@@ -633,13 +633,32 @@ static __attribute__((noinline)) int spsc_seal(struct fipc_queue *q, uint64_t po
     }
 }
 
+/* Whether this consumer has reported -EPIPE for good.  relaxed: only the
+ * consumer seals, so it reads its own write. */
+static inline bool spsc_sealed(const struct fipc_queue *q)
+{
+    return FIPC_UNLIKELY(load_relaxed(&q->end) & END_SEALED);
+}
+
+/* The consumer has read out the k messages from pos: hand their slots back
+ * and move head on. */
+static inline void spsc_hand_back(struct fipc_queue *q, const struct geom *g, uint64_t pos,
+                                  size_t k)
+{
+    /* release: read out before the producer of the next lap reuses them. */
+    for (size_t i = 0; i < k; i++)
+        store_release(&slot_at(g, pos + i)->seq, turn(pos + i + q->ring));
+    /* relaxed: head is read for qsize and the capacity bound only. */
+    store_relaxed(&q->head, pos + k);
+    ec_notify(&q->not_full);
+}
+
 static int spsc_try_get(struct fipc_queue *q, void *arg)
 {
     const struct geom g = geom_of(q);
     struct get_ctx *c = arg;
     uint64_t pos = load_relaxed(&q->head); /* ours alone */
-    /* relaxed: only this consumer seals, so it reads its own write. */
-    if (FIPC_UNLIKELY(load_relaxed(&q->end) & END_SEALED))
+    if (spsc_sealed(q))
         return -EPIPE;
     size_t k;
     for (;;) {
@@ -653,15 +672,9 @@ static int spsc_try_get(struct fipc_queue *q, void *arg)
         if (r != 0)
             return r;
     }
-    for (size_t i = 0; i < k; i++) {
-        struct slot *s = slot_at(&g, pos + i);
-        drain(c, i, s);
-        /* release: read out before the producer of the next lap reuses it. */
-        store_release(&s->seq, turn(pos + i + q->ring));
-    }
-    /* relaxed: head is read for qsize and the capacity bound only. */
-    store_relaxed(&q->head, pos + k);
-    ec_notify(&q->not_full);
+    for (size_t i = 0; i < k; i++)
+        drain(c, i, slot_at(&g, pos + i));
+    spsc_hand_back(q, &g, pos, k);
     return (int)k;
 }
 
@@ -685,7 +698,8 @@ static inline int spsc_put_one(struct fipc_queue *q, const void *item, size_t le
     uint64_t pos = load_relaxed(&q->tail); /* ours alone */
     if (q->capacity != q->ring && pos - q->head_cache >= q->capacity)
         return -EAGAIN; /* spsc_room reloads head */
-    struct slot *s = slot_at(&(struct geom){(char *)q + q->slots, q->mask, q->slot_size}, pos);
+    const struct geom g = geom_of(q);
+    struct slot *s = slot_at(&g, pos);
     /* acquire pairs with the consumer's release of the slot. */
     if (load_acquire(&s->seq) != turn(pos))
         return -EAGAIN;
@@ -698,22 +712,18 @@ static inline int spsc_put_one(struct fipc_queue *q, const void *item, size_t le
 
 static inline int spsc_get_one(struct fipc_queue *q, void *buf, size_t *len)
 {
+    const struct geom g = geom_of(q);
     uint64_t pos = load_relaxed(&q->head); /* ours alone */
-    /* relaxed: only this consumer seals, so it reads its own write. */
-    if (FIPC_UNLIKELY(load_relaxed(&q->end) & END_SEALED))
+    if (spsc_sealed(q))
         return -EPIPE;
-    struct slot *s = slot_at(&(struct geom){(char *)q + q->slots, q->mask, q->slot_size}, pos);
+    struct slot *s = slot_at(&g, pos);
     /* acquire pairs with the producer's release of the slot. */
     if (load_acquire(&s->seq) != turn(pos + 1))
         return -EAGAIN;
     uint32_t n = s->len; /* never a tombstone in SPSC mode */
     copy_msg(buf, s->data, n);
     *len = n;
-    /* release: read out before the producer of the next lap reuses it. */
-    store_release(&s->seq, turn(pos + q->ring));
-    /* relaxed: head is read for qsize and the capacity bound only. */
-    store_relaxed(&q->head, pos + 1);
-    ec_notify(&q->not_full);
+    spsc_hand_back(q, &g, pos, 1);
     return 1;
 }
 
