@@ -193,7 +193,7 @@ static double line_roundtrip_ns(void)
     if (CPU_COUNT(&start_cpus) < 2)
         return NAN;
     struct probe {
-        _Alignas(64) volatile uint64_t line;
+        _Alignas(64) uint64_t line; /* relaxed atomics: only its value travels */
         _Alignas(64) double ns;
     } *p = bench_shared(sizeof *p);
     p->ns = NAN;
@@ -210,17 +210,18 @@ static double line_roundtrip_ns(void)
             if (bench_pin_cpu(1) < 0) _exit(1);
             /* Answer each odd value with the next even one. */
             for (uint64_t i = 0; i < PROBE_TRIPS; i++) {
-                while (p->line != 2 * i + 1)
+                while (__atomic_load_n(&p->line, __ATOMIC_RELAXED) != 2 * i + 1)
                     cpu_pause();
-                p->line = 2 * i + 2;
+                __atomic_store_n(&p->line, 2 * i + 2, __ATOMIC_RELAXED);
             }
             _exit(0);
         }
         if (echo < 0) _exit(1);
         int64_t t0 = bench_now_ns(), limit = t0 + PROBE_LIMIT_NS;
         for (uint64_t i = 0; i < PROBE_TRIPS; i++) {
-            p->line = 2 * i + 1;
-            for (unsigned spins = 0; p->line != 2 * i + 2; spins++) {
+            __atomic_store_n(&p->line, 2 * i + 1, __ATOMIC_RELAXED);
+            for (unsigned spins = 0; __atomic_load_n(&p->line, __ATOMIC_RELAXED) != 2 * i + 2;
+                 spins++) {
                 cpu_pause();
                 if ((spins & 1023) == 1023 && bench_now_ns() > limit) {
                     kill(echo, SIGKILL); /* no second CPU in practice */
