@@ -24,9 +24,9 @@
 #include <unistd.h>
 
 #include <fipc/arena.h>
-#include <fipc/lock.h>
 
-#include "internal.h"
+#include "atomic.h"
+#include "lock_impl.h"
 
 #define ARENA_MAGIC   0x414e455241435049ull /* "IPCARENA" */
 #define ARENA_VERSION 1u
@@ -45,7 +45,7 @@ struct arena_header {
     uint32_t header_size;
     uint64_t size;   /* bytes in the file, fixed at creation */
     uint64_t cursor; /* offset of the first byte not yet handed out */
-    fipc_lock dir_lock;
+    struct lock_impl dir_lock; /* the lock core (lock.c), robust like fipc_lock */
     struct arena_entry dir[FIPC_ARENA_DIR_SLOTS];
 };
 static_assert(sizeof(struct arena_header) < ARENA_MIN, "header fits the smallest arena");
@@ -111,7 +111,7 @@ int fipc_arena_create(fipc_arena **out, const char *name, size_t max_bytes)
     h->header_size = sizeof *h;
     h->size = size;
     h->cursor = round_up(sizeof *h, FIPC_CACHELINE);
-    fipc_lock_init(&h->dir_lock);
+    h->dir_lock = (struct lock_impl){0}; /* released */
     /* The magic goes last: a header that has it is complete.  Nobody else
      * can see the arena before its fd leaves this process, which implies a
      * system call, so no fence is needed here. */
@@ -209,7 +209,7 @@ int fipc_arena_publish(fipc_arena *a, const char *key, const void *obj)
     if (strlen(key) > FIPC_ARENA_KEY_MAX)
         return -ENAMETOOLONG;
     struct arena_header *h = a->hdr;
-    int r = fipc_lock_acquire(&h->dir_lock, FIPC_FOREVER);
+    int r = fipc__lock_acquire(&h->dir_lock, FIPC_FOREVER);
     if (r < 0 && r != -EOWNERDEAD)
         return r;
     /* A holder that died mid-publish left at most one entry with a key and
@@ -235,7 +235,7 @@ int fipc_arena_publish(fipc_arena *a, const char *key, const void *obj)
         /* release: lookup reads the offset with acquire, then the key. */
         store_release(&free_slot->offset, (uint64_t)((const char *)obj - (const char *)h));
     }
-    fipc_lock_release(&h->dir_lock);
+    fipc__lock_release(&h->dir_lock);
     return r;
 }
 
@@ -354,9 +354,3 @@ fipc_arena *fipc_default_arena(void)
     return default_arena;
 }
 
-void *fipc__alloc(fipc_arena *a, size_t size, size_t align)
-{
-    if (!a && !(a = fipc_default_arena()))
-        return NULL;
-    return fipc_arena_alloc(a, size, align);
-}

@@ -31,11 +31,9 @@
  * All CASes are acq_rel: a phase change publishes what parties wrote before
  * arriving to every party that observes it.
  */
-#include <fipc/arena.h>
 #include <fipc/barrier.h>
 
 #include "futex.h"
-#include "internal.h"
 
 enum { FILLING = 0, DRAINING = 1, RESETTING = 2, BROKEN = 3 };
 #define BREAK_PENDING 0x80000000u
@@ -97,16 +95,6 @@ int fipc_barrier_init(fipc_barrier *b, uint32_t parties)
         return -EINVAL;
     *impl(b) = (struct barrier_impl){.parties = parties};
     return 0;
-}
-
-fipc_barrier *fipc_barrier_new(fipc_arena *a, uint32_t parties)
-{
-    if (parties == 0 || parties > PARTIES_MAX)
-        return NULL;
-    fipc_barrier *b = fipc__alloc(a, sizeof(fipc_barrier), 8);
-    if (b)
-        fipc_barrier_init(b, parties);
-    return b;
 }
 
 /* Move to phase (keeping count) unless the phase is one of keep_if. */

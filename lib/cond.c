@@ -23,11 +23,9 @@
  * waiter takes the token finds none and sleeps again, which is right: a
  * notify releases at most n threads in total.
  */
-#include <fipc/arena.h>
 #include <fipc/cond.h>
 
 #include "futex.h"
-#include "internal.h"
 #include "lock_impl.h"
 
 #define COND_WAITER ((uint64_t)1 << 32)
@@ -61,11 +59,6 @@ int fipc_cond_init(fipc_cond *c)
         return -EINVAL;
     *impl(c) = (struct cond_impl){0};
     return 0;
-}
-
-fipc_cond *fipc_cond_new(fipc_arena *a)
-{
-    return fipc__alloc(a, sizeof(fipc_cond), 8);
 }
 
 /* Wait for a token until the deadline: 0 when one was taken, -ETIMEDOUT

@@ -14,11 +14,9 @@
  * waiters; all seq_cst, so one side sees the other (as in sem.c), and the
  * kernel re-checks word before the waiter sleeps.
  */
-#include <fipc/arena.h>
 #include <fipc/event.h>
 
 #include "futex.h"
-#include "internal.h"
 
 #define EVENT_SET 1u
 #define EVENT_GEN 2u /* one generation step */
@@ -42,11 +40,6 @@ int fipc_event_init(fipc_event *e)
     return 0;
 }
 
-fipc_event *fipc_event_new(fipc_arena *a)
-{
-    return fipc__alloc(a, sizeof(fipc_event), 8);
-}
-
 int fipc_event_set(fipc_event *e)
 {
     if (!e)
@@ -58,7 +51,7 @@ int fipc_event_set(fipc_event *e)
             /* Nobody sleeps on a set flag, but a waiter that reads it from
              * here on must still see what the caller wrote before set: a
              * release read-modify-write that changes nothing. */
-            __atomic_fetch_or(&m->word, 0, __ATOMIC_RELEASE);
+            fetch_or_release(&m->word, 0);
             return 0;
         }
         /* seq_cst: publishes what was written before set (waiters load the
@@ -77,7 +70,7 @@ int fipc_event_clear(fipc_event *e)
     /* Nobody waits for a clear; relaxed is enough, and a clear flag needs
      * no read-modify-write at all. */
     if (load_relaxed(&impl(e)->word) & EVENT_SET)
-        __atomic_fetch_and(&impl(e)->word, ~EVENT_SET, __ATOMIC_RELAXED);
+        fetch_and_relaxed(&impl(e)->word, ~EVENT_SET);
     return 0;
 }
 

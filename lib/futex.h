@@ -25,66 +25,12 @@
 #ifndef FIPC_LIB_FUTEX_H
 #define FIPC_LIB_FUTEX_H
 
-#include <errno.h>
-#include <stdbool.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <stdint.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-/* A deadline: absolute CLOCK_MONOTONIC nanoseconds, or DEADLINE_NEVER. */
-typedef int64_t fipc_deadline;
-#define DEADLINE_NEVER INT64_MAX
-
-static inline int64_t fipc_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* The deadline for a relative timeout_ns (FIPC_FOREVER or any negative
- * value: never; sums that would overflow: never). */
-static inline fipc_deadline fipc_deadline_in(int64_t timeout_ns)
-{
-    if (timeout_ns < 0)
-        return DEADLINE_NEVER;
-    int64_t now = fipc_now_ns();
-    if (timeout_ns > DEADLINE_NEVER - now)
-        return DEADLINE_NEVER;
-    return now + timeout_ns;
-}
-
-static inline bool fipc_deadline_passed(fipc_deadline d)
-{
-    return d != DEADLINE_NEVER && fipc_now_ns() >= d;
-}
-
-/* A bounded spin: `struct fipc_spin s = {0}; while (!ready()) if
- * (!fipc_spin(&s)) break;` re-checks for about FIPC_SPIN_NS, pausing twice
- * as long between checks each time (up to 16 pauses), so that a spinner
- * does not keep pulling the cache line away from the process that is about
- * to change it. */
-struct fipc_spin {
-    int64_t end;
-    unsigned pauses;
-};
-
-static inline bool fipc_spin(struct fipc_spin *s)
-{
-    for (unsigned i = 0; i <= s->pauses; i++)
-        cpu_relax();
-    if (s->pauses < 15)
-        s->pauses = 2 * s->pauses + 1;
-    int64_t now = fipc_now_ns();
-    if (s->end == 0)
-        s->end = now + FIPC_SPIN_NS;
-    return now < s->end;
-}
+#include "clock.h"
 
 #define FUTEX_RECHECK_NS ((int64_t)1000000000)
 
@@ -115,5 +61,50 @@ static inline int futex_wake(const uint32_t *word, int n)
 }
 
 #define FUTEX_WAKE_ALL INT_MAX
+
+/*
+ * The counted wait, the slow path of every primitive whose waker wakes
+ * only when it finds a sleeper counted (musl's __wait):
+ *
+ *   waiter                              waker
+ *   waiters += 1           (seq_cst)    change the state    (seq_cst)
+ *   fence                  (seq_cst)    if waiters != 0     (seq_cst)
+ *   until check() is done:                  futex_wake(word)
+ *       futex_wait(word, seen)
+ *   waiters -= 1           (relaxed)
+ *
+ * Either the waker's load sees the count, or the waiter's check sees the
+ * change; the kernel re-checks word == seen before the waiter sleeps.
+ * check(ctx, &seen) returns -EAGAIN with seen set to the value of word it
+ * based its answer on ("not yet: sleep while word is still seen"), or the
+ * result to return.  A waiter that dies while counted leaves the count
+ * high: its wakers then make one needless system call each, nothing
+ * worse.  Inlined, with check a constant, each caller gets its own loop.
+ */
+static FIPC_ALWAYS_INLINE int futex_wait_counted(uint32_t *word, uint32_t *waiters,
+                                                 int (*check)(void *ctx, uint32_t *seen),
+                                                 void *ctx, fipc_deadline deadline)
+{
+    bool timed_out = false;
+    int r;
+    fetch_add_seqcst(waiters, 1);
+    /* Pairs with the waker's seq_cst change-then-load: check() reads the
+     * state after the count is visible. */
+    fence_seqcst();
+    for (;;) {
+        uint32_t seen;
+        if ((r = check(ctx, &seen)) != -EAGAIN)
+            break;
+        if (timed_out) {
+            r = -ETIMEDOUT;
+            break;
+        }
+        if (futex_wait_until(word, seen, deadline) == -ETIMEDOUT)
+            timed_out = true;
+    }
+    /* relaxed: a stale count costs a waker a needless wake, never a lost one. */
+    fetch_sub_relaxed(waiters, 1);
+    return r;
+}
 
 #endif

@@ -15,8 +15,9 @@
  * both sides modify per item costs two line transfers per item, which was
  * about three times the price of the queue operations themselves.
  *
- * put raises puts (relaxed) once it has claimed its slots and before the
- * queue's release store makes the items visible; the consumer that takes an
+ * put raises puts once it has claimed its slots and before the queue's
+ * release store makes the items visible (the queue's two-phase put,
+ * queue_impl.h: claim, count, commit); the consumer that takes an
  * item (acquire) and calls task_done therefore acts on a puts that already
  * includes it.  task_done refuses to take done past puts (-EOVERFLOW); it
  * checks against puts_seen and reloads puts only when that is not enough,
@@ -28,7 +29,7 @@
  * it has moved, as Python's join returns once notified.  No lost wake-up:
  *
  *   joiner                                  task_done
- *   e = epoch           (acquire)           CAS done -> d      (seq_cst)
+ *   e = epoch           (relaxed)           CAS done -> d      (seq_cst)
  *   waiters += 1        (seq_cst)           if waiters != 0    (seq_cst)
  *   fence               (seq_cst)              and puts == d:
  *   while puts - done != 0 and epoch == e:      epoch += 1; futex_wake(all)
@@ -38,22 +39,21 @@
  * Either the joiner's re-check sees done == puts, or task_done sees the
  * joiner.  A put that lands between task_done's CAS and its load of puts
  * hides the zero from task_done; the put then sees done == its old puts and
- * wakes the joiners itself (fipc__jqueue_count).  A joiner that reads done (acquire) also sees every puts increment
- * that preceded those items' publication, so puts - done never reads
- * negative.
+ * wakes the joiners itself (count).  A joiner that reads done (acquire)
+ * also sees every puts increment that preceded those items' publication,
+ * so puts - done never reads negative.
  */
-#include <fipc/arena.h>
 #include <fipc/jqueue.h>
 
-#include "futex.h"
-#include "internal.h"
+#include "jqueue_impl.h"
 #include "queue_impl.h"
 
-/* Joiners count themselves (they are woken only when the count reaches
- * zero, so there is no stream of notifications to keep cheap). */
+/* Joiners count themselves (futex.h, the counted wait): they are woken only
+ * when the count reaches zero, so there is no stream of notifications to
+ * keep cheap, as there is for the queue's event counts. */
 struct joiners {
-    uint32_t epoch;
-    uint32_t waiters;
+    uint32_t epoch;   /* the futex word */
+    uint32_t waiters; /* joiners in the slow path of join */
 };
 
 struct fipc_jqueue {
@@ -65,29 +65,32 @@ struct fipc_jqueue {
 };
 static_assert(sizeof(struct fipc_jqueue) == 4 * FIPC_CACHELINE, "jqueue layout");
 
-static inline fipc_queue *Q(const fipc_jqueue *j)
+static inline fipc_queue *queue_of(const fipc_jqueue *j)
 {
     return (fipc_queue *)((char *)j + j->queue);
 }
 
-int fipc_jqueue_create(fipc_jqueue **out, fipc_arena *a, size_t capacity, size_t max_item,
-                       unsigned flags)
+int fipc__jqueue_footprint(size_t *size, size_t capacity, size_t max_item, unsigned flags)
 {
-    if (!out)
-        return -EINVAL;
-    void *mem;
-    int r = fipc__queue_new(&mem, a, sizeof(fipc_jqueue), capacity, max_item, flags);
-    if (r < 0)
-        return r;
+    int r = fipc__queue_footprint(size, capacity, max_item, flags);
+    if (r == 0 && *size > SIZE_MAX - sizeof(fipc_jqueue))
+        r = -ENOMEM;
+    if (r == 0)
+        *size += sizeof(fipc_jqueue);
+    return r;
+}
+
+fipc_jqueue *fipc__jqueue_init(void *mem, size_t capacity, size_t max_item, unsigned flags)
+{
     fipc_jqueue *j = mem;
-    j->queue = sizeof *j;
-    *out = j;
-    return 0;
+    *j = (fipc_jqueue){.queue = sizeof *j};
+    fipc__queue_init((char *)mem + sizeof *j, capacity, max_item, flags);
+    return j;
 }
 
 fipc_queue *fipc_jqueue_queue(fipc_jqueue *j)
 {
-    return j ? Q(j) : NULL;
+    return j ? queue_of(j) : NULL;
 }
 
 /* Items put and not yet done.  done is read first (acquire: it carries the
@@ -158,14 +161,43 @@ void fipc__jqueue_uncount(fipc_jqueue *j, size_t n)
 }
 
 
+struct put_ctx {
+    fipc_jqueue *j;
+    const struct iovec *items;
+    size_t n;
+};
+
+/* A put that counts its items once their slots are claimed and before they
+ * are published: a consumer may finish an item before put_many returns,
+ * and a put still waiting for room counts for nothing. */
+static int try_put(void *arg)
+{
+    struct put_ctx *c = arg;
+    fipc_queue *q = queue_of(c->j);
+    struct queue_claim claim;
+    int k = fipc__queue_put_claim(q, c->n, &claim);
+    if (k < 0)
+        return k;
+    if (!claim.closed)
+        fipc__jqueue_count(c->j, (size_t)k);
+    int r = fipc__queue_put_commit(q, &claim, c->items);
+    if (r < 0 && !claim.closed)
+        fipc__jqueue_uncount(c->j, (size_t)k);
+    return r;
+}
+
 int fipc_jqueue_put_many(fipc_jqueue *j, const struct iovec *items, size_t n, int64_t timeout_ns)
 {
-    if (!j || !items || n == 0)
+    if (!j)
         return -EINVAL;
-    /* The queue raises the count once the slots are claimed and before the
-     * items are published: a consumer may finish an item before put_many
-     * returns, and a put still waiting for room counts for nothing. */
-    return fipc__queue_put_counted(Q(j), items, n, timeout_ns, j);
+    int r = fipc__queue_check_put(queue_of(j), items, n);
+    if (r < 0)
+        return r;
+    struct put_ctx c = {j, items, n};
+    r = try_put(&c);
+    if (FIPC_LIKELY(r != -EAGAIN))
+        return r;
+    return fipc__queue_block_put(queue_of(j), try_put, &c, timeout_ns);
 }
 
 int fipc_jqueue_put(fipc_jqueue *j, const void *item, size_t len, int64_t timeout_ns)
@@ -177,13 +209,13 @@ int fipc_jqueue_put(fipc_jqueue *j, const void *item, size_t len, int64_t timeou
 
 int fipc_jqueue_get(fipc_jqueue *j, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
 {
-    return j ? fipc_queue_get(Q(j), buf, cap, len, timeout_ns) : -EINVAL;
+    return j ? fipc_queue_get(queue_of(j), buf, cap, len, timeout_ns) : -EINVAL;
 }
 
 int fipc_jqueue_get_many(fipc_jqueue *j, void *buf, size_t stride, size_t *lens, size_t n,
                          int64_t timeout_ns)
 {
-    return j ? fipc_queue_get_many(Q(j), buf, stride, lens, n, timeout_ns) : -EINVAL;
+    return j ? fipc_queue_get_many(queue_of(j), buf, stride, lens, n, timeout_ns) : -EINVAL;
 }
 
 int fipc_jqueue_task_done(fipc_jqueue *j)
@@ -198,6 +230,22 @@ int fipc_jqueue_task_done_many(fipc_jqueue *j, size_t n)
     return n == 0 ? 0 : finish(j, n);
 }
 
+struct join_ctx {
+    fipc_jqueue *j;
+    uint32_t epoch;
+};
+
+/* Done once the count is zero or the epoch has moved since join began. */
+static int joined(void *arg, uint32_t *seen)
+{
+    struct join_ctx *c = arg;
+    /* acquire pairs with the release in wake_joiners. */
+    if (unfinished(c->j) == 0 || load_acquire(&c->j->joiners.epoch) != c->epoch)
+        return 0;
+    *seen = c->epoch;
+    return -EAGAIN;
+}
+
 int fipc_jqueue_join(fipc_jqueue *j, int64_t timeout_ns)
 {
     if (!j)
@@ -207,27 +255,14 @@ int fipc_jqueue_join(fipc_jqueue *j, int64_t timeout_ns)
         return 0;
     if (timeout_ns == 0)
         return -EAGAIN;
-
-    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
-    struct joiners *ec = &j->joiners;
     /* The epoch is read before registering: a zero reached after that
-     * moment moves it, even if new items arrive before the re-check. */
-    uint32_t epoch = load_acquire(&ec->epoch);
-    fetch_add_seqcst(&ec->waiters, 1);
-    /* Pairs with the seq_cst CAS-then-load in finish and the add-then-load
-     * in count: the re-check below comes after the registration. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    int r = 0;
-    while (unfinished(j) != 0 && load_acquire(&ec->epoch) == epoch) {
-        /* Woken by finish when it brings the count to zero. */
-        if (futex_wait_until(&ec->epoch, epoch, deadline) == -ETIMEDOUT) {
-            if (unfinished(j) != 0 && load_acquire(&ec->epoch) == epoch)
-                r = -ETIMEDOUT;
-            break;
-        }
-    }
-    fetch_sub_relaxed(&ec->waiters, 1);
-    return r;
+     * moment moves it, even if new items arrive before the re-check.
+     * relaxed: the counted wait's seq_cst registration comes after it. */
+    struct join_ctx c = {j, load_relaxed(&j->joiners.epoch)};
+    /* Woken by finish when it brings the count to zero, or by a put that
+     * finds it had just been zero (fipc__jqueue_count). */
+    return futex_wait_counted(&j->joiners.epoch, &j->joiners.waiters, joined, &c,
+                              fipc_deadline_in(timeout_ns));
 }
 
 size_t fipc_jqueue_unfinished(const fipc_jqueue *j)
@@ -237,35 +272,35 @@ size_t fipc_jqueue_unfinished(const fipc_jqueue *j)
 
 size_t fipc_jqueue_qsize(const fipc_jqueue *j)
 {
-    return j ? fipc_queue_qsize(Q(j)) : 0;
+    return j ? fipc_queue_qsize(queue_of(j)) : 0;
 }
 
 bool fipc_jqueue_empty(const fipc_jqueue *j)
 {
-    return j && fipc_queue_empty(Q(j));
+    return j && fipc_queue_empty(queue_of(j));
 }
 
 bool fipc_jqueue_full(const fipc_jqueue *j)
 {
-    return j && fipc_queue_full(Q(j));
+    return j && fipc_queue_full(queue_of(j));
 }
 
 size_t fipc_jqueue_capacity(const fipc_jqueue *j)
 {
-    return j ? fipc_queue_capacity(Q(j)) : 0;
+    return j ? fipc_queue_capacity(queue_of(j)) : 0;
 }
 
 size_t fipc_jqueue_max_item(const fipc_jqueue *j)
 {
-    return j ? fipc_queue_max_item(Q(j)) : 0;
+    return j ? fipc_queue_max_item(queue_of(j)) : 0;
 }
 
 int fipc_jqueue_close(fipc_jqueue *j)
 {
-    return j ? fipc_queue_close(Q(j)) : -EINVAL;
+    return j ? fipc_queue_close(queue_of(j)) : -EINVAL;
 }
 
 bool fipc_jqueue_closed(const fipc_jqueue *j)
 {
-    return j && fipc_queue_closed(Q(j));
+    return j && fipc_queue_closed(queue_of(j));
 }

@@ -36,11 +36,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <fipc/arena.h>
 #include <fipc/lock.h>
 
 #include "futex.h"
-#include "internal.h"
 #include "lock_impl.h"
 
 #define LOCK_TID_MASK   FUTEX_TID_MASK   /* 0x3fffffff */
@@ -117,14 +115,14 @@ static inline void robust_pending(struct robust_list_head *h, struct lock_impl *
         h->list_op_pending = (struct robust_list *)&m->robust_next;
         /* The kernel reads these fields only when this thread exits, so
          * program order (kept by the compiler barrier) is enough. */
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        compiler_barrier();
     }
 }
 
 static inline void robust_done(struct robust_list_head *h)
 {
     if (h) {
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        compiler_barrier();
         h->list_op_pending = NULL;
     }
 }
@@ -137,7 +135,7 @@ static inline void robust_link(struct robust_list_head *h, struct lock_impl *m)
     *link_prev_slot(first) = (uintptr_t)&m->robust_next;
     m->robust_next = first;
     m->robust_prev = (uintptr_t)&h->list;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    compiler_barrier();
     h->list.next = (struct robust_list *)&m->robust_next;
     robust_done(h);
 }
@@ -336,12 +334,6 @@ int fipc_lock_init(fipc_lock *l)
     return 0;
 }
 
-fipc_lock *fipc_lock_new(fipc_arena *a)
-{
-    /* Arena memory is zero-filled: a released lock. */
-    return fipc__alloc(a, sizeof(fipc_lock), FIPC_CACHELINE);
-}
-
 int fipc_lock_acquire(fipc_lock *l, int64_t timeout_ns)
 {
     if (!l)
@@ -369,11 +361,6 @@ int fipc_rlock_init(fipc_rlock *l)
         return -EINVAL;
     *impl(l) = (struct lock_impl){0};
     return 0;
-}
-
-fipc_rlock *fipc_rlock_new(fipc_arena *a)
-{
-    return fipc__alloc(a, sizeof(fipc_rlock), FIPC_CACHELINE);
 }
 
 int fipc_rlock_acquire(fipc_rlock *l, int64_t timeout_ns)

@@ -23,7 +23,6 @@
 #include <fipc/process.h>
 
 #include "futex.h"
-#include "internal.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -39,12 +38,12 @@ struct fipc_process {
     char name[64];
 };
 
-bool fipc__in_daemon;
+static bool in_daemon;
 static unsigned process_counter;
 
 bool fipc_process_current_is_daemon(void)
 {
-    return fipc__in_daemon;
+    return in_daemon;
 }
 
 static int pidfd_open(pid_t pid)
@@ -61,7 +60,7 @@ static void run_child(int (*target)(void *), void *arg, bool daemon, pid_t paren
 {
     process_counter = 0; /* this child names its own children from 1 */
     if (daemon) {
-        fipc__in_daemon = true;
+        in_daemon = true;
         /* Die with the parent; if it is already gone, the signal will
          * never come, so check after arming it. */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
@@ -78,13 +77,13 @@ int fipc_process_start(fipc_process **out, int (*target)(void *), void *arg,
 {
     if (!out || !target)
         return -EINVAL;
-    if (fipc__in_daemon)
+    if (in_daemon)
         return -EPERM;
     fipc_process *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
     p->daemon = opts && opts->daemon;
-    unsigned n = __atomic_add_fetch(&process_counter, 1, __ATOMIC_RELAXED);
+    unsigned n = fetch_add_relaxed(&process_counter, 1) + 1;
     if (opts && opts->name)
         snprintf(p->name, sizeof p->name, "%s", opts->name);
     else

@@ -1,24 +1,19 @@
 /*
- * queue_impl.h - the layout of a fipc_queue in shared memory (internal).
- * The protocol is described at the top of queue.c and in docs/queue.md.
+ * queue_impl.h - the layout of a fipc_queue in shared memory, and the calls
+ * queue.c offers the layers above it (internal).
+ *
+ * The ring protocols are documented where they are implemented:
+ * ring.h (slots and turns), ring_mpmc.h, ring_spsc.h; the event counts in
+ * eventcount.h.
  */
 #ifndef FIPC_LIB_QUEUE_IMPL_H
 #define FIPC_LIB_QUEUE_IMPL_H
 
-#include <stdint.h>
+#include <sys/uio.h>
 
-#include <fipc/jqueue.h>
 #include <fipc/queue.h>
 
-#include "internal.h"
-
-/* An event count: a sleeper sets sleepers, re-checks its condition, then
- * sleeps on epoch; a notifier that changed the condition and finds
- * sleepers set clears it, advances epoch and wakes everyone (queue.c). */
-struct eventcount {
-    uint32_t epoch;
-    uint32_t sleepers;
-};
+#include "eventcount.h"
 
 struct fipc_queue {
     /* Line 0: fixed at creation, then read-only (but for closed, written
@@ -38,9 +33,8 @@ struct fipc_queue {
     _Alignas(FIPC_CACHELINE) uint64_t tail;
     uint64_t head_cache;
 
-    /* Line 2: consumers' position; in SPSC mode also how a put that
-     * raced with close settled (queue.c, Close): changed only by CAS, at
-     * most twice (to DELIVERED, then to SEALED). */
+    /* Line 2: consumers' position; in SPSC mode also the word end, where a
+     * put that raced with close settles with the consumer (ring_spsc.h). */
     _Alignas(FIPC_CACHELINE) uint64_t head;
     uint64_t end;
 
@@ -57,36 +51,40 @@ static_assert(offsetof(struct fipc_queue, not_empty) == 3 * FIPC_CACHELINE, "que
 static_assert(offsetof(struct fipc_queue, not_full) == 4 * FIPC_CACHELINE, "queue layout");
 static_assert(sizeof(struct fipc_queue) == 5 * FIPC_CACHELINE, "queue layout");
 
-/* Validate the dimensions, allocate prefix bytes (a multiple of
- * FIPC_CACHELINE, for the caller's own header) followed by a queue in
- * arena a, and set the queue up.  *out receives the start of the prefix.
- * 0, -EINVAL (bad dimensions or flags) or -ENOMEM. */
-int fipc__queue_new(void **out, fipc_arena *a, size_t prefix, size_t capacity, size_t max_item,
-                    unsigned flags);
+/* Bytes a queue of these dimensions needs in *size (a multiple of
+ * FIPC_CACHELINE): 0, -EINVAL (bad dimensions or flags) or -ENOMEM (too
+ * big to address). */
+int fipc__queue_footprint(size_t *size, size_t capacity, size_t max_item, unsigned flags);
 
-/* Tests only: move an empty, idle queue to start at position pos, so that
- * the wrap-around of slot turns (32-bit) and positions (64-bit) can be
- * exercised without moving billions of messages first. */
-void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos);
+/* Set up a queue in mem (aligned to FIPC_CACHELINE, *size bytes as
+ * fipc__queue_footprint said), for dimensions it accepted. */
+fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsigned flags);
 
-/* Tests only: an SPSC put_many that found the queue open just before it
- * was closed (it skips that check): it publishes the messages, calls
- * between(arg) if not NULL (whatever the consumer does at that moment),
- * then looks at closed and, if set, settles with the consumer whether the
- * messages count (returns how many) or not (-EPIPE).  owner: the jqueue
- * whose count the put raises, or NULL.  -EAGAIN if the ring is full. */
-int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n,
-                              fipc_jqueue *owner, void (*between)(void *), void *arg);
+/* A put in two phases, for a layer that must act between claiming the
+ * slots and publishing the messages (the JoinableQueue counts them):
+ *
+ *   k = fipc__queue_put_claim(q, n, &c);      k > 0 slots claimed, or
+ *                                             -EAGAIN (full), -EPIPE (closed)
+ *   ... c.closed: the put will fail whatever happens ...
+ *   r = fipc__queue_put_commit(q, &c, items); copy items[0..k) and publish:
+ *                                             k, or -EPIPE if the queue was
+ *                                             closed and the messages will
+ *                                             never be read
+ *
+ * A claim must be committed, and soon: consumers wait for it.  The items
+ * were checked by fipc__queue_check_put. */
+struct queue_claim {
+    uint64_t pos;  /* the first position claimed */
+    uint32_t k;    /* how many */
+    bool closed;   /* known at claim time to have lost to close */
+};
 
-/* fipc_queue_put_many that also counts the messages it appends as
- * unfinished tasks of owner (if not NULL), before they become visible to
- * consumers. */
-int fipc__queue_put_counted(fipc_queue *q, const struct iovec *items, size_t n,
-                            int64_t timeout_ns, fipc_jqueue *owner);
+int fipc__queue_check_put(const fipc_queue *q, const struct iovec *items, size_t n);
+int fipc__queue_put_claim(fipc_queue *q, size_t n, struct queue_claim *c);
+int fipc__queue_put_commit(fipc_queue *q, const struct queue_claim *c, const struct iovec *items);
 
-/* jqueue.c: raise the unfinished count by n, or take back n that a put
- * counted before it failed (no consumer will ever read them). */
-void fipc__jqueue_count(fipc_jqueue *j, size_t n);
-void fipc__jqueue_uncount(fipc_jqueue *j, size_t n);
+/* Run try(ctx) until it answers other than -EAGAIN, sleeping while the
+ * queue is full (eventcount.h, ec_block). */
+int fipc__queue_block_put(fipc_queue *q, ec_try_fn try, void *ctx, int64_t timeout_ns);
 
 #endif

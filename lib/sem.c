@@ -14,11 +14,9 @@
  * unit and takes it.  futex_wait re-checks value == 0 atomically in the
  * kernel, closing the gap between that read and sleeping.
  */
-#include <fipc/arena.h>
 #include <fipc/sem.h>
 
 #include "futex.h"
-#include "internal.h"
 
 struct sem_impl {
     uint32_t value;
@@ -49,26 +47,6 @@ int fipc_sem_init(fipc_sem *s, uint32_t value)
 int fipc_sem_init_bounded(fipc_sem *s, uint32_t value)
 {
     return sem_setup(s, value, value);
-}
-
-static fipc_sem *sem_new(fipc_arena *a, uint32_t value, bool bounded)
-{
-    if (value > FIPC_SEM_VALUE_MAX)
-        return NULL;
-    fipc_sem *s = fipc__alloc(a, sizeof(fipc_sem), FIPC_CACHELINE);
-    if (s)
-        sem_setup(s, value, bounded ? value : FIPC_SEM_VALUE_MAX);
-    return s;
-}
-
-fipc_sem *fipc_sem_new(fipc_arena *a, uint32_t value)
-{
-    return sem_new(a, value, false);
-}
-
-fipc_sem *fipc_sem_new_bounded(fipc_arena *a, uint32_t value)
-{
-    return sem_new(a, value, true);
 }
 
 /* Take a unit if there is one.  acquire pairs with the seq_cst (hence

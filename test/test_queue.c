@@ -13,7 +13,7 @@
  */
 #include "common.h"
 #include "futex_faults.h"
-#include "queue_impl.h"
+#include "test_hooks.h"
 
 #include <pthread.h>
 

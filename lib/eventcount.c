@@ -1,0 +1,27 @@
+/*
+ * eventcount.c - the waking half of the event count (eventcount.h).
+ */
+#include "eventcount.h"
+
+void fipc__ec_wake(struct eventcount *ec)
+{
+    /* A-E: acquire pairs with the sleeper's release of the flag (R-E): the
+     * increment below comes after the epoch that sleeper read.  The
+     * exchange also makes exactly one notifier take each registration. */
+    if (exchange_acquire(&ec->sleepers, 0)) {
+        /* relaxed: the caller's fence F2 precedes it, so a sleeper that
+         * reads the new epoch and then passes its fence F1 synchronizes
+         * with F2 and its retry sees the change. */
+        fetch_add_relaxed(&ec->epoch, 1);
+        futex_wake(&ec->epoch, FUTEX_WAKE_ALL);
+    }
+}
+
+void fipc__ec_wake_all(struct eventcount *ec)
+{
+    /* release: no fence precedes it here, so this increment itself carries
+     * the caller's change (the store of closed) to a sleeper that reads the
+     * new epoch and then passes its fence F1. */
+    fetch_add_release(&ec->epoch, 1);
+    futex_wake(&ec->epoch, FUTEX_WAKE_ALL);
+}

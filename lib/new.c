@@ -1,0 +1,108 @@
+/*
+ * new.c - the _new and _create constructors: arena memory plus _init.
+ *
+ * The objects know nothing of arenas: each is set up by an _init on memory
+ * its caller provides (a struct of its own, or the queues' footprint +
+ * init), and this layer, above both the arena and the objects, puts them
+ * together.  A fixed-size object is set up in a local copy first, so that
+ * arguments _init refuses cost no arena memory (the arena never frees);
+ * objects hold no pointers, so the copy is the object.
+ */
+#include <string.h>
+
+#include <fipc.h>
+
+#include "compiler.h"
+#include "jqueue_impl.h"
+#include "queue_impl.h"
+
+/* Bytes from arena a, or from the default arena for NULL. */
+static void *alloc(fipc_arena *a, size_t size, size_t align)
+{
+    if (!a && !(a = fipc_default_arena()))
+        return NULL;
+    return fipc_arena_alloc(a, size, align);
+}
+
+/* A copy of the set-up object obj in arena a, or NULL if it is full. */
+static void *place(fipc_arena *a, const void *obj, size_t size, size_t align)
+{
+    void *p = alloc(a, size, align);
+    if (p)
+        memcpy(p, obj, size);
+    return p;
+}
+
+fipc_lock *fipc_lock_new(fipc_arena *a)
+{
+    fipc_lock l;
+    fipc_lock_init(&l);
+    return place(a, &l, sizeof l, FIPC_CACHELINE);
+}
+
+fipc_rlock *fipc_rlock_new(fipc_arena *a)
+{
+    fipc_rlock l;
+    fipc_rlock_init(&l);
+    return place(a, &l, sizeof l, FIPC_CACHELINE);
+}
+
+fipc_sem *fipc_sem_new(fipc_arena *a, uint32_t value)
+{
+    fipc_sem s;
+    return fipc_sem_init(&s, value) < 0 ? NULL : place(a, &s, sizeof s, FIPC_CACHELINE);
+}
+
+fipc_sem *fipc_sem_new_bounded(fipc_arena *a, uint32_t value)
+{
+    fipc_sem s;
+    return fipc_sem_init_bounded(&s, value) < 0 ? NULL : place(a, &s, sizeof s, FIPC_CACHELINE);
+}
+
+fipc_event *fipc_event_new(fipc_arena *a)
+{
+    fipc_event e;
+    fipc_event_init(&e);
+    return place(a, &e, sizeof e, 8);
+}
+
+fipc_cond *fipc_cond_new(fipc_arena *a)
+{
+    fipc_cond c;
+    fipc_cond_init(&c);
+    return place(a, &c, sizeof c, 8);
+}
+
+fipc_barrier *fipc_barrier_new(fipc_arena *a, uint32_t parties)
+{
+    fipc_barrier b;
+    return fipc_barrier_init(&b, parties) < 0 ? NULL : place(a, &b, sizeof b, 8);
+}
+
+int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t max_item,
+                      unsigned flags)
+{
+    size_t size;
+    int r = out ? fipc__queue_footprint(&size, capacity, max_item, flags) : -EINVAL;
+    if (r < 0)
+        return r;
+    void *mem = alloc(a, size, FIPC_CACHELINE);
+    if (!mem)
+        return -ENOMEM;
+    *out = fipc__queue_init(mem, capacity, max_item, flags);
+    return 0;
+}
+
+int fipc_jqueue_create(fipc_jqueue **out, fipc_arena *a, size_t capacity, size_t max_item,
+                       unsigned flags)
+{
+    size_t size;
+    int r = out ? fipc__jqueue_footprint(&size, capacity, max_item, flags) : -EINVAL;
+    if (r < 0)
+        return r;
+    void *mem = alloc(a, size, FIPC_CACHELINE);
+    if (!mem)
+        return -ENOMEM;
+    *out = fipc__jqueue_init(mem, capacity, max_item, flags);
+    return 0;
+}

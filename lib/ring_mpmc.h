@@ -1,0 +1,181 @@
+/*
+ * ring_mpmc.h - the ring with any number of producers and consumers
+ * (internal; queue.c's default mode).
+ *
+ * Producers claim positions by CAS on tail, consumers by CAS on head; the
+ * slots' turns (ring.h) do the rest.  Producers never wait for each other:
+ * a producer that is slow between claim and publish delays only the
+ * consumer of its positions.
+ *
+ *   step           operation                              order     pair
+ *   put  claim     load slot(p).seq, expect p             acquire   A2 <-> R2
+ *                  CAS tail p -> p + k                    seq_cst   C1
+ *                  load closed                            seq_cst   C1
+ *        copy      the messages, or tombstones if closed
+ *        publish   store slot(p).seq = p + 1              release   R1 <-> A1
+ *                  wake not_empty's sleepers              F2 (eventcount.h)
+ *   get  claim     load slot(p).seq, expect p + 1         acquire   A1 <-> R1
+ *                  CAS head p -> p + k                    relaxed   (the
+ *                                                         acquires above
+ *                                                         ordered the reads;
+ *                                                         the CAS only picks
+ *                                                         which consumer)
+ *        copy      out, skipping tombstones
+ *        release   store slot(p).seq = p + ring           release   R2 <-> A2
+ *                  wake not_full's sleepers               F2
+ *
+ * Close (C1).  close stores closed (seq_cst).  A put loads closed after its
+ * claim, both seq_cst; found closed, it fills its slots with tombstones,
+ * which consumers skip, and fails with -EPIPE.  A consumer reports -EPIPE
+ * only when it finds its slot empty, then closed set, then head == tail
+ * (all seq_cst): every position claimed before that load of tail has been
+ * consumed or is a tombstone, and a put that claims later finds closed set.
+ * So no message whose put succeeded is stranded behind -EPIPE, and none
+ * whose put failed is delivered.
+ */
+#ifndef FIPC_LIB_RING_MPMC_H
+#define FIPC_LIB_RING_MPMC_H
+
+#include "ring.h"
+
+/* put, claim: up to n consecutive free positions from tail into *c; how
+ * many, 0 if the ring is full. */
+static inline uint32_t mpmc_put_claim(struct fipc_queue *q, const struct geom *g, size_t n,
+                                      struct queue_claim *c)
+{
+    uint64_t pos = load_relaxed(&q->tail);
+    for (;;) {
+        size_t k = 0, want = n;
+        if (q->capacity != q->ring) {
+            /* relaxed: head only bounds how far tail may run ahead; the
+             * slot's turn (A2, below) is what orders its reuse.  A stale
+             * head makes the ring look fuller, and the consumer that moves
+             * head on notifies not_full. */
+            int64_t used = (int64_t)(pos - load_relaxed(&q->head)); /* wraps safely */
+            if (used < 0) {
+                pos = load_relaxed(&q->tail); /* consumers passed our stale tail */
+                continue;
+            }
+            if ((uint64_t)used >= q->capacity)
+                return 0;
+            size_t room = (size_t)(q->capacity - (uint64_t)used);
+            if (want > room)
+                want = room;
+        }
+        /* A2: acquire pairs with the consumer's release of each slot (R2):
+         * the previous lap's message is read out. */
+        while (k < want && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k))
+            k++;
+        if (k == 0) {
+            /* relaxed: only compared; the claim reads the turn again with
+             * acquire before it uses the slot. */
+            int32_t dif = (int32_t)(load_relaxed(&slot_at(g, pos)->seq) - turn(pos));
+            if (dif < 0)
+                return 0; /* the slot still holds last lap's message: full */
+            /* Another producer claimed pos: catch up. */
+            pos = load_relaxed(&q->tail);
+            continue;
+        }
+        /* C1: seq_cst, so that the claim precedes the load of closed. */
+        if (cas_seqcst(&q->tail, &pos, pos + k)) {
+            c->pos = pos;
+            c->k = (uint32_t)k;
+            c->closed = load_seqcst(&q->closed); /* C1 */
+            return (uint32_t)k;
+        }
+    }
+}
+
+/* put, copy and publish: each slot is handed over as soon as it is
+ * written, so that a consumer may start on the first while the producer
+ * copies the next.  k, or -EPIPE if the claim found the queue closed. */
+static inline int mpmc_put_publish(struct fipc_queue *q, const struct geom *g,
+                                   const struct queue_claim *c, const struct iovec *items)
+{
+    for (size_t i = 0; i < c->k; i++) {
+        struct slot *s = slot_at(g, c->pos + i);
+        if (c->closed)
+            s->len = TOMBSTONE;
+        else
+            slot_fill(s, &items[i]);
+        /* R1: release; the message is complete before the consumer's
+         * acquire (A1) sees its turn. */
+        store_release(&s->seq, turn(c->pos + i + 1));
+    }
+    ec_notify(&q->not_empty);
+    return c->closed ? -EPIPE : (int)c->k;
+}
+
+static inline int mpmc_put(struct fipc_queue *q, const struct iovec *items, size_t n)
+{
+    const struct geom g = geom_of(q);
+    struct queue_claim c;
+    if (mpmc_put_claim(q, &g, n, &c) == 0)
+        return -EAGAIN;
+    return mpmc_put_publish(q, &g, &c, items);
+}
+
+/* Whether the queue is closed and every claimed position consumed (C1). */
+static inline bool mpmc_closed_and_drained(struct fipc_queue *q)
+{
+    if (!load_seqcst(&q->closed))
+        return false;
+    return load_seqcst(&q->tail) == load_seqcst(&q->head);
+}
+
+/* get, claim: up to n consecutive full positions from head into *c; how
+ * many, or -EAGAIN (empty), -EPIPE (closed and drained). */
+static inline int mpmc_get_claim(struct fipc_queue *q, const struct geom *g, size_t n,
+                                 struct queue_claim *c)
+{
+    uint64_t pos = load_relaxed(&q->head);
+    for (;;) {
+        size_t k = 0;
+        /* A1: acquire pairs with the producer's release of each slot (R1). */
+        while (k < n && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k + 1))
+            k++;
+        if (k == 0) {
+            /* relaxed: only compared (see mpmc_put_claim). */
+            int32_t dif = (int32_t)(load_relaxed(&slot_at(g, pos)->seq) - turn(pos + 1));
+            if (dif < 0)
+                return mpmc_closed_and_drained(q) ? -EPIPE : -EAGAIN;
+            pos = load_relaxed(&q->head); /* another consumer took pos */
+            continue;
+        }
+        /* relaxed: A1 already ordered the reads of these slots; the CAS
+         * only picks which consumer gets them. */
+        if (cas_relaxed(&q->head, &pos, pos + k)) {
+            c->pos = pos;
+            c->k = (uint32_t)k;
+            return (int)k;
+        }
+    }
+}
+
+/* get: claim, copy, release; how many messages, -EAGAIN or -EPIPE. */
+static inline int mpmc_get(struct fipc_queue *q, const struct get_buf *b, size_t n)
+{
+    const struct geom g = geom_of(q);
+    for (;;) {
+        struct queue_claim c;
+        int r = mpmc_get_claim(q, &g, n, &c);
+        if (r < 0)
+            return r;
+        /* copy and release: each slot goes back as soon as it is read. */
+        size_t got = 0;
+        for (size_t i = 0; i < c.k; i++) {
+            struct slot *s = slot_at(&g, c.pos + i);
+            if (slot_drain(b, got, s))
+                got++;
+            /* R2: release; read out before the next lap's producer (A2)
+             * overwrites it. */
+            store_release(&s->seq, turn(c.pos + i + q->ring));
+        }
+        ec_notify(&q->not_full);
+        if (got > 0)
+            return (int)got;
+        /* Only tombstones: look again. */
+    }
+}
+
+#endif

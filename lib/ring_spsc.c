@@ -1,0 +1,50 @@
+/*
+ * ring_spsc.c - the SPSC ring's settlement with close, out of line: it
+ * runs at most once per queue, and inlined it would only crowd the code of
+ * every put and get (the protocol: ring_spsc.h, Close).
+ */
+#include "ring_spsc.h"
+
+FIPC_COLD int fipc__spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k)
+{
+    /* relaxed: the CAS below decides, and reads end again if it fails; the
+     * producer reads nothing here that the consumer wrote. */
+    uint64_t end = load_relaxed(&q->end);
+    for (;;) {
+        /* The consumer has given up for good.  At pos it read none of
+         * these messages: the put fails.  Anywhere else it has read them
+         * all, at pos + k: having seen the first (published last), it saw
+         * the others too, so it cannot have sealed in between. */
+        if (end & END_SEALED)
+            return (end & END_POS) == (pos & END_POS) ? -EPIPE : (int)k;
+        /* E1: seq_cst, a release of the slots to a consumer that reads
+         * this value with acquire (E2). */
+        if (cas_seqcst(&q->end, &end, END_DELIVERED | ((pos + k) & END_POS)))
+            return (int)k;
+    }
+}
+
+FIPC_COLD int fipc__spsc_seal(struct fipc_queue *q, uint64_t pos)
+{
+    const struct geom g = geom_of(q);
+    if (!load_seqcst(&q->closed))
+        return -EAGAIN;
+    /* C2: seq_cst, after closed: a put that found the queue open after it
+     * published has published before this load. */
+    if (load_seqcst(&slot_at(&g, pos)->seq) == turn(pos + 1))
+        return 0;
+    /* E2: acquire pairs with the producer's CAS (E1). */
+    uint64_t end = load_acquire(&q->end);
+    for (;;) {
+        /* The producer claimed the messages before (end & END_POS), which
+         * it published before its CAS; once head is there, there is nothing
+         * more to read.  (Compared for equality only: positions wrap, and
+         * head never passes that mark.) */
+        if ((end & END_DELIVERED) && (end & END_POS) != (pos & END_POS))
+            return 0;
+        /* E2: seq_cst; acquire on failure, so a DELIVERED read here makes
+         * the producer's slots visible. */
+        if (cas_seqcst_acquire(&q->end, &end, END_SEALED | (pos & END_POS)))
+            return -EPIPE;
+    }
+}

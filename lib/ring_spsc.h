@@ -1,0 +1,209 @@
+/*
+ * ring_spsc.h - the ring with one producer and one consumer (internal;
+ * FIPC_QUEUE_SPSC).
+ *
+ * The same turns as MPMC (ring.h), without read-modify-writes on
+ * positions: the producer alone writes tail and the consumer alone writes
+ * head, each with a plain store (they serve qsize and the capacity bound).
+ * Each side reads only slot lines, which carry the data anyway, so in 1:1
+ * use no position line moves between CPUs.  When the capacity is not a
+ * power of two the producer also bounds tail by a private copy of head
+ * (head_cache), reloaded when the ring looks full.
+ *
+ *   step           operation                              order     pair
+ *   put  claim     load slot(p).seq, expect p             acquire   A2 <-> R2
+ *        copy      the messages
+ *        publish   store slot(p).seq = p + 1, the last    release   R1 <-> A1
+ *                  slot first, the first last
+ *        confirm   fence                                  seq_cst   C2, F2
+ *                  load closed (settle through end if     relaxed   C2
+ *                  set)
+ *                  store tail                             relaxed   (qsize)
+ *                  wake not_empty's sleepers
+ *   get  claim     load slot(p).seq, expect p + 1         acquire   A1 <-> R1
+ *                  (none: seal through end if closed)
+ *        copy      out
+ *        release   store slot(p).seq = p + ring           release   R2 <-> A2
+ *                  store head                             relaxed   (qsize,
+ *                                                         the bound)
+ *                  wake not_full's sleepers               F2
+ *
+ * The consumer reads slots in order, so a batch hands its later slots over
+ * first: none is read before the first, which is published last.
+ *
+ * Close (C2).  Publishing is the claim, so a put learns of close only
+ * after its messages are out.  Its fence comes after its release stores;
+ * if it then finds closed clear, that fence precedes the store of closed
+ * (seq_cst) in the single total order S, and a consumer that has seen
+ * closed and then loads the slot (seq_cst, after the fence in S) sees the
+ * message: the put has succeeded.  If it finds closed set, the consumer may
+ * or may not have given up already, and the two settle through the word
+ * end (the consumer's line), which each changes only by CAS from the value
+ * it last read; the first CAS decides:
+ *
+ *   end              meaning                        set by, from
+ *   0                undecided                      creation
+ *   DELIVERED | e    the producer claims delivery   the producer, from 0
+ *                    of everything before e         (E1)
+ *   SEALED | h       the consumer reported -EPIPE   the consumer, from 0,
+ *                    at head h, and will again       or from DELIVERED | h
+ *                    on every get                   once it has read up to
+ *                                                   h (E2)
+ *
+ *   E1 <-> E2  the producer's CAS is seq_cst, a release of its slots; the
+ *              consumer reads end with acquire (its load, or its failed
+ *              CAS), so a DELIVERED it reads makes those slots visible.
+ *
+ * A producer that finds SEALED | pos (its own first position) fails with
+ * -EPIPE; its slots are never read.  SEALED anywhere else is at pos + k:
+ * the consumer saw the first slot (published last), so it saw all k, read
+ * them, and then sealed; the put counts.
+ */
+#ifndef FIPC_LIB_RING_SPSC_H
+#define FIPC_LIB_RING_SPSC_H
+
+#include "ring.h"
+
+#define END_SEALED    (UINT64_C(1) << 63)
+#define END_DELIVERED (UINT64_C(1) << 62)
+#define END_POS       (END_DELIVERED - 1)
+
+/* The producer published the k messages from pos, then found the queue
+ * closed: k if they count, -EPIPE if not (ring_spsc.c). */
+int fipc__spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k);
+
+/* The consumer found nothing at pos: -EAGAIN if the queue is open; if it
+ * is closed, 0 if a message turned up meanwhile (look again), else -EPIPE,
+ * settled with a producer that may be publishing right now (ring_spsc.c). */
+int fipc__spsc_seal(struct fipc_queue *q, uint64_t pos);
+
+/* How many of the n slots from pos the producer may fill, by the capacity
+ * bound (only when capacity < ring: otherwise the turns suffice). */
+static inline size_t spsc_room(struct fipc_queue *q, uint64_t pos, size_t n)
+{
+    if (q->capacity == q->ring)
+        return n;
+    uint64_t room = q->capacity - (pos - q->head_cache);
+    if (room < n) {
+        /* relaxed: head only bounds how far tail may run ahead; the
+         * slots' turns (A2) order their reuse. */
+        q->head_cache = load_relaxed(&q->head);
+        room = q->capacity - (pos - q->head_cache);
+    }
+    return room < n ? (size_t)room : n;
+}
+
+/* put, claim: as many of the n messages as there are free slots for from
+ * tail; 0 if the ring is full.  Nothing changes in shared memory. */
+static FIPC_ALWAYS_INLINE uint32_t spsc_put_claim(struct fipc_queue *q, const struct geom *g,
+                                                  size_t n, struct queue_claim *c)
+{
+    uint64_t pos = load_relaxed(&q->tail); /* ours alone */
+    size_t want = spsc_room(q, pos, n), k = 0;
+    /* A2: acquire pairs with the consumer's release of each slot (R2). */
+    while (k < want && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k))
+        k++;
+    c->pos = pos;
+    c->k = (uint32_t)k;
+    c->closed = false;
+    return (uint32_t)k;
+}
+
+static FIPC_ALWAYS_INLINE void spsc_put_copy(const struct geom *g, const struct queue_claim *c,
+                                             const struct iovec *items)
+{
+    for (size_t i = 0; i < c->k; i++)
+        slot_fill(slot_at(g, c->pos + i), &items[i]);
+}
+
+static FIPC_ALWAYS_INLINE void spsc_put_publish(const struct geom *g, const struct queue_claim *c)
+{
+    /* R1: release; each message is complete before its turn is seen (A1).
+     * The first slot goes last. */
+    for (size_t i = c->k; i-- > 0;)
+        store_release(&slot_at(g, c->pos + i)->seq, turn(c->pos + i + 1));
+}
+
+/* put, confirm: the messages are out; did the put succeed?  k or -EPIPE. */
+static FIPC_ALWAYS_INLINE int spsc_put_confirm(struct fipc_queue *q, const struct queue_claim *c)
+{
+    /* C2 and F2 at once: orders the publication before the load of closed
+     * (close) and before the load of the sleeper flag (eventcount.h). */
+    fence_seqcst();
+    /* relaxed: the fence above orders it (C2). */
+    if (FIPC_UNLIKELY(load_relaxed(&q->closed))) {
+        int r = fipc__spsc_settle(q, c->pos, c->k);
+        if (r < 0)
+            return r;
+    }
+    store_relaxed(&q->tail, c->pos + c->k); /* for qsize only */
+    ec_notify_fenced(&q->not_empty);
+    return (int)c->k;
+}
+
+static FIPC_ALWAYS_INLINE int spsc_put(struct fipc_queue *q, const struct iovec *items, size_t n)
+{
+    const struct geom g = geom_of(q);
+    struct queue_claim c;
+    if (spsc_put_claim(q, &g, n, &c) == 0)
+        return -EAGAIN;
+    spsc_put_copy(&g, &c, items);
+    spsc_put_publish(&g, &c);
+    return spsc_put_confirm(q, &c);
+}
+
+/* Whether this consumer has reported -EPIPE for good.  relaxed: only the
+ * consumer seals, so it reads its own write. */
+static inline bool spsc_sealed(const struct fipc_queue *q)
+{
+    return FIPC_UNLIKELY(load_relaxed(&q->end) & END_SEALED);
+}
+
+/* get, claim: up to n full slots from head; how many, or -EAGAIN, -EPIPE. */
+static FIPC_ALWAYS_INLINE int spsc_get_claim(struct fipc_queue *q, const struct geom *g, size_t n,
+                                             struct queue_claim *c)
+{
+    uint64_t pos = load_relaxed(&q->head); /* ours alone */
+    *c = (struct queue_claim){.pos = pos};
+    if (spsc_sealed(q))
+        return -EPIPE;
+    for (;;) {
+        size_t k = 0;
+        /* A1: acquire pairs with the producer's release of each slot (R1). */
+        while (k < n && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k + 1))
+            k++;
+        if (k > 0) {
+            c->k = (uint32_t)k;
+            return (int)k;
+        }
+        int r = fipc__spsc_seal(q, pos);
+        if (r != 0)
+            return r;
+    }
+}
+
+/* get, release: the k slots from pos are read out. */
+static FIPC_ALWAYS_INLINE void spsc_get_release(struct fipc_queue *q, const struct geom *g,
+                                                const struct queue_claim *c)
+{
+    ring_release(g, q->ring, c->pos, c->k); /* R2 */
+    /* relaxed: head is read for qsize and the capacity bound only. */
+    store_relaxed(&q->head, c->pos + c->k);
+    ec_notify(&q->not_full);
+}
+
+static FIPC_ALWAYS_INLINE int spsc_get(struct fipc_queue *q, const struct get_buf *b, size_t n)
+{
+    const struct geom g = geom_of(q);
+    struct queue_claim c;
+    int r = spsc_get_claim(q, &g, n, &c);
+    if (r < 0)
+        return r;
+    /* No tombstones in SPSC mode: a put that loses to close is never read. */
+    for (size_t i = 0; i < c.k; i++)
+        slot_copy_out(b, i, slot_at(&g, c.pos + i), slot_at(&g, c.pos + i)->len);
+    spsc_get_release(q, &g, &c);
+    return r;
+}
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * test_hooks.c - seams for fipc's own tests (test_hooks.h).  Built only
+ * into the uninstalled test library, never into libfipc.
+ */
+#include "jqueue_impl.h"
+#include "ring_spsc.h"
+#include "test_hooks.h"
+
+void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos)
+{
+    const struct geom g = geom_of(q);
+    q->head = q->tail = q->head_cache = pos;
+    q->end = 0;
+    for (uint64_t i = 0; i < q->ring; i++)
+        slot_at(&g, pos + i)->seq = turn(pos + i);
+}
+
+int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n,
+                              fipc_jqueue *owner, void (*between)(void *), void *arg)
+{
+    const struct geom g = geom_of(q);
+    struct queue_claim c;
+    if (spsc_put_claim(q, &g, n, &c) == 0)
+        return -EAGAIN;
+    if (owner)
+        fipc__jqueue_count(owner, c.k);
+    spsc_put_copy(&g, &c, items);
+    spsc_put_publish(&g, &c);
+    if (between)
+        between(arg);
+    int r = spsc_put_confirm(q, &c);
+    if (r < 0 && owner)
+        fipc__jqueue_uncount(owner, c.k);
+    return r;
+}

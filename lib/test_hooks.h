@@ -1,0 +1,26 @@
+/*
+ * test_hooks.h - seams for fipc's own tests, built only into the
+ * uninstalled test library (test_hooks.c, compiled with FIPC_TEST_HOOKS).
+ */
+#ifndef FIPC_LIB_TEST_HOOKS_H
+#define FIPC_LIB_TEST_HOOKS_H
+
+#include <fipc/jqueue.h>
+
+#include "queue_impl.h"
+
+/* Move an empty, idle queue to start at position pos, so that the
+ * wrap-around of slot turns (32-bit) and positions (64-bit) can be
+ * exercised without moving billions of messages first. */
+void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos);
+
+/* An SPSC put_many that found the queue open just before it was closed (it
+ * skips that check): it publishes the messages, calls between(arg) if not
+ * NULL (whatever the consumer does at that moment), then looks at closed
+ * and, if set, settles with the consumer whether the messages count
+ * (returns how many) or not (-EPIPE).  owner: the jqueue whose count the
+ * put raises, or NULL.  -EAGAIN if the ring is full. */
+int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n,
+                              fipc_jqueue *owner, void (*between)(void *), void *arg);
+
+#endif
