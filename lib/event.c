@@ -80,6 +80,30 @@ bool fipc_event_is_set(const fipc_event *e)
     return e && (load_acquire(&impl(e)->word) & EVENT_SET);
 }
 
+struct wait_ctx {
+    struct event_impl *m;
+    uint32_t first; /* the word when wait began */
+};
+
+/* Whether a set has released the waiter: the flag is up, or the generation
+ * moved since the wait began. */
+static inline bool released(uint32_t w, uint32_t first)
+{
+    return (w & EVENT_SET) || (w & ~EVENT_SET) != (first & ~EVENT_SET);
+}
+
+/* The counted wait's check.  seq_cst: the waiter's half of the handshake at
+ * the top (the counted wait's registration comes first). */
+static int set_or_sleep(void *arg, uint32_t *seen)
+{
+    struct wait_ctx *c = arg;
+    uint32_t w = load_seqcst(&c->m->word);
+    if (released(w, c->first))
+        return 0;
+    *seen = w;
+    return -EAGAIN;
+}
+
 int fipc_event_wait(fipc_event *e, int64_t timeout_ns)
 {
     if (!e)
@@ -91,32 +115,17 @@ int fipc_event_wait(fipc_event *e, int64_t timeout_ns)
         return 0;
     if (timeout_ns == 0)
         return -EAGAIN; /* never blocks, nor spins */
+    /* The deadline is taken before the spin, which counts against it. */
+    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     /* A set that is about to come from the other CPU costs less to spin
      * for than to sleep for. */
     for (struct fipc_spin spin = {0}; fipc_spin(&spin);) {
-        uint32_t w = load_acquire(&m->word);
-        if ((w & EVENT_SET) || (w & ~EVENT_SET) != (first & ~EVENT_SET))
+        /* acquire pairs with the CAS in fipc_event_set. */
+        if (released(load_acquire(&m->word), first))
             return 0;
     }
 
-    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
-    bool timed_out = false;
-    int r;
-    fetch_add_seqcst(&m->waiters, 1);
-    for (;;) {
-        uint32_t w = load_seqcst(&m->word);
-        if ((w & EVENT_SET) || (w & ~EVENT_SET) != (first & ~EVENT_SET)) {
-            r = 0;
-            break;
-        }
-        if (timed_out) {
-            r = -ETIMEDOUT;
-            break;
-        }
-        /* Woken by fipc_event_set, which wakes all when waiters > 0. */
-        if (futex_wait_until(&m->word, w, deadline) == -ETIMEDOUT)
-            timed_out = true;
-    }
-    fetch_sub_relaxed(&m->waiters, 1);
-    return r;
+    /* Woken by fipc_event_set, which wakes all when waiters > 0. */
+    struct wait_ctx c = {m, first};
+    return futex_wait_counted(&m->word, &m->waiters, set_or_sleep, &c, deadline);
 }

@@ -107,11 +107,12 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
     int r;
     if (timeout_ns == 0)
         return -EAGAIN; /* never blocks, nor spins */
+    /* The deadline is taken before the spin, which counts against it. */
+    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
         if ((r = try(ctx)) != -EAGAIN)
             return r;
 
-    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     for (;;) {
         uint32_t epoch = ec_register(ec);
         /* A registration left behind (we leave without sleeping, or time

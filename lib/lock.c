@@ -187,6 +187,10 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid
         return timeout_ns == 0 ? -EAGAIN : -EDEADLK;
     }
 
+    /* The deadline is taken before the spin, which counts against it (a
+     * zero timeout needs none). */
+    fipc_deadline deadline = timeout_ns == 0 ? 0 : fipc_deadline_in(timeout_ns);
+
     /* Spin while the owner runs and nobody sleeps: a short critical
      * section on the other CPU ends sooner than a futex round trip. */
     for (struct fipc_spin spin = {0}; timeout_ns != 0;) {
@@ -209,7 +213,6 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid
         return -EAGAIN;
     }
 
-    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     bool timed_out = false;
     for (;;) {
         cur = load_relaxed(&m->word);

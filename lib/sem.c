@@ -61,6 +61,20 @@ static inline bool try_take(struct sem_impl *m)
     return false;
 }
 
+/* The counted wait's check: take a unit, or sleep while value is 0.
+ * seq_cst: the acquirer's half of the handshake at the top (the counted
+ * wait's registration comes first). */
+static int take_or_sleep(void *arg, uint32_t *seen)
+{
+    struct sem_impl *m = arg;
+    uint32_t v = load_seqcst(&m->value);
+    while (v > 0)
+        if (cas_acquire(&m->value, &v, v - 1))
+            return 0;
+    *seen = 0;
+    return -EAGAIN;
+}
+
 int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns)
 {
     if (!s)
@@ -71,34 +85,15 @@ int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns)
 
     if (timeout_ns == 0)
         return -EAGAIN; /* never blocks, nor spins */
+    /* The deadline is taken before the spin, which counts against it. */
+    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
         if (load_relaxed(&m->value) > 0 && try_take(m))
             return 0;
 
-    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
-    bool timed_out = false;
-    int r;
-    fetch_add_seqcst(&m->waiters, 1);
-    for (;;) {
-        uint32_t v = load_seqcst(&m->value);
-        if (v > 0) {
-            if (cas_acquire(&m->value, &v, v - 1)) {
-                r = 0;
-                break;
-            }
-            continue;
-        }
-        if (timed_out) {
-            r = -ETIMEDOUT;
-            break;
-        }
-        /* Woken by fipc_sem_release, which wakes one sleeper per unit
-         * whenever waiters is non-zero. */
-        if (futex_wait_until(&m->value, 0, deadline) == -ETIMEDOUT)
-            timed_out = true;
-    }
-    fetch_sub_relaxed(&m->waiters, 1);
-    return r;
+    /* Woken by fipc_sem_release, which wakes one sleeper per unit whenever
+     * waiters is non-zero. */
+    return futex_wait_counted(&m->value, &m->waiters, take_or_sleep, m, deadline);
 }
 
 int fipc_sem_release(fipc_sem *s)
