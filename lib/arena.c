@@ -25,6 +25,7 @@
 
 #include <fipc/arena.h>
 
+#include "arena_impl.h"
 #include "atomic.h"
 #include "lock_impl.h"
 
@@ -56,7 +57,11 @@ struct fipc_arena {
     size_t size;
     int fd;
     bool is_default;
+    struct fipc_arena *next; /* the registry of this process's mappings */
 };
+
+static void registry_add(fipc_arena *a);
+static void registry_remove(fipc_arena *a);
 
 static size_t page_size(void)
 {
@@ -81,6 +86,7 @@ static int map_arena(fipc_arena **out, int fd, size_t size)
     a->hdr = base;
     a->size = size;
     a->fd = fd;
+    registry_add(a);
     *out = a;
     return 0;
 }
@@ -319,6 +325,7 @@ void fipc_arena_close(fipc_arena *a)
 {
     if (!a || a->is_default)
         return;
+    registry_remove(a);
     munmap(a->hdr, a->size);
     close(a->fd);
     free(a);
@@ -354,3 +361,72 @@ fipc_arena *fipc_default_arena(void)
     return default_arena;
 }
 
+
+/* ---- the registry of mappings --------------------------------------------- */
+
+/*
+ * Every arena this process maps, so that an object in shared memory can be
+ * bounded by the mapping that holds it: the mapping's extent is private to
+ * the process, where no peer can change it (arena_impl.h).
+ */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static fipc_arena *registry;
+uint32_t fipc__arena_epoch;
+
+static void registry_add(fipc_arena *a)
+{
+    pthread_mutex_lock(&registry_lock);
+    a->next = registry;
+    registry = a;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(fipc_arena *a)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (fipc_arena **p = &registry; *p; p = &(*p)->next) {
+        if (*p == a) {
+            *p = a->next;
+            break;
+        }
+    }
+    /* relaxed: read by this process's threads only to drop what they
+     * derived from mappings; one that misses the change is racing with
+     * the close of an arena it still uses, which is its own error. */
+    fetch_add_relaxed(&fipc__arena_epoch, 1);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+bool fipc__arena_bounds(const void *p, size_t len, const char **end)
+{
+    const char *c = p;
+    bool found = false;
+    pthread_mutex_lock(&registry_lock);
+    for (fipc_arena *a = registry; a; a = a->next) {
+        const char *base = (const char *)a->hdr;
+        if (c >= base + sizeof(struct arena_header) && c < base + a->size) {
+            found = len <= (size_t)(base + a->size - c);
+            *end = base + a->size;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return found;
+}
+
+/* A fork while another thread holds the registry would leave the child's
+ * copy locked for good. */
+static void registry_prepare(void)
+{
+    pthread_mutex_lock(&registry_lock);
+}
+
+static void registry_resume(void)
+{
+    pthread_mutex_unlock(&registry_lock);
+}
+
+__attribute__((constructor)) static void registry_atfork(void)
+{
+    pthread_atfork(registry_prepare, registry_resume, registry_resume);
+}

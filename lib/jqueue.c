@@ -65,9 +65,11 @@ struct fipc_jqueue {
 };
 static_assert(sizeof(struct fipc_jqueue) == 4 * FIPC_CACHELINE, "jqueue layout");
 
+/* The queue follows the counters.  j->queue says so too, for readers of
+ * the layout, but a peer can change it: it is never read. */
 static inline fipc_queue *queue_of(const fipc_jqueue *j)
 {
-    return (fipc_queue *)((char *)j + j->queue);
+    return (fipc_queue *)((char *)j + sizeof *j);
 }
 
 int fipc__jqueue_footprint(size_t *size, size_t capacity, size_t max_item, unsigned flags)
@@ -174,14 +176,14 @@ static int try_put(void *arg)
 {
     struct put_ctx *c = arg;
     fipc_queue *q = queue_of(c->j);
-    struct queue_claim claim;
+    struct fipc__put_claim claim;
     int k = fipc__queue_put_claim(q, c->n, &claim);
     if (k < 0)
         return k;
-    if (!claim.closed)
+    if (!claim.claim.closed)
         fipc__jqueue_count(c->j, (size_t)k);
     int r = fipc__queue_put_commit(q, &claim, c->items);
-    if (r < 0 && !claim.closed)
+    if (r < 0 && !claim.claim.closed)
         fipc__jqueue_uncount(c->j, (size_t)k);
     return r;
 }

@@ -13,15 +13,11 @@
  */
 #include <fipc/queue.h>
 
+#include "arena_impl.h"
 #include "ring_mpmc.h"
 #include "ring_spsc.h"
 
 #define QUEUE_MAGIC 0x5155455545504946ull /* "FIPEUEUQ" */
-
-static inline bool is_spsc(const struct fipc_queue *q)
-{
-    return q->flags & FIPC_QUEUE_SPSC;
-}
 
 /* ---- setup -------------------------------------------------------------- */
 
@@ -73,14 +69,95 @@ fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsign
     return q;
 }
 
+/* ---- views ----------------------------------------------------------------- */
+
+/*
+ * A thread's private copy of a queue's geometry.  Every peer that maps the
+ * arena can write the queue's line 0, so no call bounds an access by it:
+ * the first call of a thread on a queue reads the dimensions once,
+ * validates them against the mapping that holds the queue (arena_impl.h),
+ * derives the geometry from them and keeps it here; later calls find it
+ * with one compare.  A queue whose dimensions cannot be right gets no view,
+ * and every call on it fails with -EPROTO (or -EINVAL when it is no queue).
+ *
+ * A view is keyed by the queue's address and the arena epoch, which moves
+ * whenever this process unmaps an arena: a queue at an address where
+ * another one lived gets a view of its own.  Views are copied into a child
+ * by fork with the mappings they describe, so they stay right there.
+ */
+struct view {
+    uintptr_t key; /* queue address ^ arena epoch; 0: empty */
+    struct geom g;
+};
+static_assert(sizeof(struct view) == FIPC_CACHELINE, "a view is a cache line");
+
+/* Direct-mapped by the address bits just above the cache line: queues are
+ * cache-line aligned, and ones created one after the other differ there. */
+#define VIEWS 8
+static _Thread_local struct view views[VIEWS] __attribute__((tls_model("initial-exec")));
+
+static inline uintptr_t view_key(const struct fipc_queue *q)
+{
+    /* relaxed: see fipc__arena_epoch. */
+    return (uintptr_t)q ^ load_relaxed(&fipc__arena_epoch);
+}
+
+static inline struct view *view_slot(const struct fipc_queue *q)
+{
+    uintptr_t off = (uintptr_t)q & ((VIEWS - 1) * sizeof(struct view));
+    return (struct view *)((char *)views + off);
+}
+
+/* Validate q and fill v; 0, -EINVAL (not a queue) or -EPROTO (a queue
+ * whose dimensions a peer changed). */
+static __attribute__((noinline)) int view_open(const struct fipc_queue *q, struct view *v)
+{
+    const char *end;
+    if (((uintptr_t)q & (FIPC_CACHELINE - 1)) || !fipc__arena_bounds(q, sizeof *q, &end))
+        return -EINVAL;
+    /* relaxed: line 0 was written before the queue was published (by a
+     * release in the arena directory, or a system call); each field is
+     * read once, so that what is validated is what is used. */
+    if (load_relaxed(&q->magic) != QUEUE_MAGIC)
+        return -EINVAL;
+    uint64_t capacity = load_relaxed(&q->capacity);
+    uint64_t max_item = load_relaxed(&q->max_item);
+    uint32_t flags = load_relaxed(&q->flags);
+    size_t size;
+    if (fipc__queue_footprint(&size, capacity, max_item, flags) < 0 ||
+        size > (size_t)(end - (const char *)q))
+        return -EPROTO;
+    uint64_t ring = ring_for(capacity);
+    v->g = (struct geom){(char *)q + sizeof *q, ring - 1, slot_size_for(max_item), ring,
+                         capacity, max_item, (flags & FIPC_QUEUE_SPSC) != 0};
+    v->key = view_key(q);
+    return 0;
+}
+
+/* This thread's geometry of q, or NULL if q is no valid queue. */
+static inline const struct geom *view_of(const struct fipc_queue *q)
+{
+    struct view *v = view_slot(q);
+    if (FIPC_UNLIKELY(v->key != view_key(q)) && view_open(q, v) < 0)
+        return NULL;
+    return &v->g;
+}
+
+/* The error for a queue that has no view: as view_open says. */
+static __attribute__((noinline)) int view_error(const struct fipc_queue *q)
+{
+    return q ? view_open(q, view_slot(q)) : -EINVAL;
+}
+
 /* ---- put ---------------------------------------------------------------- */
 
-int fipc__queue_check_put(const fipc_queue *q, const struct iovec *items, size_t n)
+/* Check a put of n items on q, whose geometry is g. */
+static int check_put(const struct geom *g, const struct iovec *items, size_t n)
 {
-    if (!q || !items || n == 0)
+    if (!items || n == 0)
         return -EINVAL;
     for (size_t i = 0; i < n; i++) {
-        if (items[i].iov_len > q->max_item)
+        if (items[i].iov_len > g->max_item)
             return -EMSGSIZE;
         if (!items[i].iov_base && items[i].iov_len)
             return -EINVAL;
@@ -94,26 +171,37 @@ static inline size_t batch(size_t n)
     return n > INT32_MAX ? INT32_MAX : n;
 }
 
-int fipc__queue_put_claim(fipc_queue *q, size_t n, struct queue_claim *c)
+int fipc__queue_check_put(const fipc_queue *q, const struct iovec *items, size_t n)
 {
+    const struct geom *g = q ? view_of(q) : NULL;
+    return g ? check_put(g, items, n) : view_error(q);
+}
+
+int fipc__queue_put_claim(fipc_queue *q, size_t n, struct fipc__put_claim *c)
+{
+    const struct geom *v = view_of(q);
+    if (!v)
+        return view_error(q);
+    c->g = *v;
     /* relaxed: an early answer for a queue closed long ago; the claim
      * itself settles a race with close (C1, C2). */
     if (load_relaxed(&q->closed))
         return -EPIPE;
-    const struct geom g = geom_of(q);
+    const struct geom g = c->g;
     n = batch(n);
-    uint32_t k = is_spsc(q) ? spsc_put_claim(q, &g, n, c) : mpmc_put_claim(q, &g, n, c);
+    uint32_t k = g.spsc ? spsc_put_claim(q, &g, n, &c->claim) : mpmc_put_claim(q, &g, n, &c->claim);
     return k == 0 ? -EAGAIN : (int)k;
 }
 
-int fipc__queue_put_commit(fipc_queue *q, const struct queue_claim *c, const struct iovec *items)
+int fipc__queue_put_commit(fipc_queue *q, const struct fipc__put_claim *c,
+                           const struct iovec *items)
 {
-    const struct geom g = geom_of(q);
-    if (!is_spsc(q))
-        return mpmc_put_publish(q, &g, c, items);
-    spsc_put_copy(&g, c, items);
-    spsc_put_publish(&g, c);
-    return spsc_put_confirm(q, c);
+    const struct geom g = c->g;
+    if (!g.spsc)
+        return mpmc_put_publish(q, &g, &c->claim, items);
+    spsc_put_copy(&g, &c->claim, items);
+    spsc_put_publish(&g, &c->claim);
+    return spsc_put_confirm(q, &c->claim);
 }
 
 int fipc__queue_block_put(fipc_queue *q, ec_try_fn try, void *ctx, int64_t timeout_ns)
@@ -123,6 +211,7 @@ int fipc__queue_block_put(fipc_queue *q, ec_try_fn try, void *ctx, int64_t timeo
 
 struct put_ctx {
     struct fipc_queue *q;
+    const struct geom *g;
     const struct iovec *items;
     size_t n;
 };
@@ -133,15 +222,17 @@ static int try_put(void *arg)
     /* relaxed: as in fipc__queue_put_claim. */
     if (load_relaxed(&c->q->closed))
         return -EPIPE;
-    return is_spsc(c->q) ? spsc_put(c->q, c->items, c->n) : mpmc_put(c->q, c->items, c->n);
+    return c->g->spsc ? spsc_put(c->q, c->g, c->items, c->n) : mpmc_put(c->q, c->g, c->items, c->n);
 }
 
 int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int64_t timeout_ns)
 {
-    int r = fipc__queue_check_put(q, items, n);
+    struct put_ctx c = {q, q ? view_of(q) : NULL, items, batch(n)};
+    if (!c.g)
+        return view_error(q);
+    int r = check_put(c.g, items, n);
     if (r < 0)
         return r;
-    struct put_ctx c = {q, items, batch(n)};
     r = try_put(&c);
     if (FIPC_LIKELY(r != -EAGAIN))
         return r;
@@ -162,9 +253,10 @@ int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_
 {
     /* One message in SPSC mode: straight to the ring, the k = 1 case of
      * spsc_put specialised by the compiler.  relaxed: as in try_put. */
-    if (FIPC_LIKELY(q && is_spsc(q) && len <= q->max_item && (item || !len) &&
+    const struct geom *g = q ? view_of(q) : NULL;
+    if (FIPC_LIKELY(g && g->spsc && len <= g->max_item && (item || !len) &&
                     !load_relaxed(&q->closed))) {
-        int r = spsc_put(q, &(struct iovec){(void *)item, len}, 1);
+        int r = spsc_put(q, g, &(struct iovec){(void *)item, len}, 1);
         if (FIPC_LIKELY(r != -EAGAIN))
             return r > 0 ? 0 : r;
     }
@@ -175,6 +267,7 @@ int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_
 
 struct get_ctx {
     struct fipc_queue *q;
+    const struct geom *g;
     struct get_buf b;
     size_t n;
 };
@@ -182,15 +275,17 @@ struct get_ctx {
 static int try_get(void *arg)
 {
     struct get_ctx *c = arg;
-    return is_spsc(c->q) ? spsc_get(c->q, &c->b, c->n) : mpmc_get(c->q, &c->b, c->n);
+    return c->g->spsc ? spsc_get(c->q, c->g, &c->b, c->n) : mpmc_get(c->q, c->g, &c->b, c->n);
 }
 
 int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
                         int64_t timeout_ns)
 {
-    if (!q || !buf || !lens || n == 0 || stride < q->max_item)
+    struct get_ctx c = {q, q ? view_of(q) : NULL, {buf, stride, lens}, batch(n)};
+    if (!c.g)
+        return view_error(q);
+    if (!buf || !lens || n == 0 || stride < c.g->max_item)
         return -EINVAL;
-    struct get_ctx c = {q, {buf, stride, lens}, batch(n)};
     int r = try_get(&c);
     if (FIPC_LIKELY(r != -EAGAIN))
         return r;
@@ -209,8 +304,9 @@ static __attribute__((noinline)) int get_one(fipc_queue *q, void *buf, size_t ca
 int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
 {
     /* One message in SPSC mode: the k = 1 case of spsc_get. */
-    if (FIPC_LIKELY(q && is_spsc(q) && buf && len && cap >= q->max_item)) {
-        int r = spsc_get(q, &(struct get_buf){buf, cap, len}, 1);
+    const struct geom *g = q ? view_of(q) : NULL;
+    if (FIPC_LIKELY(g && g->spsc && buf && len && cap >= g->max_item)) {
+        int r = spsc_get(q, g, &(struct get_buf){buf, cap, len}, 1);
         if (FIPC_LIKELY(r != -EAGAIN))
             return r > 0 ? 0 : r;
     }

@@ -51,6 +51,21 @@ static_assert(offsetof(struct fipc_queue, not_empty) == 3 * FIPC_CACHELINE, "que
 static_assert(offsetof(struct fipc_queue, not_full) == 4 * FIPC_CACHELINE, "queue layout");
 static_assert(sizeof(struct fipc_queue) == 5 * FIPC_CACHELINE, "queue layout");
 
+/* The ring's geometry, fixed at creation.  Calls never use the copy in
+ * shared memory, which any peer can overwrite: each thread validates it
+ * once against the mapping that holds the queue and keeps it in a view of
+ * its own (queue.c), which functions copy into a local, so that it stays in
+ * registers across their acquire loads. */
+struct geom {
+    char *slots;
+    uint64_t mask;      /* ring - 1 */
+    uint64_t slot_size;
+    uint64_t ring;      /* slots, a power of two */
+    uint64_t capacity;  /* messages the queue holds, <= ring */
+    uint64_t max_item;  /* longest message, < slot_size - SLOT_HEADER */
+    bool spsc;
+};
+
 /* Bytes a queue of these dimensions needs in *size (a multiple of
  * FIPC_CACHELINE): 0, -EINVAL (bad dimensions or flags) or -ENOMEM (too
  * big to address). */
@@ -64,8 +79,9 @@ fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsign
  * slots and publishing the messages (the JoinableQueue counts them):
  *
  *   k = fipc__queue_put_claim(q, n, &c);      k > 0 slots claimed, or
- *                                             -EAGAIN (full), -EPIPE (closed)
- *   ... c.closed: the put will fail whatever happens ...
+ *                                             -EAGAIN (full), -EPIPE (closed),
+ *                                             -EINVAL, -EPROTO (as any call)
+ *   ... c.claim.closed: the put will fail whatever happens ...
  *   r = fipc__queue_put_commit(q, &c, items); copy items[0..k) and publish:
  *                                             k, or -EPIPE if the queue was
  *                                             closed and the messages will
@@ -79,9 +95,15 @@ struct queue_claim {
     bool closed;   /* known at claim time to have lost to close */
 };
 
+struct fipc__put_claim {
+    struct queue_claim claim;
+    struct geom g; /* this thread's geometry of the queue (ring.h) */
+};
+
 int fipc__queue_check_put(const fipc_queue *q, const struct iovec *items, size_t n);
-int fipc__queue_put_claim(fipc_queue *q, size_t n, struct queue_claim *c);
-int fipc__queue_put_commit(fipc_queue *q, const struct queue_claim *c, const struct iovec *items);
+int fipc__queue_put_claim(fipc_queue *q, size_t n, struct fipc__put_claim *c);
+int fipc__queue_put_commit(fipc_queue *q, const struct fipc__put_claim *c,
+                           const struct iovec *items);
 
 /* Run try(ctx) until it answers other than -EAGAIN, sleeping while the
  * queue is full (eventcount.h, ec_block). */

@@ -56,18 +56,12 @@ static inline uint32_t turn(uint64_t pos)
     return (uint32_t)pos;
 }
 
-/* The ring's geometry, fixed at creation.  Functions copy it into a local
- * once: after every acquire load the compiler would otherwise have to read
- * the fields again. */
-struct geom {
-    char *slots;
-    uint64_t mask;
-    uint64_t slot_size;
-};
-
+/* The geometry as the queue's line 0 says, for a queue this process has
+ * just set up or validated. */
 static inline struct geom geom_of(const struct fipc_queue *q)
 {
-    return (struct geom){(char *)q + q->slots, q->mask, q->slot_size};
+    return (struct geom){(char *)q + q->slots, q->mask, q->slot_size, q->ring, q->capacity,
+                         q->max_item, (q->flags & FIPC_QUEUE_SPSC) != 0};
 }
 
 static inline struct slot *slot_at(const struct geom *g, uint64_t pos)
@@ -115,7 +109,7 @@ static inline void slot_fill(struct slot *s, const struct iovec *it)
     s->len = (uint32_t)it->iov_len;
 }
 
-/* Copy the message in slot s out into message i of b. */
+/* Copy the message in slot s, len bytes, out into message i of b. */
 static inline void slot_copy_out(const struct get_buf *b, size_t i, const struct slot *s,
                                  uint32_t len)
 {
@@ -123,23 +117,31 @@ static inline void slot_copy_out(const struct get_buf *b, size_t i, const struct
     b->lens[i] = len;
 }
 
-/* The same for a slot that may hold a tombstone; false for one. */
-static inline bool slot_drain(const struct get_buf *b, size_t i, const struct slot *s)
+/* What slot_drain found in a slot. */
+enum drained { DRAINED, SKIPPED, CORRUPT };
+
+/* Copy slot s out into message i of b, unless it holds a tombstone
+ * (SKIPPED) or a length no put can have written (CORRUPT: a peer wrote
+ * it; nothing is copied).  b->stride >= max_item, so a length within
+ * max_item fits both the slot and the caller's buffer. */
+static inline enum drained slot_drain(const struct geom *g, const struct get_buf *b, size_t i,
+                                      const struct slot *s)
 {
     uint32_t len = s->len;
-    if (len == TOMBSTONE)
-        return false;
-    slot_copy_out(b, i, s, len);
-    return true;
+    if (FIPC_LIKELY(len <= g->max_item)) {
+        slot_copy_out(b, i, s, len);
+        return DRAINED;
+    }
+    return len == TOMBSTONE ? SKIPPED : CORRUPT;
 }
 
 /* Hand the k slots from pos back to the producers of the next lap. */
-static inline void ring_release(const struct geom *g, uint64_t ring, uint64_t pos, size_t k)
+static inline void ring_release(const struct geom *g, uint64_t pos, size_t k)
 {
     /* R2: release; the messages are read out before a producer of the next
      * lap (A2) overwrites them. */
     for (size_t i = 0; i < k; i++)
-        store_release(&slot_at(g, pos + i)->seq, turn(pos + i + ring));
+        store_release(&slot_at(g, pos + i)->seq, turn(pos + i + g->ring));
 }
 
 #endif

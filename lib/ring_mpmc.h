@@ -46,19 +46,25 @@ static inline uint32_t mpmc_put_claim(struct fipc_queue *q, const struct geom *g
     uint64_t pos = load_relaxed(&q->tail);
     for (;;) {
         size_t k = 0, want = n;
-        if (q->capacity != q->ring) {
+        if (g->capacity != g->ring) {
             /* relaxed: head only bounds how far tail may run ahead; the
              * slot's turn (A2, below) is what orders its reuse.  A stale
              * head makes the ring look fuller, and the consumer that moves
              * head on notifies not_full. */
             int64_t used = (int64_t)(pos - load_relaxed(&q->head)); /* wraps safely */
             if (used < 0) {
-                pos = load_relaxed(&q->tail); /* consumers passed our stale tail */
+                /* Consumers passed our stale tail; head never passes the
+                 * true one, so a tail that has not moved means a peer
+                 * wrote head: answer "full", and let the caller time out. */
+                uint64_t now = load_relaxed(&q->tail);
+                if (now == pos)
+                    return 0;
+                pos = now;
                 continue;
             }
-            if ((uint64_t)used >= q->capacity)
+            if ((uint64_t)used >= g->capacity)
                 return 0;
-            size_t room = (size_t)(q->capacity - (uint64_t)used);
+            size_t room = (size_t)(g->capacity - (uint64_t)used);
             if (want > room)
                 want = room;
         }
@@ -67,13 +73,20 @@ static inline uint32_t mpmc_put_claim(struct fipc_queue *q, const struct geom *g
         while (k < want && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k))
             k++;
         if (k == 0) {
-            /* relaxed: only compared; the claim reads the turn again with
-             * acquire before it uses the slot. */
-            int32_t dif = (int32_t)(load_relaxed(&slot_at(g, pos)->seq) - turn(pos));
+            /* acquire pairs with the publication (R1) or release (R2) that
+             * moved the turn past pos, so that the tail read below sees the
+             * claim that came before it. */
+            int32_t dif = (int32_t)(load_acquire(&slot_at(g, pos)->seq) - turn(pos));
             if (dif < 0)
                 return 0; /* the slot still holds last lap's message: full */
-            /* Another producer claimed pos: catch up. */
-            pos = load_relaxed(&q->tail);
+            if (dif == 0)
+                continue; /* freed since the scan: look again */
+            /* Another producer claimed pos: catch up.  A tail that has not
+             * moved means a peer wrote the turn: "full", as above. */
+            uint64_t now = load_relaxed(&q->tail);
+            if (now == pos)
+                return 0;
+            pos = now;
             continue;
         }
         /* C1: seq_cst, so that the claim precedes the load of closed. */
@@ -106,13 +119,15 @@ static inline int mpmc_put_publish(struct fipc_queue *q, const struct geom *g,
     return c->closed ? -EPIPE : (int)c->k;
 }
 
-static inline int mpmc_put(struct fipc_queue *q, const struct iovec *items, size_t n)
+static inline int mpmc_put(struct fipc_queue *q, const struct geom *view, const struct iovec *items,
+                           size_t n)
 {
-    const struct geom g = geom_of(q);
+    /* A local copy, kept in registers across the acquire loads below. */
+    const struct geom local = *view, *g = &local;
     struct queue_claim c;
-    if (mpmc_put_claim(q, &g, n, &c) == 0)
+    if (mpmc_put_claim(q, g, n, &c) == 0)
         return -EAGAIN;
-    return mpmc_put_publish(q, &g, &c, items);
+    return mpmc_put_publish(q, g, &c, items);
 }
 
 /* Whether the queue is closed and every claimed position consumed (C1). */
@@ -135,11 +150,19 @@ static inline int mpmc_get_claim(struct fipc_queue *q, const struct geom *g, siz
         while (k < n && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k + 1))
             k++;
         if (k == 0) {
-            /* relaxed: only compared (see mpmc_put_claim). */
-            int32_t dif = (int32_t)(load_relaxed(&slot_at(g, pos)->seq) - turn(pos + 1));
+            /* acquire pairs with the release (R2) that moved the turn past
+             * pos, so that the head read below sees the claim before it. */
+            int32_t dif = (int32_t)(load_acquire(&slot_at(g, pos)->seq) - turn(pos + 1));
             if (dif < 0)
                 return mpmc_closed_and_drained(q) ? -EPIPE : -EAGAIN;
-            pos = load_relaxed(&q->head); /* another consumer took pos */
+            if (dif == 0)
+                continue; /* published since the scan: look again */
+            /* Another consumer took pos: catch up.  A head that has not
+             * moved means a peer wrote the turn. */
+            uint64_t now = load_relaxed(&q->head);
+            if (now == pos)
+                return -EPROTO;
+            pos = now;
             continue;
         }
         /* relaxed: A1 already ordered the reads of these slots; the CAS
@@ -152,28 +175,36 @@ static inline int mpmc_get_claim(struct fipc_queue *q, const struct geom *g, siz
     }
 }
 
-/* get: claim, copy, release; how many messages, -EAGAIN or -EPIPE. */
-static inline int mpmc_get(struct fipc_queue *q, const struct get_buf *b, size_t n)
+/* get: claim, copy, release; how many messages, -EAGAIN or -EPIPE.
+ * Slots with a length no put writes are consumed without being copied;
+ * a call that got nothing else reports -EPROTO. */
+static inline int mpmc_get(struct fipc_queue *q, const struct geom *view, const struct get_buf *b,
+                           size_t n)
 {
-    const struct geom g = geom_of(q);
+    /* A local copy, kept in registers across the acquire loads below. */
+    const struct geom local = *view, *g = &local;
     for (;;) {
         struct queue_claim c;
-        int r = mpmc_get_claim(q, &g, n, &c);
+        int r = mpmc_get_claim(q, g, n, &c);
         if (r < 0)
             return r;
         /* copy and release: each slot goes back as soon as it is read. */
         size_t got = 0;
+        bool corrupt = false;
         for (size_t i = 0; i < c.k; i++) {
-            struct slot *s = slot_at(&g, c.pos + i);
-            if (slot_drain(b, got, s))
-                got++;
+            struct slot *s = slot_at(g, c.pos + i);
+            enum drained d = slot_drain(g, b, got, s);
+            got += d == DRAINED;
+            corrupt |= d == CORRUPT;
             /* R2: release; read out before the next lap's producer (A2)
              * overwrites it. */
-            store_release(&s->seq, turn(c.pos + i + q->ring));
+            store_release(&s->seq, turn(c.pos + i + g->ring));
         }
         ec_notify(&q->not_full);
         if (got > 0)
             return (int)got;
+        if (corrupt)
+            return -EPROTO;
         /* Only tombstones: look again. */
     }
 }

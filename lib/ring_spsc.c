@@ -24,14 +24,13 @@ FIPC_COLD int fipc__spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k)
     }
 }
 
-FIPC_COLD int fipc__spsc_seal(struct fipc_queue *q, uint64_t pos)
+FIPC_COLD int fipc__spsc_seal(struct fipc_queue *q, const struct slot *s, uint64_t pos)
 {
-    const struct geom g = geom_of(q);
     if (!load_seqcst(&q->closed))
         return -EAGAIN;
     /* C2: seq_cst, after closed: a put that found the queue open after it
      * published has published before this load. */
-    if (load_seqcst(&slot_at(&g, pos)->seq) == turn(pos + 1))
+    if (load_seqcst(&s->seq) == turn(pos + 1))
         return 0;
     /* E2: acquire pairs with the producer's CAS (E1). */
     uint64_t end = load_acquire(&q->end);

@@ -72,23 +72,25 @@
  * closed: k if they count, -EPIPE if not (ring_spsc.c). */
 int fipc__spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k);
 
-/* The consumer found nothing at pos: -EAGAIN if the queue is open; if it
- * is closed, 0 if a message turned up meanwhile (look again), else -EPIPE,
+/* The consumer found nothing at pos, in slot s: -EAGAIN if the queue is
+ * open; if it is closed, 0 if a message turned up meanwhile (look again), else -EPIPE,
  * settled with a producer that may be publishing right now (ring_spsc.c). */
-int fipc__spsc_seal(struct fipc_queue *q, uint64_t pos);
+int fipc__spsc_seal(struct fipc_queue *q, const struct slot *s, uint64_t pos);
 
 /* How many of the n slots from pos the producer may fill, by the capacity
  * bound (only when capacity < ring: otherwise the turns suffice). */
-static inline size_t spsc_room(struct fipc_queue *q, uint64_t pos, size_t n)
+static inline size_t spsc_room(struct fipc_queue *q, const struct geom *g, uint64_t pos, size_t n)
 {
-    if (q->capacity == q->ring)
+    if (g->capacity == g->ring)
         return n;
-    uint64_t room = q->capacity - (pos - q->head_cache);
+    /* Unsigned: a head_cache or head that a peer moved ahead of tail makes
+     * room huge, and the turns (A2) still bound the claim by the ring. */
+    uint64_t room = g->capacity - (pos - q->head_cache);
     if (room < n) {
         /* relaxed: head only bounds how far tail may run ahead; the
          * slots' turns (A2) order their reuse. */
         q->head_cache = load_relaxed(&q->head);
-        room = q->capacity - (pos - q->head_cache);
+        room = g->capacity - (pos - q->head_cache);
     }
     return room < n ? (size_t)room : n;
 }
@@ -99,7 +101,7 @@ static FIPC_ALWAYS_INLINE uint32_t spsc_put_claim(struct fipc_queue *q, const st
                                                   size_t n, struct queue_claim *c)
 {
     uint64_t pos = load_relaxed(&q->tail); /* ours alone */
-    size_t want = spsc_room(q, pos, n), k = 0;
+    size_t want = spsc_room(q, g, pos, n), k = 0;
     /* A2: acquire pairs with the consumer's release of each slot (R2). */
     while (k < want && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k))
         k++;
@@ -141,14 +143,16 @@ static FIPC_ALWAYS_INLINE int spsc_put_confirm(struct fipc_queue *q, const struc
     return (int)c->k;
 }
 
-static FIPC_ALWAYS_INLINE int spsc_put(struct fipc_queue *q, const struct iovec *items, size_t n)
+static FIPC_ALWAYS_INLINE int spsc_put(struct fipc_queue *q, const struct geom *view,
+                                        const struct iovec *items, size_t n)
 {
-    const struct geom g = geom_of(q);
+    /* A local copy, kept in registers across the acquire loads below. */
+    const struct geom local = *view, *g = &local;
     struct queue_claim c;
-    if (spsc_put_claim(q, &g, n, &c) == 0)
+    if (spsc_put_claim(q, g, n, &c) == 0)
         return -EAGAIN;
-    spsc_put_copy(&g, &c, items);
-    spsc_put_publish(&g, &c);
+    spsc_put_copy(g, &c, items);
+    spsc_put_publish(g, &c);
     return spsc_put_confirm(q, &c);
 }
 
@@ -159,7 +163,8 @@ static inline bool spsc_sealed(const struct fipc_queue *q)
     return FIPC_UNLIKELY(load_relaxed(&q->end) & END_SEALED);
 }
 
-/* get, claim: up to n full slots from head; how many, or -EAGAIN, -EPIPE. */
+/* get, claim: up to n full slots from head; how many, or -EAGAIN, -EPIPE,
+ * or -EPROTO if a peer keeps contradicting what close settled. */
 static FIPC_ALWAYS_INLINE int spsc_get_claim(struct fipc_queue *q, const struct geom *g, size_t n,
                                              struct queue_claim *c)
 {
@@ -167,7 +172,9 @@ static FIPC_ALWAYS_INLINE int spsc_get_claim(struct fipc_queue *q, const struct 
     *c = (struct queue_claim){.pos = pos};
     if (spsc_sealed(q))
         return -EPIPE;
-    for (;;) {
+    /* Twice at most: seal answers "look again" only when it saw a message
+     * at pos, which stays there until this consumer takes it. */
+    for (int tries = 0; tries < 2; tries++) {
         size_t k = 0;
         /* A1: acquire pairs with the producer's release of each slot (R1). */
         while (k < n && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k + 1))
@@ -176,34 +183,45 @@ static FIPC_ALWAYS_INLINE int spsc_get_claim(struct fipc_queue *q, const struct 
             c->k = (uint32_t)k;
             return (int)k;
         }
-        int r = fipc__spsc_seal(q, pos);
+        int r = fipc__spsc_seal(q, slot_at(g, pos), pos);
         if (r != 0)
             return r;
     }
+    return -EPROTO;
 }
 
 /* get, release: the k slots from pos are read out. */
 static FIPC_ALWAYS_INLINE void spsc_get_release(struct fipc_queue *q, const struct geom *g,
                                                 const struct queue_claim *c)
 {
-    ring_release(g, q->ring, c->pos, c->k); /* R2 */
+    ring_release(g, c->pos, c->k); /* R2 */
     /* relaxed: head is read for qsize and the capacity bound only. */
     store_relaxed(&q->head, c->pos + c->k);
     ec_notify(&q->not_full);
 }
 
-static FIPC_ALWAYS_INLINE int spsc_get(struct fipc_queue *q, const struct get_buf *b, size_t n)
+/* get: claim, copy, release.  No tombstones in SPSC mode (a put that loses
+ * to close is never read), so a slot whose length is out of range was
+ * written by a peer: it is consumed without being copied, and a call that
+ * got nothing else reports -EPROTO. */
+static FIPC_ALWAYS_INLINE int spsc_get(struct fipc_queue *q, const struct geom *view,
+                                       const struct get_buf *b, size_t n)
 {
-    const struct geom g = geom_of(q);
+    /* A local copy, kept in registers across the acquire loads below. */
+    const struct geom local = *view, *g = &local;
     struct queue_claim c;
-    int r = spsc_get_claim(q, &g, n, &c);
+    int r = spsc_get_claim(q, g, n, &c);
     if (r < 0)
         return r;
-    /* No tombstones in SPSC mode: a put that loses to close is never read. */
-    for (size_t i = 0; i < c.k; i++)
-        slot_copy_out(b, i, slot_at(&g, c.pos + i), slot_at(&g, c.pos + i)->len);
-    spsc_get_release(q, &g, &c);
-    return r;
+    size_t got = 0;
+    for (size_t i = 0; i < c.k; i++) {
+        const struct slot *s = slot_at(g, c.pos + i);
+        uint32_t len = s->len;
+        if (FIPC_LIKELY(len <= g->max_item))
+            slot_copy_out(b, got++, s, len);
+    }
+    spsc_get_release(q, g, &c);
+    return got > 0 ? (int)got : -EPROTO;
 }
 
 #endif

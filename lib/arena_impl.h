@@ -1,0 +1,19 @@
+/*
+ * arena_impl.h - what arena.c tells the layers above it about this
+ * process's mappings (internal).
+ */
+#ifndef FIPC_LIB_ARENA_IMPL_H
+#define FIPC_LIB_ARENA_IMPL_H
+
+#include "compiler.h"
+
+/* Whether [p, p + len) lies inside an arena this process has mapped (past
+ * its header); *end receives the end of that mapping.  Takes a lock: for
+ * set-up paths, not for every call. */
+bool fipc__arena_bounds(const void *p, size_t len, const char **end);
+
+/* Advanced (relaxed) whenever this process unmaps an arena: whatever a
+ * thread derived from a mapping is stale once it has moved. */
+extern uint32_t fipc__arena_epoch;
+
+#endif
