@@ -47,3 +47,22 @@ FIPC_COLD int fipc__spsc_seal(struct fipc_queue *q, const struct slot *s, uint64
             return -EPIPE;
     }
 }
+
+FIPC_COLD bool fipc__spsc_catch_up(uint64_t *word, const struct geom *g, uint64_t *pos,
+                                   uint32_t lag)
+{
+    uint64_t p = *pos;
+    /* relaxed: only compared; the claim that follows reads each turn again
+     * with acquire (A1, A2).  Bounded by a ring, whatever a peer wrote. */
+    for (uint64_t i = 0; i < g->ring; i++) {
+        int32_t dif = (int32_t)(load_relaxed(&slot_at(g, p)->seq) - turn(p + lag));
+        if (dif <= 0)
+            break;
+        p++;
+    }
+    if (p == *pos)
+        return false;
+    store_relaxed(word, p); /* ours alone, as the side's own position */
+    *pos = p;
+    return true;
+}

@@ -77,6 +77,16 @@ int fipc__spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k);
  * settled with a producer that may be publishing right now (ring_spsc.c). */
 int fipc__spsc_seal(struct fipc_queue *q, const struct slot *s, uint64_t pos);
 
+/* A side that took over from one that died (the producer or consumer that
+ * the application started after the old one was reaped) may find its
+ * position stale: the dead side handed slots over but did not store tail
+ * (head).  At its own position p a side expects turn(p + lag) or less (lag
+ * 0: the producer, which finds p free or last lap's message; 1: the
+ * consumer, which finds p empty or full); a turn past that says the slot
+ * at p was already handed on.  Moves *pos past such slots (at most a ring)
+ * and stores it in *word; whether it moved (ring_spsc.c). */
+bool fipc__spsc_catch_up(uint64_t *word, const struct geom *g, uint64_t *pos, uint32_t lag);
+
 /* How many of the n slots from pos the producer may fill, by the capacity
  * bound (only when capacity < ring: otherwise the turns suffice). */
 static inline size_t spsc_room(struct fipc_queue *q, const struct geom *g, uint64_t pos, size_t n)
@@ -101,10 +111,17 @@ static FIPC_ALWAYS_INLINE uint32_t spsc_put_claim(struct fipc_queue *q, const st
                                                   size_t n, struct queue_claim *c)
 {
     uint64_t pos = load_relaxed(&q->tail); /* ours alone */
-    size_t want = spsc_room(q, g, pos, n), k = 0;
-    /* A2: acquire pairs with the consumer's release of each slot (R2). */
-    while (k < want && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k))
-        k++;
+    size_t k;
+    /* Twice at most: once more after catching up. */
+    for (bool caught = false;; caught = true) {
+        size_t want = spsc_room(q, g, pos, n);
+        k = 0;
+        /* A2: acquire pairs with the consumer's release of each slot (R2). */
+        while (k < want && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k))
+            k++;
+        if (FIPC_LIKELY(k > 0) || caught || !fipc__spsc_catch_up(&q->tail, g, &pos, 0))
+            break;
+    }
     c->pos = pos;
     c->k = (uint32_t)k;
     c->closed = false;
@@ -172,8 +189,10 @@ static FIPC_ALWAYS_INLINE int spsc_get_claim(struct fipc_queue *q, const struct 
     *c = (struct queue_claim){.pos = pos};
     if (spsc_sealed(q))
         return -EPIPE;
-    /* Twice at most: seal answers "look again" only when it saw a message
+    /* Three times at most: once more after catching up, and once more when
+     * seal answers "look again", which it does only when it saw a message
      * at pos, which stays there until this consumer takes it. */
+    bool caught = false;
     for (int tries = 0; tries < 2; tries++) {
         size_t k = 0;
         /* A1: acquire pairs with the producer's release of each slot (R1). */
@@ -182,6 +201,12 @@ static FIPC_ALWAYS_INLINE int spsc_get_claim(struct fipc_queue *q, const struct 
         if (k > 0) {
             c->k = (uint32_t)k;
             return (int)k;
+        }
+        if (!caught && fipc__spsc_catch_up(&q->head, g, &pos, 1)) {
+            c->pos = pos;
+            caught = true;
+            tries--;
+            continue;
         }
         int r = fipc__spsc_seal(q, slot_at(g, pos), pos);
         if (r != 0)
