@@ -41,6 +41,9 @@
 #define cas_acquire(p, expected, desired)                                                          \
     __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQUIRE,              \
                                 __ATOMIC_RELAXED)
+#define cas_release(p, expected, desired)                                                          \
+    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_RELEASE,              \
+                                __ATOMIC_RELAXED)
 #define cas_acqrel(p, expected, desired)                                                           \
     __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQ_REL,              \
                                 __ATOMIC_RELAXED)

@@ -16,9 +16,14 @@
  *                         fence_seqcst() after its change
  *   ec_wake_all(ec)       wake everyone, registered or not (close)
  *   ec_block(ec, try, ctx, timeout_ns)
- *                         run try(ctx) until it answers other than -EAGAIN
- *                         ("not now"), spinning briefly, then sleeping on ec
- *                         between tries; -ETIMEDOUT when the time is up
+ *                         run try(ctx, patient) until it answers other than
+ *                         -EAGAIN ("not now") or -EINPROGRESS ("not now, and
+ *                         look again soon": something nobody will notify
+ *                         about is in the way), spinning briefly, then
+ *                         sleeping on ec between tries (at most
+ *                         EC_RECHECK_NS after -EINPROGRESS); patient is
+ *                         false while spinning, true after; -ETIMEDOUT when
+ *                         the time is up
  *
  * Implementation
  *   word      written by               meaning
@@ -100,7 +105,9 @@ static inline uint32_t ec_register(struct eventcount *ec)
     return epoch;
 }
 
-typedef int (*ec_try_fn)(void *ctx);
+typedef int (*ec_try_fn)(void *ctx, bool patient);
+
+#define EC_RECHECK_NS ((int64_t)2000000) /* 2 ms */
 
 static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int64_t timeout_ns)
 {
@@ -110,19 +117,28 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
     /* The deadline is taken before the spin, which counts against it. */
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
-        if ((r = try(ctx)) != -EAGAIN)
+        if ((r = try(ctx, false)) != -EAGAIN)
             return r;
 
     for (;;) {
         uint32_t epoch = ec_register(ec);
         /* A registration left behind (we leave without sleeping, or time
          * out) costs the other side one needless wake, then it is gone. */
-        if ((r = try(ctx)) != -EAGAIN)
+        r = try(ctx, true);
+        if (r != -EAGAIN && r != -EINPROGRESS)
             return r;
+        fipc_deadline until = deadline;
+        if (r == -EINPROGRESS) {
+            int64_t soon = fipc_now_ns() + EC_RECHECK_NS;
+            if (soon < until)
+                until = soon;
+        }
         /* Woken by the other side's ec_notify after its change, or by
-         * ec_wake_all. */
-        if (futex_wait_until(&ec->epoch, epoch, deadline) == -ETIMEDOUT)
-            return (r = try(ctx)) == -EAGAIN ? -ETIMEDOUT : r;
+         * ec_wake_all; after -EINPROGRESS also by the time. */
+        if (futex_wait_until(&ec->epoch, epoch, until) == -ETIMEDOUT && until == deadline) {
+            r = try(ctx, true);
+            return r == -EAGAIN || r == -EINPROGRESS ? -ETIMEDOUT : r;
+        }
     }
 }
 

@@ -13,8 +13,9 @@
  * No sleep lasts longer than FUTEX_RECHECK_NS: then the caller re-checks
  * its condition as after any wake-up.  A process that dies between changing
  * shared state and waking the sleepers (a window of a few instructions in
- * every release, set and notify) therefore delays them by at most that
- * long instead of stranding them.  An idle sleeper pays one wake-up per
+ * every release, set and notify), or a waiter woken to take a unit that
+ * dies before it does, therefore delays them by at most that long instead
+ * of stranding them.  An idle sleeper pays one wake-up per
  * period.
  *
  * Futexes here are never FUTEX_PRIVATE: fipc objects live in memfd pages
@@ -32,7 +33,11 @@
 
 #include "clock.h"
 
-#define FUTEX_RECHECK_NS ((int64_t)1000000000)
+/* 50 ms: a death between a change and its wake (or of a waiter woken to
+ * act on it, as a semaphore's) costs the sleepers at most that, well within
+ * the 100 ms fipc promises survivors; an idle sleeper pays 20 wake-ups a
+ * second, a few microseconds of CPU each. */
+#define FUTEX_RECHECK_NS ((int64_t)50000000)
 
 /* Sleep while *word == expected, until woken or the deadline passes. */
 static inline int futex_wait_until(const uint32_t *word, uint32_t expected, fipc_deadline d)

@@ -172,7 +172,7 @@ struct put_ctx {
 /* A put that counts its items once their slots are claimed and before they
  * are published: a consumer may finish an item before put_many returns,
  * and a put still waiting for room counts for nothing. */
-static int try_put(void *arg)
+static int try_put(void *arg, bool patient)
 {
     struct put_ctx *c = arg;
     fipc_queue *q = queue_of(c->j);
@@ -196,7 +196,7 @@ int fipc_jqueue_put_many(fipc_jqueue *j, const struct iovec *items, size_t n, in
     if (r < 0)
         return r;
     struct put_ctx c = {j, items, n};
-    r = try_put(&c);
+    r = try_put(&c, false);
     if (FIPC_LIKELY(r != -EAGAIN))
         return r;
     return fipc__queue_block_put(queue_of(j), try_put, &c, timeout_ns);

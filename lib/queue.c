@@ -11,6 +11,8 @@
  * Close: closed is set once (seq_cst, C1 and C2 in the ring files), then
  * both event counts wake everyone.
  */
+#include <pthread.h>
+
 #include <fipc/queue.h>
 
 #include "arena_impl.h"
@@ -41,9 +43,10 @@ int fipc__queue_footprint(size_t *size, size_t capacity, size_t max_item, unsign
         max_item > FIPC_QUEUE_ITEM_MAX || (flags & ~FIPC_QUEUE_SPSC))
         return -EINVAL;
     size_t ring = ring_for(capacity), ss = slot_size_for(max_item);
-    if (ring > (SIZE_MAX - sizeof(struct fipc_queue)) / ss)
+    size_t claimers = flags & FIPC_QUEUE_SPSC ? 0 : QUEUE_CLAIMERS * sizeof(struct claimer);
+    if (ring > (SIZE_MAX - sizeof(struct fipc_queue) - claimers) / ss)
         return -ENOMEM;
-    *size = sizeof(struct fipc_queue) + ring * ss;
+    *size = sizeof(struct fipc_queue) + ring * ss + claimers;
     return 0;
 }
 
@@ -65,6 +68,8 @@ fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsign
     const struct geom g = geom_of(q);
     for (uint64_t i = 0; i < q->ring; i++)
         slot_at(&g, i)->seq = turn(i);
+    if (g.claimers)
+        memset(g.claimers, 0, QUEUE_CLAIMERS * sizeof(struct claimer));
     q->magic = QUEUE_MAGIC;
     return q;
 }
@@ -88,8 +93,9 @@ fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsign
 struct view {
     uintptr_t key; /* queue address ^ arena epoch; 0: empty */
     struct geom g;
+    struct hole hole; /* the held claim this thread waits behind, if any */
 };
-static_assert(sizeof(struct view) == FIPC_CACHELINE, "a view is a cache line");
+static_assert(sizeof(struct view) <= 2 * FIPC_CACHELINE, "a view fits two cache lines");
 
 /* Direct-mapped by the address bits just above the cache line: queues are
  * cache-line aligned, and ones created one after the other differ there. */
@@ -104,8 +110,19 @@ static inline uintptr_t view_key(const struct fipc_queue *q)
 
 static inline struct view *view_slot(const struct fipc_queue *q)
 {
-    uintptr_t off = (uintptr_t)q & ((VIEWS - 1) * sizeof(struct view));
-    return (struct view *)((char *)views + off);
+    return &views[((uintptr_t)q / FIPC_CACHELINE) % VIEWS];
+}
+
+/* A child of fork is a new thread: the claimer records in its views belong
+ * to the thread that forked. */
+static void drop_views_in_child(void)
+{
+    memset(views, 0, sizeof views);
+}
+
+__attribute__((constructor)) static void views_atfork(void)
+{
+    pthread_atfork(NULL, NULL, drop_views_in_child);
 }
 
 /* Validate q and fill v; 0, -EINVAL (not a queue) or -EPROTO (a queue
@@ -128,8 +145,15 @@ static __attribute__((noinline)) int view_open(const struct fipc_queue *q, struc
         size > (size_t)(end - (const char *)q))
         return -EPROTO;
     uint64_t ring = ring_for(capacity);
-    v->g = (struct geom){(char *)q + sizeof *q, ring - 1, slot_size_for(max_item), ring,
-                         capacity, max_item, (flags & FIPC_QUEUE_SPSC) != 0};
+    bool spsc = (flags & FIPC_QUEUE_SPSC) != 0;
+    char *slots = (char *)q + sizeof *q;
+    struct claimer *claimers =
+        spsc ? NULL : (struct claimer *)(slots + ring * slot_size_for(max_item));
+    v->g = (struct geom){slots,    ring - 1, slot_size_for(max_item), ring, capacity, max_item,
+                         spsc,     claimers, NULL};
+    if (!spsc)
+        v->g.me = fipc__mpmc_claimer((struct fipc_queue *)q, &v->g);
+    v->hole = (struct hole){0};
     v->key = view_key(q);
     return 0;
 }
@@ -141,6 +165,25 @@ static inline const struct geom *view_of(const struct fipc_queue *q)
     if (FIPC_UNLIKELY(v->key != view_key(q)) && view_open(q, v) < 0)
         return NULL;
     return &v->g;
+}
+
+const struct geom *fipc__queue_view(const fipc_queue *q)
+{
+    return q ? view_of(q) : NULL;
+}
+
+/* The hole this thread waits behind, kept in the view of g. */
+static inline struct hole *hole_of(const struct geom *g)
+{
+    return &((struct view *)((char *)g - offsetof(struct view, g)))->hole;
+}
+
+/* A patient try (eventcount.h) found the ring full (put_side) or empty:
+ * 0 when a claim whose holder died was in the way and is repaired (try
+ * again), -EINPROGRESS while a held claim is in the way, else -EAGAIN. */
+static int stuck(struct fipc_queue *q, const struct geom *g, bool put_side)
+{
+    return g->spsc ? -EAGAIN : fipc__mpmc_stuck(q, g, put_side, hole_of(g));
 }
 
 /* The error for a queue that has no view: as view_open says. */
@@ -204,9 +247,28 @@ int fipc__queue_put_commit(fipc_queue *q, const struct fipc__put_claim *c,
     return spsc_put_confirm(q, &c->claim);
 }
 
+struct patient_put {
+    struct fipc_queue *q;
+    ec_try_fn try;
+    void *ctx;
+};
+
+static int try_put_patiently(void *arg, bool patient)
+{
+    struct patient_put *p = arg;
+    int r = p->try(p->ctx, patient);
+    if (r == -EAGAIN && patient) {
+        const struct geom *g = view_of(p->q);
+        int s = g ? stuck(p->q, g, true) : -EAGAIN;
+        r = s == 0 ? p->try(p->ctx, patient) : s;
+    }
+    return r;
+}
+
 int fipc__queue_block_put(fipc_queue *q, ec_try_fn try, void *ctx, int64_t timeout_ns)
 {
-    return ec_block(&q->not_full, try, ctx, timeout_ns);
+    struct patient_put p = {q, try, ctx};
+    return ec_block(&q->not_full, try_put_patiently, &p, timeout_ns);
 }
 
 struct put_ctx {
@@ -216,13 +278,23 @@ struct put_ctx {
     size_t n;
 };
 
-static int try_put(void *arg)
+static int put_now(struct put_ctx *c)
 {
-    struct put_ctx *c = arg;
     /* relaxed: as in fipc__queue_put_claim. */
     if (load_relaxed(&c->q->closed))
         return -EPIPE;
     return c->g->spsc ? spsc_put(c->q, c->g, c->items, c->n) : mpmc_put(c->q, c->g, c->items, c->n);
+}
+
+static int try_put(void *arg, bool patient)
+{
+    struct put_ctx *c = arg;
+    int r = put_now(c);
+    if (r == -EAGAIN && patient) {
+        int s = stuck(c->q, c->g, true);
+        r = s == 0 ? put_now(c) : s;
+    }
+    return r;
 }
 
 int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int64_t timeout_ns)
@@ -233,7 +305,7 @@ int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int6
     int r = check_put(c.g, items, n);
     if (r < 0)
         return r;
-    r = try_put(&c);
+    r = put_now(&c);
     if (FIPC_LIKELY(r != -EAGAIN))
         return r;
     return ec_block(&q->not_full, try_put, &c, timeout_ns);
@@ -272,10 +344,20 @@ struct get_ctx {
     size_t n;
 };
 
-static int try_get(void *arg)
+static int get_now(struct get_ctx *c)
+{
+    return c->g->spsc ? spsc_get(c->q, c->g, &c->b, c->n) : mpmc_get(c->q, c->g, &c->b, c->n);
+}
+
+static int try_get(void *arg, bool patient)
 {
     struct get_ctx *c = arg;
-    return c->g->spsc ? spsc_get(c->q, c->g, &c->b, c->n) : mpmc_get(c->q, c->g, &c->b, c->n);
+    int r = get_now(c);
+    if (r == -EAGAIN && patient) {
+        int s = stuck(c->q, c->g, false);
+        r = s == 0 ? get_now(c) : s;
+    }
+    return r;
 }
 
 int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
@@ -286,7 +368,7 @@ int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, s
         return view_error(q);
     if (!buf || !lens || n == 0 || stride < c.g->max_item)
         return -EINVAL;
-    int r = try_get(&c);
+    int r = get_now(&c);
     if (FIPC_LIKELY(r != -EAGAIN))
         return r;
     return ec_block(&q->not_empty, try_get, &c, timeout_ns);

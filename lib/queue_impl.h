@@ -14,6 +14,23 @@
 #include <fipc/queue.h>
 
 #include "eventcount.h"
+#include "lock_impl.h"
+
+/*
+ * MPMC mode: who holds which claim (ring_mpmc.h, Death).  One record per
+ * thread that uses the queue, held by that thread for its lifetime through
+ * a robust lock, so that the kernel marks it OWNER_DIED the moment the
+ * thread dies; claim says which positions the thread is claiming or holds
+ * without having handed them over.
+ */
+struct claimer {
+    struct lock_impl owner; /* tid of the thread the record belongs to */
+    uint64_t claim;         /* CLAIM_WORD(first, k, get); 0: none */
+    uint64_t spare[2];
+};
+static_assert(sizeof(struct claimer) == FIPC_CACHELINE, "a claimer is a cache line");
+
+#define QUEUE_CLAIMERS 64 /* records of an MPMC queue; SPSC queues have none */
 
 struct fipc_queue {
     /* Line 0: fixed at creation, then read-only (but for closed, written
@@ -43,13 +60,20 @@ struct fipc_queue {
 
     /* Line 4: producers sleep here while the queue is full. */
     _Alignas(FIPC_CACHELINE) struct eventcount not_full;
+
+    /* Line 5: MPMC repair of claims whose holder died (ring_mpmc.c).
+     * unrecorded: set once a thread had to claim without a record (all
+     * taken); from then on no claim is repaired. */
+    _Alignas(FIPC_CACHELINE) struct lock_impl repair;
+    uint32_t unrecorded;
 };
 
 static_assert(offsetof(struct fipc_queue, tail) == 1 * FIPC_CACHELINE, "queue layout");
 static_assert(offsetof(struct fipc_queue, head) == 2 * FIPC_CACHELINE, "queue layout");
 static_assert(offsetof(struct fipc_queue, not_empty) == 3 * FIPC_CACHELINE, "queue layout");
 static_assert(offsetof(struct fipc_queue, not_full) == 4 * FIPC_CACHELINE, "queue layout");
-static_assert(sizeof(struct fipc_queue) == 5 * FIPC_CACHELINE, "queue layout");
+static_assert(offsetof(struct fipc_queue, repair) == 5 * FIPC_CACHELINE, "queue layout");
+static_assert(sizeof(struct fipc_queue) == 6 * FIPC_CACHELINE, "queue layout");
 
 /* The ring's geometry, fixed at creation.  Calls never use the copy in
  * shared memory, which any peer can overwrite: each thread validates it
@@ -64,6 +88,10 @@ struct geom {
     uint64_t capacity;  /* messages the queue holds, <= ring */
     uint64_t max_item;  /* longest message, < slot_size - SLOT_HEADER */
     bool spsc;
+    /* MPMC: the records (QUEUE_CLAIMERS of them, after the slots), and
+     * this thread's own, or NULL if it has none. */
+    struct claimer *claimers;
+    struct claimer *me;
 };
 
 /* Bytes a queue of these dimensions needs in *size (a multiple of
@@ -104,6 +132,10 @@ int fipc__queue_check_put(const fipc_queue *q, const struct iovec *items, size_t
 int fipc__queue_put_claim(fipc_queue *q, size_t n, struct fipc__put_claim *c);
 int fipc__queue_put_commit(fipc_queue *q, const struct fipc__put_claim *c,
                            const struct iovec *items);
+
+/* This thread's view of q's geometry (ring.h), or NULL if q is no valid
+ * queue. */
+const struct geom *fipc__queue_view(const fipc_queue *q);
 
 /* Run try(ctx) until it answers other than -EAGAIN, sleeping while the
  * queue is full (eventcount.h, ec_block). */

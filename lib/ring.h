@@ -60,8 +60,11 @@ static inline uint32_t turn(uint64_t pos)
  * just set up or validated. */
 static inline struct geom geom_of(const struct fipc_queue *q)
 {
-    return (struct geom){(char *)q + q->slots, q->mask, q->slot_size, q->ring, q->capacity,
-                         q->max_item, (q->flags & FIPC_QUEUE_SPSC) != 0};
+    bool spsc = (q->flags & FIPC_QUEUE_SPSC) != 0;
+    char *slots = (char *)q + q->slots;
+    struct claimer *claimers = spsc ? NULL : (struct claimer *)(slots + q->ring * q->slot_size);
+    return (struct geom){slots,      q->mask, q->slot_size, q->ring, q->capacity, q->max_item,
+                         spsc,       claimers, NULL};
 }
 
 static inline struct slot *slot_at(const struct geom *g, uint64_t pos)

@@ -38,6 +38,60 @@
 
 #include "ring.h"
 
+/* A claim as a claimer record says it (queue_impl.h, struct claimer): the
+ * first position's turn, how many, and which side. */
+#define CLAIM_GET (UINT64_C(1) << 63)
+
+static inline uint64_t claim_word(uint64_t first, size_t k, uint64_t side)
+{
+    return turn(first) | (uint64_t)k << 32 | side;
+}
+
+/* Whether claim word w of side covers position p. */
+static inline bool claim_covers(uint64_t w, uint64_t p, uint64_t side)
+{
+    uint32_t k = (uint32_t)(w >> 32) & 0x7fffffff;
+    return (w & CLAIM_GET) == side && (uint32_t)(turn(p) - (uint32_t)w) < k;
+}
+
+/* Announce, before the CAS that takes them, the positions this thread is
+ * about to claim; clear once they are handed over.  release: pairs with the
+ * acquire load of a repairer (ring_mpmc.c), which then sees the slots as
+ * this thread left them before the store. */
+static inline void claim_announce(const struct geom *g, uint64_t w)
+{
+    if (g->me)
+        store_release(&g->me->claim, w);
+}
+
+/* A held claim a thread waits behind, as its view remembers it. */
+struct hole {
+    uint64_t pos;  /* the position */
+    int64_t since; /* when first seen there by a waiting call; 0: not yet */
+};
+
+/* This thread's record in q (taken for it, or the one it holds already), or
+ * NULL if all are taken (then claims go unrecorded and the queue repairs no
+ * claim from then on). */
+struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g);
+
+/* A call that waits found the ring full (put_side) or empty: whether a
+ * claim that was never handed over is in the way, and if its holder died,
+ * hand it over for it.  0: repaired, look again; -EINPROGRESS: a held
+ * claim is in the way (its holder lives, or the repair waits out the grace
+ * period); -EAGAIN: nothing held is in the way. */
+int fipc__mpmc_stuck(struct fipc_queue *q, const struct geom *g, bool put_side, struct hole *h);
+
+/* A claim that ends without positions withdraws what it announced: an
+ * announcement left standing would keep a dead claimer's positions from
+ * being repaired while this thread sleeps. */
+static inline uint32_t mpmc_claim_none(const struct geom *g)
+{
+    if (g->me && load_relaxed(&g->me->claim) != 0)
+        claim_announce(g, 0);
+    return 0;
+}
+
 /* put, claim: up to n consecutive free positions from tail into *c; how
  * many, 0 if the ring is full. */
 static inline uint32_t mpmc_put_claim(struct fipc_queue *q, const struct geom *g, size_t n,
@@ -58,12 +112,12 @@ static inline uint32_t mpmc_put_claim(struct fipc_queue *q, const struct geom *g
                  * wrote head: answer "full", and let the caller time out. */
                 uint64_t now = load_relaxed(&q->tail);
                 if (now == pos)
-                    return 0;
+                    return mpmc_claim_none(g);
                 pos = now;
                 continue;
             }
             if ((uint64_t)used >= g->capacity)
-                return 0;
+                return mpmc_claim_none(g);
             size_t room = (size_t)(g->capacity - (uint64_t)used);
             if (want > room)
                 want = room;
@@ -78,18 +132,21 @@ static inline uint32_t mpmc_put_claim(struct fipc_queue *q, const struct geom *g
              * claim that came before it. */
             int32_t dif = (int32_t)(load_acquire(&slot_at(g, pos)->seq) - turn(pos));
             if (dif < 0)
-                return 0; /* the slot still holds last lap's message: full */
+                return mpmc_claim_none(g); /* the slot still holds last lap's message: full */
             if (dif == 0)
                 continue; /* freed since the scan: look again */
             /* Another producer claimed pos: catch up.  A tail that has not
              * moved means a peer wrote the turn: "full", as above. */
             uint64_t now = load_relaxed(&q->tail);
             if (now == pos)
-                return 0;
+                return mpmc_claim_none(g);
             pos = now;
             continue;
         }
-        /* C1: seq_cst, so that the claim precedes the load of closed. */
+        claim_announce(g, claim_word(pos, k, 0));
+        /* C1: seq_cst, so that the claim precedes the load of closed; and
+         * a release, of the announcement above to a repairer that reads
+         * tail (ring_mpmc.c). */
         if (cas_seqcst(&q->tail, &pos, pos + k)) {
             c->pos = pos;
             c->k = (uint32_t)k;
@@ -115,6 +172,7 @@ static inline int mpmc_put_publish(struct fipc_queue *q, const struct geom *g,
          * acquire (A1) sees its turn. */
         store_release(&s->seq, turn(c->pos + i + 1));
     }
+    claim_announce(g, 0);
     ec_notify(&q->not_empty);
     return c->closed ? -EPIPE : (int)c->k;
 }
@@ -154,20 +212,22 @@ static inline int mpmc_get_claim(struct fipc_queue *q, const struct geom *g, siz
              * pos, so that the head read below sees the claim before it. */
             int32_t dif = (int32_t)(load_acquire(&slot_at(g, pos)->seq) - turn(pos + 1));
             if (dif < 0)
-                return mpmc_closed_and_drained(q) ? -EPIPE : -EAGAIN;
+                return mpmc_claim_none(g), mpmc_closed_and_drained(q) ? -EPIPE : -EAGAIN;
             if (dif == 0)
                 continue; /* published since the scan: look again */
             /* Another consumer took pos: catch up.  A head that has not
              * moved means a peer wrote the turn. */
             uint64_t now = load_relaxed(&q->head);
             if (now == pos)
-                return -EPROTO;
+                return mpmc_claim_none(g), -EPROTO;
             pos = now;
             continue;
         }
-        /* relaxed: A1 already ordered the reads of these slots; the CAS
-         * only picks which consumer gets them. */
-        if (cas_relaxed(&q->head, &pos, pos + k)) {
+        claim_announce(g, claim_word(pos, k, CLAIM_GET));
+        /* release: of the announcement above, to a repairer that reads
+         * head (ring_mpmc.c).  A1 already ordered the reads of these
+         * slots; the CAS only picks which consumer gets them. */
+        if (cas_release(&q->head, &pos, pos + k)) {
             c->pos = pos;
             c->k = (uint32_t)k;
             return (int)k;
@@ -200,6 +260,7 @@ static inline int mpmc_get(struct fipc_queue *q, const struct geom *view, const 
              * overwrites it. */
             store_release(&s->seq, turn(c.pos + i + g->ring));
         }
+        claim_announce(g, 0);
         ec_notify(&q->not_full);
         if (got > 0)
             return (int)got;

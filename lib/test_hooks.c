@@ -3,6 +3,7 @@
  * into the uninstalled test library, never into libfipc.
  */
 #include "jqueue_impl.h"
+#include "ring_mpmc.h"
 #include "ring_spsc.h"
 #include "test_hooks.h"
 
@@ -32,4 +33,11 @@ int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, s
     if (r < 0 && owner)
         fipc__jqueue_uncount(owner, c.k);
     return r;
+}
+
+int fipc__queue_mpmc_get_claim_only(struct fipc_queue *q, size_t n)
+{
+    const struct geom *g = fipc__queue_view(q);
+    struct queue_claim c;
+    return g ? mpmc_get_claim(q, g, n, &c) : -EINVAL;
 }

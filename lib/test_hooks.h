@@ -23,4 +23,9 @@ void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos);
 int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n,
                               fipc_jqueue *owner, void (*between)(void *), void *arg);
 
+/* An MPMC get that claims up to n messages and stops there, as a consumer
+ * killed between its claim and its release would: how many it claimed, or
+ * -EAGAIN. */
+int fipc__queue_mpmc_get_claim_only(struct fipc_queue *q, size_t n);
+
 #endif

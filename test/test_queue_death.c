@@ -10,12 +10,14 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/wait.h>
 
 #include <fipc.h>
 
 #include "common.h"
 #include "ring.h"
+#include "test_hooks.h"
 
 TestSuite(queue_death, .timeout = 60);
 
@@ -107,4 +109,159 @@ Test(queue_death, spsc_consumer_that_died_before_storing_head_of_a_full_ring_doe
         put_int(q, i);
     for (int i = 4; i < 8; i++)
         cr_assert_eq(get_int(q), i);
+}
+
+/* ---- MPMC: claims whose holder died are repaired ------------------------- */
+
+#define DEATH_WAIT_NS ((int64_t)10 * 1000000000) /* a generous bound on repair */
+
+/* A child that claims and dies before handing over, as SIGKILL between
+ * the CAS and the store would leave it. */
+static int claim_put_and_die(int i, void *arg)
+{
+    fipc_queue *q = arg;
+    struct fipc__put_claim c;
+    CHILD_CHECK(fipc__queue_put_claim(q, (size_t)i, &c) == i, 1);
+    raise(SIGKILL);
+    return CHILD_FAIL(2);
+}
+
+static int claim_get_and_die(int i, void *arg)
+{
+    fipc_queue *q = arg;
+    CHILD_CHECK(fipc__queue_mpmc_get_claim_only(q, (size_t)i) == i, 1);
+    raise(SIGKILL);
+    return CHILD_FAIL(2);
+}
+
+static void expect_killed(pid_t pid)
+{
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %#x", status);
+}
+
+static void consumers_pass_a_dead_producers_claim(size_t capacity, int claimed)
+{
+    fipc_queue *q = new_queue(capacity, sizeof(int), 0);
+    put_int(q, 1);
+    expect_killed(test_fork(claim_put_and_die, claimed, q));
+    put_int(q, 2);
+    cr_assert_eq(get_int(q), 1);
+    /* Message 2 sits behind the dead claim: a waiting get passes it. */
+    int64_t t0 = test_now_ns();
+    int v = -1;
+    size_t len;
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, DEATH_WAIT_NS), 0);
+    cr_assert_eq(v, 2);
+    cr_log_info("capacity %zu, %d claimed: repaired after %.1f ms", capacity, claimed,
+                (double)(test_now_ns() - t0) / 1e6);
+    /* The queue goes on as usual, round after round. */
+    for (int i = 3; i < 3 + 3 * (int)capacity; i++) {
+        put_int(q, i);
+        cr_assert_eq(get_int(q), i);
+    }
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, 0), -EAGAIN);
+}
+
+Test(queue_death, mpmc_consumers_pass_a_producer_killed_between_claim_and_publish)
+{
+    consumers_pass_a_dead_producers_claim(4, 1);
+    consumers_pass_a_dead_producers_claim(3, 1);
+    consumers_pass_a_dead_producers_claim(8, 2);
+}
+
+Test(queue_death, mpmc_close_and_drain_end_with_epipe_after_a_dead_producers_claim)
+{
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    expect_killed(test_fork(claim_put_and_die, 1, q));
+    put_int(q, 7);
+    cr_assert_eq(fipc_queue_close(q), 0);
+    int v = -1;
+    size_t len;
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, DEATH_WAIT_NS), 0);
+    cr_assert_eq(v, 7);
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, DEATH_WAIT_NS), -EPIPE);
+}
+
+Test(queue_death, mpmc_producers_pass_a_consumer_killed_between_claim_and_release)
+{
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    for (int i = 0; i < 4; i++)
+        put_int(q, i);
+    expect_killed(test_fork(claim_get_and_die, 1, q)); /* takes message 0 with it */
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(get_int(q), i);
+    /* Position 4 reuses the dead consumer's slot: a waiting put frees it. */
+    int v = 4;
+    cr_assert_eq(fipc_queue_put(q, &v, sizeof v, 0), -EAGAIN);
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(fipc_queue_put(q, &v, sizeof v, DEATH_WAIT_NS), 0);
+    cr_log_info("dead consumer: repaired after %.1f ms", (double)(test_now_ns() - t0) / 1e6);
+    for (int i = 5; i < 8; i++)
+        put_int(q, i);
+    for (int i = 4; i < 8; i++)
+        cr_assert_eq(get_int(q), i);
+}
+
+/* A claimer that lives, however slow, is never repaired. */
+static int claim_put_and_wait(int i, void *arg)
+{
+    fipc_queue *q = arg;
+    int *go = (int *)((char *)arg - 64);
+    struct fipc__put_claim c;
+    CHILD_CHECK(fipc__queue_put_claim(q, 1, &c) == 1, 1);
+    test_flag_set((uint32_t *)go, 1);
+    CHILD_CHECK(test_wait_until_at_least((uint32_t *)go, 2, DEATH_WAIT_NS), 2);
+    int v = 42;
+    struct iovec it = {&v, sizeof v};
+    CHILD_CHECK(fipc__queue_put_commit(q, &c, &it) == 1, 3);
+    return CHILD_OK;
+}
+
+Test(queue_death, mpmc_a_slow_live_claimer_is_never_repaired)
+{
+    /* the flag lives in the line before the queue, in the same arena */
+    fipc_arena *a;
+    cr_assert_eq(fipc_arena_create(&a, "slow", 1 << 20), 0);
+    uint32_t *go = fipc_arena_alloc(a, 64, 64);
+    fipc_queue *q;
+    cr_assert_eq(fipc_queue_create(&q, a, 4, sizeof(int), 0), 0);
+    cr_assert_eq((char *)q - (char *)go, 64);
+    pid_t pid = test_fork(claim_put_and_wait, 0, q);
+    cr_assert(test_wait_until_at_least(go, 1, DEATH_WAIT_NS));
+    put_int(q, 1); /* behind the live claim */
+    int v;
+    size_t len;
+    /* Well past the grace period: still held, not repaired. */
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, 200 * 1000000), -ETIMEDOUT);
+    test_flag_set(go, 2);
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, DEATH_WAIT_NS), 0);
+    cr_assert_eq(v, 42);
+    cr_assert_eq(get_int(q), 1);
+    test_expect_ok(pid);
+    fipc_arena_close(a);
+}
+
+static void *claim_in_thread_and_exit(void *arg)
+{
+    struct fipc__put_claim c;
+    if (fipc__queue_put_claim(arg, 1, &c) != 1)
+        return arg;
+    return NULL; /* the thread ends holding the claim */
+}
+
+Test(queue_death, mpmc_a_thread_that_ends_holding_a_claim_is_repaired)
+{
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, claim_in_thread_and_exit, q), 0);
+    void *ret;
+    cr_assert_eq(pthread_join(t, &ret), 0);
+    cr_assert_null(ret);
+    put_int(q, 5);
+    int v = -1;
+    size_t len;
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, DEATH_WAIT_NS), 0);
+    cr_assert_eq(v, 5);
 }

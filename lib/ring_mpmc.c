@@ -1,0 +1,193 @@
+/*
+ * ring_mpmc.c - repairing MPMC claims whose holder died (ring_mpmc.h,
+ * Death), out of line: it runs only in calls that already wait.
+ *
+ * A producer that dies between claiming positions (its CAS on tail) and
+ * publishing them leaves them unpublished: consumers stop there.  A
+ * consumer that dies between claiming (CAS on head) and releasing leaves
+ * its slots full: producers stop there one lap later.  Every thread that
+ * uses an MPMC queue holds a claimer record (queue_impl.h) through a robust
+ * lock, and announces in it the positions it is about to claim before its
+ * CAS, clearing the announcement once they are handed over.  The kernel
+ * marks the record's lock OWNER_DIED the moment the thread dies, so "dead"
+ * is a fact read from memory, never a guess from a timeout.
+ *
+ * A waiter that finds a held claim in its way (queue.c asks, once it has
+ * spun, and again after each sleep) repairs position p when, under the
+ * queue's repair lock:
+ *   (a) p is claimed: tail > p (for a put's claim) or head > p (a get's);
+ *   (b) the slot at p still shows the claim unfinished;
+ *   (c) some dead record announces p, and no live one does.
+ * The true claimer of p announced it before its CAS, and clears it only
+ * after handing p over; a waiter that sees the CAS (its acquire load of
+ * tail or head pairs with the CAS, a release, RA1 / RA2) therefore sees the
+ * announcement or, if it reads the announcement cleared (acquire, pairs
+ * with the clearing store, RA3), the slot handed over.  So if the true
+ * claimer lives, (b) or (c) fails.  A dead record's stale announcement of a
+ * position it lost to another claimer changes nothing: that claimer is
+ * either alive (c fails) or dead too (the repair is right).  The repair
+ * tombstones an unpublished put's slot, and releases an unreleased get's
+ * slot (its message is lost with the consumer that took it).
+ *
+ * Without a record for every thread the argument fails, so once a thread
+ * had to claim without one (all QUEUE_CLAIMERS taken), the queue stops
+ * repairing: it behaves as it would without repair, and timed calls still
+ * time out.
+ */
+#include <linux/futex.h>
+
+#include <fipc/lock.h>
+
+#include "ring_mpmc.h"
+
+/* How long a waiter sees the same held claim before it looks for a dead
+ * holder: a live holder is mid-copy and about to hand it over, and looking
+ * reads every record of the queue. */
+#define HOLE_GRACE_NS ((int64_t)1000000) /* 1 ms */
+
+static inline bool owner_alive(const struct claimer *r)
+{
+    /* relaxed: the kernel writes the word when the owner dies (clearing
+     * its tid); a stale tid only delays a repair until the next look. */
+    return (load_relaxed(&r->owner.word) & FUTEX_TID_MASK) != 0;
+}
+
+struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
+{
+    struct claimer *free_rec = NULL;
+    for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
+        struct claimer *r = &g->claimers[i];
+        /* The record this thread took before its view was evicted. */
+        if (fipc__lock_held_by_self((const fipc_lock *)&r->owner))
+            return r;
+        /* acquire pairs with the clearing of the claim (RA3): a record
+         * whose holder died mid-claim is left for the repair. */
+        if (!free_rec && !owner_alive(r) && load_acquire(&r->claim) == 0)
+            free_rec = r;
+    }
+    for (struct claimer *r = free_rec; r && r < g->claimers + QUEUE_CLAIMERS; r++) {
+        if (owner_alive(r) || load_acquire(&r->claim) != 0)
+            continue;
+        int e = fipc__lock_acquire(&r->owner, 0);
+        if (e != 0 && e != -EOWNERDEAD)
+            continue; /* another thread took it first */
+        if (load_acquire(&r->claim) == 0)
+            return r;
+        fipc__lock_release(&r->owner); /* died mid-claim meanwhile: repair's */
+    }
+    /* seq_cst: before this thread's first claim (a CAS, seq_cst or
+     * release), so that a repairer that sees the claim sees this too. */
+    store_seqcst(&q->unrecorded, 1);
+    return NULL;
+}
+
+/* Whether some live record announces position p of side (a get's claim or
+ * a put's); *dead receives a dead record that does, if any. */
+static bool live_claim(const struct geom *g, uint64_t p, uint64_t side, struct claimer **dead)
+{
+    for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
+        struct claimer *r = &g->claimers[i];
+        /* RA3: acquire pairs with the announcing and clearing stores. */
+        uint64_t w = load_acquire(&r->claim);
+        if (!claim_covers(w, p, side))
+            continue;
+        if (owner_alive(r))
+            return true;
+        if (dead)
+            *dead = r;
+    }
+    return false;
+}
+
+/* The positions of dead record d that are claimed, unfinished and
+ * announced by no live record: hand each over as its holder would have.
+ * limit: tail or head as read (a).  Returns how many. */
+static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct claimer *d,
+                              uint64_t near, uint64_t limit, uint64_t side)
+{
+    uint64_t w = load_relaxed(&d->claim); /* the holder is dead: no more writes */
+    uint32_t k = (uint32_t)(w >> 32) & 0x7fffffff;
+    if (k > g->ring)
+        k = (uint32_t)g->ring; /* a peer wrote it; a ring is all a claim can hold */
+    /* The announced first position, as the position near it that it is the
+     * turn of (positions in play are within a ring of each other). */
+    uint64_t first = near - (uint32_t)(turn(near) - (uint32_t)w);
+    unsigned fixed = 0;
+    for (uint64_t x = first; x < first + k; x++) {
+        if ((int64_t)(limit - x) <= 0 || live_claim(g, x, side, NULL))
+            continue;
+        struct slot *s = slot_at(g, x);
+        /* acquire: as A1/A2, the slot's state before it is changed. */
+        uint32_t seq = load_acquire(&s->seq);
+        if (side == 0 && seq == turn(x)) {
+            s->len = TOMBSTONE;
+            store_release(&s->seq, turn(x + 1)); /* R1, for the dead producer */
+            fixed++;
+        } else if (side == CLAIM_GET && seq == turn(x + 1)) {
+            store_release(&s->seq, turn(x + g->ring)); /* R2, for the dead consumer */
+            fixed++;
+        }
+    }
+    /* RA3: release; the slots as repaired, to the next reader of the record. */
+    store_release(&d->claim, 0);
+    return fixed;
+}
+
+/* Repair the claim in the way at position p of side, if its holder died. */
+static bool repair(struct fipc_queue *q, const struct geom *g, uint64_t p, uint64_t side)
+{
+    int e = fipc__lock_acquire(&q->repair, 0);
+    if (e != 0 && e != -EOWNERDEAD)
+        return false; /* someone else is repairing */
+    unsigned fixed = 0;
+    /* RA1 / RA2: acquire pairs with the claim's CAS (a release). */
+    uint64_t limit = load_acquire(side == 0 ? &q->tail : &q->head);
+    struct claimer *dead = NULL;
+    if (!load_relaxed(&q->unrecorded) && (int64_t)(limit - p) > 0 &&
+        !live_claim(g, p, side, &dead) && dead)
+        fixed = repair_record(q, g, dead, p, limit, side);
+    fipc__lock_release(&q->repair);
+    if (fixed)
+        ec_notify(side == 0 ? &q->not_empty : &q->not_full);
+    return fixed > 0;
+}
+
+int fipc__mpmc_stuck(struct fipc_queue *q, const struct geom *g, bool put_side, struct hole *h)
+{
+    if (!g->claimers)
+        return -EAGAIN;
+    /* The position in the way and the turn it shows while held: a
+     * consumer waits at head behind a put's claim (turn p: claimed, not
+     * published); a producer waits at tail behind a get's claim one lap
+     * earlier (turn p + 1: read, not released). */
+    uint64_t p, side;
+    uint32_t held;
+    if (put_side) {
+        p = load_relaxed(&q->tail) - g->ring;
+        side = CLAIM_GET;
+        held = turn(p + 1);
+        /* relaxed: (a) is checked again under the repair lock. */
+        if ((int64_t)(load_relaxed(&q->head) - p) <= 0)
+            return -EAGAIN; /* simply full */
+    } else {
+        p = load_relaxed(&q->head);
+        side = 0;
+        held = turn(p);
+        if ((int64_t)(load_relaxed(&q->tail) - p) <= 0)
+            return -EAGAIN; /* simply empty */
+    }
+    /* relaxed: compared only; the repair reads it again with acquire. */
+    if (load_relaxed(&slot_at(g, p)->seq) != held)
+        return -EAGAIN; /* moved on meanwhile: look again */
+    int64_t now = fipc_now_ns();
+    if (h->pos != p || h->since == 0) {
+        *h = (struct hole){p, now};
+        return -EINPROGRESS;
+    }
+    if (now - h->since < HOLE_GRACE_NS)
+        return -EINPROGRESS;
+    if (!repair(q, g, p, side))
+        return -EINPROGRESS;
+    *h = (struct hole){0};
+    return 0;
+}
