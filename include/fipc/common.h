@@ -26,6 +26,16 @@
 extern "C" {
 #endif
 
+/* Marks the functions that libfipc exports.  The library is built with
+ * hidden visibility, so whatever its sources do not declare through these
+ * headers stays inside it; lib/fipc.map gives the exported ones their
+ * version. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FIPC_EXPORT __attribute__((visibility("default")))
+#else
+#define FIPC_EXPORT
+#endif
+
 #define FIPC_FOREVER ((int64_t)-1)
 
 /* Convenience conversions for timeout_ns arguments. */
@@ -37,7 +47,7 @@ typedef struct fipc_arena fipc_arena;
 
 /* A message for any fipc return code (0, a negative errno, or a count).
  * Never NULL; the string is static. */
-const char *fipc_strerror(int err);
+FIPC_EXPORT const char *fipc_strerror(int err);
 
 #ifdef __cplusplus
 }
