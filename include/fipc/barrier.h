@@ -28,7 +28,7 @@ extern "C" {
 #define FIPC_BARRIER_SIZE 16
 
 typedef struct fipc_barrier {
-    _Alignas(8) unsigned char opaque_[FIPC_BARRIER_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_BARRIER_SIZE];
 } fipc_barrier;
 
 /* Initialise for parties (1..65535) parties.  -EINVAL for NULL or a

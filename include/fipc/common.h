@@ -36,6 +36,15 @@ extern "C" {
 #define FIPC_EXPORT
 #endif
 
+/* The alignment of the opaque object types, in C and in C++ alike (the
+ * layout of an object in shared memory must not depend on the language of
+ * the program that maps it). */
+#ifdef __cplusplus
+#define FIPC_ALIGNAS(n) alignas(n)
+#else
+#define FIPC_ALIGNAS(n) _Alignas(n)
+#endif
+
 #define FIPC_FOREVER ((int64_t)-1)
 
 /* Convenience conversions for timeout_ns arguments. */

@@ -23,7 +23,7 @@ extern "C" {
 #define FIPC_COND_SIZE 16
 
 typedef struct fipc_cond {
-    _Alignas(8) unsigned char opaque_[FIPC_COND_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_COND_SIZE];
 } fipc_cond;
 
 /* Initialise with no waiters.  -EINVAL for NULL. */

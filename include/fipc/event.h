@@ -19,7 +19,7 @@ extern "C" {
 #define FIPC_EVENT_SIZE 8
 
 typedef struct fipc_event {
-    _Alignas(8) unsigned char opaque_[FIPC_EVENT_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_EVENT_SIZE];
 } fipc_event;
 
 /* Initialise a cleared event.  -EINVAL for NULL. */

@@ -36,11 +36,11 @@ extern "C" {
 #define FIPC_LOCK_SIZE 40
 
 typedef struct fipc_lock {
-    _Alignas(8) unsigned char opaque_[FIPC_LOCK_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_LOCK_SIZE];
 } fipc_lock;
 
 typedef struct fipc_rlock {
-    _Alignas(8) unsigned char opaque_[FIPC_LOCK_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_LOCK_SIZE];
 } fipc_rlock;
 
 /* Initialise a released lock.  -EINVAL for NULL.  Never on a held lock. */

@@ -22,7 +22,7 @@ extern "C" {
 #define FIPC_SEM_VALUE_MAX 0x7fffffffu
 
 typedef struct fipc_sem {
-    _Alignas(8) unsigned char opaque_[FIPC_SEM_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_SEM_SIZE];
 } fipc_sem;
 
 /* Initialise with value units.  -EINVAL for NULL or value above
