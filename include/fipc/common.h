@@ -48,9 +48,9 @@ extern "C" {
 #define FIPC_FOREVER ((int64_t)-1)
 
 /* Convenience conversions for timeout_ns arguments. */
-#define FIPC_USEC(n) ((int64_t)(n) * 1000)
-#define FIPC_MSEC(n) ((int64_t)(n) * 1000000)
-#define FIPC_SEC(n)  ((int64_t)(n) * 1000000000)
+#define FIPC_USEC(n) (1000 * (int64_t)(n))
+#define FIPC_MSEC(n) (1000000 * (int64_t)(n))
+#define FIPC_SEC(n)  (1000000000 * (int64_t)(n))
 
 typedef struct fipc_arena fipc_arena;
 

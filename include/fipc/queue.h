@@ -45,8 +45,8 @@ typedef struct fipc_queue fipc_queue;
  * bytes in arena a (NULL: the default arena).  Errors: -EINVAL (out NULL,
  * capacity or max_item 0 or above the limits, unknown flags), -ENOMEM (the
  * arena is full). */
-FIPC_EXPORT int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity,
-                                  size_t max_item, unsigned flags);
+FIPC_EXPORT int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t max_item,
+                                  unsigned flags);
 
 /* Append one message of len bytes.  0; -EMSGSIZE (len > max_item);
  * -EAGAIN (timeout_ns == 0) or -ETIMEDOUT when the queue stays full;

@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-#define FIPC_SEM_SIZE 16
+#define FIPC_SEM_SIZE      16
 #define FIPC_SEM_VALUE_MAX 0x7fffffffu
 
 typedef struct fipc_sem {

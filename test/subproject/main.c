@@ -23,10 +23,8 @@ int main(void)
         return 1;
     }
     err = fipc_queue_create(&q, arena, 4, sizeof buf, 0);
-    if (err == 0)
-        err = fipc_queue_put(q, msg, sizeof msg, 0);
-    if (err == 0)
-        err = fipc_queue_get(q, buf, sizeof buf, &len, 0);
+    if (err == 0) err = fipc_queue_put(q, msg, sizeof msg, 0);
+    if (err == 0) err = fipc_queue_get(q, buf, sizeof buf, &len, 0);
     if (err < 0) {
         fprintf(stderr, "fipc queue: %s\n", fipc_strerror(err));
         return 1;
