@@ -564,9 +564,9 @@ static void usage(FILE *f)
             "                  [--timeout SEC] [--list]\n"
             "  --quick         3 runs of ~0.1 s per case (default: 5 runs of ~0.4 s)\n"
             "  --runs N        runs per case (median of N; 1..%d)\n"
-            "  --filter SUBSTR only cases whose \"group/name\" contains SUBSTR\n"
-            "                  (repeatable: any may match; their baselines run too,\n"
-            "                  for the ratio)\n"
+            "  --filter SUBSTR only cases whose \"group/name\" contains SUBSTR, or\n"
+            "                  with ^SUBSTR starts with it (repeatable: any may\n"
+            "                  match; their baselines run too, for the ratio)\n"
             "  --csv PATH      where to write the rows (default bench-results.csv;\n"
             "                  \"-\" for none)\n"
             "  --timeout SEC   give up on one run after SEC seconds (default 120)\n"
@@ -639,13 +639,19 @@ static const struct bench_case *baseline_of(const struct bench_case *c)
     return c->baseline ? find_case(c->group, c->baseline) : c;
 }
 
+/* A filter selects the cases whose "group/name" contains it; one that
+ * starts with '^', those whose "group/name" starts with the rest (so that
+ * "^contended/" leaves "uncontended/" out). */
 static bool matches(const struct bench_case *c, const struct options *o)
 {
     if (o->nfilters == 0) return true;
     char full[256];
     snprintf(full, sizeof full, "%s/%s", c->group, c->name);
-    for (int i = 0; i < o->nfilters; i++)
-        if (strstr(full, o->filters[i])) return true;
+    for (int i = 0; i < o->nfilters; i++) {
+        const char *f = o->filters[i];
+        if (f[0] == '^' ? strncmp(full, f + 1, strlen(f + 1)) == 0 : strstr(full, f) != NULL)
+            return true;
+    }
     return false;
 }
 

@@ -16,8 +16,8 @@
 
 #include <fipc.h>
 
-#define COOKS        3
-#define DINERS       2
+#define COOKS         3
+#define DINERS        2
 #define BUNS_PER_COOK 5
 
 static const char *const cook_names[COOKS] = {"neo", "alex", "egon"};

@@ -34,7 +34,8 @@ static int sing(void *arg)
     struct person *me = arg;
     struct room *room = me->room;
 
-    if (fipc_sem_acquire(room->door, FIPC_FOREVER) < 0) return 1;
+    if (fipc_sem_acquire(room->door, FIPC_FOREVER) < 0)
+        return 1;
     unsigned now = __atomic_add_fetch(&room->inside, 1, __ATOMIC_ACQ_REL);
     unsigned most = __atomic_load_n(&room->most, __ATOMIC_RELAXED);
     while (now > most && !__atomic_compare_exchange_n(&room->most, &most, now, false,
@@ -53,13 +54,15 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line at a time, even into a pipe */
     struct room *room = fipc_arena_alloc(fipc_default_arena(), sizeof *room, 0);
-    if (!room || !(room->door = fipc_sem_new(NULL, SEATS))) return 1;
+    if (!room || !(room->door = fipc_sem_new(NULL, SEATS)))
+        return 1;
 
     fipc_process *p[PEOPLE];
     struct person people[PEOPLE];
     for (int i = 0; i < PEOPLE; i++) {
         people[i] = (struct person){room, i};
-        if (fipc_process_start(&p[i], sing, &people[i], NULL) < 0) return 1;
+        if (fipc_process_start(&p[i], sing, &people[i], NULL) < 0)
+            return 1;
     }
     int failed = 0;
     for (int i = 0; i < PEOPLE; i++) {

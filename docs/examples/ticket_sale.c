@@ -37,7 +37,8 @@ static long read_tickets(const char *path)
 {
     char buf[32] = "";
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
+    if (fd < 0)
+        return -1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     return n > 0 ? strtol(buf, NULL, 10) : -1;
@@ -46,7 +47,8 @@ static long read_tickets(const char *path)
 static int write_tickets(const char *path, long count)
 {
     FILE *f = fopen(path, "w");
-    if (!f) return -1;
+    if (!f)
+        return -1;
     fprintf(f, "%ld", count);
     return fclose(f);
 }
@@ -82,10 +84,12 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line at a time, even into a pipe */
     struct shop *shop = fipc_arena_alloc(fipc_default_arena(), sizeof *shop, 0);
-    if (!shop || !(shop->lock = fipc_lock_new(NULL))) return 1;
+    if (!shop || !(shop->lock = fipc_lock_new(NULL)))
+        return 1;
     strcpy(shop->path, "/tmp/fipc_ticket_XXXXXX");
     int fd = mkstemp(shop->path);
-    if (fd < 0) return 1;
+    if (fd < 0)
+        return 1;
     close(fd);
     write_tickets(shop->path, 1);
 
@@ -94,7 +98,8 @@ int main(void)
     for (int i = 0; i < BUYERS; i++) {
         buyers[i] = (struct buyer){shop, i};
         srand((unsigned)i); /* each child gets its own dawdling */
-        if (fipc_process_start(&p[i], buy_ticket, &buyers[i], NULL) < 0) return 1;
+        if (fipc_process_start(&p[i], buy_ticket, &buyers[i], NULL) < 0)
+            return 1;
     }
     int failed = 0;
     for (int i = 0; i < BUYERS; i++) {

@@ -48,8 +48,10 @@ static int traffic_light(void *arg)
 static int drive(void *arg)
 {
     struct car *me = arg;
-    if (!fipc_event_is_set(me->x->green)) printf("car %d waits at the red light\n", me->id);
-    if (fipc_event_wait(me->x->green, FIPC_FOREVER) != 0) return 1;
+    if (!fipc_event_is_set(me->x->green))
+        printf("car %d waits at the red light\n", me->id);
+    if (fipc_event_wait(me->x->green, FIPC_FOREVER) != 0)
+        return 1;
     printf("car %d passes\n", me->id);
     __atomic_fetch_add(&me->x->passed, 1, __ATOMIC_ACQ_REL);
     return 0;
@@ -59,16 +61,19 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line at a time, even into a pipe */
     struct crossing *x = fipc_arena_alloc(fipc_default_arena(), sizeof *x, 0);
-    if (!x || !(x->green = fipc_event_new(NULL))) return 1;
+    if (!x || !(x->green = fipc_event_new(NULL)))
+        return 1;
 
     fipc_process *light, *cars[CARS];
     struct car car[CARS];
-    if (fipc_process_start(&light, traffic_light, x, NULL) < 0) return 1;
+    if (fipc_process_start(&light, traffic_light, x, NULL) < 0)
+        return 1;
     srand(1);
     for (int i = 0; i < CARS; i++) {
         usleep(1000 * (unsigned)(rand() % 60)); /* cars arrive now and then */
         car[i] = (struct car){x, i};
-        if (fipc_process_start(&cars[i], drive, &car[i], NULL) < 0) return 1;
+        if (fipc_process_start(&cars[i], drive, &car[i], NULL) < 0)
+            return 1;
     }
 
     int failed = 0;

@@ -32,57 +32,57 @@ extern "C" {
  * name labels the memfd in /proc/PID/fd (may be NULL).  Errors: -EINVAL
  * (out NULL, max_bytes 0 or absurdly large), -ENOMEM/-EMFILE and other
  * memfd_create/ftruncate/mmap failures. */
-int fipc_arena_create(fipc_arena **out, const char *name, size_t max_bytes);
+FIPC_EXPORT int fipc_arena_create(fipc_arena **out, const char *name, size_t max_bytes);
 
 /* Map an arena from a descriptor that another process created.  The fd is
  * duplicated; the caller keeps its own.  Errors: -EINVAL (out NULL), -EBADF
  * (fd not open, or not a regular file), -EPROTO (too small, the header's
  * magic, version or size do not match the file, or the file's size is not
  * sealed against shrinking and growing as every arena's is), -ENOMEM. */
-int fipc_arena_attach(fipc_arena **out, int fd);
+FIPC_EXPORT int fipc_arena_attach(fipc_arena **out, int fd);
 
 /* The arena's descriptor (owned by the arena; close it through
  * fipc_arena_close).  -EINVAL for NULL. */
-int fipc_arena_fd(const fipc_arena *a);
+FIPC_EXPORT int fipc_arena_fd(const fipc_arena *a);
 
 /* size bytes aligned to align (a power of two, at most 4096; 0 means 16),
  * zero-filled.  NULL when the arena is full or the arguments are bad.
  * Lock-free; safe from any process. */
-void *fipc_arena_alloc(fipc_arena *a, size_t size, size_t align);
+FIPC_EXPORT void *fipc_arena_alloc(fipc_arena *a, size_t size, size_t align);
 
 /* Bytes handed out so far (header included) and the arena's total size. */
-size_t fipc_arena_used(const fipc_arena *a);
-size_t fipc_arena_size(const fipc_arena *a);
+FIPC_EXPORT size_t fipc_arena_used(const fipc_arena *a);
+FIPC_EXPORT size_t fipc_arena_size(const fipc_arena *a);
 
 /* Name obj (which must lie inside a) so that fipc_arena_lookup finds it.
  * Errors: -EINVAL (NULL, obj outside the arena, empty key),
  * -ENAMETOOLONG (key longer than FIPC_ARENA_KEY_MAX), -EEXIST (key taken),
  * -ENOSPC (directory full). */
-int fipc_arena_publish(fipc_arena *a, const char *key, const void *obj);
+FIPC_EXPORT int fipc_arena_publish(fipc_arena *a, const char *key, const void *obj);
 
 /* The object published under key, at this process's address; NULL if none. */
-void *fipc_arena_lookup(fipc_arena *a, const char *key);
+FIPC_EXPORT void *fipc_arena_lookup(fipc_arena *a, const char *key);
 
 /* Send the arena's descriptor over a connected AF_UNIX socket (SCM_RIGHTS).
  * Returns 0 or a negative errno from sendmsg (-EPIPE if the peer is gone;
  * never raises SIGPIPE). */
-int fipc_arena_send(int sock, const fipc_arena *a);
+FIPC_EXPORT int fipc_arena_send(int sock, const fipc_arena *a);
 
 /* Receive an arena sent by fipc_arena_send and attach it.  Errors: those of
  * recvmsg, -EPIPE (the peer closed the socket), -EPROTO (no descriptor
  * arrived), and those of fipc_arena_attach. */
-int fipc_arena_recv(int sock, fipc_arena **out);
+FIPC_EXPORT int fipc_arena_recv(int sock, fipc_arena **out);
 
 /* Unmap the arena in this process and close its descriptor.  Objects in it
  * stay valid in every other process that maps it.  NULL is ignored; the
  * default arena is never unmapped. */
-void fipc_arena_close(fipc_arena *a);
+FIPC_EXPORT void fipc_arena_close(fipc_arena *a);
 
 /* A process-wide arena created on first use (FIPC_DEFAULT_ARENA_BYTES, or
  * the size in the environment variable FIPC_ARENA_SIZE).  Children forked
  * after its creation inherit it.  Every _new/_create call accepts NULL to
  * mean this arena.  NULL only if it cannot be created. */
-fipc_arena *fipc_default_arena(void);
+FIPC_EXPORT fipc_arena *fipc_default_arena(void);
 
 #define FIPC_DEFAULT_ARENA_BYTES ((size_t)1 << 30)
 

@@ -28,38 +28,38 @@ extern "C" {
 #define FIPC_BARRIER_SIZE 16
 
 typedef struct fipc_barrier {
-    _Alignas(8) unsigned char opaque_[FIPC_BARRIER_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_BARRIER_SIZE];
 } fipc_barrier;
 
 /* Initialise for parties (1..65535) parties.  -EINVAL for NULL or a
  * parties count out of range. */
-int fipc_barrier_init(fipc_barrier *b, uint32_t parties);
+FIPC_EXPORT int fipc_barrier_init(fipc_barrier *b, uint32_t parties);
 
 /* A barrier in arena a (NULL: the default arena); NULL if the arena is
  * full or parties is out of range. */
-fipc_barrier *fipc_barrier_new(fipc_arena *a, uint32_t parties);
+FIPC_EXPORT fipc_barrier *fipc_barrier_new(fipc_arena *a, uint32_t parties);
 
 /* Wait until parties callers have arrived.  Returns the caller's arrival
  * index, 0..parties-1 (each index once per round).  -ECANCELED if the
  * barrier is or becomes broken (or is reset while waiting); a timeout
  * breaks the barrier and also returns -ECANCELED (timeout_ns == 0 with
  * other parties missing breaks it at once); -EINVAL for NULL. */
-int fipc_barrier_wait(fipc_barrier *b, int64_t timeout_ns);
+FIPC_EXPORT int fipc_barrier_wait(fipc_barrier *b, int64_t timeout_ns);
 
 /* Break the barrier: current and later waiters get -ECANCELED. */
-int fipc_barrier_abort(fipc_barrier *b);
+FIPC_EXPORT int fipc_barrier_abort(fipc_barrier *b);
 
 /* Return to the empty, unbroken state; current waiters get -ECANCELED. */
-int fipc_barrier_reset(fipc_barrier *b);
+FIPC_EXPORT int fipc_barrier_reset(fipc_barrier *b);
 
 /* The parties count, or -EINVAL for NULL. */
-int fipc_barrier_parties(const fipc_barrier *b);
+FIPC_EXPORT int fipc_barrier_parties(const fipc_barrier *b);
 
 /* How many parties wait in the current round (a snapshot), or -EINVAL. */
-int fipc_barrier_n_waiting(const fipc_barrier *b);
+FIPC_EXPORT int fipc_barrier_n_waiting(const fipc_barrier *b);
 
 /* Whether the barrier is broken.  false for NULL. */
-bool fipc_barrier_broken(const fipc_barrier *b);
+FIPC_EXPORT bool fipc_barrier_broken(const fipc_barrier *b);
 
 #ifdef __cplusplus
 }

@@ -26,18 +26,37 @@
 extern "C" {
 #endif
 
+/* Marks the functions that libfipc exports.  The library is built with
+ * hidden visibility, so whatever its sources do not declare through these
+ * headers stays inside it; lib/fipc.map gives the exported ones their
+ * version. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FIPC_EXPORT __attribute__((visibility("default")))
+#else
+#define FIPC_EXPORT
+#endif
+
+/* The alignment of the opaque object types, in C and in C++ alike (the
+ * layout of an object in shared memory must not depend on the language of
+ * the program that maps it). */
+#ifdef __cplusplus
+#define FIPC_ALIGNAS(n) alignas(n)
+#else
+#define FIPC_ALIGNAS(n) _Alignas(n)
+#endif
+
 #define FIPC_FOREVER ((int64_t)-1)
 
 /* Convenience conversions for timeout_ns arguments. */
-#define FIPC_USEC(n) ((int64_t)(n) * 1000)
-#define FIPC_MSEC(n) ((int64_t)(n) * 1000000)
-#define FIPC_SEC(n)  ((int64_t)(n) * 1000000000)
+#define FIPC_USEC(n) (1000 * (int64_t)(n))
+#define FIPC_MSEC(n) (1000000 * (int64_t)(n))
+#define FIPC_SEC(n)  (1000000000 * (int64_t)(n))
 
 typedef struct fipc_arena fipc_arena;
 
 /* A message for any fipc return code (0, a negative errno, or a count).
  * Never NULL; the string is static. */
-const char *fipc_strerror(int err);
+FIPC_EXPORT const char *fipc_strerror(int err);
 
 #ifdef __cplusplus
 }

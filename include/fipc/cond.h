@@ -23,38 +23,38 @@ extern "C" {
 #define FIPC_COND_SIZE 16
 
 typedef struct fipc_cond {
-    _Alignas(8) unsigned char opaque_[FIPC_COND_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_COND_SIZE];
 } fipc_cond;
 
 /* Initialise with no waiters.  -EINVAL for NULL. */
-int fipc_cond_init(fipc_cond *c);
+FIPC_EXPORT int fipc_cond_init(fipc_cond *c);
 
 /* A condition in arena a (NULL: the default arena); NULL if full. */
-fipc_cond *fipc_cond_new(fipc_arena *a);
+FIPC_EXPORT fipc_cond *fipc_cond_new(fipc_arena *a);
 
 /* Release l, wait for a notify, take l again.  The caller must hold l.
  * 0 when notified; -ETIMEDOUT (or -EAGAIN for timeout_ns == 0) when time ran
  * out, with l held again; -EOWNERDEAD (before any timeout) when l's
  * previous holder died while this thread waited (l is held); -EPERM if the
  * caller does not hold l; -EINVAL for NULL. */
-int fipc_cond_wait(fipc_cond *c, fipc_lock *l, int64_t timeout_ns);
+FIPC_EXPORT int fipc_cond_wait(fipc_cond *c, fipc_lock *l, int64_t timeout_ns);
 
 /* Wait until pred(arg) is true, re-checking after each wake-up, with one
  * deadline for the whole wait.  pred is called with l held.  0 once pred is
  * true; -ETIMEDOUT/-EAGAIN if it is still false when time runs out; the
  * other codes as fipc_cond_wait. */
-int fipc_cond_wait_for(fipc_cond *c, fipc_lock *l, bool (*pred)(void *), void *arg,
-                       int64_t timeout_ns);
+FIPC_EXPORT int fipc_cond_wait_for(fipc_cond *c, fipc_lock *l, bool (*pred)(void *), void *arg,
+                                   int64_t timeout_ns);
 
 /* Wake up to n of the current waiters.  Call with the lock held, as in
  * Python.  0, or -EINVAL for NULL. */
-int fipc_cond_notify(fipc_cond *c, uint32_t n);
+FIPC_EXPORT int fipc_cond_notify(fipc_cond *c, uint32_t n);
 
 /* Wake every current waiter.  0, or -EINVAL for NULL. */
-int fipc_cond_notify_all(fipc_cond *c);
+FIPC_EXPORT int fipc_cond_notify_all(fipc_cond *c);
 
 /* How many threads are waiting (a snapshot); -EINVAL for NULL. */
-int fipc_cond_n_waiting(const fipc_cond *c);
+FIPC_EXPORT int fipc_cond_n_waiting(const fipc_cond *c);
 
 #ifdef __cplusplus
 }

@@ -19,27 +19,27 @@ extern "C" {
 #define FIPC_EVENT_SIZE 8
 
 typedef struct fipc_event {
-    _Alignas(8) unsigned char opaque_[FIPC_EVENT_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_EVENT_SIZE];
 } fipc_event;
 
 /* Initialise a cleared event.  -EINVAL for NULL. */
-int fipc_event_init(fipc_event *e);
+FIPC_EXPORT int fipc_event_init(fipc_event *e);
 
 /* A cleared event in arena a (NULL: the default arena); NULL if full. */
-fipc_event *fipc_event_new(fipc_arena *a);
+FIPC_EXPORT fipc_event *fipc_event_new(fipc_arena *a);
 
 /* Set the flag and wake every waiter.  0, or -EINVAL for NULL. */
-int fipc_event_set(fipc_event *e);
+FIPC_EXPORT int fipc_event_set(fipc_event *e);
 
 /* Clear the flag.  0, or -EINVAL for NULL. */
-int fipc_event_clear(fipc_event *e);
+FIPC_EXPORT int fipc_event_clear(fipc_event *e);
 
 /* The flag (a snapshot).  false for NULL. */
-bool fipc_event_is_set(const fipc_event *e);
+FIPC_EXPORT bool fipc_event_is_set(const fipc_event *e);
 
 /* Wait until the flag is set.  0 once set (or set while this call slept);
  * -EAGAIN (timeout_ns == 0) or -ETIMEDOUT otherwise; -EINVAL for NULL. */
-int fipc_event_wait(fipc_event *e, int64_t timeout_ns);
+FIPC_EXPORT int fipc_event_wait(fipc_event *e, int64_t timeout_ns);
 
 #ifdef __cplusplus
 }

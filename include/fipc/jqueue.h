@@ -23,42 +23,43 @@ extern "C" {
 typedef struct fipc_jqueue fipc_jqueue;
 
 /* As fipc_queue_create. */
-int fipc_jqueue_create(fipc_jqueue **out, fipc_arena *a, size_t capacity, size_t max_item,
-                       unsigned flags);
+FIPC_EXPORT int fipc_jqueue_create(fipc_jqueue **out, fipc_arena *a, size_t capacity,
+                                   size_t max_item, unsigned flags);
 
 /* As the fipc_queue calls; put and put_many count every item appended. */
-int fipc_jqueue_put(fipc_jqueue *q, const void *item, size_t len, int64_t timeout_ns);
-int fipc_jqueue_get(fipc_jqueue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
-int fipc_jqueue_put_many(fipc_jqueue *q, const struct iovec *items, size_t n,
-                         int64_t timeout_ns);
-int fipc_jqueue_get_many(fipc_jqueue *q, void *buf, size_t stride, size_t *lens, size_t n,
-                         int64_t timeout_ns);
-size_t fipc_jqueue_qsize(const fipc_jqueue *q);
-bool fipc_jqueue_empty(const fipc_jqueue *q);
-bool fipc_jqueue_full(const fipc_jqueue *q);
-size_t fipc_jqueue_capacity(const fipc_jqueue *q);
-size_t fipc_jqueue_max_item(const fipc_jqueue *q);
-int fipc_jqueue_close(fipc_jqueue *q);
-bool fipc_jqueue_closed(const fipc_jqueue *q);
+FIPC_EXPORT int fipc_jqueue_put(fipc_jqueue *q, const void *item, size_t len, int64_t timeout_ns);
+FIPC_EXPORT int fipc_jqueue_get(fipc_jqueue *q, void *buf, size_t cap, size_t *len,
+                                int64_t timeout_ns);
+FIPC_EXPORT int fipc_jqueue_put_many(fipc_jqueue *q, const struct iovec *items, size_t n,
+                                     int64_t timeout_ns);
+FIPC_EXPORT int fipc_jqueue_get_many(fipc_jqueue *q, void *buf, size_t stride, size_t *lens,
+                                     size_t n, int64_t timeout_ns);
+FIPC_EXPORT size_t fipc_jqueue_qsize(const fipc_jqueue *q);
+FIPC_EXPORT bool fipc_jqueue_empty(const fipc_jqueue *q);
+FIPC_EXPORT bool fipc_jqueue_full(const fipc_jqueue *q);
+FIPC_EXPORT size_t fipc_jqueue_capacity(const fipc_jqueue *q);
+FIPC_EXPORT size_t fipc_jqueue_max_item(const fipc_jqueue *q);
+FIPC_EXPORT int fipc_jqueue_close(fipc_jqueue *q);
+FIPC_EXPORT bool fipc_jqueue_closed(const fipc_jqueue *q);
 
 /* The underlying queue (for code written against fipc_queue).  Items put
  * through it directly are not counted. */
-fipc_queue *fipc_jqueue_queue(fipc_jqueue *q);
+FIPC_EXPORT fipc_queue *fipc_jqueue_queue(fipc_jqueue *q);
 
 /* One item is finished.  0; -EOVERFLOW if no item is unfinished (more
  * calls than items put; nothing changes); -EINVAL for NULL. */
-int fipc_jqueue_task_done(fipc_jqueue *q);
+FIPC_EXPORT int fipc_jqueue_task_done(fipc_jqueue *q);
 
 /* n items are finished at once.  0; -EOVERFLOW if fewer than n are
  * unfinished (nothing changes); -EINVAL for NULL. */
-int fipc_jqueue_task_done_many(fipc_jqueue *q, size_t n);
+FIPC_EXPORT int fipc_jqueue_task_done_many(fipc_jqueue *q, size_t n);
 
 /* Wait until every item put has been marked done.  0 (at once if none is
  * unfinished); -EAGAIN (timeout_ns == 0) or -ETIMEDOUT; -EINVAL for NULL. */
-int fipc_jqueue_join(fipc_jqueue *q, int64_t timeout_ns);
+FIPC_EXPORT int fipc_jqueue_join(fipc_jqueue *q, int64_t timeout_ns);
 
 /* Items put but not yet marked done (a snapshot); 0 for NULL. */
-size_t fipc_jqueue_unfinished(const fipc_jqueue *q);
+FIPC_EXPORT size_t fipc_jqueue_unfinished(const fipc_jqueue *q);
 
 #ifdef __cplusplus
 }

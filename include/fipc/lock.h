@@ -36,19 +36,19 @@ extern "C" {
 #define FIPC_LOCK_SIZE 40
 
 typedef struct fipc_lock {
-    _Alignas(8) unsigned char opaque_[FIPC_LOCK_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_LOCK_SIZE];
 } fipc_lock;
 
 typedef struct fipc_rlock {
-    _Alignas(8) unsigned char opaque_[FIPC_LOCK_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_LOCK_SIZE];
 } fipc_rlock;
 
 /* Initialise a released lock.  -EINVAL for NULL.  Never on a held lock. */
-int fipc_lock_init(fipc_lock *l);
+FIPC_EXPORT int fipc_lock_init(fipc_lock *l);
 
 /* A released lock allocated in arena a (NULL: the default arena); NULL if
  * the arena is full. */
-fipc_lock *fipc_lock_new(fipc_arena *a);
+FIPC_EXPORT fipc_lock *fipc_lock_new(fipc_arena *a);
 
 /* Take the lock.  0; -EOWNERDEAD: taken, but the previous owner died
  * holding it; -EAGAIN (timeout_ns == 0) when any thread holds it, the caller
@@ -56,24 +56,24 @@ fipc_lock *fipc_lock_new(fipc_arena *a);
  * already holds it and timeout_ns is not 0 (the wait could never end);
  * -EINVAL for NULL.  The calling thread must come from fork() or a thread
  * library (the thread id fipc caches is reset by an atfork handler). */
-int fipc_lock_acquire(fipc_lock *l, int64_t timeout_ns);
+FIPC_EXPORT int fipc_lock_acquire(fipc_lock *l, int64_t timeout_ns);
 
 /* Release the lock.  0; -EPERM if the calling thread does not hold it;
  * -EINVAL for NULL. */
-int fipc_lock_release(fipc_lock *l);
+FIPC_EXPORT int fipc_lock_release(fipc_lock *l);
 
 /* Whether some thread holds the lock (a snapshot).  false for NULL. */
-bool fipc_lock_locked(const fipc_lock *l);
+FIPC_EXPORT bool fipc_lock_locked(const fipc_lock *l);
 
 /* Recursive lock: the owner may acquire it again; it is released when
  * every acquire has been matched by a release.  Same codes as fipc_lock,
  * except that a second acquire by the owner succeeds (-EOVERFLOW past
  * 2^32 - 1 levels). */
-int fipc_rlock_init(fipc_rlock *l);
-fipc_rlock *fipc_rlock_new(fipc_arena *a);
-int fipc_rlock_acquire(fipc_rlock *l, int64_t timeout_ns);
-int fipc_rlock_release(fipc_rlock *l);
-bool fipc_rlock_locked(const fipc_rlock *l);
+FIPC_EXPORT int fipc_rlock_init(fipc_rlock *l);
+FIPC_EXPORT fipc_rlock *fipc_rlock_new(fipc_arena *a);
+FIPC_EXPORT int fipc_rlock_acquire(fipc_rlock *l, int64_t timeout_ns);
+FIPC_EXPORT int fipc_rlock_release(fipc_rlock *l);
+FIPC_EXPORT bool fipc_rlock_locked(const fipc_rlock *l);
 
 #ifdef __cplusplus
 }

@@ -34,44 +34,44 @@ typedef struct fipc_process_opts {
  * opts may be NULL.  Errors: -EINVAL (out or target NULL), -EPERM (the
  * caller is a daemon child), -ENOMEM, -EAGAIN (fork limits), and other
  * fork/pidfd_open failures. */
-int fipc_process_start(fipc_process **out, int (*target)(void *), void *arg,
-                       const fipc_process_opts *opts);
+FIPC_EXPORT int fipc_process_start(fipc_process **out, int (*target)(void *), void *arg,
+                                   const fipc_process_opts *opts);
 
 /* Wait for the child to end and reap it.  0 once it has ended (at once if
  * it already had); -EAGAIN (timeout_ns == 0) or -ETIMEDOUT while it runs;
  * -EINVAL for NULL. */
-int fipc_process_join(fipc_process *p, int64_t timeout_ns);
+FIPC_EXPORT int fipc_process_join(fipc_process *p, int64_t timeout_ns);
 
 /* Whether the child still runs (reaps it if it has ended).  false for NULL. */
-bool fipc_process_is_alive(fipc_process *p);
+FIPC_EXPORT bool fipc_process_is_alive(fipc_process *p);
 
 /* The child's pid (stays valid to read after it ends), or -1 for NULL. */
-pid_t fipc_process_pid(const fipc_process *p);
+FIPC_EXPORT pid_t fipc_process_pid(const fipc_process *p);
 
 /* The child's name; "" for NULL. */
-const char *fipc_process_name(const fipc_process *p);
+FIPC_EXPORT const char *fipc_process_name(const fipc_process *p);
 
 /* Whether the child was started as a daemon. */
-bool fipc_process_daemon(const fipc_process *p);
+FIPC_EXPORT bool fipc_process_daemon(const fipc_process *p);
 
 /* As Python reports it: *code is the exit status, or minus the number of
  * the signal that killed the child.  Reaps the child if it has ended.  0;
  * -EAGAIN while the child runs; -ECHILD if something else in this process
  * reaped it (SIGCHLD ignored, or waitpid(-1)), so its status is lost;
  * -EINVAL for NULL. */
-int fipc_process_exitcode(const fipc_process *p, int *code);
+FIPC_EXPORT int fipc_process_exitcode(const fipc_process *p, int *code);
 
 /* Send SIGTERM / SIGKILL.  0 (also when the child has already ended);
  * -EINVAL for NULL; other pidfd_send_signal failures. */
-int fipc_process_terminate(fipc_process *p);
-int fipc_process_kill(fipc_process *p);
+FIPC_EXPORT int fipc_process_terminate(fipc_process *p);
+FIPC_EXPORT int fipc_process_kill(fipc_process *p);
 
 /* Release the handle.  A child still running is neither killed nor
  * waited for.  NULL is ignored. */
-void fipc_process_free(fipc_process *p);
+FIPC_EXPORT void fipc_process_free(fipc_process *p);
 
 /* Whether the calling process is a daemon child started by fipc. */
-bool fipc_process_current_is_daemon(void);
+FIPC_EXPORT bool fipc_process_current_is_daemon(void);
 
 #ifdef __cplusplus
 }

@@ -45,47 +45,49 @@ typedef struct fipc_queue fipc_queue;
  * bytes in arena a (NULL: the default arena).  Errors: -EINVAL (out NULL,
  * capacity or max_item 0 or above the limits, unknown flags), -ENOMEM (the
  * arena is full). */
-int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t max_item,
-                      unsigned flags);
+FIPC_EXPORT int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t max_item,
+                                  unsigned flags);
 
 /* Append one message of len bytes.  0; -EMSGSIZE (len > max_item);
  * -EAGAIN (timeout_ns == 0) or -ETIMEDOUT when the queue stays full;
  * -EPIPE once closed (also for a put asleep on a full queue when it is
  * closed); -EINVAL (q NULL, or item NULL with len > 0). */
-int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns);
+FIPC_EXPORT int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns);
 
 /* Take the oldest message into buf and its length into *len.  cap must be
  * at least max_item.  0; -EAGAIN/-ETIMEDOUT when the queue stays empty;
  * -EPIPE once closed and drained; -EINVAL (NULL arguments, cap < max_item;
  * nothing is taken). */
-int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+FIPC_EXPORT int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len,
+                               int64_t timeout_ns);
 
 /* Append up to n messages (items[i].iov_base, .iov_len), in order, claiming
  * as many free slots as are available with one atomic operation; waits as
  * put does only while no slot at all is free.  Returns how many were
  * appended (>= 1), or put's errors for the first message (-EMSGSIZE if
  * any item is too long: nothing is appended). */
-int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int64_t timeout_ns);
+FIPC_EXPORT int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n,
+                                    int64_t timeout_ns);
 
 /* Take up to n messages: message i into buf + i * stride, its length into
  * lens[i].  Waits as get does only while the queue is empty.  Returns how
  * many were taken (>= 1), or get's errors; stride < max_item is -EINVAL
  * and takes nothing. */
-int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
-                        int64_t timeout_ns);
+FIPC_EXPORT int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
+                                    int64_t timeout_ns);
 
 /* Snapshots, as in Python: they may be stale by the time they return.
  * 0 or false for NULL. */
-size_t fipc_queue_qsize(const fipc_queue *q);
-bool fipc_queue_empty(const fipc_queue *q);
-bool fipc_queue_full(const fipc_queue *q);
-size_t fipc_queue_capacity(const fipc_queue *q);
-size_t fipc_queue_max_item(const fipc_queue *q);
+FIPC_EXPORT size_t fipc_queue_qsize(const fipc_queue *q);
+FIPC_EXPORT bool fipc_queue_empty(const fipc_queue *q);
+FIPC_EXPORT bool fipc_queue_full(const fipc_queue *q);
+FIPC_EXPORT size_t fipc_queue_capacity(const fipc_queue *q);
+FIPC_EXPORT size_t fipc_queue_max_item(const fipc_queue *q);
 
 /* Close: no more puts; sleeping producers and consumers wake.  Idempotent.
  * 0, or -EINVAL for NULL. */
-int fipc_queue_close(fipc_queue *q);
-bool fipc_queue_closed(const fipc_queue *q);
+FIPC_EXPORT int fipc_queue_close(fipc_queue *q);
+FIPC_EXPORT bool fipc_queue_closed(const fipc_queue *q);
 
 #ifdef __cplusplus
 }

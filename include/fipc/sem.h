@@ -18,36 +18,36 @@
 extern "C" {
 #endif
 
-#define FIPC_SEM_SIZE 16
+#define FIPC_SEM_SIZE      16
 #define FIPC_SEM_VALUE_MAX 0x7fffffffu
 
 typedef struct fipc_sem {
-    _Alignas(8) unsigned char opaque_[FIPC_SEM_SIZE];
+    FIPC_ALIGNAS(8) unsigned char opaque_[FIPC_SEM_SIZE];
 } fipc_sem;
 
 /* Initialise with value units.  -EINVAL for NULL or value above
  * FIPC_SEM_VALUE_MAX. */
-int fipc_sem_init(fipc_sem *s, uint32_t value);
+FIPC_EXPORT int fipc_sem_init(fipc_sem *s, uint32_t value);
 
 /* A bounded semaphore: a release that would raise the value above the
  * initial value fails with -EOVERFLOW and changes nothing. */
-int fipc_sem_init_bounded(fipc_sem *s, uint32_t value);
+FIPC_EXPORT int fipc_sem_init_bounded(fipc_sem *s, uint32_t value);
 
 /* The same, allocated in arena a (NULL: the default arena).  NULL if the
  * arena is full or value is out of range. */
-fipc_sem *fipc_sem_new(fipc_arena *a, uint32_t value);
-fipc_sem *fipc_sem_new_bounded(fipc_arena *a, uint32_t value);
+FIPC_EXPORT fipc_sem *fipc_sem_new(fipc_arena *a, uint32_t value);
+FIPC_EXPORT fipc_sem *fipc_sem_new_bounded(fipc_arena *a, uint32_t value);
 
 /* Take one unit (P).  0; -EAGAIN (timeout_ns == 0) or -ETIMEDOUT when the
  * value stayed 0; -EINVAL for NULL. */
-int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns);
+FIPC_EXPORT int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns);
 
 /* Give one unit back (V).  0; -EOVERFLOW for a bounded semaphore at its
  * initial value, or any semaphore at FIPC_SEM_VALUE_MAX; -EINVAL for NULL. */
-int fipc_sem_release(fipc_sem *s);
+FIPC_EXPORT int fipc_sem_release(fipc_sem *s);
 
 /* The current value (a snapshot), or -EINVAL for NULL. */
-int fipc_sem_value(const fipc_sem *s);
+FIPC_EXPORT int fipc_sem_value(const fipc_sem *s);
 
 #ifdef __cplusplus
 }
