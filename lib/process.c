@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -67,6 +68,13 @@ static void run_child(int (*target)(void *), void *arg, bool daemon, pid_t paren
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
             raise(SIGKILL); /* as if the signal had come */
     }
+    /* Output that other threads of the parent buffered in stdout or stderr
+     * after start's fflush(NULL) was copied into this child; the parent
+     * writes it, so it must not be written here a second time by the
+     * fflush below (or by target).  Other FILE streams cannot be listed;
+     * see "Caveats" in docs/process.md. */
+    __fpurge(stdout);
+    __fpurge(stderr);
     int code = target(arg);
     fflush(NULL);
     /* _exit: the parent's atexit handlers and buffers are not ours. */

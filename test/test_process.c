@@ -30,6 +30,11 @@ static int return_zero_and_record_pid(void *arg)
     return 0;
 }
 
+static int return_zero(void *arg)
+{
+    return 0;
+}
+
 static int return_three(void *arg)
 {
     return 3;
@@ -536,6 +541,154 @@ Test(process, non_daemon_child_outlives_its_parent, .timeout = 30)
     close(pidfd);
     cr_assert_eq(r, 0, "a non-daemon child died with its parent");
     cr_assert(cleaned, "SIGKILL did not end the orphan");
+}
+
+/* ---------------------------------------------------------------- */
+/* Standard streams                                                  */
+/* ---------------------------------------------------------------- */
+
+/* stdout and stderr of a forked test child go to memfds, fully buffered
+ * (as for files), so that what reaches them can be read back. */
+static char out_buf[4096], err_buf[4096];
+
+static bool capture_stdout_and_stderr(int *out, int *err)
+{
+    fflush(stdout);
+    fflush(stderr);
+    *out = memfd_create("stdout", 0);
+    *err = memfd_create("stderr", 0);
+    return *out >= 0 && *err >= 0 && dup2(*out, 1) == 1 && dup2(*err, 2) == 2 &&
+           setvbuf(stdout, out_buf, _IOFBF, sizeof out_buf) == 0 &&
+           setvbuf(stderr, err_buf, _IOFBF, sizeof err_buf) == 0;
+}
+
+/* What was written to fd so far, NUL-terminated (free it), or NULL. */
+static char *written_to(int fd)
+{
+    off_t n = lseek(fd, 0, SEEK_END);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!s || pread(fd, s, (size_t)n, 0) != n) {
+        free(s);
+        return NULL;
+    }
+    s[n] = '\0';
+    return s;
+}
+
+static int occurrences(const char *s, const char *line)
+{
+    int n = 0;
+    for (const char *at = s; (at = strstr(at, line)); at += strlen(line))
+        n++;
+    return n;
+}
+
+/* A prepare fork handler runs after start's fflush(NULL), just before the
+ * fork: output buffered here is what another thread's printf leaves in
+ * the buffer when it lands between that flush and the fork. */
+static void print_between_flush_and_fork(void)
+{
+    fputs("parent line\n", stdout);
+    fputs("parent line\n", stderr);
+}
+
+static int print_a_child_line(void *arg)
+{
+    fputs("child line\n", stdout);
+    fputs("child line\n", stderr);
+    return 0;
+}
+
+static int each_line_once(int i, void *arg)
+{
+    int out, err;
+    CHILD_CHECK(capture_stdout_and_stderr(&out, &err), 1);
+    CHILD_CHECK(pthread_atfork(print_between_flush_and_fork, NULL, NULL) == 0, 2);
+    fipc_process *p;
+    CHILD_CHECK(fipc_process_start(&p, print_a_child_line, NULL, NULL) == 0, 3);
+    int code = -1;
+    CHILD_CHECK(fipc_process_join(p, LIMIT_NS) == 0, 4);
+    CHILD_CHECK(fipc_process_exitcode(p, &code) == 0 && code == 0, 5);
+    fipc_process_free(p);
+    fflush(stdout);
+    fflush(stderr);
+    char *o = written_to(out), *e = written_to(err);
+    CHILD_CHECK(o && e, 6);
+    /* The child's own lines are written (once): the purge is of what it
+     * inherited only. */
+    CHILD_CHECK(occurrences(o, "child line\n") == 1, 7);
+    CHILD_CHECK(occurrences(e, "child line\n") == 1, 8);
+    CHILD_CHECK(occurrences(o, "parent line\n") == 1, 9);
+    CHILD_CHECK(occurrences(e, "parent line\n") == 1, 10);
+    return CHILD_OK;
+}
+
+/* The parent writes what it buffered; the child must not write it again
+ * when it flushes stdio at its exit. */
+Test(process, child_does_not_write_output_the_parent_buffered_before_the_fork, .timeout = 30)
+{
+    pid_t pid = test_fork(each_line_once, 0, NULL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "died of signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    cr_assert_eq(WEXITSTATUS(status), 0,
+                 "failed check %d (9, 10: a line the parent had buffered was written twice)",
+                 WEXITSTATUS(status));
+}
+
+struct logger {
+    bool stop; /* atomic */
+};
+
+static void *log_lines(void *arg)
+{
+    struct logger *l = arg;
+    for (long i = 0; !__atomic_load_n(&l->stop, __ATOMIC_RELAXED); i++)
+        printf("log line %ld\n", i);
+    return NULL;
+}
+
+/* The case as it comes: a thread logs to stdout (a file, so fully
+ * buffered) while another starts children that print nothing.  The log
+ * must read 0, 1, 2, ... with no line twice. */
+static int log_while_starting(int i, void *arg)
+{
+    int out, err;
+    CHILD_CHECK(capture_stdout_and_stderr(&out, &err), 1);
+    struct logger l = {.stop = false};
+    pthread_t t;
+    CHILD_CHECK(pthread_create(&t, NULL, log_lines, &l) == 0, 2);
+    for (int n = 0; n < 100; n++) {
+        fipc_process *p;
+        CHILD_CHECK(fipc_process_start(&p, return_zero, NULL, NULL) == 0, 3);
+        CHILD_CHECK(fipc_process_join(p, LIMIT_NS) == 0, 4);
+        fipc_process_free(p);
+    }
+    __atomic_store_n(&l.stop, true, __ATOMIC_RELAXED);
+    pthread_join(t, NULL);
+    fflush(stdout);
+    char *o = written_to(out);
+    CHILD_CHECK(o, 5);
+    const char *prefix = "log line ";
+    long want = 0;
+    for (char *at = o; *at; want++) {
+        CHILD_CHECK(strncmp(at, prefix, strlen(prefix)) == 0, 6);
+        long got = strtol(at + strlen(prefix), &at, 10);
+        CHILD_CHECK(*at++ == '\n', 6);
+        CHILD_CHECK(got == want, 7); /* a line twice (or lost) */
+    }
+    CHILD_CHECK(want > 0, 8);
+    return CHILD_OK;
+}
+
+Test(process, children_do_not_repeat_what_other_threads_logged, .timeout = 30)
+{
+    pid_t pid = test_fork(log_while_starting, 0, NULL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "died of signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    cr_assert_eq(WEXITSTATUS(status), 0, "failed check %d (6, 7: a line twice, or cut)",
+                 WEXITSTATUS(status));
 }
 
 /* ---------------------------------------------------------------- */
