@@ -9,6 +9,15 @@
  * child already reaped by then is reported as ended, its status lost.
  * join polls the pidfd (readable once the child has ended) with the time
  * that remains, then reaps with waitid(P_PIDFD).
+ *
+ * reaping
+ *   join, is_alive and exitcode may run in several threads at once on one
+ *   handle.  The handle's state word (below) changes once, by CAS, from
+ *   RUNNING to EXITED(code) or LOST; a thread first reads the status with
+ *   waitid(WNOWAIT), which leaves the child a zombie, publishes it, and
+ *   only then reaps.  So a thread whose waitid finds the child gone
+ *   (ECHILD) after another thread has reaped it also finds the state word
+ *   set, and only a reaper outside fipc makes the status LOST.
  */
 #include <poll.h>
 #include <signal.h>
@@ -30,13 +39,27 @@
 #define P_PIDFD 3
 #endif
 
+/*
+ * The state word of a handle (process-private, shared by the threads that
+ * use the handle):
+ *
+ *   STATE_RUNNING        not reaped yet (it may have ended: a zombie)
+ *   STATE_LOST           ended and reaped by something else in this
+ *                        process: the status is unknown
+ *   STATE_EXITED(code)   reaped by fipc; code is the exit status 0..255 or
+ *                        minus the signal number (-1..-127)
+ */
+#define STATE_RUNNING 0
+#define STATE_LOST    1
+#define STATE_EXITED_BASE 0x1000
+#define STATE_EXITED(code) (STATE_EXITED_BASE + (code))
+#define STATE_CODE(state)  ((state) - STATE_EXITED_BASE)
+
 struct fipc_process {
     pid_t pid;
-    int pidfd;
+    int pidfd; /* -1 only when the child was gone before start got one */
     bool daemon;
-    bool reaped;
-    bool status_lost; /* reaped by someone else: exit code unknown */
-    int exitcode;     /* valid once reaped, unless status_lost */
+    int state; /* see above; changes once, by CAS */
     char name[64];
 };
 
@@ -114,7 +137,7 @@ int fipc_process_start(fipc_process **out, int (*target)(void *), void *arg,
     p->pidfd = pidfd_open(pid);
     if (p->pidfd < 0 && errno == ESRCH) {
         /* Ended and reaped already: SIGCHLD is ignored. */
-        p->reaped = p->status_lost = true;
+        p->state = STATE_LOST;
         *out = p;
         return 0;
     }
@@ -129,26 +152,41 @@ int fipc_process_start(fipc_process **out, int (*target)(void *), void *arg,
     return 0;
 }
 
-/* Reap the child if it has ended; true once reaped. */
+/* Collect the child if it has ended; true once it is reaped (by whoever). */
 static bool try_reap(fipc_process *p)
 {
-    if (p->reaped)
-        return true;
+    /* Acquire pairs with the CAS below in another thread; the word itself
+     * carries all there is to know (relaxed would do), acquire/release
+     * only states the pairing. */
+    int state = load_acquire(&p->state);
+    if (state != STATE_RUNNING)
+        return true; /* also every handle without a pidfd: those are LOST */
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0) {
-        if (errno != ECHILD)
-            return false;
-        /* Somebody else reaped the child (SIGCHLD ignored, or a waitpid(-1)
-         * elsewhere): it has ended, but its status is gone. */
-        p->reaped = true;
-        p->status_lost = true;
-        return true;
+    int r;
+    do
+        r = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | WNOWAIT);
+    while (r < 0 && errno == EINTR);
+    int next;
+    if (r < 0 && errno == ECHILD) {
+        /* Gone: reaped by another thread through this handle (it set the
+         * state word before reaping, and the kernel's wait lock orders that
+         * before our ECHILD, so the CAS below fails and we take its
+         * state), or by something outside fipc: status lost. */
+        next = STATE_LOST;
+    } else if (r < 0 || si.si_pid == 0) {
+        return false; /* still running (other errors: cannot tell; not yet) */
+    } else {
+        next = STATE_EXITED(si.si_code == CLD_EXITED ? si.si_status : -si.si_status);
     }
-    if (si.si_pid == 0)
-        return false;
-    p->reaped = true;
-    p->exitcode = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+    int expected = STATE_RUNNING;
+    /* Release pairs with the load_acquire above in other threads.  Whoever
+     * wins reaps the zombie it peeked at; a loser saw the same status. */
+    if (cas_acqrel(&p->state, &expected, next) && next != STATE_LOST) {
+        do
+            r = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG);
+        while (r < 0 && errno == EINTR);
+    }
     return true;
 }
 
@@ -200,9 +238,11 @@ int fipc_process_exitcode(const fipc_process *p, int *code)
         return -EINVAL;
     if (!try_reap((fipc_process *)p))
         return -EAGAIN;
-    if (p->status_lost)
+    /* Acquire: as in try_reap, which has set the word (or seen it set). */
+    int state = load_acquire(&p->state);
+    if (state == STATE_LOST)
         return -ECHILD;
-    *code = p->exitcode;
+    *code = STATE_CODE(state);
     return 0;
 }
 
@@ -210,7 +250,9 @@ static int send_signal(fipc_process *p, int sig)
 {
     if (!p)
         return -EINVAL;
-    if (p->reaped)
+    /* Relaxed: a stale RUNNING only costs a signal that the pidfd refuses
+     * with ESRCH. */
+    if (load_relaxed(&p->state) != STATE_RUNNING || p->pidfd < 0)
         return 0;
     if (pidfd_send_signal(p->pidfd, sig) < 0)
         return errno == ESRCH ? 0 : -errno;

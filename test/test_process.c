@@ -319,6 +319,122 @@ Test(process, join_is_not_interrupted_by_signals, .timeout = 30)
 }
 
 /* ---------------------------------------------------------------- */
+/* Several threads on one handle                                     */
+/* ---------------------------------------------------------------- */
+
+/* Python lets several threads join one Process and ask is_alive or
+ * exitcode meanwhile.  In each round four threads go at one child as it
+ * ends: two join it, one asks is_alive until it says no, one asks for the
+ * exit code until it has one.  Each must see the child's status, however
+ * the reaping falls between them: none may find the child reaped by
+ * another thread and report its status lost (-ECHILD). */
+#define CROWD_ROUNDS 150
+#define CROWD 4
+
+struct crowd {
+    pthread_barrier_t go, done;
+    fipc_process *p;
+    bool stop;
+    int seen[CROWD]; /* the exit code each thread saw, or -1000 + its error */
+};
+
+static int return_42_when_released(void *arg)
+{
+    struct shm *s = arg;
+    /* Released once the threads are on their way; the round is in value. */
+    if (!test_wait_until_at_least(&s->release, (uint32_t)s->value, FIPC_SEC(20)))
+        return 99;
+    return 42;
+}
+
+static int crowd_exitcode(fipc_process *p)
+{
+    int code = 0, r = fipc_process_exitcode(p, &code);
+    return r == 0 ? code : -1000 + r;
+}
+
+struct crowd_arg {
+    struct crowd *c;
+    int i;
+};
+
+static void *crowd_thread(void *arg)
+{
+    struct crowd *c = ((struct crowd_arg *)arg)->c;
+    int i = ((struct crowd_arg *)arg)->i;
+    for (;;) {
+        pthread_barrier_wait(&c->go);
+        if (c->stop)
+            return NULL;
+        fipc_process *p = c->p;
+        int64_t end = test_now_ns() + LIMIT_NS;
+        int seen;
+        if (i < 2) {
+            int r = fipc_process_join(p, LIMIT_NS);
+            seen = r == 0 ? crowd_exitcode(p) : -1000 + r;
+        } else if (i == 2) {
+            while (fipc_process_is_alive(p) && test_now_ns() < end)
+                sched_yield();
+            seen = crowd_exitcode(p);
+        } else {
+            int code = 0, r;
+            while ((r = fipc_process_exitcode(p, &code)) == -EAGAIN && test_now_ns() < end)
+                sched_yield();
+            seen = r == 0 ? code : -1000 + r;
+        }
+        c->seen[i] = seen;
+        pthread_barrier_wait(&c->done);
+    }
+}
+
+Test(process, every_thread_joining_one_child_sees_its_exit_status, .timeout = 60)
+{
+    struct shm *s = test_shared(sizeof *s);
+    struct crowd c = {.stop = false};
+    struct crowd_arg args[CROWD];
+    pthread_t t[CROWD];
+    cr_assert_eq(pthread_barrier_init(&c.go, NULL, CROWD + 1), 0);
+    cr_assert_eq(pthread_barrier_init(&c.done, NULL, CROWD + 1), 0);
+    for (int i = 0; i < CROWD; i++) {
+        args[i] = (struct crowd_arg){.c = &c, .i = i};
+        cr_assert_eq(pthread_create(&t[i], NULL, crowd_thread, &args[i]), 0);
+    }
+    int wrong = 0, first_round = -1, first_thread = -1, first_seen = 0;
+    for (int round = 1; round <= CROWD_ROUNDS; round++) {
+        s->value = round;
+        cr_assert_eq(fipc_process_start(&c.p, return_42_when_released, s, NULL), 0);
+        pthread_barrier_wait(&c.go);
+        __atomic_store_n(&s->release, (uint32_t)round, __ATOMIC_RELEASE);
+        pthread_barrier_wait(&c.done);
+        /* And afterwards (as thread CROWD) every call agrees. */
+        int after = -3000; /* still alive */
+        if (!fipc_process_is_alive(c.p)) {
+            int r = fipc_process_join(c.p, 0);
+            after = r == 0 ? crowd_exitcode(c.p) : -1000 + r;
+        }
+        for (int i = 0; i <= CROWD; i++) {
+            int seen = i < CROWD ? c.seen[i] : after;
+            if (seen == 42)
+                continue;
+            if (wrong++ == 0) {
+                first_round = round;
+                first_thread = i;
+                first_seen = seen;
+            }
+        }
+        fipc_process_free(c.p);
+    }
+    c.stop = true;
+    pthread_barrier_wait(&c.go);
+    for (int i = 0; i < CROWD; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(wrong, 0,
+                 "%d of %d answers wrong; first: round %d, thread %d saw %d (-1010 is -ECHILD: "
+                 "status lost)",
+                 wrong, CROWD_ROUNDS * (CROWD + 1), first_round, first_thread, first_seen);
+}
+
+/* ---------------------------------------------------------------- */
 /* Names                                                             */
 /* ---------------------------------------------------------------- */
 
