@@ -8,7 +8,9 @@
  */
 #include "common.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 
 #define LIMIT_NS FIPC_SEC(10)
 
@@ -184,6 +186,33 @@ Test(process, terminate_and_kill_after_exit_return_zero, .timeout = 30)
     cr_assert_eq(fipc_process_exitcode(p, &code), 0);
     cr_assert_eq(code, 3);
     fipc_process_free(p);
+}
+
+static int return_three_once_seen(void *arg)
+{
+    struct shm *s = arg;
+    __atomic_store_n(&s->flag, 1, __ATOMIC_RELEASE);
+    return 3;
+}
+
+/* free neither kills nor waits for the child, even when the handle was
+ * never used (the child's pidfd not yet taken): the child runs target and
+ * ends as usual, reaped here by pid. */
+Test(process, free_right_after_start_leaves_the_child_to_run, .timeout = 30)
+{
+    struct shm *s = test_shared(sizeof *s);
+    for (int round = 0; round < 20; round++) {
+        __atomic_store_n(&s->flag, 0, __ATOMIC_RELAXED);
+        fipc_process *p;
+        cr_assert_eq(fipc_process_start(&p, return_three_once_seen, s, NULL), 0);
+        pid_t pid = fipc_process_pid(p);
+        fipc_process_free(p);
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 3, "round %d: status %#x", round,
+                  status);
+        cr_assert_eq(__atomic_load_n(&s->flag, __ATOMIC_ACQUIRE), 1);
+    }
 }
 
 /* ---------------------------------------------------------------- */
@@ -659,6 +688,241 @@ Test(process, non_daemon_child_outlives_its_parent, .timeout = 30)
     cr_assert(cleaned, "SIGKILL did not end the orphan");
 }
 
+/* The parent-death signal belongs to the thread that forked, so a daemon
+ * dies when the thread that started it ends (API: "its parent" is that
+ * thread).  start must not return before the child has armed the signal:
+ * a thread that ends at once would otherwise often end before its child
+ * armed it, leaving the child adopted by another thread of the process,
+ * signal-less, alive for good. */
+#define STARTERS 40
+
+static void *start_daemon_and_end(void *arg)
+{
+    fipc_process **out = arg;
+    fipc_process_opts o = {.daemon = true};
+    if (fipc_process_start(out, pause_forever, NULL, &o) != 0)
+        *out = NULL;
+    return NULL; /* the daemon's parent thread ends here */
+}
+
+Test(process, daemon_dies_when_the_thread_that_started_it_ends, .timeout = 60)
+{
+    fipc_process *p[STARTERS];
+    for (int i = 0; i < STARTERS; i++) {
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, start_daemon_and_end, &p[i]), 0);
+        cr_assert_eq(pthread_join(t, NULL), 0);
+        cr_assert_not_null(p[i], "start %d failed", i);
+    }
+    int64_t end = test_now_ns() + LIMIT_NS;
+    int survived = 0, other = 0;
+    for (int i = 0; i < STARTERS; i++) {
+        int64_t rest = end - test_now_ns();
+        if (fipc_process_join(p[i], rest > 0 ? rest : 0) != 0) {
+            survived++;
+            fipc_process_kill(p[i]);
+            fipc_process_join(p[i], FIPC_FOREVER);
+        } else {
+            int code = 0;
+            cr_assert_eq(fipc_process_exitcode(p[i], &code), 0);
+            other += code != -SIGKILL;
+        }
+        fipc_process_free(p[i]);
+    }
+    cr_assert_eq(survived, 0, "%d of %d daemons outlived the thread that started them", survived,
+                 STARTERS);
+    cr_assert_eq(other, 0, "%d daemons ended otherwise than by SIGKILL", other);
+}
+
+struct starter {
+    fipc_process *p;
+    int r;
+    pthread_barrier_t step; /* 1: start has returned; 2: the thread may end */
+};
+
+static void *start_daemon_and_stay(void *arg)
+{
+    struct starter *s = arg;
+    fipc_process_opts o = {.daemon = true};
+    s->r = fipc_process_start(&s->p, pause_forever, NULL, &o);
+    pthread_barrier_wait(&s->step);
+    pthread_barrier_wait(&s->step);
+    return NULL;
+}
+
+/* The counterpart: the daemon lives as long as that thread does (not
+ * merely until start returns), and dies when it ends. */
+Test(process, daemon_lives_while_the_thread_that_started_it_runs, .timeout = 30)
+{
+    struct starter s = {.r = 1};
+    pthread_t t;
+    cr_assert_eq(pthread_barrier_init(&s.step, NULL, 2), 0);
+    cr_assert_eq(pthread_create(&t, NULL, start_daemon_and_stay, &s), 0);
+    pthread_barrier_wait(&s.step);
+    cr_assert_eq(s.r, 0);
+    /* A death signal sent by mistake would have ended it well within
+     * this time; it is not a condition this test waits for. */
+    cr_assert_eq(fipc_process_join(s.p, FIPC_MSEC(200)), -ETIMEDOUT,
+                 "the daemon died while the thread that started it ran");
+    pthread_barrier_wait(&s.step);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(fipc_process_join(s.p, LIMIT_NS), 0, "the daemon outlived its thread");
+    int code = 0;
+    cr_assert_eq(fipc_process_exitcode(s.p, &code), 0);
+    cr_assert_eq(code, -SIGKILL);
+    fipc_process_free(s.p);
+}
+
+/* ---------------------------------------------------------------- */
+/* A reused pid                                                      */
+/* ---------------------------------------------------------------- */
+
+/* With SIGCHLD ignored, the kernel reaps a child as soon as it ends, and
+ * its pid is free for the next process.  Should that happen before start
+ * holds a pidfd on the child, a pidfd opened by pid would name whoever got
+ * the pid next, and kill or terminate would hit a stranger.  A fork
+ * handler stands in for a parent preempted right after fork while pids
+ * wrap: it waits for the child to end, then has a process made with the
+ * same pid (the innocent), through ns_last_pid in a pid namespace of the
+ * test's own. */
+struct reuse {
+    pid_t child;    /* the fipc child, as the fork handler found it */
+    pid_t innocent; /* the process that got its pid next, or 0 */
+    int ask[2];     /* the test asks the innocent whether it lives... */
+    int answer[2];  /* ...and it answers */
+};
+
+static struct reuse reuse; /* in the namespace's first process only */
+
+static int ns_last_pid(pid_t set)
+{
+    char buf[32] = {0};
+    int fd = open("/proc/sys/kernel/ns_last_pid", set ? O_WRONLY : O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n;
+    if (set) {
+        snprintf(buf, sizeof buf, "%d", (int)set);
+        n = write(fd, buf, strlen(buf));
+    } else {
+        n = read(fd, buf, sizeof buf - 1);
+    }
+    close(fd);
+    return n > 0 ? atoi(buf) : -1;
+}
+
+static _Noreturn void be_the_innocent(void)
+{
+    close(reuse.ask[1]);
+    close(reuse.answer[0]);
+    char c;
+    while (read(reuse.ask[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    ssize_t n = write(reuse.answer[1], "y", 1);
+    _exit(n == 1 ? 0 : 1);
+}
+
+/* A parent fork handler: it runs inside fork(), before start has seen
+ * the child's pid.  _Fork runs no fork handlers. */
+static void give_the_childs_pid_away(void)
+{
+    static bool once;
+    if (once)
+        return;
+    once = true;
+    pid_t child = ns_last_pid(0); /* nothing else forks in this namespace */
+    reuse.child = child;
+    int fd = test_pidfd_open(child);
+    if (fd >= 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        while (poll(&pfd, 1, (int)(LIMIT_NS / 1000000)) < 0 && errno == EINTR)
+            ;
+        close(fd);
+    }
+    /* Ended; the kernel frees its pid a moment later: try until the
+     * innocent gets it. */
+    for (int tries = 0; tries < 1000; tries++) {
+        if (ns_last_pid(child - 1) < 0)
+            return;
+        pid_t pid = _Fork();
+        if (pid == 0)
+            be_the_innocent();
+        if (pid == child) {
+            reuse.innocent = pid;
+            return;
+        }
+        if (pid > 0)
+            kill(pid, SIGKILL); /* the pid was not free yet */
+    }
+}
+
+/* The first process (pid 1) of the new namespace. */
+static int reuse_the_childs_pid(void)
+{
+    CHILD_CHECK(pipe(reuse.ask) == 0 && pipe(reuse.answer) == 0, 30);
+    signal(SIGCHLD, SIG_IGN);
+    CHILD_CHECK(pthread_atfork(NULL, give_the_childs_pid_away, NULL) == 0, 31);
+    fipc_process *p;
+    CHILD_CHECK(fipc_process_start(&p, return_zero, NULL, NULL) == 0, 32);
+    /* The stand-in did its work, so what follows means something. */
+    CHILD_CHECK(reuse.child == fipc_process_pid(p), 33);
+    CHILD_CHECK(reuse.innocent == reuse.child, 34);
+
+    CHILD_CHECK(fipc_process_kill(p) == 0, 35);
+    CHILD_CHECK(fipc_process_terminate(p) == 0, 36);
+    close(reuse.ask[0]);
+    close(reuse.answer[1]);
+    CHILD_CHECK(write(reuse.ask[1], "?", 1) == 1, 37);
+    char c;
+    ssize_t n;
+    do
+        n = read(reuse.answer[0], &c, 1);
+    while (n < 0 && errno == EINTR);
+    CHILD_CHECK(n == 1, 38); /* end of file: the innocent was killed */
+
+    /* The child itself ended, and the kernel reaped it: status unknown. */
+    CHILD_CHECK(fipc_process_join(p, LIMIT_NS) == 0, 39);
+    CHILD_CHECK(!fipc_process_is_alive(p), 40);
+    int code;
+    CHILD_CHECK(fipc_process_exitcode(p, &code) == -ECHILD, 41);
+    fipc_process_free(p);
+    return CHILD_OK;
+}
+
+#define NO_PID_NAMESPACE 20
+
+static int in_a_pid_namespace_of_its_own(int i, void *arg)
+{
+    test_child_setup();
+    /* CI runs as root; elsewhere a user namespace may give the right to
+     * make a pid namespace and to write its ns_last_pid. */
+    if (unshare(CLONE_NEWPID) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
+        return NO_PID_NAMESPACE;
+    pid_t init = fork();
+    if (init < 0)
+        return 21;
+    if (init == 0)
+        _exit(reuse_the_childs_pid());
+    int status;
+    while (waitpid(init, &status, 0) < 0)
+        if (errno != EINTR)
+            return 22;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 23;
+}
+
+Test(process, kill_never_reaches_a_process_that_took_the_childs_pid, .timeout = 30)
+{
+    pid_t pid = test_fork(in_a_pid_namespace_of_its_own, 0, NULL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "died of signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    cr_assert_neq(WEXITSTATUS(status), NO_PID_NAMESPACE,
+                  "cannot make a pid namespace: this test needs root, or user namespaces");
+    cr_assert_neq(WEXITSTATUS(status), 38, "kill/terminate through the handle killed the process "
+                                           "that took the child's pid");
+    cr_assert_eq(WEXITSTATUS(status), 0, "failed check %d", WEXITSTATUS(status));
+}
+
 /* ---------------------------------------------------------------- */
 /* Standard streams                                                  */
 /* ---------------------------------------------------------------- */
@@ -805,6 +1069,79 @@ Test(process, children_do_not_repeat_what_other_threads_logged, .timeout = 30)
     cr_assert(WIFEXITED(status), "died of signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     cr_assert_eq(WEXITSTATUS(status), 0, "failed check %d (6, 7: a line twice, or cut)",
                  WEXITSTATUS(status));
+}
+
+/* ---------------------------------------------------------------- */
+/* A child that cannot report                                        */
+/* ---------------------------------------------------------------- */
+
+/* Child fork handlers run in the child before fipc's code does: one that
+ * kills the child stands in for a signal from outside in its first
+ * microseconds, before it has sent its pidfd. */
+static void die_in_the_child(void)
+{
+    raise(SIGKILL);
+}
+
+static int start_a_child_that_dies_at_once(int ignore_sigchld, void *arg)
+{
+    if (ignore_sigchld)
+        signal(SIGCHLD, SIG_IGN);
+    CHILD_CHECK(pthread_atfork(NULL, NULL, die_in_the_child) == 0, 1);
+    fipc_process *p;
+    CHILD_CHECK(fipc_process_start(&p, return_three, NULL, NULL) == 0, 2);
+    CHILD_CHECK(fipc_process_join(p, LIMIT_NS) == 0, 3);
+    CHILD_CHECK(!fipc_process_is_alive(p), 4);
+    CHILD_CHECK(fipc_process_kill(p) == 0, 5);
+    int code = 0, r = fipc_process_exitcode(p, &code);
+    if (ignore_sigchld)
+        CHILD_CHECK(r == -ECHILD, 6); /* the kernel reaped it */
+    else
+        CHILD_CHECK(r == 0 && code == -SIGKILL, 7);
+    fipc_process_free(p);
+    return CHILD_OK;
+}
+
+/* start does not wait forever for a report that cannot come: the child
+ * counts as started, and ended as it did. */
+Test(process, child_killed_before_it_reports_is_an_ended_child, .timeout = 30)
+{
+    test_expect_ok(test_fork(start_a_child_that_dies_at_once, 0, NULL));
+    test_expect_ok(test_fork(start_a_child_that_dies_at_once, 1, NULL));
+}
+
+static void no_more_fds_in_the_child(void)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+        lim.rlim_cur = 0; /* no new fd at all: pidfd_open gives EMFILE */
+        setrlimit(RLIMIT_NOFILE, &lim);
+    }
+}
+
+static int start_a_child_without_fds(int i, void *arg)
+{
+    CHILD_CHECK(pthread_atfork(NULL, NULL, no_more_fds_in_the_child) == 0, 1);
+    fipc_process_opts o = {.daemon = i == 1};
+    fipc_process *p;
+    CHILD_CHECK(fipc_process_start(&p, return_three, NULL, &o) == 0, 2);
+    CHILD_CHECK(fipc_process_join(p, LIMIT_NS) == 0, 3);
+    int code = 0;
+    CHILD_CHECK(fipc_process_exitcode(p, &code) == 0, 4);
+    CHILD_CHECK(code == 127, 5); /* 3 would mean target ran */
+    fipc_process_free(p);
+    return CHILD_OK;
+}
+
+/* A child that cannot open a pidfd on itself (no fd left) must not run
+ * target, since its parent could not tell it from a process that later
+ * takes its pid: it leaves with 127, as a shell does for a command it
+ * cannot run. */
+Test(process, child_that_cannot_send_its_pidfd_exits_127_without_running_target,
+     .timeout = 30)
+{
+    test_expect_ok(test_fork(start_a_child_without_fds, 0, NULL));
+    test_expect_ok(test_fork(start_a_child_without_fds, 1, NULL));
 }
 
 /* ---------------------------------------------------------------- */
