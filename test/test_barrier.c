@@ -471,6 +471,24 @@ Test(barrier, parties_out_of_range_give_einval, .timeout = 30)
     cr_assert_not(fipc_barrier_broken(nb));
 }
 
+/* Shared memory is input from every process: a barrier zeroed but never
+ * initialised is a bad argument, and one whose count a peer has driven past
+ * parties (state bits 0..15, see barrier.md) is refused, never obeyed. */
+Test(barrier, uninitialised_or_corrupt_barrier_is_refused, .timeout = 30)
+{
+    fipc_barrier *b = test_shared(sizeof *b);
+    cr_assert_eq(fipc_barrier_wait(b, 0), -EINVAL);
+    cr_assert_eq(fipc_barrier_wait(b, FIPC_FOREVER), -EINVAL);
+
+    cr_assert_eq(fipc_barrier_init(b, 2), 0);
+    ((unsigned char *)b)[0] = 5; /* count = 5: five arrivals of two */
+    cr_assert_eq(fipc_barrier_wait(b, FIPC_FOREVER), -EPROTO);
+    cr_assert_eq(fipc_barrier_reset(b), 0);
+    cr_assert_eq(fipc_barrier_n_waiting(b), 0, "reset cancels the bogus arrivals");
+    cr_assert_eq(fipc_barrier_wait(b, 0), -ECANCELED);
+    cr_assert(fipc_barrier_broken(b));
+}
+
 Test(barrier, null_barrier_gives_einval, .timeout = 30)
 {
     cr_assert_eq(fipc_barrier_init(NULL, 2), -EINVAL);
