@@ -165,6 +165,7 @@ int fipc_barrier_wait(fipc_barrier *b, int64_t timeout_ns)
     if (!b)
         return -EINVAL;
     struct barrier_impl *m = impl(b);
+    /* Relaxed: written only by init, before the barrier is shared. */
     uint32_t parties = load_relaxed(&m->parties);
     if (parties == 0 || parties > PARTIES_MAX)
         return -EINVAL; /* not initialised */
@@ -222,6 +223,7 @@ int fipc_barrier_abort(fipc_barrier *b)
     if (!b)
         return -EINVAL;
     struct barrier_impl *m = impl(b);
+    /* Relaxed: only a guess for the CAS in break_round (acq_rel). */
     uint64_t st = load_relaxed(&m->state);
     while (!break_round(m, &st))
         ;
@@ -233,6 +235,7 @@ int fipc_barrier_reset(fipc_barrier *b)
     if (!b)
         return -EINVAL;
     struct barrier_impl *m = impl(b);
+    /* Relaxed: only a guess for the CAS below (acq_rel). */
     uint64_t st = load_relaxed(&m->state);
     uint64_t next;
     do {
@@ -259,11 +262,11 @@ int fipc_barrier_n_waiting(const fipc_barrier *b)
 {
     if (!b)
         return -EINVAL;
-    uint64_t st = load_relaxed(&impl(b)->state);
+    uint64_t st = load_relaxed(&impl(b)->state); /* a snapshot */
     return st & BROKEN ? 0 : (int)count_of(st);
 }
 
 bool fipc_barrier_broken(const fipc_barrier *b)
 {
-    return b && (load_relaxed(&impl(b)->state) & BROKEN);
+    return b && (load_relaxed(&impl(b)->state) & BROKEN); /* a snapshot */
 }

@@ -141,7 +141,7 @@ fipc_cond *fipc_cond_new(fipc_arena *a)
  * that died between its CAS and this) never takes it back. */
 static bool publish_gen(struct cond_impl *m, uint16_t lo)
 {
-    uint32_t w = load_relaxed(&m->gen);
+    uint32_t w = load_relaxed(&m->gen); /* a guess for the CAS */
     for (;;) {
         uint32_t want = widen(w, lo);
         if ((int32_t)(want - w) <= 0)
@@ -166,7 +166,7 @@ static enum fate fate_of(uint32_t g, uint32_t w, uint64_t st)
  * registration before every later notify made under it. */
 static int enroll(struct cond_impl *m, uint32_t *gen)
 {
-    uint64_t st = load_relaxed(&m->state);
+    uint64_t st = load_relaxed(&m->state); /* a guess for the CAS */
     do {
         if (n_open(st) == FIELD_MAX)
             return -EOVERFLOW;
@@ -217,6 +217,7 @@ static int await_notify(struct cond_impl *m, uint32_t g, int64_t timeout_ns)
                 continue;
             }
             if (timed_out) {
+                /* Relaxed, as for an open waiter. */
                 if (n_idle(st) == 0 || cas_relaxed(&m->state, &st, st - IDLE_ONE))
                     return fipc_unavailable(timeout_ns);
                 continue;
@@ -296,6 +297,7 @@ int fipc_cond_notify(fipc_cond *c, uint32_t n)
     /* acquire pairs with the CAS of the notifier before us: if we see its
      * change of state we see the mark it set before (below). */
     uint64_t st = load_acquire(&m->state);
+    /* Relaxed: ordered after the acquire load above. */
     bool repair = load_relaxed(&m->waking) != 0;
     bool marked = false;
     uint64_t next;
@@ -370,6 +372,6 @@ int fipc_cond_n_waiting(const fipc_cond *c)
 {
     if (!c)
         return -EINVAL;
-    uint64_t st = load_relaxed(&impl(c)->state);
+    uint64_t st = load_relaxed(&impl(c)->state); /* a snapshot */
     return (int)(n_open(st) + n_idle(st));
 }
