@@ -3,41 +3,47 @@
  *
  * One 64-bit word; its high half is the futex word everyone sleeps on:
  *
- *   bits     name           meaning
- *   0..30    count          parties inside the barrier (arrived, not left)
- *   31       BREAK_PENDING  a caller's time ran out while it waited for the
- *                           last round to drain: break once it has
- *   32..33   phase   FILLING, DRAINING, RESETTING or BROKEN
- *   34..63   epoch   advanced by every phase change, so the futex word
- *                    changes whenever anything happens
+ *   bits     name     meaning
+ *   0..15    count    parties that have arrived in the current round
+ *   16       BROKEN   aborted or timed out: every wait gets -ECANCELED
+ *                     until reset
+ *   17..31   history  how the 15 rounds before the current one ended,
+ *                     the last in bit 17: 1 released, 0 cancelled
+ *   32..55   round    the current round's number (mod 2^24)
+ *   56..63   cancels  rounds ended by a break or a reset (mod 2^8)
  *
- *   phase      meaning                                 next
- *   FILLING    parties arrive; count = arrivals so far  DRAINING when the
- *                                                       last one arrives
- *   DRAINING   the round is released; waiters leave    FILLING when count
- *                                                       drops to 0
- *   RESETTING  reset while parties were inside; they   FILLING when count
- *              leave with -ECANCELED                   drops to 0
- *   BROKEN     aborted or timed out; every wait gets   reset
- *              -ECANCELED
+ * A round ends in one CAS, which advances round, shifts its outcome into
+ * history and empties count:
  *
- * As in Python, a new round cannot start until every waiter of the last one
- * has left (new arrivals wait while DRAINING/RESETTING), so each waiter's
- * fate is the phase it sees when it wakes, never a later round's.  For the
- * same reason an arrival whose time runs out while the last round drains
- * does not break that round, which its waiters have already won: it sets
- * BREAK_PENDING, and the last waiter out of the old round breaks the
- * barrier instead of opening a new round.
- * All CASes are acq_rel: a phase change publishes what parties wrote before
- * arriving to every party that observes it.
+ *   event                            ends the round as   then
+ *   the last party arrives           released            a new round fills
+ *   a waiter's time runs out, abort  cancelled           BROKEN
+ *   reset with parties inside        cancelled           a new round fills
+ *   reset of a broken barrier        (already ended)     BROKEN cleared: a
+ *                                                        new round fills
+ *
+ * A new round starts the moment the last one ends: nobody waits for the
+ * parties of a finished round to leave, so a party that dies inside (or is
+ * slow to wake) holds nothing up.  Each waiter remembers the round it
+ * arrived in and, once round has moved on, reads its own round's outcome
+ * from history; if more than 15 rounds have ended since, cancels tells
+ * whether any of them was cancelled: if none was, its round was released,
+ * and otherwise its outcome is forgotten and it reports -ECANCELED.
+ * All CASes are acq_rel: a round's end publishes what its parties wrote
+ * before arriving to every party that observes it.
  */
 #include <fipc/barrier.h>
 
 #include "futex.h"
 
-enum { FILLING = 0, DRAINING = 1, RESETTING = 2, BROKEN = 3 };
-#define BREAK_PENDING 0x80000000u
-#define PARTIES_MAX 65535u
+#define COUNT_MASK    0xffffu
+#define BROKEN        ((uint64_t)1 << 16)
+#define HISTORY_SHIFT 17
+#define HISTORY_BITS  15u
+#define HISTORY_MASK  ((1u << HISTORY_BITS) - 1)
+#define ROUND_MASK    0xffffffu /* of the high half */
+#define CANCEL_ONE    (1u << 24) /* of the high half */
+#define PARTIES_MAX   65535u
 
 struct barrier_impl {
     uint64_t state;
@@ -46,6 +52,7 @@ struct barrier_impl {
 };
 static_assert(sizeof(struct barrier_impl) == sizeof(fipc_barrier), "barrier layout");
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the futex half is the high word");
+static_assert(PARTIES_MAX <= COUNT_MASK, "count holds every arrival but the last");
 
 static inline struct barrier_impl *impl(const fipc_barrier *b)
 {
@@ -54,17 +61,12 @@ static inline struct barrier_impl *impl(const fipc_barrier *b)
 
 static inline uint32_t count_of(uint64_t st)
 {
-    return (uint32_t)st & ~BREAK_PENDING;
+    return (uint32_t)st & COUNT_MASK;
 }
 
-static inline bool break_pending(uint64_t st)
+static inline uint32_t history_of(uint64_t st)
 {
-    return (uint32_t)st & BREAK_PENDING;
-}
-
-static inline unsigned phase_of(uint64_t st)
-{
-    return (unsigned)(st >> 32) & 3;
+    return ((uint32_t)st >> HISTORY_SHIFT) & HISTORY_MASK;
 }
 
 static inline uint32_t futex_half(uint64_t st)
@@ -72,11 +74,26 @@ static inline uint32_t futex_half(uint64_t st)
     return (uint32_t)(st >> 32);
 }
 
-/* st moved to phase with count, in a new epoch. */
-static inline uint64_t next_state(uint64_t st, unsigned phase, uint32_t count)
+static inline uint32_t round_of(uint64_t st)
 {
-    uint32_t hi = ((futex_half(st) & ~3u) + 4u) | phase;
-    return ((uint64_t)hi << 32) | count;
+    return futex_half(st) & ROUND_MASK;
+}
+
+static inline uint32_t cancels_of(uint64_t st)
+{
+    return futex_half(st) / CANCEL_ONE;
+}
+
+/* st with its round ended as released or cancelled: the next round, no
+ * arrivals, not broken. */
+static inline uint64_t end_round(uint64_t st, bool released)
+{
+    uint32_t hi = futex_half(st);
+    hi = (hi & ~ROUND_MASK) | ((hi + 1) & ROUND_MASK);
+    if (!released)
+        hi += CANCEL_ONE;
+    uint32_t history = ((history_of(st) << 1) | released) & HISTORY_MASK;
+    return (uint64_t)hi << 32 | (uint64_t)history << HISTORY_SHIFT;
 }
 
 static inline uint32_t *futex_word(struct barrier_impl *m)
@@ -97,59 +114,37 @@ int fipc_barrier_init(fipc_barrier *b, uint32_t parties)
     return 0;
 }
 
-/* Move to phase (keeping count) unless the phase is one of keep_if. */
-static void change_phase(struct barrier_impl *m, unsigned phase, unsigned keep_mask)
+enum outcome { FILLING, RELEASED, CANCELLED };
+
+/* How the round of a party that arrived when the state was `arrived` has
+ * ended, seen from st. */
+static enum outcome outcome_of(uint64_t arrived, uint64_t st)
 {
-    uint64_t st = load_relaxed(&m->state);
-    do {
-        if (keep_mask & (1u << phase_of(st)))
-            return;
-    } while (!cas_acqrel(&m->state, &st, next_state(st, phase, count_of(st))));
+    uint32_t ended = (round_of(st) - round_of(arrived)) & ROUND_MASK;
+    if (ended == 0)
+        return FILLING;
+    if (ended <= HISTORY_BITS)
+        return (history_of(st) >> (ended - 1)) & 1 ? RELEASED : CANCELLED;
+    return cancels_of(st) == cancels_of(arrived) ? RELEASED : CANCELLED;
+}
+
+/* Break the round of st (unless it is already broken): true if this call
+ * did, false if st had changed (reloaded into *st). */
+static bool break_round(struct barrier_impl *m, uint64_t *st)
+{
+    if (*st & BROKEN)
+        return true;
+    if (!cas_acqrel(&m->state, st, end_round(*st, false) | BROKEN))
+        return false;
     wake_all(m);
-}
-
-/* Our time ran out while the last round drains: break the barrier as soon
- * as that round is over (at once if it already is). */
-static void defer_break(struct barrier_impl *m)
-{
-    uint64_t st = load_relaxed(&m->state);
-    for (;;) {
-        unsigned ph = phase_of(st);
-        if (ph == BROKEN)
-            return;
-        if (ph == FILLING) {
-            change_phase(m, BROKEN, 1u << BROKEN);
-            return;
-        }
-        /* The futex half does not change: nobody needs waking. */
-        if (cas_acqrel(&m->state, &st, st | BREAK_PENDING))
-            return;
-    }
-}
-
-/* Leave the barrier: the last one out of a released or reset round opens
- * the next one. */
-static void leave(struct barrier_impl *m)
-{
-    uint64_t st = load_relaxed(&m->state);
-    uint64_t next;
-    do {
-        uint32_t left = count_of(st) - 1;
-        unsigned ph = phase_of(st);
-        if (left == 0 && (ph == DRAINING || ph == RESETTING))
-            next = next_state(st, break_pending(st) ? BROKEN : FILLING, 0);
-        else
-            next = st - 1;
-    } while (!cas_acqrel(&m->state, &st, next));
-    if (phase_of(next) != phase_of(st))
-        wake_all(m); /* arrivals waiting for the round to drain */
+    return true;
 }
 
 /* Sleep until the futex half differs from that of st or time runs out. */
 static bool sleep_on(struct barrier_impl *m, uint64_t st, fipc_deadline deadline)
 {
-    /* Woken by every phase change (change_phase, leave, the releasing
-     * arrival), each of which advances the epoch and wakes all. */
+    /* Woken by the CAS that ends the round (the last arrival, a break or a
+     * reset), which advances round in this half and then wakes all. */
     return futex_wait_until(futex_word(m), futex_half(st), deadline) == -ETIMEDOUT;
 }
 
@@ -158,64 +153,68 @@ int fipc_barrier_wait(fipc_barrier *b, int64_t timeout_ns)
     if (!b)
         return -EINVAL;
     struct barrier_impl *m = impl(b);
+    /* Relaxed: written only by init, before the barrier is shared. */
     uint32_t parties = load_relaxed(&m->parties);
+    if (parties == 0 || parties > PARTIES_MAX)
+        return -EINVAL; /* not initialised */
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
-    bool timed_out = timeout_ns == 0;
     uint64_t st = load_acquire(&m->state);
+    uint64_t arrived;
     uint32_t index;
 
-    /* Enter: wait while the last round drains, then take an index. */
+    /* Arrive: take the next index of the current round. */
     for (;;) {
-        unsigned ph = phase_of(st);
-        if (ph == BROKEN)
+        if (st & BROKEN)
             return -ECANCELED;
-        if (ph != FILLING) {
-            if (timed_out) {
-                defer_break(m);
-                return -ECANCELED;
-            }
-            timed_out = sleep_on(m, st, deadline);
-            st = load_acquire(&m->state);
-            continue;
-        }
         index = count_of(st);
+        if (index >= parties)
+            return -EPROTO;
         if (index + 1 == parties) {
-            /* The last arrival releases the round; the others still inside
-             * leave during DRAINING.  With one party there is nobody. */
-            uint64_t next = index == 0 ? next_state(st, FILLING, 0)
-                                       : next_state(st, DRAINING, index);
-            if (cas_acqrel(&m->state, &st, next)) {
-                if (index > 0)
+            /* The last arrival releases the round; with one party, nobody
+             * sleeps. */
+            if (cas_acqrel(&m->state, &st, end_round(st, true))) {
+                if (parties > 1)
                     wake_all(m);
                 return (int)index;
             }
             continue;
         }
+        if (timeout_ns == 0) {
+            /* Parties are missing and we may not wait: break at once. */
+            if (break_round(m, &st))
+                return -ECANCELED;
+            continue;
+        }
+        arrived = st;
         if (cas_acqrel(&m->state, &st, st + 1))
             break;
     }
 
-    /* Inside: wait for the round to end, one way or another. */
+    /* Inside: wait for our round to end, one way or another. */
+    bool timed_out = false;
     for (;;) {
         st = load_acquire(&m->state);
-        if (phase_of(st) != FILLING)
-            break;
+        enum outcome out = outcome_of(arrived, st);
+        if (out != FILLING)
+            return out == RELEASED ? (int)index : -ECANCELED;
         if (timed_out) {
-            change_phase(m, BROKEN, ~(1u << FILLING));
+            if (break_round(m, &st))
+                return -ECANCELED;
             continue;
         }
         timed_out = sleep_on(m, st, deadline);
     }
-    int r = phase_of(st) == DRAINING ? (int)index : -ECANCELED;
-    leave(m);
-    return r;
 }
 
 int fipc_barrier_abort(fipc_barrier *b)
 {
     if (!b)
         return -EINVAL;
-    change_phase(impl(b), BROKEN, 1u << BROKEN);
+    struct barrier_impl *m = impl(b);
+    /* Relaxed: only a guess for the CAS in break_round (acq_rel). */
+    uint64_t st = load_relaxed(&m->state);
+    while (!break_round(m, &st))
+        ;
     return 0;
 }
 
@@ -224,19 +223,20 @@ int fipc_barrier_reset(fipc_barrier *b)
     if (!b)
         return -EINVAL;
     struct barrier_impl *m = impl(b);
+    /* Relaxed: only a guess for the CAS below (acq_rel). */
     uint64_t st = load_relaxed(&m->state);
     uint64_t next;
     do {
-        unsigned ph = phase_of(st);
-        if (count_of(st) == 0)
-            next = next_state(st, FILLING, 0);
-        else if (ph == FILLING || ph == BROKEN)
-            next = next_state(st, RESETTING, count_of(st));
-        else if (break_pending(st))
-            next = st & ~(uint64_t)BREAK_PENDING; /* draining: forget the break */
+        if (st & BROKEN)
+            next = st & ~BROKEN; /* the break ended its round: start afresh */
+        else if (count_of(st) > 0)
+            next = end_round(st, false); /* cancel the parties inside */
         else
-            return 0; /* draining or resetting: it ends by itself */
+            return 0; /* an empty round: fresh already */
     } while (!cas_acqrel(&m->state, &st, next));
+    /* Parties inside a cancelled round wake to -ECANCELED; after a break
+     * nobody sleeps, but a breaker that died before its wake-all left its
+     * round's parties asleep: this wakes them too. */
     wake_all(m);
     return 0;
 }
@@ -250,11 +250,11 @@ int fipc_barrier_n_waiting(const fipc_barrier *b)
 {
     if (!b)
         return -EINVAL;
-    uint64_t st = load_relaxed(&impl(b)->state);
-    return phase_of(st) == FILLING ? (int)count_of(st) : 0;
+    uint64_t st = load_relaxed(&impl(b)->state); /* a snapshot */
+    return st & BROKEN ? 0 : (int)count_of(st);
 }
 
 bool fipc_barrier_broken(const fipc_barrier *b)
 {
-    return b && phase_of(load_relaxed(&impl(b)->state)) == BROKEN;
+    return b && (load_relaxed(&impl(b)->state) & BROKEN); /* a snapshot */
 }

@@ -180,8 +180,8 @@ Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round, .timeo
 
     int r = fipc_barrier_wait(&s->b, FIPC_SEC(30));
     cr_assert_eq(r, 1, "the releasing arrival got %d", r);
-    /* The next round cannot start before the stopped waiter leaves; this
-     * caller runs out of time first. */
+    /* The next round starts at once, without the stopped waiter; this
+     * caller runs out of time in it and breaks it. */
     r = fipc_barrier_wait(&s->b, FIPC_MSEC(50));
     cr_assert_eq(r, -ECANCELED, "the late caller got %d", r);
 
@@ -194,44 +194,168 @@ Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round, .timeo
                  WEXITSTATUS(status));
     cr_assert_eq(s->idx[0], 0);
 
-    /* The late caller's timeout still breaks the barrier, once the round
-     * it could not join has drained. */
+    /* The late caller's timeout broke its own round, not the one before. */
     cr_assert(fipc_barrier_broken(&s->b));
     cr_assert_eq(fipc_barrier_wait(&s->b, FIPC_FOREVER), -ECANCELED);
     cr_assert_eq(fipc_barrier_reset(&s->b), 0);
     cr_assert_not(fipc_barrier_broken(&s->b));
 }
 
-/* A party killed after arriving never leaves: its round is still released,
- * but the next one cannot start, so a later caller runs out of time. */
-Test(barrier, party_killed_inside_blocks_the_next_round_until_init, .timeout = 30)
+/* Start a party that arrives and is then SIGKILLed inside the barrier;
+ * return once it has been reaped, with want parties counted as arrived. */
+static void kill_a_party_inside(struct brk *s, int want)
+{
+    pid_t victim = test_fork(one_round_dying_with_test, 3, s);
+    cr_assert(wait_n_waiting(&s->b, want), "n_waiting is %d", fipc_barrier_n_waiting(&s->b));
+    cr_assert(test_wait_sleeping(victim, LIMIT_NS));
+    test_kill_and_reap(victim);
+}
+
+/* Run one full round of parties: parties - 1 children and this process. */
+static void full_round(struct brk *s, int parties)
+{
+    pid_t pids[3];
+    for (int i = 0; i < 4; i++)
+        s->idx[i] = -1;
+    for (int i = 0; i < parties - 1; i++)
+        pids[i] = test_fork(one_round, i, s);
+    int r = fipc_barrier_wait(&s->b, LIMIT_NS);
+    cr_assert_geq(r, 0, "wait gave %d", r);
+    s->idx[parties - 1] = r;
+    for (int i = 0; i < parties - 1; i++)
+        test_expect_ok(pids[i]);
+    cr_assert(is_permutation(s->idx, parties), "indices %d %d %d", s->idx[0], s->idx[1],
+              s->idx[2]);
+}
+
+/* A party killed after arriving counts as arrived: its round is released,
+ * and the next rounds start without waiting for it to leave. */
+Test(barrier, party_killed_after_arriving_does_not_hold_up_later_rounds, .timeout = 30)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
-    for (int i = 0; i < 4; i++)
-        s->idx[i] = -1;
+    kill_a_party_inside(s, 1);
 
-    pid_t victim = test_fork(one_round_dying_with_test, 0, s);
-    cr_assert(wait_n_waiting(&s->b, 1));
-    cr_assert(test_wait_sleeping(victim, LIMIT_NS));
-    cr_assert_eq(kill(victim, SIGKILL), 0);
-    int status;
-    cr_assert_eq(waitpid(victim, &status, 0), victim);
-    cr_assert(WIFSIGNALED(status));
+    cr_assert_eq(fipc_barrier_wait(&s->b, LIMIT_NS), 1, "the round was not released");
+    cr_assert_eq(fipc_barrier_n_waiting(&s->b), 0);
+    /* A replacement party takes the dead one's place, round after round. */
+    for (int round = 0; round < 3; round++)
+        full_round(s, 2);
+    cr_assert_not(fipc_barrier_broken(&s->b));
+}
 
-    cr_assert_eq(fipc_barrier_wait(&s->b, FIPC_SEC(30)), 1, "the round was not released");
+/* A party killed inside a round that cannot fill without it: the others'
+ * timeout breaks the barrier (and says so), and reset starts a fresh round
+ * that a replacement party can complete. */
+Test(barrier, reset_after_a_party_died_inside_starts_a_fresh_round, .timeout = 30)
+{
+    struct brk *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
+    kill_a_party_inside(s, 1);
+
     int64_t t0 = test_now_ns();
     cr_assert_eq(fipc_barrier_wait(&s->b, FIPC_MSEC(50)), -ECANCELED);
     cr_assert_geq(test_now_ns() - t0, FIPC_MSEC(50));
+    cr_assert(fipc_barrier_broken(&s->b), "a timeout broke the barrier");
+    cr_assert_eq(fipc_barrier_wait(&s->b, LIMIT_NS), -ECANCELED);
 
-    /* init (not reset) makes it usable again. */
+    cr_assert_eq(fipc_barrier_reset(&s->b), 0);
+    cr_assert_not(fipc_barrier_broken(&s->b));
+    cr_assert_eq(fipc_barrier_n_waiting(&s->b), 0, "the dead party still counts");
+    full_round(s, 3);
+    full_round(s, 3);
+    cr_assert_not(fipc_barrier_broken(&s->b));
+
+    /* abort, then reset: the same. */
+    cr_assert_eq(fipc_barrier_abort(&s->b), 0);
+    cr_assert_eq(fipc_barrier_wait(&s->b, LIMIT_NS), -ECANCELED);
+    cr_assert_eq(fipc_barrier_reset(&s->b), 0);
+    full_round(s, 3);
+}
+
+/* A released party that the scheduler keeps off the CPU while later rounds
+ * run (a barrier shared by more processes than parties) still gets its own
+ * round's index when it runs again, however many rounds went by. */
+#define LAP_ROUNDS 40
+
+static int lap_helper(int i, void *arg)
+{
+    struct brk *s = arg;
+    for (int r = 0; r < LAP_ROUNDS; r++)
+        CHILD_CHECK(fipc_barrier_wait(&s->b, LIMIT_NS) >= 0, 1);
+    return CHILD_OK;
+}
+
+/* The slot of idx that the stopped party of release_a_stopped_party fills. */
+#define SLOW 3
+
+/* Stop a party inside a round of two, release that round from here, and
+ * return the stopped party's pid. */
+static pid_t release_a_stopped_party(struct brk *s)
+{
+    s->idx[SLOW] = -1;
+    pid_t slow = test_fork(one_round_dying_with_test, SLOW, s);
+    cr_assert(wait_n_waiting(&s->b, 1));
+    cr_assert(test_wait_sleeping(slow, LIMIT_NS));
+    cr_assert_eq(kill(slow, SIGSTOP), 0);
+    cr_assert(test_wait_stopped(slow, LIMIT_NS), "SIGSTOP never took effect");
+    cr_assert_eq(fipc_barrier_wait(&s->b, LIMIT_NS), 1);
+    return slow;
+}
+
+/* Run LAP_ROUNDS released rounds with a helper process. */
+static void lap(struct brk *s)
+{
+    pid_t helper = test_fork(lap_helper, 1, s);
+    for (int r = 0; r < LAP_ROUNDS; r++)
+        cr_assert_geq(fipc_barrier_wait(&s->b, LIMIT_NS), 0);
+    test_expect_ok(helper);
+}
+
+/* Let the stopped party run and return what its wait gave: its index, or
+ * -1 if its wait failed. */
+static int32_t resume(struct brk *s, pid_t slow)
+{
+    cr_assert_eq(kill(slow, SIGCONT), 0);
+    int status;
+    cr_assert_eq(waitpid(slow, &status, 0), slow);
+    cr_assert(WIFEXITED(status));
+    return WEXITSTATUS(status) == 0 ? s->idx[SLOW] : -1;
+}
+
+Test(barrier, released_party_keeps_its_index_while_later_rounds_run, .timeout = 30)
+{
+    struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
-    pid_t a = test_fork(one_round, 0, s);
-    int r = fipc_barrier_wait(&s->b, FIPC_SEC(30));
-    cr_assert_geq(r, 0);
-    s->idx[1] = r;
-    test_expect_ok(a);
-    cr_assert(is_permutation(s->idx, 2), "indices %d %d", s->idx[0], s->idx[1]);
+
+    /* Far more released rounds than the barrier keeps outcomes of. */
+    pid_t slow = release_a_stopped_party(s);
+    lap(s);
+    cr_assert_eq(resume(s, slow), 0, "the released party lost its round");
+
+    /* A break and a reset after its round, then a released round. */
+    slow = release_a_stopped_party(s);
+    cr_assert_eq(fipc_barrier_wait(&s->b, 0), -ECANCELED);
+    cr_assert_eq(fipc_barrier_reset(&s->b), 0);
+    full_round(s, 2);
+    cr_assert_eq(resume(s, slow), 0, "the released party took a later break for its own");
+    cr_assert_not(fipc_barrier_broken(&s->b));
+}
+
+/* The documented limit: the barrier keeps the outcomes of the last 15
+ * rounds, and counts breaks and resets.  A released party that runs again
+ * only after more rounds than that, one of them broken, cannot be told
+ * which of them was its own: it gets -ECANCELED. */
+Test(barrier, released_party_past_15_rounds_and_a_break_gets_ecanceled, .timeout = 30)
+{
+    struct brk *s = test_shared(sizeof *s);
+    cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
+    pid_t slow = release_a_stopped_party(s);
+    lap(s);
+    cr_assert_eq(fipc_barrier_wait(&s->b, 0), -ECANCELED);
+    cr_assert_eq(fipc_barrier_reset(&s->b), 0);
+    cr_assert_eq(resume(s, slow), -1, "wait gave index %d", s->idx[SLOW]);
+    full_round(s, 2);
 }
 
 Test(barrier, zero_timeout_with_parties_missing_breaks_at_once, .timeout = 30)
@@ -345,6 +469,24 @@ Test(barrier, parties_out_of_range_give_einval, .timeout = 30)
     cr_assert_eq(fipc_barrier_parties(nb), 7);
     cr_assert_eq(fipc_barrier_n_waiting(nb), 0);
     cr_assert_not(fipc_barrier_broken(nb));
+}
+
+/* Shared memory is input from every process: a barrier zeroed but never
+ * initialised is a bad argument, and one whose count a peer has driven past
+ * parties (state bits 0..15, see barrier.md) is refused, never obeyed. */
+Test(barrier, uninitialised_or_corrupt_barrier_is_refused, .timeout = 30)
+{
+    fipc_barrier *b = test_shared(sizeof *b);
+    cr_assert_eq(fipc_barrier_wait(b, 0), -EINVAL);
+    cr_assert_eq(fipc_barrier_wait(b, FIPC_FOREVER), -EINVAL);
+
+    cr_assert_eq(fipc_barrier_init(b, 2), 0);
+    ((unsigned char *)b)[0] = 5; /* count = 5: five arrivals of two */
+    cr_assert_eq(fipc_barrier_wait(b, FIPC_FOREVER), -EPROTO);
+    cr_assert_eq(fipc_barrier_reset(b), 0);
+    cr_assert_eq(fipc_barrier_n_waiting(b), 0, "reset cancels the bogus arrivals");
+    cr_assert_eq(fipc_barrier_wait(b, 0), -ECANCELED);
+    cr_assert(fipc_barrier_broken(b));
 }
 
 Test(barrier, null_barrier_gives_einval, .timeout = 30)

@@ -158,8 +158,8 @@ static int nw_waiter(int i, void *arg)
 {
     struct nw *s = arg;
     CHILD_CHECK(fipc_lock_acquire(s->lock, LIMIT_NS) == 0, 1);
-    /* A raw wait, no predicate: the header promises a waiter leaves only by
-     * taking a notify's token or by running out of time. */
+    /* A raw wait, no predicate: the header promises wait returns 0 only
+     * for a notify. */
     CHILD_CHECK(fipc_cond_wait(s->cond, s->lock, FIPC_SEC(30)) == 0, 2);
     CHILD_CHECK(fipc_lock_locked(s->lock), 3);
     __atomic_fetch_add(&s->left, 1, __ATOMIC_RELEASE);
@@ -276,6 +276,182 @@ Test(cond, notify_two_wakes_exactly_two_of_three_sleepers, .timeout = 30)
     notify_locked(s, 1);
     test_expect_ok(pids[rest]);
     cr_assert_eq(s->left, NW_WAITERS);
+}
+
+/* ---------------------------------------------------------------- */
+/* A notify reaches only the waiters that were there before it      */
+/* ---------------------------------------------------------------- */
+
+struct late {
+    fipc_lock *lock;
+    fipc_cond *cond;
+    uint32_t waiting; /* the early waiter holds the lock, about to wait */
+};
+
+/* The waiter that is there first: its wait must end in the notify. */
+static int early_waiter(int i, void *arg)
+{
+    struct late *s = arg;
+    test_child_setup(); /* it is stopped by the test */
+    CHILD_CHECK(fipc_lock_acquire(s->lock, LIMIT_NS) == 0, 1);
+    test_flag_set(&s->waiting, 1);
+    CHILD_CHECK(fipc_cond_wait(s->cond, s->lock, LIMIT_NS) == 0, 2);
+    CHILD_CHECK(fipc_lock_release(s->lock) == 0, 3);
+    return CHILD_OK;
+}
+
+/* A waiter that starts after the notify: nothing is left for it. */
+static int late_waiter(int i, void *arg)
+{
+    struct late *s = arg;
+    test_child_setup();
+    CHILD_CHECK(fipc_lock_acquire(s->lock, LIMIT_NS) == 0, 1);
+    CHILD_CHECK(fipc_cond_wait(s->cond, s->lock, 0) == -EAGAIN, 2);
+    CHILD_CHECK(fipc_cond_wait(s->cond, s->lock, FIPC_MSEC(50)) == -ETIMEDOUT, 3);
+    CHILD_CHECK(fipc_lock_release(s->lock) == 0, 4);
+    return CHILD_OK;
+}
+
+Test(cond, a_notify_is_not_taken_by_a_waiter_that_came_after_it, .timeout = 30)
+{
+    struct late *s = test_shared(sizeof *s);
+    s->lock = fipc_lock_new(NULL);
+    s->cond = fipc_cond_new(NULL);
+    cr_assert_not_null(s->lock);
+    cr_assert_not_null(s->cond);
+
+    pid_t early = test_fork(early_waiter, 0, s);
+    cr_assert(test_wait_until_at_least(&s->waiting, 1, LIMIT_NS));
+    cr_assert(wait_n_waiting(s->cond, 1), "n_waiting is %d", fipc_cond_n_waiting(s->cond));
+    cr_assert(test_wait_sleeping(early, LIMIT_NS), "the early waiter never slept");
+    /* Hold the notified waiter off the CPU, so that every later waiter has
+     * all the time it needs to take the wake-up in its place. */
+    cr_assert_eq(kill(early, SIGSTOP), 0);
+    cr_assert(test_wait_stopped(early, LIMIT_NS), "SIGSTOP never took effect");
+
+    cr_assert_eq(fipc_lock_acquire(s->lock, LIMIT_NS), 0);
+    cr_assert_eq(fipc_cond_notify(s->cond, 1), 0);
+    cr_assert_eq(fipc_cond_n_waiting(s->cond), 0, "the early waiter is notified");
+    /* The notifier's own next wait, as in any loop of notify then wait. */
+    int r = fipc_cond_wait(s->cond, s->lock, 0);
+    cr_assert_eq(r, -EAGAIN, "the notifier's wait(0) after its notify gave %d (%s)", r,
+                 fipc_strerror(r));
+    cr_assert_eq(fipc_lock_release(s->lock), 0);
+    /* Another process that starts waiting now. */
+    test_expect_ok(test_fork(late_waiter, 1, s));
+
+    cr_assert_eq(kill(early, SIGCONT), 0);
+    test_expect_ok(early);
+    cr_assert_eq(fipc_cond_n_waiting(s->cond), 0);
+}
+
+/* Two processes take turns, each waiting for its turn with wait_for and
+ * handing the turn over with notify(1): each notify finds the other one
+ * waiting (or about to look at the turn), never only the notifier itself. */
+#define PP_ROUNDS 20000
+
+struct pingpong {
+    fipc_lock lock;
+    fipc_cond cond;
+    int32_t turn;   /* guarded by lock */
+    uint32_t moves; /* guarded by lock */
+};
+
+struct player {
+    struct pingpong *s;
+    int32_t me;
+};
+
+static bool my_turn(void *arg)
+{
+    struct player *p = arg;
+    return p->s->turn == p->me;
+}
+
+static int pingpong_player(int i, void *arg)
+{
+    struct pingpong *s = arg;
+    struct player me = {s, i};
+    test_child_setup(); /* it waits FIPC_FOREVER */
+    for (int k = 0; k < PP_ROUNDS; k++) {
+        CHILD_CHECK(fipc_lock_acquire(&s->lock, FIPC_FOREVER) == 0, 1);
+        CHILD_CHECK(fipc_cond_wait_for(&s->cond, &s->lock, my_turn, &me, FIPC_FOREVER) == 0, 2);
+        s->turn = 1 - i;
+        s->moves++;
+        CHILD_CHECK(fipc_cond_notify(&s->cond, 1) == 0, 3);
+        CHILD_CHECK(fipc_lock_release(&s->lock) == 0, 4);
+    }
+    return CHILD_OK;
+}
+
+Test(cond, two_processes_taking_turns_with_notify_one_never_stall, .timeout = 60)
+{
+    struct pingpong *s = test_shared(sizeof *s);
+    init_lock_and_cond(&s->lock, &s->cond);
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++)
+        pids[i] = test_fork(pingpong_player, i, s);
+    /* A lost turn leaves both asleep for good: they fail to end here. */
+    test_reap_within(pids, 2, FIPC_SEC(40));
+    cr_assert_eq(s->moves, 2 * PP_ROUNDS);
+    cr_assert_eq(fipc_cond_n_waiting(&s->cond), 0);
+}
+
+/* A generation barrier on a lock and a condition, the way Python's
+ * threading.Barrier is built: the last arrival advances the generation and
+ * calls notify_all; the others wait for the generation to move on.  Every
+ * notify_all must release every waiter of the generation it ends. */
+#define GB_PARTIES 3
+#define GB_ROUNDS  5000
+
+struct genbar {
+    fipc_lock lock;
+    fipc_cond cond;
+    uint32_t arrived, gen; /* guarded by lock */
+};
+
+struct genbar_wait {
+    struct genbar *s;
+    uint32_t gen;
+};
+
+static bool gen_moved(void *arg)
+{
+    struct genbar_wait *w = arg;
+    return w->s->gen != w->gen;
+}
+
+static int genbar_party(int i, void *arg)
+{
+    struct genbar *s = arg;
+    test_child_setup(); /* it waits FIPC_FOREVER */
+    for (int k = 0; k < GB_ROUNDS; k++) {
+        CHILD_CHECK(fipc_lock_acquire(&s->lock, FIPC_FOREVER) == 0, 1);
+        struct genbar_wait w = {s, s->gen};
+        if (++s->arrived == GB_PARTIES) {
+            s->arrived = 0;
+            s->gen++;
+            CHILD_CHECK(fipc_cond_notify_all(&s->cond) == 0, 2);
+        } else {
+            CHILD_CHECK(fipc_cond_wait_for(&s->cond, &s->lock, gen_moved, &w, FIPC_FOREVER) == 0,
+                        3);
+            CHILD_CHECK(s->gen == w.gen + 1, 4);
+        }
+        CHILD_CHECK(fipc_lock_release(&s->lock) == 0, 5);
+    }
+    return CHILD_OK;
+}
+
+Test(cond, generation_barrier_on_notify_all_releases_every_round, .timeout = 60)
+{
+    struct genbar *s = test_shared(sizeof *s);
+    init_lock_and_cond(&s->lock, &s->cond);
+    pid_t pids[GB_PARTIES];
+    for (int i = 0; i < GB_PARTIES; i++)
+        pids[i] = test_fork(genbar_party, i, s);
+    test_reap_within(pids, GB_PARTIES, FIPC_SEC(40));
+    cr_assert_eq(s->gen, GB_ROUNDS);
+    cr_assert_eq(fipc_cond_n_waiting(&s->cond), 0);
 }
 
 /* ---------------------------------------------------------------- */
@@ -454,10 +630,10 @@ Test(cond, wait_is_not_cut_short_by_signals, .timeout = 30)
 /* Killed between notify and wake                                    */
 /* ---------------------------------------------------------------- */
 
-/* A notifier killed after it handed out a token but before it woke anyone
- * leaves a waiter asleep with a token it has not taken.  The waiter still
- * gets out: at its one-second re-check, or when a later notify wakes again
- * for tokens already handed out.  The notifier holds the lock when it
+/* A notifier killed after it notified but before it woke anyone leaves a
+ * waiter asleep although it was notified.  The waiter still gets out: at
+ * its one-second re-check, or when the next notify, which finds the dead
+ * notifier's wakes still owed, makes them.  The notifier holds the lock when it
  * notifies, as it must, and so dies holding it: the waiter takes the lock
  * over and its wait reports -EOWNERDEAD, unless someone else took the lock
  * over first. */
@@ -486,8 +662,8 @@ static int token_waiter_child(int i, void *arg)
     return CHILD_OK;
 }
 
-/* Notify the sleeping waiter under the lock, and be killed after the token
- * and the sequence changed but before the wake. */
+/* Notify the sleeping waiter under the lock, and be killed after the
+ * notify changed the state but before the wake. */
 static int notify_and_die_child(int i, void *arg)
 {
     struct dying_notify *d = arg;
@@ -513,7 +689,7 @@ static struct dying_notify *new_dying_notify(bool no_recheck)
     return d;
 }
 
-/* The waiter took the one token: none is left for a later wait. */
+/* The waiter was the one notified: nothing is left for a later wait. */
 static void expect_no_token_left(struct dying_notify *d)
 {
     cr_assert_eq(fipc_cond_n_waiting(d->cond), 0);
@@ -544,7 +720,7 @@ Test(cond, waiter_leaves_when_the_notifier_dies_before_waking_and_another_notify
      .timeout = 60)
 {
     /* Without its re-check, only the later notify can end the waiter's
-     * sleep: it must wake although every waiter already holds a token. */
+     * sleep: it must wake although it finds nobody left to notify. */
     struct dying_notify *d = new_dying_notify(true);
     pid_t waiter = test_fork(token_waiter_child, 0, d);
     pid_t notifier = test_fork(notify_and_die_child, 1, d);
@@ -565,6 +741,110 @@ Test(cond, waiter_leaves_when_the_notifier_dies_before_waking_and_another_notify
     fault_expect_ok(status, "the waiter", LIMIT_NS);
     cr_assert_eq(d->wait_ret, 0, "wait gave %d (%s)", d->wait_ret, fipc_strerror(d->wait_ret));
     expect_no_token_left(d);
+}
+
+/* ---------------------------------------------------------------- */
+/* Killed inside wait                                                */
+/* ---------------------------------------------------------------- */
+
+struct dead_waiter {
+    fipc_lock *lock;
+    fipc_cond *cond;
+    uint32_t returned; /* waiters whose wait returned 0 */
+};
+
+/* Wait without limit; only a notify ends it (or SIGKILL). */
+static int waiter_until_notified(int i, void *arg)
+{
+    struct dead_waiter *d = arg;
+    test_child_setup(); /* it waits FIPC_FOREVER */
+    CHILD_CHECK(fipc_lock_acquire(d->lock, LIMIT_NS) == 0, 1);
+    CHILD_CHECK(fipc_cond_wait(d->cond, d->lock, FIPC_FOREVER) == 0, 2);
+    test_flag_add(&d->returned);
+    CHILD_CHECK(fipc_lock_release(d->lock) == 0, 3);
+    return CHILD_OK;
+}
+
+static struct dead_waiter *new_dead_waiter(void)
+{
+    struct dead_waiter *d = test_shared(sizeof *d);
+    d->lock = fipc_lock_new(NULL);
+    d->cond = fipc_cond_new(NULL);
+    cr_assert_not_null(d->lock);
+    cr_assert_not_null(d->cond);
+    return d;
+}
+
+/* Start a waiter_until_notified child and return once it sleeps in wait,
+ * with want waiters counted. */
+static pid_t start_sleeper(struct dead_waiter *d, int want)
+{
+    pid_t pid = test_fork(waiter_until_notified, 0, d);
+    cr_assert(wait_n_waiting(d->cond, want), "n_waiting is %d, want %d",
+              fipc_cond_n_waiting(d->cond), want);
+    cr_assert(test_wait_sleeping(pid, LIMIT_NS), "the waiter never slept");
+    return pid;
+}
+
+static void notify_under(struct dead_waiter *d, int n)
+{
+    cr_assert_eq(fipc_lock_acquire(d->lock, LIMIT_NS), 0);
+    cr_assert_eq(n < 0 ? fipc_cond_notify_all(d->cond) : fipc_cond_notify(d->cond, n), 0);
+    cr_assert_eq(fipc_lock_release(d->lock), 0);
+}
+
+/* Nothing of the dead is left: a new wait finds no wake-up. */
+static void expect_nothing_left(struct dead_waiter *d)
+{
+    cr_assert_eq(fipc_cond_n_waiting(d->cond), 0, "n_waiting is %d",
+                 fipc_cond_n_waiting(d->cond));
+    cr_assert_eq(fipc_lock_acquire(d->lock, LIMIT_NS), 0);
+    int r = fipc_cond_wait(d->cond, d->lock, 0);
+    cr_assert_eq(r, -EAGAIN, "wait(0) with no notify since it began gave %d (%s)", r,
+                 fipc_strerror(r));
+    cr_assert_eq(fipc_lock_release(d->lock), 0);
+}
+
+Test(cond, waiter_killed_in_wait_is_forgotten_once_notified, .timeout = 30)
+{
+    struct dead_waiter *d = new_dead_waiter();
+    pid_t victim = start_sleeper(d, 1);
+    test_kill_and_reap(victim);
+    /* Nobody can tell it died: it still counts until a notify reaches it. */
+    cr_assert_eq(fipc_cond_n_waiting(d->cond), 1);
+
+    notify_under(d, -1);
+    expect_nothing_left(d);
+
+    /* The condition works as before for the living. */
+    pid_t live = start_sleeper(d, 1);
+    notify_under(d, 1);
+    test_reap_within(&live, 1, LIMIT_NS);
+    cr_assert_eq(d->returned, 1);
+    expect_nothing_left(d);
+}
+
+/* The worst a dead waiter costs is one wake-up of one notify(n): make it
+ * the only waiter of its generation not yet notified, with a live waiter
+ * behind it, and two notify(1) release the live one. */
+Test(cond, waiter_killed_in_wait_costs_at_most_one_wake_up, .timeout = 30)
+{
+    struct dead_waiter *d = new_dead_waiter();
+    pid_t victim = start_sleeper(d, 1);
+    pid_t first = start_sleeper(d, 2);
+    test_kill_and_reap(victim);
+    /* One of the two is notified: the live one, since the dead never takes
+     * it; the dead one stays counted, not notified. */
+    notify_under(d, 1);
+    test_reap_within(&first, 1, LIMIT_NS);
+    cr_assert_eq(fipc_cond_n_waiting(d->cond), 1);
+
+    pid_t live = start_sleeper(d, 2);
+    notify_under(d, 1);
+    notify_under(d, 1);
+    test_reap_within(&live, 1, LIMIT_NS);
+    cr_assert_eq(d->returned, 2);
+    expect_nothing_left(d);
 }
 
 /* ---------------------------------------------------------------- */
