@@ -36,23 +36,23 @@
 #define store_seqcst(p, v)  __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 
 #define cas_relaxed(p, expected, desired)                                                          \
-    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_RELAXED,              \
+    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_RELAXED,               \
                                 __ATOMIC_RELAXED)
 #define cas_acquire(p, expected, desired)                                                          \
-    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQUIRE,              \
+    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQUIRE,               \
                                 __ATOMIC_RELAXED)
 #define cas_release(p, expected, desired)                                                          \
-    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_RELEASE,              \
+    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_RELEASE,               \
                                 __ATOMIC_RELAXED)
 #define cas_acqrel(p, expected, desired)                                                           \
-    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQ_REL,              \
+    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQ_REL,               \
                                 __ATOMIC_RELAXED)
 #define cas_seqcst(p, expected, desired)                                                           \
-    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_SEQ_CST,              \
+    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_SEQ_CST,               \
                                 __ATOMIC_RELAXED)
 /* seq_cst, and on failure *expected is read with acquire. */
 #define cas_seqcst_acquire(p, expected, desired)                                                   \
-    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_SEQ_CST,              \
+    __atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_SEQ_CST,               \
                                 __ATOMIC_ACQUIRE)
 
 #define fetch_add_relaxed(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)

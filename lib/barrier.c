@@ -41,7 +41,7 @@
 #define HISTORY_SHIFT 17
 #define HISTORY_BITS  15u
 #define HISTORY_MASK  ((1u << HISTORY_BITS) - 1)
-#define ROUND_MASK    0xffffffu /* of the high half */
+#define ROUND_MASK    0xffffffu  /* of the high half */
 #define CANCEL_ONE    (1u << 24) /* of the high half */
 #define PARTIES_MAX   65535u
 

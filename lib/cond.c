@@ -57,10 +57,10 @@
 #include "futex.h"
 #include "lock_impl.h"
 
-#define OPEN_ONE   ((uint64_t)1)
-#define IDLE_ONE   ((uint64_t)1 << 16)
-#define TOKEN_ONE  ((uint64_t)1 << 32)
-#define FIELD_MAX  0xffffu
+#define OPEN_ONE  ((uint64_t)1)
+#define IDLE_ONE  ((uint64_t)1 << 16)
+#define TOKEN_ONE ((uint64_t)1 << 32)
+#define FIELD_MAX 0xffffu
 
 struct cond_impl {
     uint64_t state;

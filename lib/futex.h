@@ -87,8 +87,8 @@ static inline int futex_wake(const uint32_t *word, int n)
  * worse.  Inlined, with check a constant, each caller gets its own loop.
  */
 static FIPC_ALWAYS_INLINE int futex_wait_counted(uint32_t *word, uint32_t *waiters,
-                                                 int (*check)(void *ctx, uint32_t *seen),
-                                                 void *ctx, fipc_deadline deadline)
+                                                 int (*check)(void *ctx, uint32_t *seen), void *ctx,
+                                                 fipc_deadline deadline)
 {
     bool timed_out = false;
     int r;

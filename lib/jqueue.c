@@ -162,7 +162,6 @@ void fipc__jqueue_uncount(fipc_jqueue *j, size_t n)
     finish(j, n);
 }
 
-
 struct put_ctx {
     fipc_jqueue *j;
     const struct iovec *items;

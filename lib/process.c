@@ -76,11 +76,11 @@
  *   STATE_EXITED(code)   reaped by fipc; code is the exit status 0..255 or
  *                        minus the signal number (-1..-127)
  */
-#define STATE_RUNNING 0
-#define STATE_LOST    1
-#define STATE_EXITED_BASE 0x1000
+#define STATE_RUNNING      0
+#define STATE_LOST         1
+#define STATE_EXITED_BASE  0x1000
 #define STATE_EXITED(code) (STATE_EXITED_BASE + (code))
-#define STATE_CODE(state)  ((state) - STATE_EXITED_BASE)
+#define STATE_CODE(state)  ((state)-STATE_EXITED_BASE)
 
 struct fipc_process {
     pid_t pid;

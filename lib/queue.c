@@ -147,10 +147,16 @@ static __attribute__((noinline)) int view_open(const struct fipc_queue *q, struc
     uint64_t ring = ring_for(capacity);
     bool spsc = (flags & FIPC_QUEUE_SPSC) != 0;
     char *slots = (char *)q + sizeof *q;
-    struct claimer *claimers =
-        spsc ? NULL : (struct claimer *)(slots + ring * slot_size_for(max_item));
-    v->g = (struct geom){slots,    ring - 1, slot_size_for(max_item), ring, capacity, max_item,
-                         spsc,     claimers, NULL};
+    struct claimer *claimers = spsc ? NULL
+                                    : (struct claimer *)(slots + ring * slot_size_for(max_item));
+    v->g = (struct geom){.slots = slots,
+                         .mask = ring - 1,
+                         .slot_size = slot_size_for(max_item),
+                         .ring = ring,
+                         .capacity = capacity,
+                         .max_item = max_item,
+                         .spsc = spsc,
+                         .claimers = claimers};
     if (!spsc)
         v->g.me = fipc__mpmc_claimer((struct fipc_queue *)q, &v->g);
     v->hole = (struct hole){0};

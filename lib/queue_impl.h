@@ -41,7 +41,7 @@ struct fipc_queue {
     uint64_t mask;     /* ring - 1 */
     uint64_t max_item;
     uint64_t slot_size;
-    uint64_t slots;    /* offset of slot 0 from this struct */
+    uint64_t slots; /* offset of slot 0 from this struct */
     uint32_t flags;
     uint32_t closed;
 
@@ -82,11 +82,11 @@ static_assert(sizeof(struct fipc_queue) == 6 * FIPC_CACHELINE, "queue layout");
  * registers across their acquire loads. */
 struct geom {
     char *slots;
-    uint64_t mask;      /* ring - 1 */
+    uint64_t mask; /* ring - 1 */
     uint64_t slot_size;
-    uint64_t ring;      /* slots, a power of two */
-    uint64_t capacity;  /* messages the queue holds, <= ring */
-    uint64_t max_item;  /* longest message, < slot_size - SLOT_HEADER */
+    uint64_t ring;     /* slots, a power of two */
+    uint64_t capacity; /* messages the queue holds, <= ring */
+    uint64_t max_item; /* longest message, < slot_size - SLOT_HEADER */
     bool spsc;
     /* MPMC: the records (QUEUE_CLAIMERS of them, after the slots), and
      * this thread's own, or NULL if it has none. */
@@ -118,9 +118,9 @@ fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsign
  * A claim must be committed, and soon: consumers wait for it.  The items
  * were checked by fipc__queue_check_put. */
 struct queue_claim {
-    uint64_t pos;  /* the first position claimed */
-    uint32_t k;    /* how many */
-    bool closed;   /* known at claim time to have lost to close */
+    uint64_t pos; /* the first position claimed */
+    uint32_t k;   /* how many */
+    bool closed;  /* known at claim time to have lost to close */
 };
 
 struct fipc__put_claim {

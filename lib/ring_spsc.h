@@ -161,7 +161,7 @@ static FIPC_ALWAYS_INLINE int spsc_put_confirm(struct fipc_queue *q, const struc
 }
 
 static FIPC_ALWAYS_INLINE int spsc_put(struct fipc_queue *q, const struct geom *view,
-                                        const struct iovec *items, size_t n)
+                                       const struct iovec *items, size_t n)
 {
     /* A local copy, kept in registers across the acquire loads below. */
     const struct geom local = *view, *g = &local;
