@@ -18,8 +18,22 @@
  *
  * The fipc_queue pointer addresses the queue's memory in the arena; any
  * process that maps the arena may use it (children inherit it, unrelated
- * processes find it with fipc_arena_lookup).  See docs/queue.md for the
- * protocol and what happens when a process dies mid-operation.
+ * processes find it with fipc_arena_lookup).
+ *
+ * Guarantees, whoever dies and at whatever instruction:
+ *   - a message whose put returned success is delivered exactly once,
+ *     unless the consumer that received it died after its get returned
+ *     (or, in MPMC mode, during the get that was receiving it);
+ *   - after close, every get ends in -EPIPE once the queue is drained;
+ *   - a process that waits passes a claim whose holder died within a few
+ *     milliseconds (MPMC; a thread that finds all 64 claimer records of a
+ *     queue taken by live threads turns this off for that queue), and an
+ *     SPSC side that replaces a dead one carries on from the last position
+ *     handed over;
+ *   - a peer that writes garbage into the queue's memory can make calls
+ *     fail with -EPROTO (or -EINVAL) or time out, never write outside the
+ *     caller's buffers, read outside the arena, crash, or spin.
+ * See docs/queue.md for the protocol and what each death costs.
  */
 #ifndef FIPC_QUEUE_H
 #define FIPC_QUEUE_H
@@ -51,13 +65,17 @@ FIPC_EXPORT int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capaci
 /* Append one message of len bytes.  0; -EMSGSIZE (len > max_item);
  * -EAGAIN (timeout_ns == 0) or -ETIMEDOUT when the queue stays full;
  * -EPIPE once closed (also for a put asleep on a full queue when it is
- * closed); -EINVAL (q NULL, or item NULL with len > 0). */
+ * closed); -EINVAL (q NULL or no queue, or item NULL with len > 0);
+ * -EPROTO (a peer changed the queue's dimensions before this thread first
+ * used it). */
 FIPC_EXPORT int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns);
 
 /* Take the oldest message into buf and its length into *len.  cap must be
  * at least max_item.  0; -EAGAIN/-ETIMEDOUT when the queue stays empty;
- * -EPIPE once closed and drained; -EINVAL (NULL arguments, cap < max_item;
- * nothing is taken). */
+ * -EPIPE once closed and drained; -EINVAL (NULL arguments, no queue,
+ * cap < max_item; nothing is taken); -EPROTO (dimensions a peer changed, or
+ * a message whose length no put can have written: it is consumed, nothing
+ * is copied). */
 FIPC_EXPORT int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len,
                                int64_t timeout_ns);
 
@@ -72,7 +90,8 @@ FIPC_EXPORT int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, si
 /* Take up to n messages: message i into buf + i * stride, its length into
  * lens[i].  Waits as get does only while the queue is empty.  Returns how
  * many were taken (>= 1), or get's errors; stride < max_item is -EINVAL
- * and takes nothing. */
+ * and takes nothing.  Messages with a length no put can have written are
+ * consumed without being copied; -EPROTO if nothing else was taken. */
 FIPC_EXPORT int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
                                     int64_t timeout_ns);
 
