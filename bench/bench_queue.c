@@ -198,10 +198,13 @@ struct transport {
     int (*end_stream)(struct xfer *x);
 
     /* Consumer: the next message into m and its length into *len; 1, or 0
-     * at the end of the stream.  nth: messages taken so far. */
-    int (*recv)(struct xfer *x, unsigned char *m, uint32_t size, size_t *len, uint64_t nth);
+     * at the end of the stream.  *so_far: messages taken so far (passed by
+     * address, so the loop does not reload it for every message). */
+    int (*recv)(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                const uint64_t *so_far);
     /* Consumer: up to BATCH messages; how many, or 0 at the end. */
-    int (*recv_many)(struct xfer *x, unsigned char (*batch)[MAX_MSG], size_t *lens, uint64_t nth);
+    int (*recv_many)(struct xfer *x, unsigned char (*batch)[MAX_MSG], size_t *lens,
+                     const uint64_t *so_far);
     /* Consumer, after checking each message. */
     int (*taken)(struct xfer *x);
 
@@ -369,17 +372,16 @@ XFER_LOOP consume_loop(struct xfer *x, int id, const struct transport *t)
         _Alignas(CACHELINE) unsigned char batch[BATCH][MAX_MSG];
         size_t lens[BATCH];
         int got;
-        while ((got = t->recv_many(x, batch, lens, v.count)) > 0)
+        while ((got = t->recv_many(x, batch, lens, &v.count)) > 0)
             for (int k = 0; k < got; k++)
                 if (verify(&v, batch[k], lens[k]) < 0 || (t->taken && t->taken(x) < 0)) return -1;
         if (got < 0) return -1;
     } else {
-        while (!t->counted || v.count < total) {
-            int got = t->recv(x, msg, size, &len, v.count);
-            if (got < 0) return -1;
-            if (got == 0) break;
+        int got = 1;
+        while ((!t->counted || v.count < total) &&
+               (got = t->recv(x, msg, size, &len, &v.count)) > 0)
             if (verify(&v, msg, len) < 0 || (t->taken && t->taken(x) < 0)) return -1;
-        }
+        if (got < 0) return -1;
     }
     x->sh->end[MAX_SIDE + id] = bench_now_ns();
     x->sh->count[id] = v.count;
@@ -450,7 +452,8 @@ static int fd_sent_all(struct xfer *x)
     return 0;
 }
 
-static int fd_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len, uint64_t nth)
+static int fd_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                   const uint64_t *so_far)
 {
     *len = size;
     return read_record(x->fd[0], m, size, x->cfg->t->name);
@@ -493,9 +496,10 @@ static int pmq_send(struct xfer *x, const unsigned char *m, uint32_t size, uint6
     return 0;
 }
 
-static int pmq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len, uint64_t nth)
+static int pmq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                    const uint64_t *so_far)
 {
-    if ((nth & 1023) == 0) x->mq_deadline = realtime_in(TIMEOUT_NS);
+    if ((*so_far & 1023) == 0) x->mq_deadline = realtime_in(TIMEOUT_NS);
     for (;;) {
         /* mq_receive wants room for mq_msgsize (== size). */
         ssize_t got = mq_timedreceive(x->mq, (char *)m, size, NULL, &x->mq_deadline);
@@ -504,7 +508,7 @@ static int pmq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len
             return 1;
         }
         if (errno != EINTR)
-            return bench_fail("mq_timedreceive after %" PRIu64 ": %s", nth, strerror(errno));
+            return bench_fail("mq_timedreceive after %" PRIu64 ": %s", *so_far, strerror(errno));
     }
 }
 
@@ -558,12 +562,13 @@ static inline int ck_send(struct xfer *x, const unsigned char *m, uint32_t size,
 }
 
 static inline int ck_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
-                          uint64_t nth, bool spsc)
+                          const uint64_t *so_far, bool spsc)
 {
     struct spin sp = {0};
     *len = size;
     while (!ck_take(x, m, size, spsc))
-        if (spin_wait(&sp) < 0) return bench_fail("ck_ring: empty for 10 s after %" PRIu64, nth);
+        if (spin_wait(&sp) < 0)
+            return bench_fail("ck_ring: empty for 10 s after %" PRIu64, *so_far);
     return 1;
 }
 
@@ -572,9 +577,10 @@ static int ck_spsc_send(struct xfer *x, const unsigned char *m, uint32_t size, u
     return ck_send(x, m, size, i, true);
 }
 
-static int ck_spsc_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len, uint64_t nth)
+static int ck_spsc_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                        const uint64_t *so_far)
 {
-    return ck_recv(x, m, size, len, nth, true);
+    return ck_recv(x, m, size, len, so_far, true);
 }
 
 static int ck_mpmc_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
@@ -582,9 +588,10 @@ static int ck_mpmc_send(struct xfer *x, const unsigned char *m, uint32_t size, u
     return ck_send(x, m, size, i, false);
 }
 
-static int ck_mpmc_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len, uint64_t nth)
+static int ck_mpmc_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                        const uint64_t *so_far)
 {
-    return ck_recv(x, m, size, len, nth, false);
+    return ck_recv(x, m, size, len, so_far, false);
 }
 
 TRANSPORT(tr_ck_spsc, .name = "ck_ring_spsc", .setup = ck_setup, .teardown = ck_teardown,
@@ -661,20 +668,22 @@ static int fq_end_stream(struct xfer *x)
     return 0;
 }
 
-static int fq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len, uint64_t nth)
+static int fq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                   const uint64_t *so_far)
 {
     int rc = fipc_queue_get(x->q, m, size, len, TIMEOUT_NS);
     if (rc == 0) return 1;
     if (rc == -EPIPE) return 0;
-    return bench_fail("fipc_queue_get after %" PRIu64 ": %s", nth, fipc_strerror(rc));
+    return bench_fail("fipc_queue_get after %" PRIu64 ": %s", *so_far, fipc_strerror(rc));
 }
 
-static int fq_recv_many(struct xfer *x, unsigned char (*batch)[MAX_MSG], size_t *lens, uint64_t nth)
+static int fq_recv_many(struct xfer *x, unsigned char (*batch)[MAX_MSG], size_t *lens,
+                        const uint64_t *so_far)
 {
     int rc = fipc_queue_get_many(x->q, batch, MAX_MSG, lens, BATCH, TIMEOUT_NS);
     if (rc > 0) return rc;
     if (rc == -EPIPE) return 0;
-    return bench_fail("fipc_queue_get_many after %" PRIu64 ": %s", nth, fipc_strerror(rc));
+    return bench_fail("fipc_queue_get_many after %" PRIu64 ": %s", *so_far, fipc_strerror(rc));
 }
 
 static int jq_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
@@ -699,12 +708,13 @@ static int jq_end_stream(struct xfer *x)
     return 0;
 }
 
-static int jq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len, uint64_t nth)
+static int jq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                   const uint64_t *so_far)
 {
     int rc = fipc_jqueue_get(x->jq, m, size, len, TIMEOUT_NS);
     if (rc == 0) return 1;
     if (rc == -EPIPE) return 0;
-    return bench_fail("fipc_jqueue_get after %" PRIu64 ": %s", nth, fipc_strerror(rc));
+    return bench_fail("fipc_jqueue_get after %" PRIu64 ": %s", *so_far, fipc_strerror(rc));
 }
 
 static int jq_task_done(struct xfer *x)
