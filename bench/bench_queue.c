@@ -366,7 +366,7 @@ XFER_LOOP consume_loop(struct xfer *x, int id, const struct transport *t)
     const uint64_t total = x->per * (uint64_t)c->producers;
     struct verifier v = {.cfg = c, .consumer = id};
     _Alignas(CACHELINE) unsigned char msg[MAX_MSG];
-    size_t len;
+    size_t len = 0;
 
     if (t->recv_many) {
         _Alignas(CACHELINE) unsigned char batch[BATCH][MAX_MSG];
@@ -487,7 +487,7 @@ static void pmq_teardown(struct xfer *x)
     mq_close(x->mq);
 }
 
-static int pmq_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
+static inline int pmq_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
 {
     /* A fresh deadline now and then, not a clock read per message. */
     if ((i & 1023) == 0) x->mq_deadline = realtime_in(TIMEOUT_NS);
@@ -496,8 +496,8 @@ static int pmq_send(struct xfer *x, const unsigned char *m, uint32_t size, uint6
     return 0;
 }
 
-static int pmq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
-                    const uint64_t *so_far)
+static inline int pmq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                           const uint64_t *so_far)
 {
     if ((*so_far & 1023) == 0) x->mq_deadline = realtime_in(TIMEOUT_NS);
     for (;;) {
@@ -649,7 +649,7 @@ static int fq_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64
     return 0;
 }
 
-static int fq_send_many(struct xfer *x, const struct iovec *iov, size_t n, uint64_t i)
+static inline int fq_send_many(struct xfer *x, const struct iovec *iov, size_t n, uint64_t i)
 {
     for (size_t done = 0; done < n;) {
         int rc = fipc_queue_put_many(x->q, iov + done, n - done, TIMEOUT_NS);
@@ -677,8 +677,8 @@ static int fq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
     return bench_fail("fipc_queue_get after %" PRIu64 ": %s", *so_far, fipc_strerror(rc));
 }
 
-static int fq_recv_many(struct xfer *x, unsigned char (*batch)[MAX_MSG], size_t *lens,
-                        const uint64_t *so_far)
+static inline int fq_recv_many(struct xfer *x, unsigned char (*batch)[MAX_MSG], size_t *lens,
+                               const uint64_t *so_far)
 {
     int rc = fipc_queue_get_many(x->q, batch, MAX_MSG, lens, BATCH, TIMEOUT_NS);
     if (rc > 0) return rc;
