@@ -31,6 +31,11 @@
  * end.  A transport without an end-of-stream (ck_ring, POSIX mq) is used
  * with one consumer only, which stops after the known total.
  *
+ * Each transport is a struct transport of hooks (set-up, send, receive,
+ * end of stream, tear-down); one producer loop and one consumer loop serve
+ * them all, copied for each transport by TRANSPORT() so that no message
+ * goes through a function pointer.
+ *
  * Nothing waits without bound: fipc calls and mq calls time out after 10 s,
  * ck_ring waits spin a little, then sched_yield, and give up after 10 s
  * without progress; a pipe or socket sees EOF or EPIPE when its peer dies,
@@ -57,11 +62,19 @@
 
 #include <fipc.h>
 
+/*
+ * FIPC_BENCH_HAVE_CK (0 or 1) says whether the build found Concurrency Kit;
+ * a build that does not say is taken to have it if <ck_ring.h> is there.
+ */
+#ifndef FIPC_BENCH_HAVE_CK
 #if __has_include(<ck_ring.h>)
-#include <ck_ring.h>
-#define HAVE_CK 1
+#define FIPC_BENCH_HAVE_CK 1
 #else
-#define HAVE_CK 0
+#define FIPC_BENCH_HAVE_CK 0
+#endif
+#endif
+#if FIPC_BENCH_HAVE_CK
+#include <ck_ring.h>
 #endif
 
 #define CACHELINE  64
@@ -107,7 +120,7 @@ static inline void spin_reset(struct spin *s)
     s->n = 0;
 }
 
-#if HAVE_CK
+#if FIPC_BENCH_HAVE_CK
 struct msg8 {
     unsigned char b[8];
 };
@@ -122,20 +135,10 @@ CK_RING_PROTOTYPE(m256, msg256)
 /* Transfers                                                                */
 /* ====================================================================== */
 
-enum xkind {
-    X_PIPE,
-    X_SEQPACKET,
-    X_MQ,
-    X_CK_SPSC,
-    X_CK_MPMC,
-    X_FIPC_MPMC,
-    X_FIPC_SPSC,
-    X_FIPC_BATCH, /* MPMC, put_many / get_many of BATCH */
-    X_FIPC_JQ,    /* jqueue, MPMC: put; get + task_done; the producer joins */
-};
+struct transport;
 
 struct xfer_cfg {
-    enum xkind kind;
+    const struct transport *t;
     uint32_t size;
     int producers, consumers;
 };
@@ -147,18 +150,20 @@ struct xfer_shared {
     _Alignas(CACHELINE) uint64_t count[MAX_SIDE];  /* per consumer */
     _Alignas(CACHELINE) uint64_t sum[MAX_SIDE];    /* per consumer */
     _Alignas(CACHELINE) uint32_t producers_left;   /* the last one closes */
-#if HAVE_CK
+#if FIPC_BENCH_HAVE_CK
     _Alignas(CACHELINE) struct ck_ring ring;
 #endif
 };
 
-/* The transport's handles, set up by the runner and inherited by fork. */
+/* The transport's handles, set up by the runner and inherited by fork;
+ * after the fork each process changes only its own copy. */
 struct xfer {
     const struct xfer_cfg *cfg;
     struct xfer_shared *sh;
     uint64_t per; /* messages per producer */
     int fd[2];    /* pipe (read, write) or socketpair */
     mqd_t mq;
+    struct timespec mq_deadline; /* renewed every 1024 messages */
     fipc_arena *arena;
     fipc_queue *q;
     fipc_jqueue *jq;
@@ -166,16 +171,51 @@ struct xfer {
     size_t ckbuf_size;
 };
 
-static const char *const xkind_name[] = {
-    [X_PIPE] = "pipe",
-    [X_SEQPACKET] = "seqpacket",
-    [X_MQ] = "posix_mq",
-    [X_CK_SPSC] = "ck_ring_spsc",
-    [X_CK_MPMC] = "ck_ring_mpmc",
-    [X_FIPC_MPMC] = "fipc_mpmc",
-    [X_FIPC_SPSC] = "fipc_spsc",
-    [X_FIPC_BATCH] = "fipc_batch",
-    [X_FIPC_JQ] = "fipc_jqueue",
+/* Which copy of the handles a process holds after the fork. */
+enum xfer_role { ROLE_PRODUCER, ROLE_CONSUMER, ROLE_RUNNER };
+
+/*
+ * A transport, as the one producer loop and the one consumer loop below see
+ * it.  A hook returns 0 (or what its comment says) on success and
+ * bench_fail(...) on failure; a NULL hook is skipped.  A transport has send
+ * or send_many, and recv or recv_many.
+ */
+struct transport {
+    const char *name;
+    /* In the runner: before the fork, and after the check. */
+    int (*setup)(struct xfer *x);
+    void (*teardown)(struct xfer *x);
+    /* In every process after the fork: drop what this role must not hold. */
+    void (*keep_own_end)(struct xfer *x, enum xfer_role role);
+
+    /* Producer: message i of this producer, size bytes at m. */
+    int (*send)(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i);
+    /* Producer: all n messages of iov, the first being message i. */
+    int (*send_many)(struct xfer *x, const struct iovec *iov, size_t n, uint64_t i);
+    /* Producer, after its last message. */
+    int (*sent_all)(struct xfer *x);
+    /* The last producer to finish ends the stream. */
+    int (*end_stream)(struct xfer *x);
+
+    /* Consumer: the next message into m and its length into *len; 1, or 0
+     * at the end of the stream.  *so_far: messages taken so far (passed by
+     * address, so the loop does not reload it for every message). */
+    int (*recv)(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                const uint64_t *so_far);
+    /* Consumer: up to BATCH messages; how many, or 0 at the end. */
+    int (*recv_many)(struct xfer *x, unsigned char (*batch)[MAX_MSG], size_t *lens,
+                     const uint64_t *so_far);
+    /* Consumer, after checking each message. */
+    int (*taken)(struct xfer *x);
+
+    /* No end of stream: used with one consumer, which stops after the
+     * known total. */
+    bool counted;
+
+    /* The loops made for this transport by TRANSPORT(); NULL when this
+     * build lacks it. */
+    int (*produce)(struct xfer *x, int id);
+    int (*consume)(struct xfer *x, int id);
 };
 
 /* ---- messages ---- */
@@ -201,7 +241,7 @@ static int verify(struct verifier *v, const unsigned char *m, size_t len)
     const struct xfer_cfg *c = v->cfg;
     if (len != c->size)
         return bench_fail("%s consumer %d: message %" PRIu64 " has %zu bytes, expected %u",
-                          xkind_name[c->kind], v->consumer, v->count, len, c->size);
+                          c->t->name, v->consumer, v->count, len, c->size);
     uint64_t x;
     memcpy(&x, m, 8);
     if (c->size >= 16) {
@@ -210,19 +250,19 @@ static int verify(struct verifier *v, const unsigned char *m, size_t len)
         if (y != ~x)
             return bench_fail("%s consumer %d: message %" PRIu64 " is torn (%#" PRIx64
                               " ... %#" PRIx64 ")",
-                              xkind_name[c->kind], v->consumer, v->count, x, y);
+                              c->t->name, v->consumer, v->count, x, y);
     }
     unsigned id = (unsigned)(x >> TAG_SHIFT);
     uint64_t seq = x & SEQ_MASK;
     if (id >= (unsigned)c->producers)
         return bench_fail("%s consumer %d: message %" PRIu64 " from unknown producer %u",
-                          xkind_name[c->kind], v->consumer, v->count, id);
+                          c->t->name, v->consumer, v->count, id);
     /* One consumer sees every message of a producer, in order; several see
      * each producer's messages in increasing order, with gaps. */
     bool ok = c->consumers == 1 ? seq == v->next[id] : seq >= v->next[id];
     if (!ok)
         return bench_fail("%s consumer %d: producer %u sent seq %" PRIu64 ", expected %s%" PRIu64,
-                          xkind_name[c->kind], v->consumer, id, seq,
+                          c->t->name, v->consumer, id, seq,
                           c->consumers == 1 ? "" : ">= ", v->next[id]);
     v->next[id] = seq + 1;
     v->count++;
@@ -268,72 +308,26 @@ static struct timespec realtime_in(int64_t ns)
     return ts;
 }
 
-/* ---- producer ---- */
+/* ---- the two loops ---- */
 
-static int produce(struct xfer *x, int id)
+/*
+ * The loops are always inlined into functions that hand them a constant
+ * transport (TRANSPORT below): each transport gets its own copy, in which
+ * every hook is a direct call, and the small ones are inlined.  So a
+ * message costs what the transport's own calls cost, not a call through
+ * the table.
+ */
+#define XFER_LOOP static inline __attribute__((always_inline)) int
+
+XFER_LOOP produce_loop(struct xfer *x, int id, const struct transport *t)
 {
-    const struct xfer_cfg *c = x->cfg;
-    const uint32_t size = c->size;
+    const uint32_t size = x->cfg->size;
     const uint64_t n = x->per, tag = (uint64_t)id << TAG_SHIFT;
     _Alignas(CACHELINE) unsigned char msg[MAX_MSG];
     memset(msg, 0xa5, sizeof msg);
-    struct spin sp = {0};
-    (void)sp; /* only the ck_ring transports spin */
-    int rc;
 
     x->sh->start[id] = bench_now_ns();
-    switch (c->kind) {
-    case X_PIPE:
-    case X_SEQPACKET:
-        for (uint64_t i = 0; i < n; i++) {
-            msg_stamp(msg, size, tag | i);
-            if (write_all(x->fd[1], msg, size, xkind_name[c->kind]) < 0) return -1;
-        }
-        close(x->fd[1]); /* the consumers' EOF, once every writer is done */
-        break;
-    case X_MQ: {
-        struct timespec dl = realtime_in(TIMEOUT_NS);
-        for (uint64_t i = 0; i < n; i++) {
-            msg_stamp(msg, size, tag | i);
-            /* A fresh deadline now and then, not a clock read per message. */
-            if ((i & 1023) == 0) dl = realtime_in(TIMEOUT_NS);
-            while (mq_timedsend(x->mq, (const char *)msg, size, 0, &dl) < 0)
-                if (errno != EINTR)
-                    return bench_fail("mq_timedsend #%" PRIu64 ": %s", i, strerror(errno));
-        }
-        break;
-    }
-#if HAVE_CK
-    case X_CK_SPSC:
-    case X_CK_MPMC:
-        for (uint64_t i = 0; i < n; i++) {
-            msg_stamp(msg, size, tag | i);
-            for (;;) {
-                bool ok;
-                if (size == 8)
-                    ok = c->kind == X_CK_SPSC
-                             ? ck_ring_enqueue_spsc_m8(&x->sh->ring, x->ckbuf, (void *)msg)
-                             : ck_ring_enqueue_mpmc_m8(&x->sh->ring, x->ckbuf, (void *)msg);
-                else
-                    ok = c->kind == X_CK_SPSC
-                             ? ck_ring_enqueue_spsc_m256(&x->sh->ring, x->ckbuf, (void *)msg)
-                             : ck_ring_enqueue_mpmc_m256(&x->sh->ring, x->ckbuf, (void *)msg);
-                if (ok) break;
-                if (spin_wait(&sp) < 0) return bench_fail("ck_ring: full for 10 s at #%" PRIu64, i);
-            }
-            spin_reset(&sp);
-        }
-        break;
-#endif
-    case X_FIPC_MPMC:
-    case X_FIPC_SPSC:
-        for (uint64_t i = 0; i < n; i++) {
-            msg_stamp(msg, size, tag | i);
-            if ((rc = fipc_queue_put(x->q, msg, size, TIMEOUT_NS)) != 0)
-                return bench_fail("fipc_queue_put #%" PRIu64 ": %s", i, fipc_strerror(rc));
-        }
-        break;
-    case X_FIPC_BATCH: {
+    if (t->send_many) {
         _Alignas(CACHELINE) unsigned char batch[BATCH][MAX_MSG];
         struct iovec iov[BATCH];
         for (int k = 0; k < BATCH; k++)
@@ -342,45 +336,28 @@ static int produce(struct xfer *x, int id)
             size_t b = n - i < BATCH ? (size_t)(n - i) : BATCH;
             for (size_t k = 0; k < b; k++)
                 msg_stamp(batch[k], size, tag | (i + k));
-            for (size_t done = 0; done < b;) {
-                rc = fipc_queue_put_many(x->q, iov + done, b - done, TIMEOUT_NS);
-                if (rc <= 0)
-                    return bench_fail("fipc_queue_put_many at #%" PRIu64 ": %s", i + done,
-                                      fipc_strerror(rc));
-                done += (size_t)rc;
-            }
+            if (t->send_many(x, iov, b, i) < 0) return -1;
             i += b;
         }
-        break;
-    }
-    case X_FIPC_JQ:
+    } else {
         for (uint64_t i = 0; i < n; i++) {
             msg_stamp(msg, size, tag | i);
-            if ((rc = fipc_jqueue_put(x->jq, msg, size, TIMEOUT_NS)) != 0)
-                return bench_fail("fipc_jqueue_put #%" PRIu64 ": %s", i, fipc_strerror(rc));
+            if (t->send(x, msg, size, i) < 0) return -1;
         }
-        /* As a Python producer would: wait until everything is processed. */
-        if ((rc = fipc_jqueue_join(x->jq, TIMEOUT_NS)) != 0)
-            return bench_fail("fipc_jqueue_join: %s", fipc_strerror(rc));
-        break;
-    default:
-        return bench_fail("transport %d is not built in", (int)c->kind);
     }
+    if (t->sent_all && t->sent_all(x) < 0) return -1;
 
-    /* The last producer ends the stream of a queue that has an end. */
-    if (__atomic_sub_fetch(&x->sh->producers_left, 1, __ATOMIC_ACQ_REL) == 0) {
-        if (x->q && (rc = fipc_queue_close(x->q)) != 0)
-            return bench_fail("fipc_queue_close: %s", fipc_strerror(rc));
-        if (x->jq && (rc = fipc_jqueue_close(x->jq)) != 0)
-            return bench_fail("fipc_jqueue_close: %s", fipc_strerror(rc));
-    }
+    /* acq_rel: each producer's release orders its sends before its
+     * decrement, and the last producer's acquire orders all of them before
+     * its end_stream, so no message follows the end of the stream. */
+    if (__atomic_sub_fetch(&x->sh->producers_left, 1, __ATOMIC_ACQ_REL) == 0 && t->end_stream &&
+        t->end_stream(x) < 0)
+        return -1;
     x->sh->end[id] = bench_now_ns();
     return 0;
 }
 
-/* ---- consumer ---- */
-
-static int consume(struct xfer *x, int id)
+XFER_LOOP consume_loop(struct xfer *x, int id, const struct transport *t)
 {
     const struct xfer_cfg *c = x->cfg;
     const uint32_t size = c->size;
@@ -389,87 +366,22 @@ static int consume(struct xfer *x, int id)
     const uint64_t total = x->per * (uint64_t)c->producers;
     struct verifier v = {.cfg = c, .consumer = id};
     _Alignas(CACHELINE) unsigned char msg[MAX_MSG];
-    struct spin sp = {0};
-    (void)sp; /* only the ck_ring transports spin */
-    size_t len;
-    int rc;
+    size_t len = 0;
 
-    switch (c->kind) {
-    case X_PIPE:
-    case X_SEQPACKET:
-        for (;;) {
-            rc = read_record(x->fd[0], msg, size, xkind_name[c->kind]);
-            if (rc < 0) return -1;
-            if (rc == 0) break;
-            if (verify(&v, msg, size) < 0) return -1;
-        }
-        break;
-    case X_MQ: {
-        struct timespec dl = realtime_in(TIMEOUT_NS);
-        /* mq_receive wants room for mq_msgsize (== size). */
-        while (v.count < total) {
-            if ((v.count & 1023) == 0) dl = realtime_in(TIMEOUT_NS);
-            ssize_t got = mq_timedreceive(x->mq, (char *)msg, size, NULL, &dl);
-            if (got < 0 && errno == EINTR) continue;
-            if (got < 0)
-                return bench_fail("mq_timedreceive after %" PRIu64 ": %s", v.count,
-                                  strerror(errno));
-            if (verify(&v, msg, (size_t)got) < 0) return -1;
-        }
-        break;
-    }
-#if HAVE_CK
-    case X_CK_SPSC:
-    case X_CK_MPMC:
-        while (v.count < total) {
-            bool ok;
-            if (size == 8)
-                ok = c->kind == X_CK_SPSC
-                         ? ck_ring_dequeue_spsc_m8(&x->sh->ring, x->ckbuf, (void *)msg)
-                         : ck_ring_dequeue_mpmc_m8(&x->sh->ring, x->ckbuf, (void *)msg);
-            else
-                ok = c->kind == X_CK_SPSC
-                         ? ck_ring_dequeue_spsc_m256(&x->sh->ring, x->ckbuf, (void *)msg)
-                         : ck_ring_dequeue_mpmc_m256(&x->sh->ring, x->ckbuf, (void *)msg);
-            if (!ok) {
-                if (spin_wait(&sp) < 0)
-                    return bench_fail("ck_ring: empty for 10 s after %" PRIu64, v.count);
-                continue;
-            }
-            spin_reset(&sp);
-            if (verify(&v, msg, size) < 0) return -1;
-        }
-        break;
-#endif
-    case X_FIPC_MPMC:
-    case X_FIPC_SPSC:
-        while ((rc = fipc_queue_get(x->q, msg, size, &len, TIMEOUT_NS)) == 0)
-            if (verify(&v, msg, len) < 0) return -1;
-        if (rc != -EPIPE)
-            return bench_fail("fipc_queue_get after %" PRIu64 ": %s", v.count, fipc_strerror(rc));
-        break;
-    case X_FIPC_BATCH: {
+    if (t->recv_many) {
         _Alignas(CACHELINE) unsigned char batch[BATCH][MAX_MSG];
         size_t lens[BATCH];
-        while ((rc = fipc_queue_get_many(x->q, batch, MAX_MSG, lens, BATCH, TIMEOUT_NS)) > 0)
-            for (int k = 0; k < rc; k++)
-                if (verify(&v, batch[k], lens[k]) < 0) return -1;
-        if (rc != -EPIPE)
-            return bench_fail("fipc_queue_get_many after %" PRIu64 ": %s", v.count,
-                              fipc_strerror(rc));
-        break;
-    }
-    case X_FIPC_JQ:
-        while ((rc = fipc_jqueue_get(x->jq, msg, size, &len, TIMEOUT_NS)) == 0) {
-            if (verify(&v, msg, len) < 0) return -1;
-            if ((rc = fipc_jqueue_task_done(x->jq)) != 0)
-                return bench_fail("fipc_jqueue_task_done: %s", fipc_strerror(rc));
-        }
-        if (rc != -EPIPE)
-            return bench_fail("fipc_jqueue_get after %" PRIu64 ": %s", v.count, fipc_strerror(rc));
-        break;
-    default:
-        return bench_fail("transport %d is not built in", (int)c->kind);
+        int got;
+        while ((got = t->recv_many(x, batch, lens, &v.count)) > 0)
+            for (int k = 0; k < got; k++)
+                if (verify(&v, batch[k], lens[k]) < 0 || (t->taken && t->taken(x) < 0)) return -1;
+        if (got < 0) return -1;
+    } else {
+        int got = 1;
+        while ((!t->counted || v.count < total) &&
+               (got = t->recv(x, msg, size, &len, &v.count)) > 0)
+            if (verify(&v, msg, len) < 0 || (t->taken && t->taken(x) < 0)) return -1;
+        if (got < 0) return -1;
     }
     x->sh->end[MAX_SIDE + id] = bench_now_ns();
     x->sh->count[id] = v.count;
@@ -477,83 +389,366 @@ static int consume(struct xfer *x, int id)
     return 0;
 }
 
-/* ---- set-up, run, check ---- */
+/*
+ * TRANSPORT(tr, .name = ..., .setup = ..., ...) defines the transport tr
+ * and the producer and consumer loops made for it.
+ */
+#define TRANSPORT(tr, ...)                                                                         \
+    static int tr##_produce(struct xfer *x, int id);                                               \
+    static int tr##_consume(struct xfer *x, int id);                                               \
+    static const struct transport tr = {__VA_ARGS__, .produce = tr##_produce,                      \
+                                        .consume = tr##_consume};                                  \
+    static int tr##_produce(struct xfer *x, int id)                                                \
+    {                                                                                              \
+        return produce_loop(x, id, &tr);                                                           \
+    }                                                                                              \
+    static int tr##_consume(struct xfer *x, int id)                                                \
+    {                                                                                              \
+        return consume_loop(x, id, &tr);                                                           \
+    }
 
-static int xfer_setup(struct xfer *x)
+/* ---- pipe and SOCK_SEQPACKET socket pair: fixed-size records ---- */
+
+static int pipe_setup(struct xfer *x)
 {
-    const struct xfer_cfg *c = x->cfg;
-    int rc;
-    x->fd[0] = x->fd[1] = -1;
-    x->mq = (mqd_t)-1;
-    switch (c->kind) {
-    case X_PIPE:
-        /* The default pipe buffer (64 KiB). */
-        if (pipe2(x->fd, O_CLOEXEC) < 0) return bench_fail("pipe: %s", strerror(errno));
-        return 0;
-    case X_SEQPACKET:
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, x->fd) < 0)
-            return bench_fail("socketpair: %s", strerror(errno));
-        return 0;
-    case X_MQ: {
-        char name[64];
-        static unsigned serial;
-        snprintf(name, sizeof name, "/fipc-bench-%d-%u", (int)getpid(), serial++);
-        /* 10 is the most an unprivileged process gets (fs.mqueue.msg_max). */
-        struct mq_attr a = {.mq_maxmsg = 10, .mq_msgsize = c->size};
-        x->mq = mq_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &a);
-        if (x->mq == (mqd_t)-1) return bench_fail("mq_open: %s", strerror(errno));
-        /* The descriptors, inherited by fork, keep it alive. */
-        mq_unlink(name);
-        return 0;
-    }
-#if HAVE_CK
-    case X_CK_SPSC:
-    case X_CK_MPMC:
-        /* The ring's control block and its buffer both in MAP_SHARED memory;
-         * a ring of 1024 slots holds 1023. */
-        x->ckbuf_size = (size_t)CAPACITY * c->size;
-        x->ckbuf = bench_shared(x->ckbuf_size);
-        ck_ring_init(&x->sh->ring, CAPACITY);
-        return 0;
-#endif
-    case X_FIPC_MPMC:
-    case X_FIPC_SPSC:
-    case X_FIPC_BATCH:
-    case X_FIPC_JQ:
-        if ((rc = fipc_arena_create(&x->arena, "bench-queue", ARENA_SIZE)) != 0)
-            return bench_fail("fipc_arena_create: %s", fipc_strerror(rc));
-        if (c->kind == X_FIPC_JQ)
-            rc = fipc_jqueue_create(&x->jq, x->arena, CAPACITY, c->size, 0);
-        else
-            rc = fipc_queue_create(&x->q, x->arena, CAPACITY, c->size,
-                                   c->kind == X_FIPC_SPSC ? FIPC_QUEUE_SPSC : 0);
-        if (rc != 0)
-            return bench_fail("fipc_%squeue_create: %s", c->kind == X_FIPC_JQ ? "j" : "",
-                              fipc_strerror(rc));
-        return 0;
-    default:
-        return bench_fail("transport %d is not built in (no <ck_ring.h>?)", (int)c->kind);
-    }
+    /* The default pipe buffer (64 KiB). */
+    if (pipe2(x->fd, O_CLOEXEC) < 0) return bench_fail("pipe: %s", strerror(errno));
+    return 0;
 }
 
-static void xfer_teardown(struct xfer *x)
+static int seqpacket_setup(struct xfer *x)
+{
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, x->fd) < 0)
+        return bench_fail("socketpair: %s", strerror(errno));
+    return 0;
+}
+
+static void fd_teardown(struct xfer *x)
 {
     if (x->fd[0] >= 0) close(x->fd[0]);
     if (x->fd[1] >= 0) close(x->fd[1]);
-    if (x->mq != (mqd_t)-1) mq_close(x->mq);
-    if (x->arena) fipc_arena_close(x->arena);
+}
+
+/* Each side keeps only its own end (fd[0] is read, fd[1] write): a reader
+ * holding a write end would never see EOF.  The runner holds no write end
+ * either. */
+static void fd_keep_own_end(struct xfer *x, enum xfer_role role)
+{
+    int other = role == ROLE_PRODUCER ? 0 : 1;
+    close(x->fd[other]);
+    x->fd[other] = -1;
+}
+
+static int fd_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
+{
+    return write_all(x->fd[1], m, size, x->cfg->t->name);
+}
+
+/* The consumers' EOF, once every writer is done. */
+static int fd_sent_all(struct xfer *x)
+{
+    close(x->fd[1]);
+    x->fd[1] = -1;
+    return 0;
+}
+
+static int fd_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                   const uint64_t *so_far)
+{
+    *len = size;
+    return read_record(x->fd[0], m, size, x->cfg->t->name);
+}
+
+TRANSPORT(tr_pipe, .name = "pipe", .setup = pipe_setup, .teardown = fd_teardown,
+          .keep_own_end = fd_keep_own_end, .send = fd_send, .sent_all = fd_sent_all,
+          .recv = fd_recv)
+TRANSPORT(tr_seqpacket, .name = "seqpacket", .setup = seqpacket_setup, .teardown = fd_teardown,
+          .keep_own_end = fd_keep_own_end, .send = fd_send, .sent_all = fd_sent_all,
+          .recv = fd_recv)
+
+/* ---- POSIX message queue ---- */
+
+static int pmq_setup(struct xfer *x)
+{
+    char name[64];
+    static unsigned serial;
+    snprintf(name, sizeof name, "/fipc-bench-%d-%u", (int)getpid(), serial++);
+    /* 10 is the most an unprivileged process gets (fs.mqueue.msg_max). */
+    struct mq_attr a = {.mq_maxmsg = 10, .mq_msgsize = x->cfg->size};
+    x->mq = mq_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &a);
+    if (x->mq == (mqd_t)-1) return bench_fail("mq_open: %s", strerror(errno));
+    /* The descriptors, inherited by fork, keep it alive. */
+    mq_unlink(name);
+    return 0;
+}
+
+static void pmq_teardown(struct xfer *x)
+{
+    mq_close(x->mq);
+}
+
+static inline int pmq_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
+{
+    /* A fresh deadline now and then, not a clock read per message. */
+    if ((i & 1023) == 0) x->mq_deadline = realtime_in(TIMEOUT_NS);
+    while (mq_timedsend(x->mq, (const char *)m, size, 0, &x->mq_deadline) < 0)
+        if (errno != EINTR) return bench_fail("mq_timedsend #%" PRIu64 ": %s", i, strerror(errno));
+    return 0;
+}
+
+static inline int pmq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                           const uint64_t *so_far)
+{
+    if ((*so_far & 1023) == 0) x->mq_deadline = realtime_in(TIMEOUT_NS);
+    for (;;) {
+        /* mq_receive wants room for mq_msgsize (== size). */
+        ssize_t got = mq_timedreceive(x->mq, (char *)m, size, NULL, &x->mq_deadline);
+        if (got >= 0) {
+            *len = (size_t)got;
+            return 1;
+        }
+        if (errno != EINTR)
+            return bench_fail("mq_timedreceive after %" PRIu64 ": %s", *so_far, strerror(errno));
+    }
+}
+
+TRANSPORT(tr_mq, .name = "posix_mq", .setup = pmq_setup, .teardown = pmq_teardown, .send = pmq_send,
+          .recv = pmq_recv, .counted = true)
+
+/* ---- Concurrency Kit's ck_ring, busy-waiting ---- */
+
+#if FIPC_BENCH_HAVE_CK
+static int ck_setup(struct xfer *x)
+{
+    /* The ring's control block and its buffer both in MAP_SHARED memory;
+     * a ring of 1024 slots holds 1023. */
+    x->ckbuf_size = (size_t)CAPACITY * x->cfg->size;
+    x->ckbuf = bench_shared(x->ckbuf_size);
+    ck_ring_init(&x->sh->ring, CAPACITY);
+    return 0;
+}
+
+static void ck_teardown(struct xfer *x)
+{
     bench_shared_free(x->ckbuf, x->ckbuf_size);
 }
+
+/* ck_ring's calls are typed by the message: one set per size. */
+static inline bool ck_put(struct xfer *x, const unsigned char *m, uint32_t size, bool spsc)
+{
+    if (size == 8)
+        return spsc ? ck_ring_enqueue_spsc_m8(&x->sh->ring, x->ckbuf, (void *)m)
+                    : ck_ring_enqueue_mpmc_m8(&x->sh->ring, x->ckbuf, (void *)m);
+    return spsc ? ck_ring_enqueue_spsc_m256(&x->sh->ring, x->ckbuf, (void *)m)
+                : ck_ring_enqueue_mpmc_m256(&x->sh->ring, x->ckbuf, (void *)m);
+}
+
+static inline bool ck_take(struct xfer *x, unsigned char *m, uint32_t size, bool spsc)
+{
+    if (size == 8)
+        return spsc ? ck_ring_dequeue_spsc_m8(&x->sh->ring, x->ckbuf, (void *)m)
+                    : ck_ring_dequeue_mpmc_m8(&x->sh->ring, x->ckbuf, (void *)m);
+    return spsc ? ck_ring_dequeue_spsc_m256(&x->sh->ring, x->ckbuf, (void *)m)
+                : ck_ring_dequeue_mpmc_m256(&x->sh->ring, x->ckbuf, (void *)m);
+}
+
+static inline int ck_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i,
+                          bool spsc)
+{
+    struct spin sp = {0};
+    while (!ck_put(x, m, size, spsc))
+        if (spin_wait(&sp) < 0) return bench_fail("ck_ring: full for 10 s at #%" PRIu64, i);
+    return 0;
+}
+
+static inline int ck_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                          const uint64_t *so_far, bool spsc)
+{
+    struct spin sp = {0};
+    *len = size;
+    while (!ck_take(x, m, size, spsc))
+        if (spin_wait(&sp) < 0)
+            return bench_fail("ck_ring: empty for 10 s after %" PRIu64, *so_far);
+    return 1;
+}
+
+static int ck_spsc_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
+{
+    return ck_send(x, m, size, i, true);
+}
+
+static int ck_spsc_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                        const uint64_t *so_far)
+{
+    return ck_recv(x, m, size, len, so_far, true);
+}
+
+static int ck_mpmc_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
+{
+    return ck_send(x, m, size, i, false);
+}
+
+static int ck_mpmc_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                        const uint64_t *so_far)
+{
+    return ck_recv(x, m, size, len, so_far, false);
+}
+
+TRANSPORT(tr_ck_spsc, .name = "ck_ring_spsc", .setup = ck_setup, .teardown = ck_teardown,
+          .send = ck_spsc_send, .recv = ck_spsc_recv, .counted = true)
+TRANSPORT(tr_ck_mpmc, .name = "ck_ring_mpmc", .setup = ck_setup, .teardown = ck_teardown,
+          .send = ck_mpmc_send, .recv = ck_mpmc_recv, .counted = true)
+#else
+/* Not built: without loops, their cases are left out of the report. */
+static const struct transport tr_ck_spsc = {.name = "ck_ring_spsc"};
+static const struct transport tr_ck_mpmc = {.name = "ck_ring_mpmc"};
+#endif
+
+/* ---- fipc's queue (MPMC or SPSC; one message or BATCH at a time) and
+ * JoinableQueue ---- */
+
+static int fipc_queue_setup(struct xfer *x, unsigned flags)
+{
+    int rc;
+    if ((rc = fipc_arena_create(&x->arena, "bench-queue", ARENA_SIZE)) != 0)
+        return bench_fail("fipc_arena_create: %s", fipc_strerror(rc));
+    if ((rc = fipc_queue_create(&x->q, x->arena, CAPACITY, x->cfg->size, flags)) != 0)
+        return bench_fail("fipc_queue_create: %s", fipc_strerror(rc));
+    return 0;
+}
+
+static int fq_mpmc_setup(struct xfer *x)
+{
+    return fipc_queue_setup(x, 0);
+}
+
+static int fq_spsc_setup(struct xfer *x)
+{
+    return fipc_queue_setup(x, FIPC_QUEUE_SPSC);
+}
+
+static int jq_setup(struct xfer *x)
+{
+    int rc;
+    if ((rc = fipc_arena_create(&x->arena, "bench-queue", ARENA_SIZE)) != 0)
+        return bench_fail("fipc_arena_create: %s", fipc_strerror(rc));
+    if ((rc = fipc_jqueue_create(&x->jq, x->arena, CAPACITY, x->cfg->size, 0)) != 0)
+        return bench_fail("fipc_jqueue_create: %s", fipc_strerror(rc));
+    return 0;
+}
+
+static void arena_teardown(struct xfer *x)
+{
+    fipc_arena_close(x->arena);
+}
+
+static int fq_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
+{
+    int rc = fipc_queue_put(x->q, m, size, TIMEOUT_NS);
+    if (rc != 0) return bench_fail("fipc_queue_put #%" PRIu64 ": %s", i, fipc_strerror(rc));
+    return 0;
+}
+
+static inline int fq_send_many(struct xfer *x, const struct iovec *iov, size_t n, uint64_t i)
+{
+    for (size_t done = 0; done < n;) {
+        int rc = fipc_queue_put_many(x->q, iov + done, n - done, TIMEOUT_NS);
+        if (rc <= 0)
+            return bench_fail("fipc_queue_put_many at #%" PRIu64 ": %s", i + done,
+                              fipc_strerror(rc));
+        done += (size_t)rc;
+    }
+    return 0;
+}
+
+static int fq_end_stream(struct xfer *x)
+{
+    int rc = fipc_queue_close(x->q);
+    if (rc != 0) return bench_fail("fipc_queue_close: %s", fipc_strerror(rc));
+    return 0;
+}
+
+static int fq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                   const uint64_t *so_far)
+{
+    int rc = fipc_queue_get(x->q, m, size, len, TIMEOUT_NS);
+    if (rc == 0) return 1;
+    if (rc == -EPIPE) return 0;
+    return bench_fail("fipc_queue_get after %" PRIu64 ": %s", *so_far, fipc_strerror(rc));
+}
+
+static inline int fq_recv_many(struct xfer *x, unsigned char (*batch)[MAX_MSG], size_t *lens,
+                               const uint64_t *so_far)
+{
+    int rc = fipc_queue_get_many(x->q, batch, MAX_MSG, lens, BATCH, TIMEOUT_NS);
+    if (rc > 0) return rc;
+    if (rc == -EPIPE) return 0;
+    return bench_fail("fipc_queue_get_many after %" PRIu64 ": %s", *so_far, fipc_strerror(rc));
+}
+
+static int jq_send(struct xfer *x, const unsigned char *m, uint32_t size, uint64_t i)
+{
+    int rc = fipc_jqueue_put(x->jq, m, size, TIMEOUT_NS);
+    if (rc != 0) return bench_fail("fipc_jqueue_put #%" PRIu64 ": %s", i, fipc_strerror(rc));
+    return 0;
+}
+
+/* As a Python producer would: wait until everything is processed. */
+static int jq_join(struct xfer *x)
+{
+    int rc = fipc_jqueue_join(x->jq, TIMEOUT_NS);
+    if (rc != 0) return bench_fail("fipc_jqueue_join: %s", fipc_strerror(rc));
+    return 0;
+}
+
+static int jq_end_stream(struct xfer *x)
+{
+    int rc = fipc_jqueue_close(x->jq);
+    if (rc != 0) return bench_fail("fipc_jqueue_close: %s", fipc_strerror(rc));
+    return 0;
+}
+
+static int jq_recv(struct xfer *x, unsigned char *m, uint32_t size, size_t *len,
+                   const uint64_t *so_far)
+{
+    int rc = fipc_jqueue_get(x->jq, m, size, len, TIMEOUT_NS);
+    if (rc == 0) return 1;
+    if (rc == -EPIPE) return 0;
+    return bench_fail("fipc_jqueue_get after %" PRIu64 ": %s", *so_far, fipc_strerror(rc));
+}
+
+static int jq_task_done(struct xfer *x)
+{
+    int rc = fipc_jqueue_task_done(x->jq);
+    if (rc != 0) return bench_fail("fipc_jqueue_task_done: %s", fipc_strerror(rc));
+    return 0;
+}
+
+TRANSPORT(tr_fipc_mpmc, .name = "fipc_mpmc", .setup = fq_mpmc_setup, .teardown = arena_teardown,
+          .send = fq_send, .end_stream = fq_end_stream, .recv = fq_recv)
+TRANSPORT(tr_fipc_spsc, .name = "fipc_spsc", .setup = fq_spsc_setup, .teardown = arena_teardown,
+          .send = fq_send, .end_stream = fq_end_stream, .recv = fq_recv)
+/* MPMC, put_many / get_many of BATCH. */
+TRANSPORT(tr_fipc_batch, .name = "fipc_batch", .setup = fq_mpmc_setup, .teardown = arena_teardown,
+          .send_many = fq_send_many, .end_stream = fq_end_stream, .recv_many = fq_recv_many)
+/* MPMC: put; get + task_done; the producer joins. */
+TRANSPORT(tr_fipc_jqueue, .name = "fipc_jqueue", .setup = jq_setup, .teardown = arena_teardown,
+          .send = jq_send, .sent_all = jq_join, .end_stream = jq_end_stream, .recv = jq_recv,
+          .taken = jq_task_done)
+
+/* ---- set-up, run, check ---- */
 
 static int run_xfer(struct bench_run *r)
 {
     const struct xfer_cfg *c = r->arg;
-    struct xfer x = {.cfg = c};
+    const struct transport *t = c->t;
+    if (!t->produce) return bench_fail("%s is not built in", t->name);
+    struct xfer x = {.cfg = c, .fd = {-1, -1}, .mq = (mqd_t)-1};
     x.sh = bench_shared(sizeof *x.sh);
     x.per = r->iters / (uint64_t)c->producers;
     if (x.per == 0) x.per = 1;
     x.sh->producers_left = (uint32_t)c->producers;
-    if (xfer_setup(&x) < 0) return -1;
+    if (t->setup(&x) < 0) return -1;
 
     struct bench_gate g;
     if (bench_gate_init(&g) < 0) return -1;
@@ -565,25 +760,16 @@ static int run_xfer(struct bench_run *r)
         pid_t p = bench_fork();
         if (p < 0) return -1;
         if (p == 0) {
-            /* Each side keeps only its own end: a reader holding a write
-             * end would never see EOF. */
-            if (c->kind == X_PIPE || c->kind == X_SEQPACKET) {
-                close(x.fd[producer ? 0 : 1]);
-                x.fd[producer ? 0 : 1] = -1;
-            }
+            if (t->keep_own_end) t->keep_own_end(&x, producer ? ROLE_PRODUCER : ROLE_CONSUMER);
             if (bench_gate_pass(&g) < 0) {
                 bench_fail("gate: the runner went away");
                 _exit(1);
             }
-            _exit((producer ? produce(&x, id) : consume(&x, id)) == 0 ? 0 : 1);
+            _exit((producer ? t->produce(&x, id) : t->consume(&x, id)) == 0 ? 0 : 1);
         }
         pid[np++] = p;
     }
-    /* The runner holds no end of the stream either. */
-    if (c->kind == X_PIPE || c->kind == X_SEQPACKET) {
-        close(x.fd[1]);
-        x.fd[1] = -1;
-    }
+    if (t->keep_own_end) t->keep_own_end(&x, ROLE_RUNNER);
     if (bench_gate_open(&g, np) < 0) return -1;
     for (int i = 0; i < np; i++)
         if (bench_reap(pid[i], i < c->consumers ? "consumer" : "producer") < 0) return -1;
@@ -599,10 +785,9 @@ static int run_xfer(struct bench_run *r)
     uint64_t want = x.per * (uint64_t)c->producers;
     if (count != want)
         return bench_fail("%s: consumers took %" PRIu64 " messages, producers sent %" PRIu64,
-                          xkind_name[c->kind], count, want);
+                          t->name, count, want);
     if (sum != want_sum)
-        return bench_fail("%s: checksum %#" PRIx64 ", expected %#" PRIx64, xkind_name[c->kind], sum,
-                          want_sum);
+        return bench_fail("%s: checksum %#" PRIx64 ", expected %#" PRIx64, t->name, sum, want_sum);
 
     int64_t t0 = INT64_MAX, t1 = 0;
     for (int i = 0; i < c->producers; i++)
@@ -611,7 +796,7 @@ static int run_xfer(struct bench_run *r)
         if (x.sh->end[i] > t1) t1 = x.sh->end[i];
     r->ns = t1 - t0;
     r->ops = want;
-    xfer_teardown(&x);
+    t->teardown(&x);
     bench_shared_free(x.sh, sizeof *x.sh);
     return 0;
 }
@@ -838,7 +1023,7 @@ static int run_pingpong(struct bench_run *r)
 /* ====================================================================== */
 
 #define XCFG(k, sz, np, nc)                                                                        \
-    (&(const struct xfer_cfg){.kind = (k), .size = (sz), .producers = (np), .consumers = (nc)})
+    (&(const struct xfer_cfg){.t = (k), .size = (sz), .producers = (np), .consumers = (nc)})
 
 /* A transfer case in group grp, compared with the case named base (NULL:
  * this is the baseline). */
@@ -864,14 +1049,14 @@ static int run_pingpong(struct bench_run *r)
 
 /* The 1 -> 1 table for one message size; goals only for 8 bytes. */
 #define ONE_TO_ONE(grp, sz, g_mpmc, g_spsc)                                                        \
-    XFER(grp, "pipe", NULL, R, X_PIPE, sz, 1, 1, 0),                                               \
-        XFER(grp, "seqpacket", "pipe", R, X_SEQPACKET, sz, 1, 1, 0),                               \
-        XFER(grp, "posix_mq", "pipe", R, X_MQ, sz, 1, 1, 0),                                       \
-        XFER(grp, "ck_ring_spsc_spin", "pipe", R, X_CK_SPSC, sz, 1, 1, 0),                         \
-        XFER(grp, "ck_ring_mpmc_spin", "pipe", R, X_CK_MPMC, sz, 1, 1, 0),                         \
-        XFER(grp, "fipc_mpmc", "pipe", R, X_FIPC_MPMC, sz, 1, 1, g_mpmc),                          \
-        XFER(grp, "fipc_spsc", "pipe", R, X_FIPC_SPSC, sz, 1, 1, g_spsc),                          \
-        XFER(grp, "fipc_mpmc_batch32", "pipe", R, X_FIPC_BATCH, sz, 1, 1, 0)
+    XFER(grp, "pipe", NULL, R, &tr_pipe, sz, 1, 1, 0),                                             \
+        XFER(grp, "seqpacket", "pipe", R, &tr_seqpacket, sz, 1, 1, 0),                             \
+        XFER(grp, "posix_mq", "pipe", R, &tr_mq, sz, 1, 1, 0),                                     \
+        XFER(grp, "ck_ring_spsc_spin", "pipe", R, &tr_ck_spsc, sz, 1, 1, 0),                       \
+        XFER(grp, "ck_ring_mpmc_spin", "pipe", R, &tr_ck_mpmc, sz, 1, 1, 0),                       \
+        XFER(grp, "fipc_mpmc", "pipe", R, &tr_fipc_mpmc, sz, 1, 1, g_mpmc),                        \
+        XFER(grp, "fipc_spsc", "pipe", R, &tr_fipc_spsc, sz, 1, 1, g_spsc),                        \
+        XFER(grp, "fipc_mpmc_batch32", "pipe", R, &tr_fipc_batch, sz, 1, 1, 0)
 
 static const struct bench_case queue_cases[] = {
     ONE_TO_ONE("queue-1x1-8B", 8, AT_LEAST(10), AT_LEAST(20)),
@@ -879,37 +1064,38 @@ static const struct bench_case queue_cases[] = {
     PY("queue-1x1-256B", "python_mp_queue", "pipe", "queue", 256, 0),
 
     PY("queue-vs-python-8B", "python_mp_queue", NULL, "queue", 8, 0),
-    XFER("queue-vs-python-8B", "fipc_spsc", "python_mp_queue", R, X_FIPC_SPSC, 8, 1, 1,
+    XFER("queue-vs-python-8B", "fipc_spsc", "python_mp_queue", R, &tr_fipc_spsc, 8, 1, 1,
          AT_LEAST(100)),
-    XFER("queue-vs-python-8B", "fipc_mpmc", "python_mp_queue", R, X_FIPC_MPMC, 8, 1, 1, 0),
+    XFER("queue-vs-python-8B", "fipc_mpmc", "python_mp_queue", R, &tr_fipc_mpmc, 8, 1, 1, 0),
 
-    XFER("queue-batch-8B", "fipc_mpmc", NULL, R, X_FIPC_MPMC, 8, 1, 1, 0),
-    XFER("queue-batch-8B", "fipc_mpmc_batch32", "fipc_mpmc", R, X_FIPC_BATCH, 8, 1, 1, AT_LEAST(2)),
+    XFER("queue-batch-8B", "fipc_mpmc", NULL, R, &tr_fipc_mpmc, 8, 1, 1, 0),
+    XFER("queue-batch-8B", "fipc_mpmc_batch32", "fipc_mpmc", R, &tr_fipc_batch, 8, 1, 1,
+         AT_LEAST(2)),
 
     /* Like for like: the MPMC rings, one blocking and one spinning. */
-    XFER("queue-vs-ck-8B", "ck_ring_mpmc_spin", NULL, R, X_CK_MPMC, 8, 1, 1, 0),
-    XFER("queue-vs-ck-8B", "fipc_mpmc", "ck_ring_mpmc_spin", R, X_FIPC_MPMC, 8, 1, 1,
+    XFER("queue-vs-ck-8B", "ck_ring_mpmc_spin", NULL, R, &tr_ck_mpmc, 8, 1, 1, 0),
+    XFER("queue-vs-ck-8B", "fipc_mpmc", "ck_ring_mpmc_spin", R, &tr_fipc_mpmc, 8, 1, 1,
          AT_LEAST(0.5)),
-    XFER("queue-vs-ck-8B", "ck_ring_spsc_spin", "ck_ring_mpmc_spin", R, X_CK_SPSC, 8, 1, 1, 0),
-    XFER("queue-vs-ck-8B", "fipc_spsc", "ck_ring_mpmc_spin", R, X_FIPC_SPSC, 8, 1, 1, 0),
+    XFER("queue-vs-ck-8B", "ck_ring_spsc_spin", "ck_ring_mpmc_spin", R, &tr_ck_spsc, 8, 1, 1, 0),
+    XFER("queue-vs-ck-8B", "fipc_spsc", "ck_ring_mpmc_spin", R, &tr_fipc_spsc, 8, 1, 1, 0),
 
-    XFER("queue-2x2-8B", "pipe", NULL, R, X_PIPE, 8, 2, 2, 0),
-    XFER("queue-2x2-8B", "fipc_mpmc", "pipe", R, X_FIPC_MPMC, 8, 2, 2, 0),
-    XFER("queue-4x4-8B", "pipe", NULL, R, X_PIPE, 8, 4, 4, 0),
-    XFER("queue-4x4-8B", "fipc_mpmc", "pipe", R, X_FIPC_MPMC, 8, 4, 4, 0),
+    XFER("queue-2x2-8B", "pipe", NULL, R, &tr_pipe, 8, 2, 2, 0),
+    XFER("queue-2x2-8B", "fipc_mpmc", "pipe", R, &tr_fipc_mpmc, 8, 2, 2, 0),
+    XFER("queue-4x4-8B", "pipe", NULL, R, &tr_pipe, 8, 4, 4, 0),
+    XFER("queue-4x4-8B", "fipc_mpmc", "pipe", R, &tr_fipc_mpmc, 8, 4, 4, 0),
 
     PP("pipe", NULL, PQ_PIPE),
     PP("futex_raw", "pipe", PQ_FUTEX),
     PP("fipc_mpmc", "pipe", PQ_FIPC_MPMC),
     PP("fipc_spsc", "pipe", PQ_FIPC_SPSC),
 
-    XFER("jqueue-overhead-8B", "fipc_queue_mpmc", NULL, BENCH_TIME, X_FIPC_MPMC, 8, 1, 1, 0),
-    XFER("jqueue-overhead-8B", "fipc_jqueue_mpmc", "fipc_queue_mpmc", BENCH_TIME, X_FIPC_JQ, 8, 1,
-         1, BENCH_GOAL_TIME_AT_MOST(1.3)),
+    XFER("jqueue-overhead-8B", "fipc_queue_mpmc", NULL, BENCH_TIME, &tr_fipc_mpmc, 8, 1, 1, 0),
+    XFER("jqueue-overhead-8B", "fipc_jqueue_mpmc", "fipc_queue_mpmc", BENCH_TIME, &tr_fipc_jqueue,
+         8, 1, 1, BENCH_GOAL_TIME_AT_MOST(1.3)),
 
     PY("jqueue-vs-python-8B", "python_mp_joinable", NULL, "joinable", 8, 0),
-    XFER("jqueue-vs-python-8B", "fipc_jqueue_mpmc", "python_mp_joinable", R, X_FIPC_JQ, 8, 1, 1,
-         AT_LEAST(100)),
+    XFER("jqueue-vs-python-8B", "fipc_jqueue_mpmc", "python_mp_joinable", R, &tr_fipc_jqueue, 8, 1,
+         1, AT_LEAST(100)),
 };
 
 /*
@@ -920,11 +1106,10 @@ static const struct bench_case queue_cases[] = {
  */
 static struct bench_case active_cases[sizeof queue_cases / sizeof queue_cases[0]];
 
-static bool is_ck(const struct bench_case *c)
+/* A transfer over a transport this build lacks. */
+static bool not_built(const struct bench_case *c)
 {
-    if (c->fn != run_xfer) return false;
-    enum xkind k = ((const struct xfer_cfg *)c->arg)->kind;
-    return k == X_CK_SPSC || k == X_CK_MPMC;
+    return c->fn == run_xfer && !((const struct xfer_cfg *)c->arg)->t->produce;
 }
 
 __attribute__((constructor)) static void bench_suite_queue(void)
@@ -932,15 +1117,14 @@ __attribute__((constructor)) static void bench_suite_queue(void)
     bool have_py = executable_on_path(python_exe()) && access(FIPC_BENCH_PY, R_OK) == 0;
     size_t n = 0;
     for (size_t i = 0; i < sizeof queue_cases / sizeof queue_cases[0]; i++) {
-        if ((queue_cases[i].fn == run_python && !have_py) || (is_ck(&queue_cases[i]) && !HAVE_CK))
-            continue;
+        if ((queue_cases[i].fn == run_python && !have_py) || not_built(&queue_cases[i])) continue;
         active_cases[n++] = queue_cases[i];
     }
     if (!have_py)
         fprintf(stderr,
                 "fipc-bench: %s or %s not found: the multiprocessing cases are unavailable\n",
                 python_exe(), FIPC_BENCH_PY);
-    if (!HAVE_CK)
+    if (!FIPC_BENCH_HAVE_CK)
         fprintf(stderr,
                 "fipc-bench: built without <ck_ring.h>: the ck_ring cases are unavailable\n");
     bench_register(active_cases, n);

@@ -20,6 +20,9 @@
  * the baselines' alike, so that no case gets a better layout.  Nothing here
  * spins without bound: the machine has two CPUs, and a spinner can starve
  * the very process it waits for.  Waits block (futex, pipe, eventfd, sem_t).
+ *
+ * The uncontended and the contended loop are written once; each lock kind
+ * plugs into both through a small adapter (struct lock_kind).
  */
 #include "bench.h"
 
@@ -27,6 +30,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,9 +65,9 @@ static void futex_wake(uint32_t *w, int n)
 /*
  * Drepper's mutex (Futexes Are Tricky, mutex2): 0 free, 1 locked, 2 locked
  * with possible sleepers.  A reference floor for the uncontended group: one
- * CAS to lock, one atomic decrement to unlock.
+ * CAS to lock, one atomic decrement to unlock, inlined into the loop.
  */
-static void ref_mutex_lock(uint32_t *w)
+static inline void ref_mutex_lock(uint32_t *w)
 {
     uint32_t c = 0;
     /* acquire: pairs with the release in ref_mutex_unlock */
@@ -75,7 +79,7 @@ static void ref_mutex_lock(uint32_t *w)
     }
 }
 
-static void ref_mutex_unlock(uint32_t *w)
+static inline void ref_mutex_unlock(uint32_t *w)
 {
     if (__atomic_fetch_sub(w, 1, __ATOMIC_RELEASE) != 1) {
         __atomic_store_n(w, 0, __ATOMIC_RELEASE);
@@ -114,105 +118,202 @@ static int sem_wait_nointr(sem_t *s)
 }
 
 /* ====================================================================== */
-/* uncontended: acquire + release, one process                              */
+/* Lock adapters                                                            */
 /* ====================================================================== */
 
-/* Time r->iters rounds of ACQ then REL, each an expression that is 0 on
- * success; on failure, report which and with what code. */
-#define UNCONTENDED_LOOP(r, what, ACQ, REL)                                                        \
-    do {                                                                                           \
-        int64_t t0_ = bench_now_ns();                                                              \
-        for (uint64_t i_ = 0; i_ < (r)->iters; i_++) {                                             \
-            int a_ = (ACQ);                                                                        \
-            if (__builtin_expect(a_ != 0, 0))                                                      \
-                return bench_fail("%s acquire #%llu: %d (%s)", what, (unsigned long long)i_, a_,   \
-                                  strerror(a_ < 0 ? -a_ : a_));                                    \
-            int b_ = (REL);                                                                        \
-            if (__builtin_expect(b_ != 0, 0))                                                      \
-                return bench_fail("%s release #%llu: %d (%s)", what, (unsigned long long)i_, b_,   \
-                                  strerror(b_ < 0 ? -b_ : b_));                                    \
-        }                                                                                          \
-        (r)->ns = bench_now_ns() - t0_;                                                            \
-    } while (0)
+/* Room for any lock kind below (40 bytes here: the size of the two it
+ * replaces in struct contend, whose counter must stay on the lock's cache
+ * line). */
+union lock_obj {
+    fipc_lock fipc;
+    fipc_rlock rlock;
+    fipc_sem sem;
+    pthread_mutex_t pthread;
+    sem_t semt;
+    uint32_t futex;
+};
 
-static int un_fipc_lock(struct bench_run *r)
+struct contend;
+
+/*
+ * A lock kind, as the uncontended and the contended loop see it: init
+ * returns 0 or bench_fail(...); acquire and release return 0 or the call's
+ * error code (fipc's negative errno, pthread's positive one, errno for
+ * sem_t); destroy may be NULL.
+ */
+struct lock_kind {
+    const char *name;
+    int (*init)(union lock_obj *l);
+    int (*acquire)(union lock_obj *l);
+    int (*release)(union lock_obj *l);
+    void (*destroy)(union lock_obj *l);
+    /* The loops made for this kind by LOCK_KIND(). */
+    int (*uncontended)(struct bench_run *r);
+    int (*contend)(struct contend *s, int id, uint64_t n, struct bench_gate *g);
+};
+
+static int lk_fipc_init(union lock_obj *l)
 {
-    fipc_lock *l = bench_shared(PAGE);
-    int rc = fipc_lock_init(l);
+    int rc = fipc_lock_init(&l->fipc);
     if (rc) return bench_fail("fipc_lock_init: %s", fipc_strerror(rc));
-    UNCONTENDED_LOOP(r, "fipc_lock", fipc_lock_acquire(l, FIPC_FOREVER), fipc_lock_release(l));
-    bench_shared_free(l, PAGE);
     return 0;
 }
 
-static int un_fipc_rlock(struct bench_run *r)
+static int lk_fipc_acquire(union lock_obj *l)
 {
-    fipc_rlock *l = bench_shared(PAGE);
-    int rc = fipc_rlock_init(l);
+    return fipc_lock_acquire(&l->fipc, FIPC_FOREVER);
+}
+
+static int lk_fipc_release(union lock_obj *l)
+{
+    return fipc_lock_release(&l->fipc);
+}
+
+static int lk_rlock_init(union lock_obj *l)
+{
+    int rc = fipc_rlock_init(&l->rlock);
     if (rc) return bench_fail("fipc_rlock_init: %s", fipc_strerror(rc));
-    UNCONTENDED_LOOP(r, "fipc_rlock", fipc_rlock_acquire(l, FIPC_FOREVER), fipc_rlock_release(l));
+    return 0;
+}
+
+static int lk_rlock_acquire(union lock_obj *l)
+{
+    return fipc_rlock_acquire(&l->rlock, FIPC_FOREVER);
+}
+
+static int lk_rlock_release(union lock_obj *l)
+{
+    return fipc_rlock_release(&l->rlock);
+}
+
+static int lk_sem_init(union lock_obj *l)
+{
+    int rc = fipc_sem_init(&l->sem, 1);
+    if (rc) return bench_fail("fipc_sem_init: %s", fipc_strerror(rc));
+    return 0;
+}
+
+static int lk_sem_acquire(union lock_obj *l)
+{
+    return fipc_sem_acquire(&l->sem, FIPC_FOREVER);
+}
+
+static int lk_sem_release(union lock_obj *l)
+{
+    return fipc_sem_release(&l->sem);
+}
+
+static int lk_pthread_init(union lock_obj *l)
+{
+    return init_pthread_mutex(&l->pthread, false);
+}
+
+static int lk_pthread_robust_init(union lock_obj *l)
+{
+    return init_pthread_mutex(&l->pthread, true);
+}
+
+static int lk_pthread_acquire(union lock_obj *l)
+{
+    return pthread_mutex_lock(&l->pthread);
+}
+
+static int lk_pthread_release(union lock_obj *l)
+{
+    return pthread_mutex_unlock(&l->pthread);
+}
+
+static void lk_pthread_destroy(union lock_obj *l)
+{
+    pthread_mutex_destroy(&l->pthread);
+}
+
+static int lk_semt_init(union lock_obj *l)
+{
+    return init_sem_t(&l->semt, 1);
+}
+
+static int lk_semt_acquire(union lock_obj *l)
+{
+    return sem_wait(&l->semt) ? errno : 0;
+}
+
+static int lk_semt_release(union lock_obj *l)
+{
+    return sem_post(&l->semt) ? errno : 0;
+}
+
+static void lk_semt_destroy(union lock_obj *l)
+{
+    sem_destroy(&l->semt);
+}
+
+/* bench_shared memory is zeroed: the word starts free. */
+static int lk_futex_init(union lock_obj *l)
+{
+    return 0;
+}
+
+static int lk_futex_acquire(union lock_obj *l)
+{
+    ref_mutex_lock(&l->futex);
+    return 0;
+}
+
+static int lk_futex_release(union lock_obj *l)
+{
+    ref_mutex_unlock(&l->futex);
+    return 0;
+}
+
+/*
+ * The loops are always inlined into functions that hand them a constant
+ * lock kind (LOCK_KIND below), so each kind gets its own copy in which
+ * acquire and release are direct calls, and the hooks are inlined: a round
+ * costs what the lock's own calls cost, not a call through the table.
+ */
+#define LOCK_LOOP static inline __attribute__((always_inline)) int
+
+/* Report a failed acquire or release (rc: see struct lock_kind). */
+static int lock_fail(const struct lock_kind *k, const char *what, uint64_t i, int rc)
+{
+    return bench_fail("%s %s #%llu: %d (%s)", k->name, what, (unsigned long long)i, rc,
+                      strerror(rc < 0 ? -rc : rc));
+}
+
+/* ---- uncontended: acquire + release, one process ---- */
+
+LOCK_LOOP uncontended_loop(struct bench_run *r, const struct lock_kind *k)
+{
+    union lock_obj *l = bench_shared(PAGE);
+    if (k->init(l) < 0) return -1;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < r->iters; i++) {
+        int rc = k->acquire(l);
+        if (__builtin_expect(rc != 0, 0)) return lock_fail(k, "acquire", i, rc);
+        rc = k->release(l);
+        if (__builtin_expect(rc != 0, 0)) return lock_fail(k, "release", i, rc);
+    }
+    r->ns = bench_now_ns() - t0;
+    if (k->destroy) k->destroy(l);
     bench_shared_free(l, PAGE);
     return 0;
 }
 
-static int un_fipc_sem(struct bench_run *r)
-{
-    fipc_sem *s = bench_shared(PAGE);
-    int rc = fipc_sem_init(s, 1);
-    if (rc) return bench_fail("fipc_sem_init: %s", fipc_strerror(rc));
-    UNCONTENDED_LOOP(r, "fipc_sem", fipc_sem_acquire(s, FIPC_FOREVER), fipc_sem_release(s));
-    bench_shared_free(s, PAGE);
-    return 0;
-}
-
-static int un_pthread_mutex(struct bench_run *r)
-{
-    bool robust = r->arg != NULL;
-    pthread_mutex_t *m = bench_shared(PAGE);
-    if (init_pthread_mutex(m, robust) < 0) return -1;
-    UNCONTENDED_LOOP(r, "pthread_mutex", pthread_mutex_lock(m), pthread_mutex_unlock(m));
-    pthread_mutex_destroy(m);
-    bench_shared_free(m, PAGE);
-    return 0;
-}
-
-static int un_sem_t(struct bench_run *r)
-{
-    sem_t *s = bench_shared(PAGE);
-    if (init_sem_t(s, 1) < 0) return -1;
-    UNCONTENDED_LOOP(r, "sem_t", sem_wait(s) ? errno : 0, sem_post(s) ? errno : 0);
-    sem_destroy(s);
-    bench_shared_free(s, PAGE);
-    return 0;
-}
-
-static int un_futex_mutex(struct bench_run *r)
-{
-    uint32_t *w = bench_shared(PAGE);
-    UNCONTENDED_LOOP(r, "futex_mutex", (ref_mutex_lock(w), 0), (ref_mutex_unlock(w), 0));
-    bench_shared_free(w, PAGE);
-    return 0;
-}
-
-/* ====================================================================== */
-/* contended: two processes, lock / ++counter / unlock                      */
-/* ====================================================================== */
-
-enum lock_kind { LK_FIPC, LK_PTHREAD };
+/* ---- contended: two processes, lock / ++counter / unlock ---- */
 
 struct contend {
     /* The counter shares the lock's cache line, as a protected field
      * usually does: the holder's increment is part of the cost. */
-    _Alignas(CACHELINE) union {
-        fipc_lock fipc;
-        pthread_mutex_t pthread;
-    } lock;
+    _Alignas(CACHELINE) union lock_obj lock;
     uint64_t counter;
     _Alignas(CACHELINE) int64_t t0[2], t1[2];
 };
+_Static_assert(offsetof(struct contend, counter) + sizeof(uint64_t) <= CACHELINE,
+               "the contended counter is on the lock's cache line");
 
-static int contend_worker(struct contend *s, enum lock_kind kind, int id, uint64_t n,
-                          struct bench_gate *g)
+LOCK_LOOP contend_loop(struct contend *s, int id, uint64_t n, struct bench_gate *g,
+                       const struct lock_kind *k)
 {
     /* One worker per CPU: left to the scheduler, both often share a CPU
      * and take turns by time slice, which measures hardly any contention
@@ -220,42 +321,64 @@ static int contend_worker(struct contend *s, enum lock_kind kind, int id, uint64
     if (bench_pin_cpu(id) < 0) return -1;
     if (bench_gate_pass(g) < 0) return bench_fail("gate: the runner went away");
     s->t0[id] = bench_now_ns();
-    if (kind == LK_FIPC) {
-        for (uint64_t i = 0; i < n; i++) {
-            int rc = fipc_lock_acquire(&s->lock.fipc, FIPC_FOREVER);
-            if (rc)
-                return bench_fail("fipc_lock_acquire #%llu: %s", (unsigned long long)i,
-                                  fipc_strerror(rc));
-            s->counter++;
-            rc = fipc_lock_release(&s->lock.fipc);
-            if (rc)
-                return bench_fail("fipc_lock_release #%llu: %s", (unsigned long long)i,
-                                  fipc_strerror(rc));
-        }
-    } else {
-        for (uint64_t i = 0; i < n; i++) {
-            int rc = pthread_mutex_lock(&s->lock.pthread);
-            if (rc) return bench_fail("pthread_mutex_lock: %s", strerror(rc));
-            s->counter++;
-            rc = pthread_mutex_unlock(&s->lock.pthread);
-            if (rc) return bench_fail("pthread_mutex_unlock: %s", strerror(rc));
-        }
+    for (uint64_t i = 0; i < n; i++) {
+        int rc = k->acquire(&s->lock);
+        if (rc) return lock_fail(k, "acquire", i, rc);
+        s->counter++;
+        rc = k->release(&s->lock);
+        if (rc) return lock_fail(k, "release", i, rc);
     }
     s->t1[id] = bench_now_ns();
     return 0;
 }
 
+/*
+ * LOCK_KIND(lk, .name = ..., .init = ..., ...) defines the lock kind lk and
+ * the uncontended and contended loops made for it.
+ */
+#define LOCK_KIND(lk, ...)                                                                         \
+    static int lk##_uncontended(struct bench_run *r);                                              \
+    static int lk##_contend(struct contend *s, int id, uint64_t n, struct bench_gate *g);          \
+    static const struct lock_kind lk = {__VA_ARGS__, .uncontended = lk##_uncontended,              \
+                                        .contend = lk##_contend};                                  \
+    static int lk##_uncontended(struct bench_run *r)                                               \
+    {                                                                                              \
+        return uncontended_loop(r, &lk);                                                           \
+    }                                                                                              \
+    static int lk##_contend(struct contend *s, int id, uint64_t n, struct bench_gate *g)           \
+    {                                                                                              \
+        return contend_loop(s, id, n, g, &lk);                                                     \
+    }
+
+LOCK_KIND(lk_fipc, .name = "fipc_lock", .init = lk_fipc_init, .acquire = lk_fipc_acquire,
+          .release = lk_fipc_release)
+LOCK_KIND(lk_rlock, .name = "fipc_rlock", .init = lk_rlock_init, .acquire = lk_rlock_acquire,
+          .release = lk_rlock_release)
+LOCK_KIND(lk_sem, .name = "fipc_sem", .init = lk_sem_init, .acquire = lk_sem_acquire,
+          .release = lk_sem_release)
+LOCK_KIND(lk_pthread, .name = "pthread_mutex", .init = lk_pthread_init,
+          .acquire = lk_pthread_acquire, .release = lk_pthread_release,
+          .destroy = lk_pthread_destroy)
+LOCK_KIND(lk_pthread_robust, .name = "pthread_mutex", .init = lk_pthread_robust_init,
+          .acquire = lk_pthread_acquire, .release = lk_pthread_release,
+          .destroy = lk_pthread_destroy)
+LOCK_KIND(lk_semt, .name = "sem_t", .init = lk_semt_init, .acquire = lk_semt_acquire,
+          .release = lk_semt_release, .destroy = lk_semt_destroy)
+LOCK_KIND(lk_futex, .name = "futex_mutex", .init = lk_futex_init, .acquire = lk_futex_acquire,
+          .release = lk_futex_release)
+
+/* The cases' functions: arg is the lock kind. */
+static int uncontended(struct bench_run *r)
+{
+    const struct lock_kind *k = r->arg;
+    return k->uncontended(r);
+}
+
 static int contended(struct bench_run *r)
 {
-    enum lock_kind kind = (enum lock_kind)(intptr_t)r->arg;
+    const struct lock_kind *k = r->arg;
     struct contend *s = bench_shared(sizeof *s);
-    int rc = 0;
-    if (kind == LK_FIPC) {
-        if ((rc = fipc_lock_init(&s->lock.fipc)) != 0)
-            return bench_fail("fipc_lock_init: %s", fipc_strerror(rc));
-    } else if (init_pthread_mutex(&s->lock.pthread, false) < 0) {
-        return -1;
-    }
+    if (k->init(&s->lock) < 0) return -1;
     uint64_t per = r->iters / 2 ? r->iters / 2 : 1;
     struct bench_gate g;
     if (bench_gate_init(&g) < 0) return -1;
@@ -263,7 +386,7 @@ static int contended(struct bench_run *r)
     for (int i = 0; i < 2; i++) {
         pid[i] = bench_fork();
         if (pid[i] < 0) return -1;
-        if (pid[i] == 0) _exit(contend_worker(s, kind, i, per, &g) == 0 ? 0 : 1);
+        if (pid[i] == 0) _exit(k->contend(s, i, per, &g) == 0 ? 0 : 1);
     }
     if (bench_gate_open(&g, 2) < 0) return -1;
     for (int i = 0; i < 2; i++)
@@ -278,7 +401,7 @@ static int contended(struct bench_run *r)
     int64_t t1 = s->t1[0] > s->t1[1] ? s->t1[0] : s->t1[1];
     r->ns = t1 - t0;
     r->ops = 2 * per;
-    if (kind == LK_PTHREAD) pthread_mutex_destroy(&s->lock.pthread);
+    if (k->destroy) k->destroy(&s->lock);
     bench_shared_free(s, sizeof *s);
     return 0;
 }
@@ -482,16 +605,16 @@ static int pingpong(struct bench_run *r)
 
 /* ====================================================================== */
 
-#define UNC(n, f, a, g)                                                                            \
+#define UNC(n, k, g)                                                                               \
     {                                                                                              \
         .group = "uncontended", .name = n, .baseline = "pthread_mutex_pshared",                    \
-        .unit = BENCH_TIME, .op = "pair", .fn = f, .arg = a, .min_iters = 100000, .goal = g        \
+        .unit = BENCH_TIME, .op = "pair", .fn = uncontended, .arg = &(k), .min_iters = 100000,     \
+        .goal = g                                                                                  \
     }
 #define CON(n, k, g)                                                                               \
     {                                                                                              \
         .group = "contended", .name = n, .baseline = "pthread_mutex_pshared", .unit = BENCH_RATE,  \
-        .op = "op", .fn = contended, .arg = (const void *)(intptr_t)(k), .min_iters = 100000,      \
-        .goal = g                                                                                  \
+        .op = "op", .fn = contended, .arg = &(k), .min_iters = 100000, .goal = g                   \
     }
 #define PP(grp, n, k, place, g)                                                                    \
     {                                                                                              \
@@ -515,23 +638,24 @@ static const struct bench_case sync_cases[] = {
      .name = "pthread_mutex_pshared",
      .unit = BENCH_TIME,
      .op = "pair",
-     .fn = un_pthread_mutex,
+     .fn = uncontended,
+     .arg = &lk_pthread,
      .min_iters = 100000},
-    UNC("fipc_lock", un_fipc_lock, NULL, BENCH_GOAL_TIME_AT_MOST(1.0)),
-    UNC("pthread_mutex_robust", un_pthread_mutex, "robust", 0),
-    UNC("sem_t_pshared", un_sem_t, NULL, 0),
-    UNC("fipc_rlock", un_fipc_rlock, NULL, 0),
-    UNC("fipc_sem", un_fipc_sem, NULL, 0),
-    UNC("futex_mutex_ref", un_futex_mutex, NULL, 0),
+    UNC("fipc_lock", lk_fipc, BENCH_GOAL_TIME_AT_MOST(1.0)),
+    UNC("pthread_mutex_robust", lk_pthread_robust, 0),
+    UNC("sem_t_pshared", lk_semt, 0),
+    UNC("fipc_rlock", lk_rlock, 0),
+    UNC("fipc_sem", lk_sem, 0),
+    UNC("futex_mutex_ref", lk_futex, 0),
 
     {.group = "contended",
      .name = "pthread_mutex_pshared",
      .unit = BENCH_RATE,
      .op = "op",
      .fn = contended,
-     .arg = (const void *)(intptr_t)LK_PTHREAD,
+     .arg = &lk_pthread,
      .min_iters = 100000},
-    CON("fipc_lock", LK_FIPC, BENCH_GOAL_RATE_AT_LEAST(1.0)),
+    CON("fipc_lock", lk_fipc, BENCH_GOAL_RATE_AT_LEAST(1.0)),
 
     PP_GROUP("pingpong", PP_ANY, BENCH_GOAL_TIME_AT_MOST(1.2)),
     PP_GROUP("pingpong-2cpu", PP_SPLIT, 0),
