@@ -62,17 +62,8 @@
 
 #include <fipc.h>
 
-/*
- * FIPC_BENCH_HAVE_CK (0 or 1) says whether the build found Concurrency Kit;
- * a build that does not say is taken to have it if <ck_ring.h> is there.
- */
-#ifndef FIPC_BENCH_HAVE_CK
-#if __has_include(<ck_ring.h>)
-#define FIPC_BENCH_HAVE_CK 1
-#else
-#define FIPC_BENCH_HAVE_CK 0
-#endif
-#endif
+/* FIPC_BENCH_HAVE_CK (0 or 1): whether the build found Concurrency Kit
+ * (bench/meson.build). */
 #if FIPC_BENCH_HAVE_CK
 #include <ck_ring.h>
 #endif
