@@ -211,7 +211,7 @@ static double line_roundtrip_ns(void)
             /* Answer each odd value with the next even one. */
             for (uint64_t i = 0; i < PROBE_TRIPS; i++) {
                 while (__atomic_load_n(&p->line, __ATOMIC_RELAXED) != 2 * i + 1)
-                    cpu_pause();
+                    cpu_relax();
                 __atomic_store_n(&p->line, 2 * i + 2, __ATOMIC_RELAXED);
             }
             _exit(0);
@@ -222,7 +222,7 @@ static double line_roundtrip_ns(void)
             __atomic_store_n(&p->line, 2 * i + 1, __ATOMIC_RELAXED);
             for (unsigned spins = 0; __atomic_load_n(&p->line, __ATOMIC_RELAXED) != 2 * i + 2;
                  spins++) {
-                cpu_pause();
+                cpu_relax();
                 if ((spins & 1023) == 1023 && bench_now_ns() > limit) {
                     kill(echo, SIGKILL); /* no second CPU in practice */
                     _exit(1);

@@ -39,6 +39,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "atomic.h" /* cpu_relax, the spin-wait hint the library uses */
+
 /* What a case's figure means, and so which way is better. */
 enum bench_unit {
     BENCH_TIME, /* nanoseconds per operation: lower is better */
@@ -112,14 +114,6 @@ int bench_reap(pid_t pid, const char *what);
  * process, so the pinning ends with it.  0, or bench_fail(...) if there is
  * no such CPU. */
 int bench_pin_cpu(int index);
-
-/* The CPU's spin-wait hint. */
-static inline void cpu_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
 
 /* A start gate made of two pipes: helpers announce they are ready, then
  * block (in read, not spinning: two CPUs) until the runner opens the gate. */

@@ -97,7 +97,7 @@ static inline int spin_wait(struct spin *s)
 {
     s->n++;
     if (s->n < SPIN_PAUSES) {
-        cpu_pause();
+        cpu_relax();
         return 0;
     }
     if (s->n == SPIN_PAUSES) s->deadline = bench_now_ns() + TIMEOUT_NS;
