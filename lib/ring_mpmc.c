@@ -52,6 +52,8 @@ static inline bool owner_alive(const struct claimer *r)
     return (load_relaxed(&r->owner.word) & FUTEX_TID_MASK) != 0;
 }
 
+static bool reap(struct fipc_queue *q, const struct geom *g, struct claimer *d);
+
 struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
 {
     struct claimer *free_rec = NULL;
@@ -63,6 +65,14 @@ struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
         /* acquire pairs with the clearing of the claim (RA3): a record
          * whose holder died mid-claim is left for the repair. */
         if (!free_rec && !owner_alive(r) && load_acquire(&r->claim) == 0)
+            free_rec = r;
+    }
+    /* None free: records whose holder died mid-claim keep their claim until
+     * a waiter repairs it, and one that lost its CAS and died announces
+     * positions nobody waits behind.  Settle those now. */
+    for (unsigned i = 0; !free_rec && i < QUEUE_CLAIMERS; i++) {
+        struct claimer *r = &g->claimers[i];
+        if (!owner_alive(r) && load_acquire(&r->claim) != 0 && reap(q, g, r))
             free_rec = r;
     }
     for (struct claimer *r = free_rec; r && r < g->claimers + QUEUE_CLAIMERS; r++) {
@@ -190,4 +200,27 @@ int fipc__mpmc_stuck(struct fipc_queue *q, const struct geom *g, bool put_side, 
         return -EINPROGRESS;
     *h = (struct hole){0};
     return 0;
+}
+
+/* Settle dead record d's claim for a thread that needs a record: repair
+ * what it still holds (repair_record skips what others hold or nobody
+ * claimed), then clear it.  Whether d is free now. */
+static bool reap(struct fipc_queue *q, const struct geom *g, struct claimer *d)
+{
+    int e = fipc__lock_acquire(&q->repair, 0);
+    if (e != 0 && e != -EOWNERDEAD)
+        return false;
+    bool done = false;
+    uint64_t w = load_acquire(&d->claim);
+    if (!owner_alive(d) && w != 0) {
+        uint64_t side = w & CLAIM_GET;
+        /* RA1 / RA2, as in repair. */
+        uint64_t limit = load_acquire(side ? &q->head : &q->tail);
+        unsigned fixed = repair_record(q, g, d, limit, limit, side);
+        if (fixed)
+            ec_notify(side ? &q->not_full : &q->not_empty);
+        done = true;
+    }
+    fipc__lock_release(&q->repair);
+    return done;
 }

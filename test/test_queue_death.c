@@ -16,7 +16,9 @@
 #include <fipc.h>
 
 #include "common.h"
-#include "ring.h"
+#include <linux/futex.h>
+
+#include "ring_mpmc.h"
 #include "test_hooks.h"
 
 TestSuite(queue_death, .timeout = 60);
@@ -264,4 +266,79 @@ Test(queue_death, mpmc_a_thread_that_ends_holding_a_claim_is_repaired)
     size_t len;
     cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, DEATH_WAIT_NS), 0);
     cr_assert_eq(v, 5);
+}
+
+struct crowd {
+    fipc_queue *q;
+    uint32_t ready, go;
+};
+
+/* Put one message (taking a claimer record), then hold on to the record
+ * until every child has one. */
+static int put_and_wait(int i, void *arg)
+{
+    struct crowd *c = arg;
+    int v = i;
+    CHILD_CHECK(fipc_queue_put(c->q, &v, sizeof v, 0) == 0, 1);
+    test_flag_add(&c->ready);
+    CHILD_CHECK(test_wait_until_at_least(&c->go, 1, DEATH_WAIT_NS), 2);
+    return CHILD_OK;
+}
+
+static int put_in_thread(void *q)
+{
+    int v = 99;
+    return fipc_queue_put(q, &v, sizeof v, 0);
+}
+
+static void *put_in_thread_main(void *q)
+{
+    return (void *)(intptr_t)put_in_thread(q);
+}
+
+Test(queue_death, mpmc_records_of_claimers_that_died_announcing_are_reused)
+{
+    struct crowd *c = test_shared(sizeof *c);
+    c->q = new_queue(128, sizeof(int), 0);
+    /* Every record is taken by a process, and then they all end. */
+    pid_t pids[QUEUE_CLAIMERS];
+    for (int i = 0; i < QUEUE_CLAIMERS; i++)
+        pids[i] = test_fork(put_and_wait, i, c);
+    cr_assert(test_wait_until_at_least(&c->ready, QUEUE_CLAIMERS, DEATH_WAIT_NS));
+    test_flag_set(&c->go, 1);
+    for (int i = 0; i < QUEUE_CLAIMERS; i++)
+        test_expect_ok(pids[i]);
+    /* Each had announced a claim and lost its CAS before it died: the
+     * positions it names are nobody's, and nobody waits behind them. */
+    const struct geom g = geom_of(c->q);
+    for (int i = 0; i < QUEUE_CLAIMERS; i++) {
+        cr_assert_eq(g.claimers[i].owner.word & FUTEX_OWNER_DIED, FUTEX_OWNER_DIED, "record %d", i);
+        g.claimers[i].claim = claim_word(c->q->tail, 1, 0);
+    }
+    /* A new thread still gets a record, so the queue still repairs. */
+    pthread_t t;
+    void *r;
+    cr_assert_eq(pthread_create(&t, NULL, put_in_thread_main, c->q), 0);
+    cr_assert_eq(pthread_join(t, &r), 0);
+    cr_assert_eq((intptr_t)r, 0);
+    cr_assert_eq(c->q->unrecorded, 0);
+    int seen = 0;
+    for (int i = 0; i <= QUEUE_CLAIMERS; i++)
+        seen += get_int(c->q) == 99;
+    cr_assert_eq(seen, 1);
+    cr_assert_eq(c->q->unrecorded, 0);
+}
+
+Test(queue_death, mpmc_many_more_dead_claimers_than_records_are_all_repaired)
+{
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    for (int i = 0; i < 2 * QUEUE_CLAIMERS + 8; i++) {
+        expect_killed(test_fork(claim_put_and_die, 1, q));
+        put_int(q, i);
+        int v = -1;
+        size_t len;
+        cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, DEATH_WAIT_NS), 0, "round %d", i);
+        cr_assert_eq(v, i);
+    }
+    cr_assert_eq(q->unrecorded, 0);
 }
