@@ -14,8 +14,9 @@
  * single and batch calls mixed; and lock users that update a two-word
  * invariant under a fipc_lock.  The parent is the killer: after a random
  * delay (10 us .. 20 ms, log-uniform) it SIGKILLs a random participant,
- * reaps it and starts a replacement in its place.  A watchdog thread kills
- * the whole process group if the end phase overruns.
+ * reaps it and starts a replacement in its place.  A watchdog thread ends
+ * the run (and with it every participant: each dies with its parent) if
+ * the end phase overruns.
  *
  * Bookkeeping, all in shared memory, so that a death loses nothing but the
  * dead process's registers:
@@ -27,13 +28,20 @@
  *   - A consumer announces the size of the batch it asks for (in_get)
  *     before get and withdraws it only after it recorded what it received
  *     (a bit per message in the producer's delivered bitmap, set with an
- *     atomic OR: a bit already set is a duplicate delivery) and, for the
- *     jqueue, after task_done (td_pending says how many it is marking).
+ *     atomic OR: a bit already set is a duplicate delivery).  A jqueue
+ *     consumer then holds the items (held) until its task_done, which it
+ *     also announces (td_busy) and counts (task_done).
  *   - When the killer reaps a participant it reads the announcements the
  *     dead one left: a consumer's in_get bounds the messages it may have
  *     taken with it (MPMC: its claim; SPSC: those it released but had not
  *     returned), a producer's put window holds the messages whose put may
  *     or may not have succeeded.
+ *   - A jqueue consumer is stopped (SIGSTOP) before the blow and killed
+ *     only outside get and task_done, so that the items it takes with it
+ *     are exactly those it held: the jqueue's unfinished count must then
+ *     be, to the item, the items whose put succeeded (acknowledged or
+ *     delivered) minus the task_done calls recorded.  Deaths inside get
+ *     are played on the other two queues.
  *
  * At the end the killer stops, producers and lock users leave, the queues
  * are closed, and every consumer must drain and get -EPIPE within a bound.
@@ -48,7 +56,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,10 +138,14 @@ static pid_t killer_pid;
 /* Shared counters and records: relaxed atomics.  Nothing is ordered by
  * them: a consumer reads next_seq after the queue's acquire of the message
  * (which a producer stored before its put's release), and the killer reads
- * a dead process's records after waitpid, which orders everything it did. */
+ * a dead or stopped process's records after waitpid, which makes all it
+ * had executed visible.  A signal stops a process between two
+ * instructions, so the order that matters there is program order, which
+ * the compiler keeps across __atomic_signal_fence (ORDER below). */
 #define LOAD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define ADD(p, v)   __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define ORDER()     __atomic_signal_fence(__ATOMIC_SEQ_CST)
 
 static int64_t now_ns(void)
 {
@@ -328,7 +339,7 @@ static int consumer(unsigned j)
     for (;;) {
         size_t n = pick_batch();
         STORE(&rec->in_get, n);
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        ORDER();
         int r = q_get(qi, buf, lens, n, CALL_TIMEOUT);
         for (int k = 0; k < r; k++) {
             const unsigned char *p = buf + (size_t)k * MAX_ITEM;
@@ -350,20 +361,20 @@ static int consumer(unsigned j)
             }
         }
         if (qi == Q_JQ && r > 0) STORE(&rec->held, (uint64_t)r);
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        ORDER();
         STORE(&rec->in_get, 0);
         if (qi == Q_JQ && r > 0) {
             /* Working on the items: a kill here leaves them unfinished. */
             for (volatile int spin = 0; spin < 5000; spin++) {
             }
             STORE(&rec->td_busy, 1);
-            __atomic_signal_fence(__ATOMIC_SEQ_CST);
+            ORDER();
             int e = r == 1 && (rnd() & 1) ? fipc_jqueue_task_done(jq)
                                           : fipc_jqueue_task_done_many(jq, (size_t)r);
             if (e < 0) child_fail("task_done", e, 11);
             STORE(&rec->task_done, LOAD(&rec->task_done) + (uint64_t)r);
             STORE(&rec->held, 0);
-            __atomic_signal_fence(__ATOMIC_SEQ_CST);
+            ORDER();
             STORE(&rec->td_busy, 0);
         }
         if (r > 0) continue;
@@ -603,8 +614,7 @@ static void *watchdog(void *arg)
     static const char msg[] = "chaos: watchdog: the end phase overran; killing everything\n";
     if (write(2, msg, sizeof msg - 1) < 0) {
     }
-    kill(0, SIGKILL); /* the process group: the killer and every participant */
-    return NULL;
+    _exit(3); /* every participant dies with the killer (PR_SET_PDEATHSIG) */
 }
 
 /* ---- checks ---- */
@@ -659,7 +669,6 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     verbose = getenv("CHAOS_VERBOSE") != NULL;
     killer_pid = getpid();
-    setpgid(0, 0); /* a group of our own, for the watchdog */
     rng_seed();
 
     sh = map_shared(sizeof *sh);
