@@ -49,8 +49,9 @@
  * had failed; every acknowledged message delivered but for at most the
  * messages that consumers killed mid-get had asked for; no call timed out
  * while the other side was active (a hang); the lock invariant holds and
- * the update count is within what the lock users recorded; and the
- * jqueue's unfinished count is what the deaths explain.
+ * the update count is within what the lock users recorded; the
+ * jqueue's unfinished count is what the deaths explain; and no claimer
+ * record of an MPMC queue is lost for good (leaked_records).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -67,6 +68,8 @@
 #include <unistd.h>
 
 #include <fipc.h>
+
+#include "ring_mpmc.h" /* the claimer records, for leaked_records */
 
 /* Every blocking call of a participant waits at most this long; running
  * out of it while the other side is active is a hang. */
@@ -644,6 +647,43 @@ static uint64_t popcount_words(const uint64_t *a, const uint64_t *b, const uint6
     return n;
 }
 
+/* The claimer records of MPMC queue q (ring_mpmc.c) that are lost for
+ * good: owned by a dead thread and still announcing a claim that lies a
+ * whole ring behind head, so that it was handed over or repaired long ago
+ * (an unreleased get claims a position at or after head - ring, an
+ * unpublished put one at or after head).  No repair ever clears such an
+ * announcement and no thread may take a record that carries one: once all
+ * QUEUE_CLAIMERS are taken or lost, the queue stops repairing dead
+ * claims.  *live receives the records held by live threads. */
+static unsigned leaked_records(fipc_queue *q, unsigned *live)
+{
+    const struct geom *g = fipc__queue_view(q);
+    unsigned leaked = 0;
+    *live = 0;
+    if (!g || !g->claimers) return 0;
+    uint32_t head = turn(__atomic_load_n(&q->head, __ATOMIC_ACQUIRE));
+    for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
+        const struct claimer *r = &g->claimers[i];
+        /* relaxed: everyone else has ended (waitpid ordered their writes) */
+        uint32_t word = __atomic_load_n(&r->owner.word, __ATOMIC_RELAXED);
+        uint64_t w = __atomic_load_n(&r->claim, __ATOMIC_RELAXED);
+        uint32_t k = (uint32_t)(w >> 32) & 0x7fffffff;
+        if (word & 0x3fffffff) { /* FUTEX_TID_MASK: an owner that lives */
+            (*live)++;
+            continue;
+        }
+        if (w != 0 && (int32_t)(head - ((uint32_t)w + k + (uint32_t)g->ring)) >= 0) {
+            if (verbose)
+                fprintf(stderr,
+                        "chaos: claimer record %u: dead, announces a %s of %u at turn %u; "
+                        "head is at turn %u\n",
+                        i, w & CLAIM_GET ? "get" : "put", k, (uint32_t)w, head);
+            leaked++;
+        }
+    }
+    return leaked;
+}
+
 static uint64_t last_drain_fail;
 
 /* After every consumer got -EPIPE, a get must too, at once. */
@@ -814,6 +854,18 @@ int main(int argc, char **argv)
     uint64_t U = fipc_jqueue_unfinished(jq);
     bool jq_ok = U == E;
 
+    /* The claimer records of the MPMC queues. */
+    bool records_ok = true;
+    fipc_queue *mpmc_queues[2] = {mq, fipc_jqueue_queue(jq)};
+    for (int z = 0; z < 2; z++) {
+        unsigned live, leaked = leaked_records(mpmc_queues[z], &live);
+        records_ok = records_ok && leaked == 0;
+        printf("chaos: %s claimer records: %u of %u held by live threads, %u lost for good"
+               " (dead, announcing a claim long handed over): %s\n",
+               qname[z == 0 ? Q_MPMC : Q_JQ], live, QUEUE_CLAIMERS, leaked,
+               leaked ? "FAILED" : "ok");
+    }
+
     /* The lock. */
     struct guarded *g = &sh->g;
     bool lock_ok = true;
@@ -865,7 +917,7 @@ int main(int argc, char **argv)
     printf("chaos: jqueue unfinished %" PRIu64 " against expected %" PRIu64 ": %s\n", U, E,
            jq_ok ? "ok" : "FAILED");
     bool ok = X == 0 && C == 0 && phantom == 0 && H == 0 && lost_ok && lock_ok && jq_ok &&
-              unexpected == 0;
+              records_ok && unexpected == 0;
     printf("chaos: %s\n", ok ? "ok" : "FAILED");
     return ok ? 0 : 1;
 }
