@@ -12,7 +12,10 @@
  * after waking, so a report is either a missing acquire/release in fipc or
  * a data race in this program.  It also runs (and checks) without TSan.
  *
- * Usage: tsan_stress [ROUNDS_SCALE]   (default 1; the CI uses 1)
+ * Usage: tsan_stress [SCALE]   run every part, SCALE times the rounds
+ *        tsan_stress --race    race on purpose (a plain counter, no lock):
+ *                              ./dev tsan checks that TSan reports it, so
+ *                              that a clean run means something
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -274,8 +277,25 @@ static void test_queue(const char *name, unsigned flags, int nprod, int ncons, u
            nprod, ncons, (unsigned long long)got);
 }
 
+static long racy_counter;
+
+static void *racy_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++)
+        racy_counter++; /* the race TSan must report */
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--race") == 0) {
+        char unused[2];
+        run_threads(racy_worker, 2, unused, 1);
+        printf("tsan_stress --race: counter %ld (a race TSan should have reported)\n",
+               racy_counter);
+        return 0;
+    }
     if (argc > 1)
         scale = strtol(argv[1], NULL, 10);
     if (scale < 1)
