@@ -33,13 +33,12 @@
 
 static long scale = 1;
 
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "tsan_stress: %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                               \
-            abort();                                                                      \
-        }                                                                                 \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "tsan_stress: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);  \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static void run_threads(void *(*fn)(void *), int n, void *args, size_t arg_size)
@@ -144,8 +143,7 @@ static void *event_follower(void *arg)
         CHECK(round_data == r); /* set's release, wait's acquire */
         *sum += round_data;
         /* The last follower of the round lets the leader go on. */
-        if (atomic_fetch_add(&acks, 1) + 1 == FOLLOWERS)
-            CHECK(fipc_event_set(&ack) == 0);
+        if (atomic_fetch_add(&acks, 1) + 1 == FOLLOWERS) CHECK(fipc_event_set(&ack) == 0);
     }
     return NULL;
 }
@@ -198,9 +196,9 @@ static uint64_t msg_check(uint32_t p, uint32_t s)
 struct qarg {
     fipc_queue *q;
     uint32_t id;
-    uint32_t count;     /* producer: messages to put; consumer: taken */
-    uint32_t last[8];   /* consumer: last seq seen per producer + 1 */
-    uint64_t total;     /* consumer: sum of seqs */
+    uint32_t count;   /* producer: messages to put; consumer: taken */
+    uint32_t last[8]; /* consumer: last seq seen per producer + 1 */
+    uint64_t total;   /* consumer: sum of seqs */
     int nprod;
 };
 
@@ -221,8 +219,7 @@ static void *q_consumer(void *arg)
         struct msg m;
         size_t len = 0;
         int r = fipc_queue_get(a->q, &m, sizeof m, &len, FIPC_FOREVER);
-        if (r == -EPIPE)
-            break;
+        if (r == -EPIPE) break;
         CHECK(r == 0);
         CHECK(len == sizeof m);
         CHECK(m.producer < (uint32_t)a->nprod);
@@ -296,10 +293,8 @@ int main(int argc, char **argv)
                racy_counter);
         return 0;
     }
-    if (argc > 1)
-        scale = strtol(argv[1], NULL, 10);
-    if (scale < 1)
-        scale = 1;
+    if (argc > 1) scale = strtol(argv[1], NULL, 10);
+    if (scale < 1) scale = 1;
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_lock();
     test_sem();
