@@ -32,7 +32,8 @@
  *   tail to move, and ends once every producer has ended or died.
  *   Left out: claims of several positions, the get side's repair (a
  *   consumer that dies), records taken over by a new thread, the
- *   unrecorded flag, and close.
+ *   unrecorded flag, and close; a producer that finds the turn moved on
+ *   while tail has not (the code answers "full") reads tail again.
  *
  * What is checked (pan -DSAFETY)
  *   - no live claimer's slot is ever repaired: a producer asserts, as it
