@@ -2,6 +2,8 @@
  * eventcount.h - sleeping until another process changes shared state
  * (internal).
  *
+ * Model: docs/models/eventcount.pml
+ *
  * Overview
  *   An event count lets a process that found a data structure unusable (a
  *   ring full or empty) sleep until another process changes it, while the

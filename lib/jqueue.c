@@ -2,6 +2,8 @@
  * jqueue.c - Python's JoinableQueue: a queue plus a count of unfinished
  * items.
  *
+ * Model: docs/models/jqueue.pml
+ *
  *   field        written by   meaning
  *   queue        create       offset of the fipc_queue from this struct
  *   puts         producers    items ever counted by put

@@ -1,6 +1,8 @@
 /*
  * lock.c - Lock and RLock on robust futexes.
  *
+ * Model: docs/models/lock.pml
+ *
  * The lock word uses the kernel's robust-futex format, so that the kernel
  * itself recovers a lock whose owner dies:
  *

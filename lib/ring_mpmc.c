@@ -2,6 +2,8 @@
  * ring_mpmc.c - repairing MPMC claims whose holder died (ring_mpmc.h,
  * Death), out of line: it runs only in calls that already wait.
  *
+ * Model: docs/models/ring_mpmc.pml
+ *
  * A producer that dies between claiming positions (its CAS on tail) and
  * publishing them leaves them unpublished: consumers stop there.  A
  * consumer that dies between claiming (CAS on head) and releasing leaves
