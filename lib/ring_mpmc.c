@@ -19,7 +19,10 @@
  * queue's repair lock:
  *   (a) p is claimed: tail > p (for a put's claim) or head > p (a get's);
  *   (b) the slot at p still shows the claim unfinished;
- *   (c) some dead record announces p, and no live one does.
+ *   (c) some dead record announces p, still holds that announcement once
+ *       its owner is seen dead, and no live record announces p;
+ *   (d) p is less than a ring behind tail or head (an unfinished claim
+ *       always is: the next lap's producers wait for its slot).
  * The true claimer of p announced it before its CAS, and clears it only
  * after handing p over; a waiter that sees the CAS (its acquire load of
  * tail or head pairs with the CAS, a release, RA1 / RA2) therefore sees the
@@ -29,7 +32,12 @@
  * position it lost to another claimer changes nothing: that claimer is
  * either alive (c fails) or dead too (the repair is right).  The repair
  * tombstones an unpublished put's slot, and releases an unreleased get's
- * slot (its message is lost with the consumer that took it).
+ * slot (its message is lost with the consumer that took it).  The dead
+ * record is cleared only if no live record announced any of its positions:
+ * one that did may be about to lose its CAS to the dead holder, which
+ * would leave the position announced by nobody.  The model checked with
+ * spin, docs/models/ring_mpmc.pml, found the need for that and for (c)'s
+ * second clause.
  *
  * Without a record for every thread the argument fails, so once a thread
  * had to claim without one (all QUEUE_CLAIMERS taken), the queue stops
@@ -94,8 +102,10 @@ struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
 }
 
 /* Whether some live record announces position p of side (a get's claim or
- * a put's); *dead receives a dead record that does, if any. */
-static bool live_claim(const struct geom *g, uint64_t p, uint64_t side, struct claimer **dead)
+ * a put's); *dead and *seen receive a dead record that does, if any, and
+ * the claim word read from it. */
+static bool live_claim(const struct geom *g, uint64_t p, uint64_t side, struct claimer **dead,
+                       uint64_t *seen)
 {
     for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
         struct claimer *r = &g->claimers[i];
@@ -105,29 +115,48 @@ static bool live_claim(const struct geom *g, uint64_t p, uint64_t side, struct c
             continue;
         if (owner_alive(r))
             return true;
-        if (dead)
+        if (dead) {
             *dead = r;
+            *seen = w;
+        }
     }
     return false;
 }
 
-/* The positions of dead record d that are claimed, unfinished and
- * announced by no live record: hand each over as its holder would have.
- * limit: tail or head as read (a).  Returns how many. */
+/* The positions that dead record d announced in claim word w and that are
+ * claimed, unfinished and announced by no live record: hand each over as
+ * its holder would have, then clear d, unless a live record announced one
+ * of them (it may be about to lose its CAS to the dead holder, and the
+ * position would then have no record that names it).  near: a position
+ * at or after the announced first one, less than 2^32 after it; limit:
+ * tail or head as read (a).  Returns how many positions were repaired.
+ *
+ * d's owner was seen dead after w was read, but w may predate the owner's
+ * last announcement (it handed those positions over, announced others and
+ * died): only if d still holds w is w what the dead holder left. */
 static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct claimer *d,
-                              uint64_t near, uint64_t limit, uint64_t side)
+                              uint64_t w, uint64_t near, uint64_t limit, uint64_t side)
 {
-    uint64_t w = load_relaxed(&d->claim); /* the holder is dead: no more writes */
+    if (owner_alive(d) || load_acquire(&d->claim) != w)
+        return 0;
     uint32_t k = (uint32_t)(w >> 32) & 0x7fffffff;
     if (k > g->ring)
         k = (uint32_t)g->ring; /* a peer wrote it; a ring is all a claim can hold */
-    /* The announced first position, as the position near it that it is the
-     * turn of (positions in play are within a ring of each other). */
     uint64_t first = near - (uint32_t)(turn(near) - (uint32_t)w);
     unsigned fixed = 0;
+    bool kept = false;
     for (uint64_t x = first; x < first + k; x++) {
-        if ((int64_t)(limit - x) <= 0 || live_claim(g, x, side, NULL))
+        /* A claim that is unfinished lies less than a ring behind both
+         * positions: the producers of the next lap wait for its slot.
+         * Anything else is no claim at all, or the same slot's turn 2^32
+         * positions away. */
+        uint64_t behind = limit - x;
+        if ((int64_t)behind <= 0 || behind > g->ring)
             continue;
+        if (live_claim(g, x, side, NULL, NULL)) {
+            kept = true;
+            continue;
+        }
         struct slot *s = slot_at(g, x);
         /* acquire: as A1/A2, the slot's state before it is changed. */
         uint32_t seq = load_acquire(&s->seq);
@@ -141,7 +170,8 @@ static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct
         }
     }
     /* RA3: release; the slots as repaired, to the next reader of the record. */
-    store_release(&d->claim, 0);
+    if (!kept)
+        store_release(&d->claim, 0);
     return fixed;
 }
 
@@ -155,9 +185,10 @@ static bool repair(struct fipc_queue *q, const struct geom *g, uint64_t p, uint6
     /* RA1 / RA2: acquire pairs with the claim's CAS (a release). */
     uint64_t limit = load_acquire(side == 0 ? &q->tail : &q->head);
     struct claimer *dead = NULL;
+    uint64_t w = 0;
     if (!load_relaxed(&q->unrecorded) && (int64_t)(limit - p) > 0 &&
-        !live_claim(g, p, side, &dead) && dead)
-        fixed = repair_record(q, g, dead, p, limit, side);
+        !live_claim(g, p, side, &dead, &w) && dead)
+        fixed = repair_record(q, g, dead, w, p, limit, side);
     fipc__lock_release(&q->repair);
     if (fixed)
         ec_notify(side == 0 ? &q->not_empty : &q->not_full);
@@ -218,10 +249,10 @@ static bool reap(struct fipc_queue *q, const struct geom *g, struct claimer *d)
         uint64_t side = w & CLAIM_GET;
         /* RA1 / RA2, as in repair. */
         uint64_t limit = load_acquire(side ? &q->head : &q->tail);
-        unsigned fixed = repair_record(q, g, d, limit, limit, side);
+        unsigned fixed = repair_record(q, g, d, w, limit, limit, side);
         if (fixed)
             ec_notify(side ? &q->not_full : &q->not_empty);
-        done = true;
+        done = load_relaxed(&d->claim) == 0;
     }
     fipc__lock_release(&q->repair);
     return done;

@@ -62,7 +62,11 @@
  *   The model reads tail, then each record, then the slot, in that order
  *   and one at a time, as the code does.
  *
- * Findings: the code as it is fails; two counterexamples
+ * Findings: two counterexamples in an earlier version of the code, both
+ * fixed there (lib/ring_mpmc.c, repair_record); the model keeps the earlier
+ * behaviour as the default and the fixes behind flags, so that ./dev
+ * models checks both that the fixed code passes and that each fix is
+ * needed:
  *   1. A dead claim orphaned (invalid end state; the model as it is).
  *      Producer B claims p (announce, CAS) and dies before publishing.
  *      The consumer at p calls repair: tail > p, live_claim(p) finds B's
@@ -90,12 +94,14 @@
  *      repair only if the record still holds the announcement live_claim
  *      read covering p (the holder has not moved on), and take first from
  *      that announcement.
- *   ./dev models expects both counterexamples until lib/ring_mpmc.c is
- *   fixed.  With both fixes (-DFIX_KEEP_SKIPPED -DRECHECK_COVER) pan finds
- *   no error: with one death (-DDEATHS=1) about 10 million states, 20 s
- *   and 0.5 GB with pan built -DCOLLAPSE; with both producers allowed to
- *   die 11.4 million.  Too slow for every CI run; it is the check to run
- *   (and to put in ./dev models) when the code is fixed.
+ *   With both fixes (-DFIX_KEEP_SKIPPED -DRECHECK_COVER), what the code
+ *   does now, pan finds no error: with one death (-DDEATHS=1) about 10
+ *   million states, 20 s and 0.5 GB with pan built -DCOLLAPSE (./dev
+ *   models runs this); with both producers allowed to die 11.4 million
+ *   states, about 4 minutes (too slow for every CI run).  The code also
+ *   skips positions more than a ring behind tail or head, which no
+ *   unfinished claim can be: a second guard against the 2^32 alias of
+ *   counterexample 2.
  *
  * Mutants (each must fail with both fixes; ./dev models checks that they
  * do, with -DDEATHS=1 -DFIX_KEEP_SKIPPED -DRECHECK_COVER):
