@@ -21,18 +21,36 @@
  * release clears the whole word with one exchange and wakes one sleeper
  * only if WAITERS was set.
  *
+ * Ownership.  The word is for the kernel and for waiters; whether the
+ * calling thread holds a lock is decided by the thread's own record of the
+ * locks it holds (struct self, below), which lives in private memory.  A
+ * thread id in the word proves nothing: a peer may have written it, a
+ * thread of another pid namespace may carry the same number, a stale cache
+ * after _Fork may have put the parent's there.
+ *
  * Robust list.  The C library registers, for every thread, a list head with
  * the kernel (set_robust_list); at thread exit the kernel walks the list and,
  * for each entry whose word still holds the dying thread's id, sets
- * OWNER_DIED (keeping WAITERS) and wakes one waiter.  A held fipc lock is
- * linked into its owner's list exactly as glibc links a robust mutex: the
- * list points at the lock's robust_next field, 32 bytes after the word
- * (the futex_offset the C library registered, checked once per thread), and
- * the owner keeps list_op_pending pointing at the lock while it takes or
- * releases it, so a death in between is recovered too.  The two link fields
- * are meaningful only to the owning thread; no other process reads them.
+ * OWNER_DIED (keeping WAITERS) and wakes one waiter.  Each thread links two
+ * sentinel entries of its own (in thread-local storage, their words always
+ * 0) into that list once, and keeps the locks it holds as a chain between
+ * them:
+ *
+ *   head -> [C library's entries] -> front -> lock_n -> ... -> lock_1 -> back
+ *        -> [C library's entries] -> head
+ *
+ * The chain's links are the robust_next fields of the locks (32 bytes after
+ * the word: the futex_offset the C library registered, checked once per
+ * thread); they are written from the private record for the kernel's
+ * benefit and never read back.  The C library links its own robust mutexes
+ * only at the head of the list and unlinks them through their own prev
+ * links, so it only ever writes the sentinels' links (private memory),
+ * never a lock's.  The owner keeps list_op_pending pointing at the lock
+ * while it takes or releases it, so a death in between is recovered too.
  */
 #include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -52,61 +70,258 @@ static_assert(offsetof(struct lock_impl, robust_next) == 32, "glibc's robust mut
 static_assert(offsetof(struct lock_impl, robust_prev) + 8 == offsetof(struct lock_impl, robust_next),
               "prev link directly precedes next");
 
-/* ---- per-thread identity ------------------------------------------------ */
+/* ---- the process generation: noticing every fork ------------------------ */
 
-/* One TLS block, initial-exec so that reaching it costs no function call
- * even from the shared library. */
+/*
+ * A thread's cached id and its record of held locks belong to one process.
+ * A child made by fork(), _Fork() or a raw clone starts as a copy of the
+ * forking thread, cache included, and only fork() runs atfork handlers.
+ * Every kind of fork wipes a MADV_WIPEONFORK page in the child, so the
+ * process generation lives there: 0 in a child until its first lock call
+ * gives it a new one, which every thread compares with the generation its
+ * state was made in.  New generations come from a counter in ordinary
+ * memory, which children inherit: a child's generation is larger than any
+ * that a thread copied from an ancestor can carry.
+ *
+ * Without MADV_WIPEONFORK (Linux before 4.14) fork_word stays at no_wipe,
+ * always 0: then every call takes the general path, which uses the pid as
+ * the generation (getpid, one system call per call).
+ */
+#define GEN_NEVER  UINT64_MAX           /* matches no generation */
+#define GEN_BY_PID ((uint64_t)1 << 62)  /* fallback generations: this bit | pid */
+
+static uint64_t no_wipe;
+static uint64_t *fork_word = &no_wipe;
+static uint64_t generations;
+static pthread_key_t record_key;
+static bool record_key_ok;
+
+static void record_free(void *p);
+
+__attribute__((constructor)) static void lock_setup(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+        if (madvise(p, page, MADV_WIPEONFORK) == 0)
+            fork_word = p;
+        else
+            munmap(p, page);
+    }
+    record_key_ok = pthread_key_create(&record_key, record_free) == 0;
+}
+
+static uint64_t process_gen(void)
+{
+    /* relaxed: the word and the counter order nothing; each thread's own
+     * state is what they guard, and only that thread touches it. */
+    uint64_t g = load_relaxed(fork_word);
+    if (FIPC_LIKELY(g != 0))
+        return g;
+    if (fork_word == &no_wipe)
+        return GEN_BY_PID | (uint64_t)getpid();
+    uint64_t fresh = fetch_add_relaxed(&generations, 1) + 1;
+    /* Two threads of a new child may race here: one generation wins. */
+    if (!cas_relaxed(fork_word, &g, fresh))
+        return g;
+    return fresh;
+}
+
+/* ---- per-thread state ---------------------------------------------------- */
+
+/*
+ * One initial-exec TLS block, so that reaching it costs no function call
+ * even from the shared library.  held[] is the private record: held[0] is
+ * the back sentinel's link, held[1..n] the links of the locks held, in the
+ * order taken (held[n], the newest, is what front points at).  Each entry
+ * is the address of a lock's robust_next field, so it names the lock and is
+ * the value the entry above it (or front) must hold.  The array is mapped
+ * per thread (mmap works in any child, even after _Fork) and freed at
+ * thread exit.
+ */
 struct self {
-    pid_t tid;                     /* 0: not fetched yet in this process */
-    bool robust_checked;           /* head fetched (or found unusable) */
+    uint64_t fast;     /* == *fork_word when the fast paths may run: gen, robust, record */
+    uint64_t gen;      /* the generation this state was made in; GEN_NEVER: none */
+    pid_t tid;
+    uint32_t n;        /* locks held */
+    uint32_t cap;      /* entries in held[] */
+    uintptr_t *held;
     struct robust_list_head *head; /* NULL: no robust list to link into */
+    struct lock_impl front, back;  /* the sentinels; their words stay 0 */
 };
-static _Thread_local struct self self __attribute__((tls_model("initial-exec")));
+static _Thread_local struct self self __attribute__((tls_model("initial-exec"))) = {
+    .fast = GEN_NEVER,
+    .gen = GEN_NEVER,
+};
 
-static void forget_tid_in_child(void)
-{
-    /* The child of fork is a new thread with a new id; the C library gave
-     * it an empty robust list at the same address, so head stays valid. */
-    self.tid = 0;
-}
-
-__attribute__((constructor)) static void register_atfork(void)
-{
-    pthread_atfork(NULL, NULL, forget_tid_in_child);
-}
-
-static __attribute__((noinline)) pid_t fetch_tid(void)
-{
-    return self.tid = (pid_t)syscall(SYS_gettid);
-}
-
-static inline pid_t my_tid(void)
-{
-    return FIPC_LIKELY(self.tid != 0) ? self.tid : fetch_tid();
-}
-
-static __attribute__((noinline)) struct robust_list_head *fetch_robust_head(void)
+static struct robust_list_head *fetch_robust_head(void)
 {
     struct robust_list_head *h = NULL;
     size_t len = 0;
-    self.robust_checked = true;
     if (syscall(SYS_get_robust_list, 0, &h, &len) == 0 && h && len == sizeof *h &&
         h->futex_offset == -(long)offsetof(struct lock_impl, robust_next))
-        self.head = h;
-    return self.head;
+        return h;
+    return NULL;
 }
 
-static inline struct robust_list_head *robust_head(void)
-{
-    return FIPC_LIKELY(self.robust_checked) ? self.head : fetch_robust_head();
-}
-
-/* The list's links point at the next field of each node (glibc's shape);
- * a node's prev field sits just before it.  For the head, the "node" is the
- * list field itself, and the C library keeps a prev slot before the head. */
+/* Links in the list point at the next field of each entry (glibc's shape);
+ * glibc keeps an entry's prev link just before it, and a prev slot just
+ * before its head. */
 static inline uintptr_t *link_prev_slot(uintptr_t link)
 {
     return (uintptr_t *)((link & ~(uintptr_t)1) - sizeof(uintptr_t));
+}
+
+/* Put front and back at the head of the thread's list, as the C library
+ * links a robust mutex.  Everything read here is the C library's private
+ * head; what is written is the sentinels and the prev link of the entry
+ * that was first (a node of the C library, which it will read back when
+ * it unlinks that node). */
+static void link_sentinels(struct self *s)
+{
+    struct robust_list_head *h = s->head;
+    uintptr_t first = (uintptr_t)h->list.next;
+    s->front = s->back = (struct lock_impl){0};
+    s->back.robust_next = first;
+    s->back.robust_prev = (uintptr_t)&s->front.robust_next;
+    s->front.robust_next = (uintptr_t)&s->back.robust_next;
+    s->front.robust_prev = (uintptr_t)&h->list;
+    if ((first & ~(uintptr_t)1) != (uintptr_t)&h->list)
+        *link_prev_slot(first) = (uintptr_t)&s->back.robust_next;
+    /* The kernel reads the list only when this thread exits, in this
+     * thread's context, so program order (kept by the barrier) is enough:
+     * the sentinels are complete before the head points at them. */
+    compiler_barrier();
+    h->list.next = (struct robust_list *)&s->front.robust_next;
+}
+
+/* This thread in a new process (or for the first time): its id, its
+ * robust list, and no locks held; the locks an ancestor held stay held in
+ * that ancestor's name. */
+static void self_setup(struct self *s, uint64_t gen)
+{
+    s->fast = GEN_NEVER;
+    if (s->gen != GEN_NEVER && (s->gen & GEN_BY_PID) &&
+        s->gen == (GEN_BY_PID | (uint64_t)getpid())) {
+        /* Same process: calls made before lock_setup ran (from another
+         * library's constructor) used pid generations.  Keep everything. */
+        s->gen = gen;
+        return;
+    }
+    s->tid = (pid_t)syscall(SYS_gettid);
+    s->n = 0;
+    s->head = fetch_robust_head();
+    if (s->head)
+        link_sentinels(s);
+    if (s->held)
+        s->held[0] = (uintptr_t)&s->back.robust_next;
+    s->gen = gen;
+}
+
+static int record_grow(struct self *s)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t old = (size_t)s->cap * sizeof *s->held;
+    size_t len = old ? 2 * old : page;
+    if (len / sizeof *s->held > UINT32_MAX)
+        return -ENOMEM;
+    void *p = old ? mremap(s->held, old, len, MREMAP_MAYMOVE)
+                  : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    s->held = p;
+    s->cap = (uint32_t)(len / sizeof *s->held);
+    s->held[0] = (uintptr_t)&s->back.robust_next;
+    if (record_key_ok)
+        pthread_setspecific(record_key, p);
+    return 0;
+}
+
+/* At thread exit.  A thread that still holds locks keeps its record (they
+ * may be released by a later destructor); the kernel's walk needs only the
+ * links in the locks. */
+static void record_free(void *p)
+{
+    struct self *s = &self;
+    if (s->n > 0 || p != s->held) {
+        if (p == s->held)
+            pthread_setspecific(record_key, p);
+        return;
+    }
+    s->fast = GEN_NEVER;
+    munmap(s->held, (size_t)s->cap * sizeof *s->held);
+    s->held = NULL;
+    s->cap = 0;
+}
+
+/* Make this thread's state valid for this process; with room, make sure
+ * the record can take one more lock.  Returns 0 or -ENOMEM. */
+static __attribute__((noinline)) int self_prepare(struct self *s, bool room)
+{
+    uint64_t gen = process_gen();
+    if (s->gen != gen)
+        self_setup(s, gen);
+    if (room && s->n + 1 >= s->cap) {
+        int r = record_grow(s);
+        if (r < 0)
+            return r;
+    }
+    s->fast = (s->head && s->held && fork_word != &no_wipe) ? gen : GEN_NEVER;
+    return 0;
+}
+
+/* The state for the calling thread, valid in this process. */
+static inline struct self *self_valid(void)
+{
+    struct self *s = &self;
+    if (FIPC_UNLIKELY(s->gen != load_relaxed(fork_word)))
+        self_prepare(s, false);
+    return s;
+}
+
+/* ---- the private record and the chain ------------------------------------ */
+
+static inline uintptr_t link_of(const struct lock_impl *m)
+{
+    return (uintptr_t)&m->robust_next;
+}
+
+/* Where m is in the record (1..n), or 0 if this thread does not hold it. */
+static inline uint32_t held_find(const struct self *s, const struct lock_impl *m)
+{
+    uintptr_t link = link_of(m);
+    for (uint32_t i = s->n; i > 0; i--)
+        if (s->held[i] == link)
+            return i;
+    return 0;
+}
+
+/* Record m as held and link it at the top of the chain.  The caller made
+ * room (n + 1 < cap). */
+static inline void held_push(struct self *s, struct lock_impl *m)
+{
+    uint32_t n = s->n;
+    /* For the kernel only: nothing in fipc reads a lock's links. */
+    m->robust_next = s->held[n];
+    s->held[n + 1] = link_of(m);
+    /* m's link is in place before front points at it (program order is
+     * what the kernel's walk at this thread's exit sees). */
+    compiler_barrier();
+    s->front.robust_next = link_of(m);
+    s->n = n + 1;
+}
+
+/* Unlink held[i] from the chain and the record.  The entry above it (the
+ * lock taken next, or front) takes over its successor, written through an
+ * address from the record. */
+static void held_remove(struct self *s, uint32_t i)
+{
+    uint32_t n = s->n;
+    uintptr_t *above = i == n ? &s->front.robust_next : (uintptr_t *)s->held[i + 1];
+    *above = s->held[i - 1];
+    compiler_barrier();
+    memmove(&s->held[i], &s->held[i + 1], (size_t)(n - i) * sizeof *s->held);
+    s->n = n - 1;
 }
 
 static inline void robust_pending(struct robust_list_head *h, struct lock_impl *m)
@@ -127,26 +342,6 @@ static inline void robust_done(struct robust_list_head *h)
     }
 }
 
-static inline void robust_link(struct robust_list_head *h, struct lock_impl *m)
-{
-    if (!h)
-        return;
-    uintptr_t first = (uintptr_t)h->list.next;
-    *link_prev_slot(first) = (uintptr_t)&m->robust_next;
-    m->robust_next = first;
-    m->robust_prev = (uintptr_t)&h->list;
-    compiler_barrier();
-    h->list.next = (struct robust_list *)&m->robust_next;
-    robust_done(h);
-}
-
-static inline void robust_unlink(struct lock_impl *m)
-{
-    uintptr_t next = m->robust_next, prev = m->robust_prev;
-    *link_prev_slot(next) = prev;
-    *(uintptr_t *)(prev & ~(uintptr_t)1) = next;
-}
-
 /* ---- the lock ----------------------------------------------------------- */
 
 static inline struct lock_impl *impl(const void *l)
@@ -156,7 +351,7 @@ static inline struct lock_impl *impl(const void *l)
 
 bool fipc__lock_held_by_self(const fipc_lock *l)
 {
-    return l && (load_relaxed(&impl(l)->word) & LOCK_TID_MASK) == (uint32_t)my_tid();
+    return l && held_find(self_valid(), impl(l)) != 0;
 }
 
 /* Take a word that has no owner (0 or OWNER_DIED, maybe WAITERS); acquire
@@ -169,23 +364,18 @@ static inline int try_take_free(struct lock_impl *m, uint32_t cur, uint32_t mine
     return (cur & LOCK_OWNER_DIED) ? -EOWNERDEAD : 0;
 }
 
-static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid, uint32_t cur,
+static __attribute__((noinline)) int lock_slow(struct lock_impl *m, struct self *s, uint32_t cur,
                                                int64_t timeout_ns)
 {
+    uint32_t tid = (uint32_t)s->tid;
     int r;
 
-    if ((cur & LOCK_TID_MASK) == tid) {
-        /* The word holds our cached id.  If this thread came from a fork
-         * that bypassed the atfork handler (_Fork, raw clone), the cache is
-         * the parent's id: refresh it and start over. */
-        if ((pid_t)syscall(SYS_gettid) != self.tid) {
-            self.tid = 0;
-            return -ESTALE; /* lock_contended retries through the general path */
-        }
-        /* Python's non-blocking acquire of a held lock fails; a blocking
-         * one by the holder would never return. */
+    /* Python's non-blocking acquire of a held lock fails; a blocking one by
+     * the holder would never return.  Our id in the word without the lock
+     * in our record is another thread's (a peer's write, or a thread of
+     * another pid namespace with our number): wait for it like any other. */
+    if ((cur & LOCK_TID_MASK) == tid && held_find(s, m))
         return timeout_ns == 0 ? -EAGAIN : -EDEADLK;
-    }
 
     /* The deadline is taken before the spin, which counts against it (a
      * zero timeout needs none). */
@@ -239,73 +429,126 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid
     }
 }
 
-/* Everything after a failed fast-path CAS: spin, sleep, then link the lock
- * (or withdraw the announcement).  Out of line, so that the fast path is a
- * leaf function that saves no registers. */
-static int lock_acquire_general(struct lock_impl *m, int64_t timeout_ns);
-
-static __attribute__((noinline)) int lock_contended(struct lock_impl *m, struct robust_list_head *h,
-                                                    uint32_t tid, uint32_t cur, int64_t timeout_ns)
+/* Everything after a failed fast-path CAS: spin, sleep, then record the
+ * lock (or withdraw the announcement).  Out of line, so that the fast path
+ * is a leaf function that saves no registers.  The record has room. */
+static __attribute__((noinline)) int lock_contended(struct lock_impl *m, struct self *s,
+                                                    uint32_t cur, int64_t timeout_ns)
 {
-    int r = lock_slow(m, tid, cur, timeout_ns);
-    if (FIPC_UNLIKELY(r == -ESTALE)) {
-        robust_done(h);
-        return lock_acquire_general(m, timeout_ns);
-    }
+    int r = lock_slow(m, s, cur, timeout_ns);
     if (r == 0 || r == -EOWNERDEAD)
-        robust_link(h, m);
-    else
-        robust_done(h);
+        held_push(s, m);
+    robust_done(s->head);
     return r;
 }
 
-/* The general path: first use in this thread, or no robust list. */
+/* The general path: first use in this thread or process, a record that
+ * must grow, or no robust list. */
 static __attribute__((noinline)) int lock_acquire_general(struct lock_impl *m, int64_t timeout_ns)
 {
-    uint32_t tid = (uint32_t)my_tid();
-    struct robust_list_head *h = robust_head();
+    struct self *s = &self;
+    int r = self_prepare(s, true);
+    if (r < 0)
+        return r;
+    robust_pending(s->head, m);
     uint32_t cur = 0;
-    robust_pending(h, m);
-    if (cas_acquire(&m->word, &cur, tid)) {
-        robust_link(h, m);
-        return 0;
-    }
-    return lock_contended(m, h, tid, cur, timeout_ns);
+    if (!cas_acquire(&m->word, &cur, (uint32_t)s->tid))
+        return lock_contended(m, s, cur, timeout_ns);
+    held_push(s, m);
+    robust_done(s->head);
+    return 0;
+}
+
+/* Whether the fast paths may run: this thread's id and record are this
+ * process's (no fork since), it has a robust list and a record. */
+static inline bool fast_ok(const struct self *s)
+{
+    return s->fast == load_relaxed(fork_word);
+}
+
+/* The fast path of acquire, once fast_ok(s) and n + 1 < cap. */
+static inline int lock_take(struct self *s, struct lock_impl *m, uint32_t n, int64_t timeout_ns)
+{
+    /* Announce the lock before taking it: if this thread dies between the
+     * CAS and the link, the kernel still finds it through list_op_pending. */
+    struct robust_list_head *h = s->head;
+    uintptr_t link = link_of(m);
+    h->list_op_pending = (struct robust_list *)link;
+    compiler_barrier();
+    /* acquire pairs with the release exchange in lock_release. */
+    uint32_t cur = 0;
+    if (FIPC_UNLIKELY(!cas_acquire(&m->word, &cur, (uint32_t)s->tid)))
+        return lock_contended(m, s, cur, timeout_ns);
+    /* held_push, with n from before the CAS. */
+    uintptr_t *held = s->held;
+    m->robust_next = held[n];
+    held[n + 1] = link;
+    compiler_barrier();
+    s->front.robust_next = link;
+    s->n = n + 1;
+    compiler_barrier();
+    h->list_op_pending = NULL;
+    return 0;
 }
 
 static inline int lock_acquire(struct lock_impl *m, int64_t timeout_ns)
 {
-    uint32_t tid = (uint32_t)self.tid;
-    struct robust_list_head *h = self.head;
-    if (FIPC_UNLIKELY(tid == 0 || h == NULL))
+    struct self *s = &self;
+    uint32_t n = s->n;
+    if (FIPC_UNLIKELY(!fast_ok(s) || n + 1 >= s->cap))
         return lock_acquire_general(m, timeout_ns);
+    return lock_take(s, m, n, timeout_ns);
+}
 
-    /* Announce the lock before taking it: if this thread dies between the
-     * CAS and the link, the kernel still finds it through list_op_pending. */
+/* Release held[i] (m): unlink it, free the word, wake a sleeper. */
+static int lock_release_at(struct self *s, struct lock_impl *m, uint32_t i)
+{
+    struct robust_list_head *h = s->head;
     robust_pending(h, m);
-    /* Fast path: acquire pairs with the release exchange in lock_release. */
-    uint32_t cur = 0;
-    if (FIPC_UNLIKELY(!cas_acquire(&m->word, &cur, tid)))
-        return lock_contended(m, h, tid, cur, timeout_ns);
-    robust_link(h, m);
+    held_remove(s, i);
+    if ((load_relaxed(&m->word) & LOCK_TID_MASK) != (uint32_t)s->tid) {
+        /* We hold it, yet the word names someone else: a peer overwrote
+         * it.  It is off our record; the word is not ours to clear. */
+        robust_done(h);
+        return -EPROTO;
+    }
+    /* release: as in lock_give. */
+    if (exchange_release(&m->word, 0) & LOCK_WAITERS)
+        futex_wake(&m->word, 1);
+    robust_done(h);
     return 0;
 }
 
-static __attribute__((noinline)) void wake_one(struct lock_impl *m)
+static __attribute__((noinline)) int lock_release_general(struct lock_impl *m)
 {
-    futex_wake(&m->word, 1);
+    struct self *s = self_valid();
+    uint32_t i = held_find(s, m);
+    if (i == 0)
+        return -EPERM;
+    return lock_release_at(s, m, i);
 }
 
-static inline int lock_release(struct lock_impl *m)
+/* The end of a release that found WAITERS: wake one, then withdraw the
+ * announcement. */
+static __attribute__((noinline)) int release_wake(struct robust_list_head *h, struct lock_impl *m)
 {
-    uint32_t tid = (uint32_t)my_tid();
-    if ((load_relaxed(&m->word) & LOCK_TID_MASK) != tid)
-        return -EPERM;
+    futex_wake(&m->word, 1);
+    compiler_barrier();
+    h->list_op_pending = NULL;
+    return 0;
+}
 
-    struct robust_list_head *h = robust_head();
-    robust_pending(h, m);
-    if (h)
-        robust_unlink(m);
+/* The fast path of release, once fast_ok(s) and m is held[n], the lock
+ * taken last (released first). */
+static inline int lock_give(struct self *s, struct lock_impl *m, uint32_t n)
+{
+    if (FIPC_UNLIKELY((load_relaxed(&m->word) & LOCK_TID_MASK) != (uint32_t)s->tid))
+        return lock_release_general(m);
+    struct robust_list_head *h = s->head;
+    h->list_op_pending = (struct robust_list *)link_of(m);
+    compiler_barrier();
+    s->front.robust_next = s->held[n - 1];
+    s->n = n - 1;
     /* release: everything written under the lock happens-before the next
      * owner's acquire CAS.  Exchange, not store: WAITERS may have been set
      * by a sleeper since we took the lock. */
@@ -314,9 +557,19 @@ static inline int lock_release(struct lock_impl *m)
      * between the exchange and the wake, the kernel sees the pending unlock
      * of a free word and wakes a waiter in our place. */
     if (FIPC_UNLIKELY(old & LOCK_WAITERS))
-        wake_one(m);
-    robust_done(h);
+        return release_wake(h, m);
+    compiler_barrier();
+    h->list_op_pending = NULL;
     return 0;
+}
+
+static inline int lock_release(struct lock_impl *m)
+{
+    struct self *s = &self;
+    uint32_t n = s->n;
+    if (FIPC_UNLIKELY(!fast_ok(s) || s->held[n] != link_of(m)))
+        return lock_release_general(m);
+    return lock_give(s, m, n);
 }
 
 int fipc__lock_acquire(struct lock_impl *m, int64_t timeout_ns)
@@ -366,23 +619,69 @@ int fipc_rlock_init(fipc_rlock *l)
     return 0;
 }
 
+/* The depth is plain shared memory touched only by the owner; the private
+ * record, not the word, says whether we are the owner. */
+static inline int rlock_reenter(struct lock_impl *m)
+{
+    if (m->count == UINT32_MAX)
+        return -EOVERFLOW;
+    m->count++;
+    return 0;
+}
+
+static __attribute__((noinline)) int rlock_acquire_general(struct lock_impl *m,
+                                                           int64_t timeout_ns)
+{
+    if (held_find(self_valid(), m))
+        return rlock_reenter(m);
+    int r = lock_acquire_general(m, timeout_ns);
+    if (r == 0 || r == -EOWNERDEAD)
+        m->count = 1; /* a dead owner's depth means nothing now */
+    return r;
+}
+
 int fipc_rlock_acquire(fipc_rlock *l, int64_t timeout_ns)
 {
     if (!l)
         return -EINVAL;
     struct lock_impl *m = impl(l);
-    /* Only this thread can have stored its own id in the word, so a
-     * relaxed load that sees it proves we hold the lock. */
-    if ((load_relaxed(&m->word) & LOCK_TID_MASK) == (uint32_t)my_tid()) {
-        if (m->count == UINT32_MAX)
-            return -EOVERFLOW;
-        m->count++;
-        return 0;
-    }
-    int r = lock_acquire(m, timeout_ns);
+    struct self *s = &self;
+    uint32_t n = s->n;
+    if (FIPC_UNLIKELY(!fast_ok(s) || n + 1 >= s->cap))
+        return rlock_acquire_general(m, timeout_ns);
+    if (held_find(s, m))
+        return rlock_reenter(m);
+    int r = lock_take(s, m, n, timeout_ns);
     if (r == 0 || r == -EOWNERDEAD)
-        m->count = 1; /* a dead owner's depth means nothing now */
+        m->count = 1;
     return r;
+}
+
+/* The depth goes down; at 0 the lock is released.  A depth of 0 on a held
+ * RLock was written by a peer. */
+static inline int rlock_leave(struct self *s, struct lock_impl *m, uint32_t n)
+{
+    uint32_t depth = m->count;
+    if (FIPC_UNLIKELY(depth == 0))
+        return -EPROTO;
+    m->count = depth - 1;
+    if (depth > 1)
+        return 0;
+    return lock_give(s, m, n);
+}
+
+static __attribute__((noinline)) int rlock_release_general(struct lock_impl *m)
+{
+    struct self *s = self_valid();
+    if (held_find(s, m) == 0)
+        return -EPERM;
+    uint32_t depth = m->count;
+    if (depth == 0)
+        return -EPROTO;
+    m->count = depth - 1;
+    if (depth > 1)
+        return 0;
+    return lock_release_general(m);
 }
 
 int fipc_rlock_release(fipc_rlock *l)
@@ -390,11 +689,11 @@ int fipc_rlock_release(fipc_rlock *l)
     if (!l)
         return -EINVAL;
     struct lock_impl *m = impl(l);
-    if ((load_relaxed(&m->word) & LOCK_TID_MASK) != (uint32_t)my_tid())
-        return -EPERM;
-    if (--m->count > 0)
-        return 0;
-    return lock_release(m);
+    struct self *s = &self;
+    uint32_t n = s->n;
+    if (FIPC_UNLIKELY(!fast_ok(s) || s->held[n] != link_of(m)))
+        return rlock_release_general(m);
+    return rlock_leave(s, m, n);
 }
 
 bool fipc_rlock_locked(const fipc_rlock *l)
