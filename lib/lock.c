@@ -25,8 +25,8 @@
  * calling thread holds a lock is decided by the thread's own record of the
  * locks it holds (struct self, below), which lives in private memory.  A
  * thread id in the word proves nothing: a peer may have written it, a
- * thread of another pid namespace may carry the same number, a stale cache
- * after _Fork may have put the parent's there.
+ * thread of another pid namespace may carry the same number, and without
+ * a robust list a dead owner's number may have been given to a new thread.
  *
  * Robust list.  The C library registers, for every thread, a list head with
  * the kernel (set_robust_list); at thread exit the kernel walks the list and,
@@ -70,29 +70,57 @@ static_assert(offsetof(struct lock_impl, robust_next) == 32, "glibc's robust mut
 static_assert(offsetof(struct lock_impl, robust_prev) + 8 == offsetof(struct lock_impl, robust_next),
               "prev link directly precedes next");
 
-/* ---- the process generation: noticing every fork ------------------------ */
+/* ---- per-thread state ---------------------------------------------------- */
 
 /*
- * A thread's cached id and its record of held locks belong to one process.
- * A child made by fork(), _Fork() or a raw clone starts as a copy of the
- * forking thread, cache included, and only fork() runs atfork handlers.
- * Every kind of fork wipes a MADV_WIPEONFORK page in the child, so the
- * process generation lives there: 0 in a child until its first lock call
- * gives it a new one, which every thread compares with the generation its
- * state was made in.  New generations come from a counter in ordinary
- * memory, which children inherit: a child's generation is larger than any
- * that a thread copied from an ancestor can carry.
+ * Each thread keeps, in one initial-exec TLS block (reached without a
+ * function call even from the shared library), its kernel thread id, the
+ * robust-list head the C library registered for it, the two sentinels and a
+ * pointer to its record.
  *
- * Without MADV_WIPEONFORK (Linux before 4.14) fork_word stays at no_wipe,
- * always 0: then every call takes the general path, which uses the pid as
- * the generation (getpid, one system call per call).
+ * The record is the private list of the locks the thread holds: held[0] is
+ * the back sentinel's link, held[1..n] the links of the locks held, in the
+ * order taken (held[n], the newest, is what front points at).  Each entry
+ * is the address of a lock's robust_next field, so it names the lock and is
+ * the value the entry above it (or front) must hold.  It is mapped per
+ * thread (mmap works in any child, even after _Fork) and unmapped at thread
+ * exit.
+ *
+ * A thread's state belongs to one process.  A child made by fork(),
+ * _Fork() or a raw clone starts as a copy of the forking thread, TLS
+ * included, and only fork() runs atfork handlers.  So the record is mapped
+ * MADV_WIPEONFORK: every kind of fork hands the child a zeroed record.  Its
+ * first word, fast, says whether the fast paths may run (this process's
+ * state, a robust list); zero in a child, it sends every call there to the
+ * general path, which sees the record's state word wiped too and sets the
+ * thread up afresh.  Without MADV_WIPEONFORK (Linux before 4.14) fast stays
+ * 0 and the general path compares the record's pid with getpid() instead:
+ * one system call per call.
  */
-#define GEN_NEVER  UINT64_MAX           /* matches no generation */
-#define GEN_BY_PID ((uint64_t)1 << 62)  /* fallback generations: this bit | pid */
+enum record_state {
+    RECORD_WIPED = 0, /* a child's copy: the page was wiped */
+    RECORD_WIPEONFORK, /* valid; a fork wipes it */
+    RECORD_BY_PID,    /* valid in process pid (no MADV_WIPEONFORK) */
+};
 
-static uint64_t no_wipe;
-static uint64_t *fork_word = &no_wipe;
-static uint64_t generations;
+struct record {
+    uint64_t fast;  /* 1: the fast paths may run */
+    uint32_t state; /* enum record_state */
+    pid_t pid;      /* RECORD_BY_PID: the process it belongs to */
+    uintptr_t held[];
+};
+
+struct self {
+    pid_t tid;
+    uint32_t n;                    /* locks held */
+    uint32_t cap;                  /* entries in rec->held; 0: no record */
+    bool linked;                   /* the sentinels are in the robust list */
+    struct record *rec;
+    struct robust_list_head *head; /* NULL: no robust list to link into */
+    struct lock_impl front, back;  /* the sentinels; their words stay 0 */
+};
+static _Thread_local struct self self __attribute__((tls_model("initial-exec")));
+
 static pthread_key_t record_key;
 static bool record_key_ok;
 
@@ -100,59 +128,8 @@ static void record_free(void *p);
 
 __attribute__((constructor)) static void lock_setup(void)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p != MAP_FAILED) {
-        if (madvise(p, page, MADV_WIPEONFORK) == 0)
-            fork_word = p;
-        else
-            munmap(p, page);
-    }
     record_key_ok = pthread_key_create(&record_key, record_free) == 0;
 }
-
-static uint64_t process_gen(void)
-{
-    /* relaxed: the word and the counter order nothing; each thread's own
-     * state is what they guard, and only that thread touches it. */
-    uint64_t g = load_relaxed(fork_word);
-    if (FIPC_LIKELY(g != 0))
-        return g;
-    if (fork_word == &no_wipe)
-        return GEN_BY_PID | (uint64_t)getpid();
-    uint64_t fresh = fetch_add_relaxed(&generations, 1) + 1;
-    /* Two threads of a new child may race here: one generation wins. */
-    if (!cas_relaxed(fork_word, &g, fresh))
-        return g;
-    return fresh;
-}
-
-/* ---- per-thread state ---------------------------------------------------- */
-
-/*
- * One initial-exec TLS block, so that reaching it costs no function call
- * even from the shared library.  held[] is the private record: held[0] is
- * the back sentinel's link, held[1..n] the links of the locks held, in the
- * order taken (held[n], the newest, is what front points at).  Each entry
- * is the address of a lock's robust_next field, so it names the lock and is
- * the value the entry above it (or front) must hold.  The array is mapped
- * per thread (mmap works in any child, even after _Fork) and freed at
- * thread exit.
- */
-struct self {
-    uint64_t fast;     /* == *fork_word when the fast paths may run: gen, robust, record */
-    uint64_t gen;      /* the generation this state was made in; GEN_NEVER: none */
-    pid_t tid;
-    uint32_t n;        /* locks held */
-    uint32_t cap;      /* entries in held[] */
-    uintptr_t *held;
-    struct robust_list_head *head; /* NULL: no robust list to link into */
-    struct lock_impl front, back;  /* the sentinels; their words stay 0 */
-};
-static _Thread_local struct self self __attribute__((tls_model("initial-exec"))) = {
-    .fast = GEN_NEVER,
-    .gen = GEN_NEVER,
-};
 
 static struct robust_list_head *fetch_robust_head(void)
 {
@@ -193,45 +170,37 @@ static void link_sentinels(struct self *s)
      * the sentinels are complete before the head points at them. */
     compiler_barrier();
     h->list.next = (struct robust_list *)&s->front.robust_next;
+    s->linked = true;
 }
 
-/* This thread in a new process (or for the first time): its id, its
- * robust list, and no locks held; the locks an ancestor held stay held in
- * that ancestor's name. */
-static void self_setup(struct self *s, uint64_t gen)
+static size_t record_bytes(uint32_t cap)
 {
-    s->fast = GEN_NEVER;
-    if (s->gen != GEN_NEVER && (s->gen & GEN_BY_PID) &&
-        s->gen == (GEN_BY_PID | (uint64_t)getpid())) {
-        /* Same process: calls made before lock_setup ran (from another
-         * library's constructor) used pid generations.  Keep everything. */
-        s->gen = gen;
-        return;
-    }
-    s->tid = (pid_t)syscall(SYS_gettid);
-    s->n = 0;
-    s->head = fetch_robust_head();
-    if (s->head)
-        link_sentinels(s);
-    if (s->held)
-        s->held[0] = (uintptr_t)&s->back.robust_next;
-    s->gen = gen;
+    return sizeof(struct record) + (size_t)cap * sizeof(uintptr_t);
 }
 
+/* Map the record, or double it.  Returns 0 or -ENOMEM. */
 static int record_grow(struct self *s)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t old = (size_t)s->cap * sizeof *s->held;
+    size_t old = s->rec ? record_bytes(s->cap) : 0;
     size_t len = old ? 2 * old : page;
-    if (len / sizeof *s->held > UINT32_MAX)
+    if ((len - sizeof(struct record)) / sizeof(uintptr_t) > UINT32_MAX)
         return -ENOMEM;
-    void *p = old ? mremap(s->held, old, len, MREMAP_MAYMOVE)
+    void *p = old ? mremap(s->rec, old, len, MREMAP_MAYMOVE)
                   : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return -ENOMEM;
-    s->held = p;
-    s->cap = (uint32_t)(len / sizeof *s->held);
-    s->held[0] = (uintptr_t)&s->back.robust_next;
+    struct record *r = p;
+    if (!old) {
+        r->fast = 0;
+        r->state = madvise(p, len, MADV_WIPEONFORK) == 0 ? RECORD_WIPEONFORK : RECORD_BY_PID;
+        r->pid = getpid();
+    } else if (r->state == RECORD_WIPEONFORK) {
+        madvise(p, len, MADV_WIPEONFORK); /* the new part too */
+    }
+    s->rec = r;
+    s->cap = (uint32_t)((len - sizeof(struct record)) / sizeof(uintptr_t));
+    r->held[0] = (uintptr_t)&s->back.robust_next;
     if (record_key_ok)
         pthread_setspecific(record_key, p);
     return 0;
@@ -239,42 +208,68 @@ static int record_grow(struct self *s)
 
 /* At thread exit.  A thread that still holds locks keeps its record (they
  * may be released by a later destructor); the kernel's walk needs only the
- * links in the locks. */
+ * links in the locks.  The sentinels stay linked (s->linked): they live as
+ * long as the thread. */
 static void record_free(void *p)
 {
     struct self *s = &self;
-    if (s->n > 0 || p != s->held) {
-        if (p == s->held)
-            pthread_setspecific(record_key, p);
+    if (p != s->rec)
+        return;
+    if (s->n > 0) {
+        pthread_setspecific(record_key, p);
         return;
     }
-    s->fast = GEN_NEVER;
-    munmap(s->held, (size_t)s->cap * sizeof *s->held);
-    s->held = NULL;
+    munmap(p, record_bytes(s->cap));
+    s->rec = NULL;
     s->cap = 0;
 }
 
+/* Whether the thread's state was made in another process (or never). */
+static bool self_stale(const struct self *s)
+{
+    const struct record *r = s->rec;
+    if (!r)
+        return !s->linked; /* no record yet, or freed at thread exit */
+    if (r->state == RECORD_WIPEONFORK)
+        return false;
+    if (r->state == RECORD_BY_PID)
+        return r->pid != getpid();
+    return true; /* wiped: a child */
+}
+
 /* Make this thread's state valid for this process; with room, make sure
- * the record can take one more lock.  Returns 0 or -ENOMEM. */
+ * the record can take one more lock.  A thread new to this process gets its
+ * id, its robust list and no locks: those an ancestor held stay held in the
+ * ancestor's name.  Returns 0 or -ENOMEM. */
 static __attribute__((noinline)) int self_prepare(struct self *s, bool room)
 {
-    uint64_t gen = process_gen();
-    if (s->gen != gen)
-        self_setup(s, gen);
-    if (room && s->n + 1 >= s->cap) {
-        int r = record_grow(s);
-        if (r < 0)
-            return r;
+    if (self_stale(s)) {
+        s->tid = (pid_t)syscall(SYS_gettid);
+        s->n = 0;
+        s->linked = false;
+        s->head = fetch_robust_head();
+        if (s->rec) {
+            /* Our record, wiped or copied: start it over in this process. */
+            bool wipe = madvise(s->rec, record_bytes(s->cap), MADV_WIPEONFORK) == 0;
+            s->rec->state = wipe ? RECORD_WIPEONFORK : RECORD_BY_PID;
+            s->rec->pid = getpid();
+            s->rec->held[0] = (uintptr_t)&s->back.robust_next;
+        }
     }
-    s->fast = (s->head && s->held && fork_word != &no_wipe) ? gen : GEN_NEVER;
+    if ((!s->rec || (room && s->n + 1 >= s->cap)) && record_grow(s) < 0)
+        return -ENOMEM;
+    if (s->head && !s->linked)
+        link_sentinels(s);
+    s->rec->fast = s->head && s->rec->state == RECORD_WIPEONFORK;
     return 0;
 }
 
-/* The state for the calling thread, valid in this process. */
+/* The state for the calling thread, valid in this process (or without a
+ * record, if it cannot be mapped: then it holds nothing). */
 static inline struct self *self_valid(void)
 {
     struct self *s = &self;
-    if (FIPC_UNLIKELY(s->gen != load_relaxed(fork_word)))
+    if (FIPC_UNLIKELY(!s->rec || !s->rec->fast))
         self_prepare(s, false);
     return s;
 }
@@ -291,7 +286,7 @@ static inline uint32_t held_find(const struct self *s, const struct lock_impl *m
 {
     uintptr_t link = link_of(m);
     for (uint32_t i = s->n; i > 0; i--)
-        if (s->held[i] == link)
+        if (s->rec->held[i] == link)
             return i;
     return 0;
 }
@@ -302,8 +297,8 @@ static inline void held_push(struct self *s, struct lock_impl *m)
 {
     uint32_t n = s->n;
     /* For the kernel only: nothing in fipc reads a lock's links. */
-    m->robust_next = s->held[n];
-    s->held[n + 1] = link_of(m);
+    m->robust_next = s->rec->held[n];
+    s->rec->held[n + 1] = link_of(m);
     /* m's link is in place before front points at it (program order is
      * what the kernel's walk at this thread's exit sees). */
     compiler_barrier();
@@ -317,10 +312,11 @@ static inline void held_push(struct self *s, struct lock_impl *m)
 static void held_remove(struct self *s, uint32_t i)
 {
     uint32_t n = s->n;
-    uintptr_t *above = i == n ? &s->front.robust_next : (uintptr_t *)s->held[i + 1];
-    *above = s->held[i - 1];
+    uintptr_t *held = s->rec->held;
+    uintptr_t *above = i == n ? &s->front.robust_next : (uintptr_t *)held[i + 1];
+    *above = held[i - 1];
     compiler_barrier();
-    memmove(&s->held[i], &s->held[i + 1], (size_t)(n - i) * sizeof *s->held);
+    memmove(&held[i], &held[i + 1], (size_t)(n - i) * sizeof *held);
     s->n = n - 1;
 }
 
@@ -459,19 +455,13 @@ static __attribute__((noinline)) int lock_acquire_general(struct lock_impl *m, i
     return 0;
 }
 
-/* Whether the fast paths may run: this thread's id and record are this
- * process's (no fork since), it has a robust list and a record. */
-static inline bool fast_ok(const struct self *s)
-{
-    return s->fast == load_relaxed(fork_word);
-}
-
-/* The fast path of acquire, once fast_ok(s) and n + 1 < cap. */
+/* The fast path of acquire, once the record allows it and has room. */
 static inline int lock_take(struct self *s, struct lock_impl *m, uint32_t n, int64_t timeout_ns)
 {
     /* Announce the lock before taking it: if this thread dies between the
      * CAS and the link, the kernel still finds it through list_op_pending. */
     struct robust_list_head *h = s->head;
+    uintptr_t *held = s->rec->held;
     uintptr_t link = link_of(m);
     h->list_op_pending = (struct robust_list *)link;
     compiler_barrier();
@@ -479,9 +469,8 @@ static inline int lock_take(struct self *s, struct lock_impl *m, uint32_t n, int
     uint32_t cur = 0;
     if (FIPC_UNLIKELY(!cas_acquire(&m->word, &cur, (uint32_t)s->tid)))
         return lock_contended(m, s, cur, timeout_ns);
-    /* held_push, with n from before the CAS. */
-    uintptr_t *held = s->held;
-    m->robust_next = held[n];
+    /* held_push, with n from before the CAS (front holds held[n]). */
+    m->robust_next = s->front.robust_next;
     held[n + 1] = link;
     compiler_barrier();
     s->front.robust_next = link;
@@ -495,7 +484,9 @@ static inline int lock_acquire(struct lock_impl *m, int64_t timeout_ns)
 {
     struct self *s = &self;
     uint32_t n = s->n;
-    if (FIPC_UNLIKELY(!fast_ok(s) || n + 1 >= s->cap))
+    /* Room in the record (so it exists), and its fast word: this thread's
+     * state is this process's and it has a robust list. */
+    if (FIPC_UNLIKELY(n + 1 >= s->cap || !s->rec->fast))
         return lock_acquire_general(m, timeout_ns);
     return lock_take(s, m, n, timeout_ns);
 }
@@ -538,16 +529,17 @@ static __attribute__((noinline)) int release_wake(struct robust_list_head *h, st
     return 0;
 }
 
-/* The fast path of release, once fast_ok(s) and m is held[n], the lock
- * taken last (released first). */
+/* The fast path of release, once the record allows it and m is held[n],
+ * the lock taken last (released first). */
 static inline int lock_give(struct self *s, struct lock_impl *m, uint32_t n)
 {
     if (FIPC_UNLIKELY((load_relaxed(&m->word) & LOCK_TID_MASK) != (uint32_t)s->tid))
         return lock_release_general(m);
     struct robust_list_head *h = s->head;
+    uintptr_t below = s->rec->held[n - 1];
     h->list_op_pending = (struct robust_list *)link_of(m);
     compiler_barrier();
-    s->front.robust_next = s->held[n - 1];
+    s->front.robust_next = below;
     s->n = n - 1;
     /* release: everything written under the lock happens-before the next
      * owner's acquire CAS.  Exchange, not store: WAITERS may have been set
@@ -566,10 +558,10 @@ static inline int lock_give(struct self *s, struct lock_impl *m, uint32_t n)
 static inline int lock_release(struct lock_impl *m)
 {
     struct self *s = &self;
-    uint32_t n = s->n;
-    if (FIPC_UNLIKELY(!fast_ok(s) || s->held[n] != link_of(m)))
+    /* front points at the lock taken last (then a record exists). */
+    if (FIPC_UNLIKELY(s->front.robust_next != link_of(m) || !s->rec->fast))
         return lock_release_general(m);
-    return lock_give(s, m, n);
+    return lock_give(s, m, s->n);
 }
 
 int fipc__lock_acquire(struct lock_impl *m, int64_t timeout_ns)
@@ -647,7 +639,7 @@ int fipc_rlock_acquire(fipc_rlock *l, int64_t timeout_ns)
     struct lock_impl *m = impl(l);
     struct self *s = &self;
     uint32_t n = s->n;
-    if (FIPC_UNLIKELY(!fast_ok(s) || n + 1 >= s->cap))
+    if (FIPC_UNLIKELY(n + 1 >= s->cap || !s->rec->fast))
         return rlock_acquire_general(m, timeout_ns);
     if (held_find(s, m))
         return rlock_reenter(m);
@@ -690,10 +682,9 @@ int fipc_rlock_release(fipc_rlock *l)
         return -EINVAL;
     struct lock_impl *m = impl(l);
     struct self *s = &self;
-    uint32_t n = s->n;
-    if (FIPC_UNLIKELY(!fast_ok(s) || s->held[n] != link_of(m)))
+    if (FIPC_UNLIKELY(s->front.robust_next != link_of(m) || !s->rec->fast))
         return rlock_release_general(m);
-    return rlock_leave(s, m, n);
+    return rlock_leave(s, m, s->n);
 }
 
 bool fipc_rlock_locked(const fipc_rlock *l)
