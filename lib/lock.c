@@ -23,18 +23,36 @@
  * release clears the whole word with one exchange and wakes one sleeper
  * only if WAITERS was set.
  *
+ * Ownership.  The word is for the kernel and for waiters; whether the
+ * calling thread holds a lock is decided by the thread's own record of the
+ * locks it holds (struct self, below), which lives in private memory.  A
+ * thread id in the word proves nothing: a peer may have written it, a
+ * thread of another pid namespace may carry the same number, and without
+ * a robust list a dead owner's number may have been given to a new thread.
+ *
  * Robust list.  The C library registers, for every thread, a list head with
  * the kernel (set_robust_list); at thread exit the kernel walks the list and,
  * for each entry whose word still holds the dying thread's id, sets
- * OWNER_DIED (keeping WAITERS) and wakes one waiter.  A held fipc lock is
- * linked into its owner's list exactly as glibc links a robust mutex: the
- * list points at the lock's robust_next field, 32 bytes after the word
- * (the futex_offset the C library registered, checked once per thread), and
- * the owner keeps list_op_pending pointing at the lock while it takes or
- * releases it, so a death in between is recovered too.  The two link fields
- * are meaningful only to the owning thread; no other process reads them.
+ * OWNER_DIED (keeping WAITERS) and wakes one waiter.  Each thread links two
+ * sentinel entries of its own (in thread-local storage, their words always
+ * 0) into that list once, and keeps the locks it holds as a chain between
+ * them:
+ *
+ *   head -> [C library's entries] -> front -> lock_n -> ... -> lock_1 -> back
+ *        -> [C library's entries] -> head
+ *
+ * The chain's links are the robust_next fields of the locks (32 bytes after
+ * the word: the futex_offset the C library registered, checked once per
+ * thread); they are written from the private record for the kernel's
+ * benefit and never read back.  The C library links its own robust mutexes
+ * only at the head of the list and unlinks them through their own prev
+ * links, so it only ever writes the sentinels' links (private memory),
+ * never a lock's.  The owner keeps list_op_pending pointing at the lock
+ * while it takes or releases it, so a death in between is recovered too.
  */
 #include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -54,61 +72,254 @@ static_assert(offsetof(struct lock_impl, robust_next) == 32, "glibc's robust mut
 static_assert(offsetof(struct lock_impl, robust_prev) + 8 == offsetof(struct lock_impl, robust_next),
               "prev link directly precedes next");
 
-/* ---- per-thread identity ------------------------------------------------ */
+/* ---- per-thread state ---------------------------------------------------- */
 
-/* One TLS block, initial-exec so that reaching it costs no function call
- * even from the shared library. */
+/*
+ * Each thread keeps, in one initial-exec TLS block (reached without a
+ * function call even from the shared library), its kernel thread id, the
+ * robust-list head the C library registered for it, the two sentinels and a
+ * pointer to its record.
+ *
+ * The record is the private list of the locks the thread holds: held[0] is
+ * the back sentinel's link, held[1..n] the links of the locks held, in the
+ * order taken (held[n], the newest, is what front points at).  Each entry
+ * is the address of a lock's robust_next field, so it names the lock and is
+ * the value the entry above it (or front) must hold.  It is mapped per
+ * thread (mmap works in any child, even after _Fork) and unmapped at thread
+ * exit.
+ *
+ * A thread's state belongs to one process.  A child made by fork(),
+ * _Fork() or a raw clone starts as a copy of the forking thread, TLS
+ * included, and only fork() runs atfork handlers.  So the record is mapped
+ * MADV_WIPEONFORK: every kind of fork hands the child a zeroed record.  Its
+ * first word, fast, says whether the fast paths may run (this process's
+ * state, a robust list); zero in a child, it sends every call there to the
+ * general path, which sees the record's state word wiped too and sets the
+ * thread up afresh.  Without MADV_WIPEONFORK (Linux before 4.14) fast stays
+ * 0 and the general path compares the record's pid with getpid() instead:
+ * one system call per call.
+ */
+enum record_state {
+    RECORD_WIPED = 0, /* a child's copy: the page was wiped */
+    RECORD_WIPEONFORK, /* valid; a fork wipes it */
+    RECORD_BY_PID,    /* valid in process pid (no MADV_WIPEONFORK) */
+};
+
+struct record {
+    uint64_t fast;  /* 1: the fast paths may run */
+    uint32_t state; /* enum record_state */
+    pid_t pid;      /* RECORD_BY_PID: the process it belongs to */
+    uintptr_t held[];
+};
+
 struct self {
-    pid_t tid;                     /* 0: not fetched yet in this process */
-    bool robust_checked;           /* head fetched (or found unusable) */
+    pid_t tid;
+    uint32_t n;                    /* locks held */
+    uint32_t cap;                  /* entries in rec->held; 0: no record */
+    bool linked;                   /* the sentinels are in the robust list */
+    struct record *rec;
     struct robust_list_head *head; /* NULL: no robust list to link into */
+    struct lock_impl front, back;  /* the sentinels; their words stay 0 */
 };
 static _Thread_local struct self self __attribute__((tls_model("initial-exec")));
 
-static void forget_tid_in_child(void)
+static pthread_key_t record_key;
+static bool record_key_ok;
+
+static void record_free(void *p);
+
+__attribute__((constructor)) static void lock_setup(void)
 {
-    /* The child of fork is a new thread with a new id; the C library gave
-     * it an empty robust list at the same address, so head stays valid. */
-    self.tid = 0;
+    record_key_ok = pthread_key_create(&record_key, record_free) == 0;
 }
 
-__attribute__((constructor)) static void register_atfork(void)
-{
-    pthread_atfork(NULL, NULL, forget_tid_in_child);
-}
-
-static __attribute__((noinline)) pid_t fetch_tid(void)
-{
-    return self.tid = (pid_t)syscall(SYS_gettid);
-}
-
-static inline pid_t my_tid(void)
-{
-    return FIPC_LIKELY(self.tid != 0) ? self.tid : fetch_tid();
-}
-
-static __attribute__((noinline)) struct robust_list_head *fetch_robust_head(void)
+static struct robust_list_head *fetch_robust_head(void)
 {
     struct robust_list_head *h = NULL;
     size_t len = 0;
-    self.robust_checked = true;
     if (syscall(SYS_get_robust_list, 0, &h, &len) == 0 && h && len == sizeof *h &&
         h->futex_offset == -(long)offsetof(struct lock_impl, robust_next))
-        self.head = h;
-    return self.head;
+        return h;
+    return NULL;
 }
 
-static inline struct robust_list_head *robust_head(void)
-{
-    return FIPC_LIKELY(self.robust_checked) ? self.head : fetch_robust_head();
-}
-
-/* The list's links point at the next field of each node (glibc's shape);
- * a node's prev field sits just before it.  For the head, the "node" is the
- * list field itself, and the C library keeps a prev slot before the head. */
+/* Links in the list point at the next field of each entry (glibc's shape);
+ * glibc keeps an entry's prev link just before it, and a prev slot just
+ * before its head. */
 static inline uintptr_t *link_prev_slot(uintptr_t link)
 {
     return (uintptr_t *)((link & ~(uintptr_t)1) - sizeof(uintptr_t));
+}
+
+/* Put front and back at the head of the thread's list, as the C library
+ * links a robust mutex.  Everything read here is the C library's private
+ * head; what is written is the sentinels and the prev link of the entry
+ * that was first (a node of the C library, which it will read back when
+ * it unlinks that node). */
+static void link_sentinels(struct self *s)
+{
+    struct robust_list_head *h = s->head;
+    uintptr_t first = (uintptr_t)h->list.next;
+    s->front = s->back = (struct lock_impl){0};
+    s->back.robust_next = first;
+    s->back.robust_prev = (uintptr_t)&s->front.robust_next;
+    s->front.robust_next = (uintptr_t)&s->back.robust_next;
+    s->front.robust_prev = (uintptr_t)&h->list;
+    if ((first & ~(uintptr_t)1) != (uintptr_t)&h->list)
+        *link_prev_slot(first) = (uintptr_t)&s->back.robust_next;
+    /* The kernel reads the list only when this thread exits, in this
+     * thread's context, so program order (kept by the barrier) is enough:
+     * the sentinels are complete before the head points at them. */
+    compiler_barrier();
+    h->list.next = (struct robust_list *)&s->front.robust_next;
+    s->linked = true;
+}
+
+static size_t record_bytes(uint32_t cap)
+{
+    return sizeof(struct record) + (size_t)cap * sizeof(uintptr_t);
+}
+
+/* Map the record, or double it.  Returns 0 or -ENOMEM. */
+static int record_grow(struct self *s)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t old = s->rec ? record_bytes(s->cap) : 0;
+    size_t len = old ? 2 * old : page;
+    if ((len - sizeof(struct record)) / sizeof(uintptr_t) > UINT32_MAX)
+        return -ENOMEM;
+    void *p = old ? mremap(s->rec, old, len, MREMAP_MAYMOVE)
+                  : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    struct record *r = p;
+    if (!old) {
+        r->fast = 0;
+        r->state = madvise(p, len, MADV_WIPEONFORK) == 0 ? RECORD_WIPEONFORK : RECORD_BY_PID;
+        r->pid = getpid();
+    } else if (r->state == RECORD_WIPEONFORK) {
+        madvise(p, len, MADV_WIPEONFORK); /* the new part too */
+    }
+    s->rec = r;
+    s->cap = (uint32_t)((len - sizeof(struct record)) / sizeof(uintptr_t));
+    r->held[0] = (uintptr_t)&s->back.robust_next;
+    if (record_key_ok)
+        pthread_setspecific(record_key, p);
+    return 0;
+}
+
+/* At thread exit.  A thread that still holds locks keeps its record (they
+ * may be released by a later destructor); the kernel's walk needs only the
+ * links in the locks.  The sentinels stay linked (s->linked): they live as
+ * long as the thread. */
+static void record_free(void *p)
+{
+    struct self *s = &self;
+    if (p != s->rec)
+        return;
+    if (s->n > 0) {
+        pthread_setspecific(record_key, p);
+        return;
+    }
+    munmap(p, record_bytes(s->cap));
+    s->rec = NULL;
+    s->cap = 0;
+}
+
+/* Whether the thread's state was made in another process (or never). */
+static bool self_stale(const struct self *s)
+{
+    const struct record *r = s->rec;
+    if (!r)
+        return !s->linked; /* no record yet, or freed at thread exit */
+    if (r->state == RECORD_WIPEONFORK)
+        return false;
+    if (r->state == RECORD_BY_PID)
+        return r->pid != getpid();
+    return true; /* wiped: a child */
+}
+
+/* Make this thread's state valid for this process; with room, make sure
+ * the record can take one more lock.  A thread new to this process gets its
+ * id, its robust list and no locks: those an ancestor held stay held in the
+ * ancestor's name.  Returns 0 or -ENOMEM. */
+static __attribute__((noinline)) int self_prepare(struct self *s, bool room)
+{
+    if (self_stale(s)) {
+        s->tid = (pid_t)syscall(SYS_gettid);
+        s->n = 0;
+        s->linked = false;
+        s->head = fetch_robust_head();
+        if (s->rec) {
+            /* Our record, wiped or copied: start it over in this process. */
+            bool wipe = madvise(s->rec, record_bytes(s->cap), MADV_WIPEONFORK) == 0;
+            s->rec->state = wipe ? RECORD_WIPEONFORK : RECORD_BY_PID;
+            s->rec->pid = getpid();
+            s->rec->held[0] = (uintptr_t)&s->back.robust_next;
+        }
+    }
+    if ((!s->rec || (room && s->n + 1 >= s->cap)) && record_grow(s) < 0)
+        return -ENOMEM;
+    if (s->head && !s->linked)
+        link_sentinels(s);
+    s->rec->fast = s->head && s->rec->state == RECORD_WIPEONFORK;
+    return 0;
+}
+
+/* The state for the calling thread, valid in this process (or without a
+ * record, if it cannot be mapped: then it holds nothing). */
+static inline struct self *self_valid(void)
+{
+    struct self *s = &self;
+    if (FIPC_UNLIKELY(!s->rec || !s->rec->fast))
+        self_prepare(s, false);
+    return s;
+}
+
+/* ---- the private record and the chain ------------------------------------ */
+
+static inline uintptr_t link_of(const struct lock_impl *m)
+{
+    return (uintptr_t)&m->robust_next;
+}
+
+/* Where m is in the record (1..n), or 0 if this thread does not hold it. */
+static inline uint32_t held_find(const struct self *s, const struct lock_impl *m)
+{
+    uintptr_t link = link_of(m);
+    for (uint32_t i = s->n; i > 0; i--)
+        if (s->rec->held[i] == link)
+            return i;
+    return 0;
+}
+
+/* Record m as held and link it at the top of the chain.  The caller made
+ * room (n + 1 < cap). */
+static inline void held_push(struct self *s, struct lock_impl *m)
+{
+    uint32_t n = s->n;
+    /* For the kernel only: nothing in fipc reads a lock's links. */
+    m->robust_next = s->rec->held[n];
+    s->rec->held[n + 1] = link_of(m);
+    /* m's link is in place before front points at it (program order is
+     * what the kernel's walk at this thread's exit sees). */
+    compiler_barrier();
+    s->front.robust_next = link_of(m);
+    s->n = n + 1;
+}
+
+/* Unlink held[i] from the chain and the record.  The entry above it (the
+ * lock taken next, or front) takes over its successor, written through an
+ * address from the record. */
+static void held_remove(struct self *s, uint32_t i)
+{
+    uint32_t n = s->n;
+    uintptr_t *held = s->rec->held;
+    uintptr_t *above = i == n ? &s->front.robust_next : (uintptr_t *)held[i + 1];
+    *above = held[i - 1];
+    compiler_barrier();
+    memmove(&held[i], &held[i + 1], (size_t)(n - i) * sizeof *held);
+    s->n = n - 1;
 }
 
 static inline void robust_pending(struct robust_list_head *h, struct lock_impl *m)
@@ -129,26 +340,6 @@ static inline void robust_done(struct robust_list_head *h)
     }
 }
 
-static inline void robust_link(struct robust_list_head *h, struct lock_impl *m)
-{
-    if (!h)
-        return;
-    uintptr_t first = (uintptr_t)h->list.next;
-    *link_prev_slot(first) = (uintptr_t)&m->robust_next;
-    m->robust_next = first;
-    m->robust_prev = (uintptr_t)&h->list;
-    compiler_barrier();
-    h->list.next = (struct robust_list *)&m->robust_next;
-    robust_done(h);
-}
-
-static inline void robust_unlink(struct lock_impl *m)
-{
-    uintptr_t next = m->robust_next, prev = m->robust_prev;
-    *link_prev_slot(next) = prev;
-    *(uintptr_t *)(prev & ~(uintptr_t)1) = next;
-}
-
 /* ---- the lock ----------------------------------------------------------- */
 
 static inline struct lock_impl *impl(const void *l)
@@ -158,7 +349,7 @@ static inline struct lock_impl *impl(const void *l)
 
 bool fipc__lock_held_by_self(const fipc_lock *l)
 {
-    return l && (load_relaxed(&impl(l)->word) & LOCK_TID_MASK) == (uint32_t)my_tid();
+    return l && held_find(self_valid(), impl(l)) != 0;
 }
 
 /* Take a word that has no owner (0 or OWNER_DIED, maybe WAITERS); acquire
@@ -171,23 +362,18 @@ static inline int try_take_free(struct lock_impl *m, uint32_t cur, uint32_t mine
     return (cur & LOCK_OWNER_DIED) ? -EOWNERDEAD : 0;
 }
 
-static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid, uint32_t cur,
+static __attribute__((noinline)) int lock_slow(struct lock_impl *m, struct self *s, uint32_t cur,
                                                int64_t timeout_ns)
 {
+    uint32_t tid = (uint32_t)s->tid;
     int r;
 
-    if ((cur & LOCK_TID_MASK) == tid) {
-        /* The word holds our cached id.  If this thread came from a fork
-         * that bypassed the atfork handler (_Fork, raw clone), the cache is
-         * the parent's id: refresh it and start over. */
-        if ((pid_t)syscall(SYS_gettid) != self.tid) {
-            self.tid = 0;
-            return -ESTALE; /* lock_contended retries through the general path */
-        }
-        /* Python's non-blocking acquire of a held lock fails; a blocking
-         * one by the holder would never return. */
+    /* Python's non-blocking acquire of a held lock fails; a blocking one by
+     * the holder would never return.  Our id in the word without the lock
+     * in our record is another thread's (a peer's write, or a thread of
+     * another pid namespace with our number): wait for it like any other. */
+    if ((cur & LOCK_TID_MASK) == tid && held_find(s, m))
         return timeout_ns == 0 ? -EAGAIN : -EDEADLK;
-    }
 
     /* The deadline is taken before the spin, which counts against it (a
      * zero timeout needs none). */
@@ -241,73 +427,122 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, uint32_t tid
     }
 }
 
-/* Everything after a failed fast-path CAS: spin, sleep, then link the lock
- * (or withdraw the announcement).  Out of line, so that the fast path is a
- * leaf function that saves no registers. */
-static int lock_acquire_general(struct lock_impl *m, int64_t timeout_ns);
-
-static __attribute__((noinline)) int lock_contended(struct lock_impl *m, struct robust_list_head *h,
-                                                    uint32_t tid, uint32_t cur, int64_t timeout_ns)
+/* Everything after a failed fast-path CAS: spin, sleep, then record the
+ * lock (or withdraw the announcement).  Out of line, so that the fast path
+ * is a leaf function that saves no registers.  The record has room. */
+static __attribute__((noinline)) int lock_contended(struct lock_impl *m, struct self *s,
+                                                    uint32_t cur, int64_t timeout_ns)
 {
-    int r = lock_slow(m, tid, cur, timeout_ns);
-    if (FIPC_UNLIKELY(r == -ESTALE)) {
-        robust_done(h);
-        return lock_acquire_general(m, timeout_ns);
-    }
+    int r = lock_slow(m, s, cur, timeout_ns);
     if (r == 0 || r == -EOWNERDEAD)
-        robust_link(h, m);
-    else
-        robust_done(h);
+        held_push(s, m);
+    robust_done(s->head);
     return r;
 }
 
-/* The general path: first use in this thread, or no robust list. */
+/* The general path: first use in this thread or process, a record that
+ * must grow, or no robust list. */
 static __attribute__((noinline)) int lock_acquire_general(struct lock_impl *m, int64_t timeout_ns)
 {
-    uint32_t tid = (uint32_t)my_tid();
-    struct robust_list_head *h = robust_head();
+    struct self *s = &self;
+    int r = self_prepare(s, true);
+    if (r < 0)
+        return r;
+    robust_pending(s->head, m);
     uint32_t cur = 0;
-    robust_pending(h, m);
-    if (cas_acquire(&m->word, &cur, tid)) {
-        robust_link(h, m);
-        return 0;
-    }
-    return lock_contended(m, h, tid, cur, timeout_ns);
+    if (!cas_acquire(&m->word, &cur, (uint32_t)s->tid))
+        return lock_contended(m, s, cur, timeout_ns);
+    held_push(s, m);
+    robust_done(s->head);
+    return 0;
+}
+
+/* The fast path of acquire, once the record allows it and has room. */
+static inline int lock_take(struct self *s, struct lock_impl *m, uint32_t n, int64_t timeout_ns)
+{
+    /* Announce the lock before taking it: if this thread dies between the
+     * CAS and the link, the kernel still finds it through list_op_pending. */
+    struct robust_list_head *h = s->head;
+    uintptr_t *held = s->rec->held;
+    uintptr_t link = link_of(m);
+    h->list_op_pending = (struct robust_list *)link;
+    compiler_barrier();
+    /* acquire pairs with the release exchange in lock_release. */
+    uint32_t cur = 0;
+    if (FIPC_UNLIKELY(!cas_acquire(&m->word, &cur, (uint32_t)s->tid)))
+        return lock_contended(m, s, cur, timeout_ns);
+    /* held_push, with n from before the CAS (front holds held[n]). */
+    m->robust_next = s->front.robust_next;
+    held[n + 1] = link;
+    compiler_barrier();
+    s->front.robust_next = link;
+    s->n = n + 1;
+    compiler_barrier();
+    h->list_op_pending = NULL;
+    return 0;
 }
 
 static inline int lock_acquire(struct lock_impl *m, int64_t timeout_ns)
 {
-    uint32_t tid = (uint32_t)self.tid;
-    struct robust_list_head *h = self.head;
-    if (FIPC_UNLIKELY(tid == 0 || h == NULL))
+    struct self *s = &self;
+    uint32_t n = s->n;
+    /* Room in the record (so it exists), and its fast word: this thread's
+     * state is this process's and it has a robust list. */
+    if (FIPC_UNLIKELY(n + 1 >= s->cap || !s->rec->fast))
         return lock_acquire_general(m, timeout_ns);
+    return lock_take(s, m, n, timeout_ns);
+}
 
-    /* Announce the lock before taking it: if this thread dies between the
-     * CAS and the link, the kernel still finds it through list_op_pending. */
+/* Release held[i] (m): unlink it, free the word, wake a sleeper. */
+static int lock_release_at(struct self *s, struct lock_impl *m, uint32_t i)
+{
+    struct robust_list_head *h = s->head;
     robust_pending(h, m);
-    /* Fast path: acquire pairs with the release exchange in lock_release. */
-    uint32_t cur = 0;
-    if (FIPC_UNLIKELY(!cas_acquire(&m->word, &cur, tid)))
-        return lock_contended(m, h, tid, cur, timeout_ns);
-    robust_link(h, m);
+    held_remove(s, i);
+    if ((load_relaxed(&m->word) & LOCK_TID_MASK) != (uint32_t)s->tid) {
+        /* We hold it, yet the word names someone else: a peer overwrote
+         * it.  It is off our record; the word is not ours to clear. */
+        robust_done(h);
+        return -EPROTO;
+    }
+    /* release: as in lock_give. */
+    if (exchange_release(&m->word, 0) & LOCK_WAITERS)
+        futex_wake(&m->word, 1);
+    robust_done(h);
     return 0;
 }
 
-static __attribute__((noinline)) void wake_one(struct lock_impl *m)
+static __attribute__((noinline)) int lock_release_general(struct lock_impl *m)
 {
-    futex_wake(&m->word, 1);
+    struct self *s = self_valid();
+    uint32_t i = held_find(s, m);
+    if (i == 0)
+        return -EPERM;
+    return lock_release_at(s, m, i);
 }
 
-static inline int lock_release(struct lock_impl *m)
+/* The end of a release that found WAITERS: wake one, then withdraw the
+ * announcement. */
+static __attribute__((noinline)) int release_wake(struct robust_list_head *h, struct lock_impl *m)
 {
-    uint32_t tid = (uint32_t)my_tid();
-    if ((load_relaxed(&m->word) & LOCK_TID_MASK) != tid)
-        return -EPERM;
+    futex_wake(&m->word, 1);
+    compiler_barrier();
+    h->list_op_pending = NULL;
+    return 0;
+}
 
-    struct robust_list_head *h = robust_head();
-    robust_pending(h, m);
-    if (h)
-        robust_unlink(m);
+/* The fast path of release, once the record allows it and m is held[n],
+ * the lock taken last (released first). */
+static inline int lock_give(struct self *s, struct lock_impl *m, uint32_t n)
+{
+    if (FIPC_UNLIKELY((load_relaxed(&m->word) & LOCK_TID_MASK) != (uint32_t)s->tid))
+        return lock_release_general(m);
+    struct robust_list_head *h = s->head;
+    uintptr_t below = s->rec->held[n - 1];
+    h->list_op_pending = (struct robust_list *)link_of(m);
+    compiler_barrier();
+    s->front.robust_next = below;
+    s->n = n - 1;
     /* release: everything written under the lock happens-before the next
      * owner's acquire CAS.  Exchange, not store: WAITERS may have been set
      * by a sleeper since we took the lock. */
@@ -316,9 +551,19 @@ static inline int lock_release(struct lock_impl *m)
      * between the exchange and the wake, the kernel sees the pending unlock
      * of a free word and wakes a waiter in our place. */
     if (FIPC_UNLIKELY(old & LOCK_WAITERS))
-        wake_one(m);
-    robust_done(h);
+        return release_wake(h, m);
+    compiler_barrier();
+    h->list_op_pending = NULL;
     return 0;
+}
+
+static inline int lock_release(struct lock_impl *m)
+{
+    struct self *s = &self;
+    /* front points at the lock taken last (then a record exists). */
+    if (FIPC_UNLIKELY(s->front.robust_next != link_of(m) || !s->rec->fast))
+        return lock_release_general(m);
+    return lock_give(s, m, s->n);
 }
 
 int fipc__lock_acquire(struct lock_impl *m, int64_t timeout_ns)
@@ -368,23 +613,69 @@ int fipc_rlock_init(fipc_rlock *l)
     return 0;
 }
 
+/* The depth is plain shared memory touched only by the owner; the private
+ * record, not the word, says whether we are the owner. */
+static inline int rlock_reenter(struct lock_impl *m)
+{
+    if (m->count == UINT32_MAX)
+        return -EOVERFLOW;
+    m->count++;
+    return 0;
+}
+
+static __attribute__((noinline)) int rlock_acquire_general(struct lock_impl *m,
+                                                           int64_t timeout_ns)
+{
+    if (held_find(self_valid(), m))
+        return rlock_reenter(m);
+    int r = lock_acquire_general(m, timeout_ns);
+    if (r == 0 || r == -EOWNERDEAD)
+        m->count = 1; /* a dead owner's depth means nothing now */
+    return r;
+}
+
 int fipc_rlock_acquire(fipc_rlock *l, int64_t timeout_ns)
 {
     if (!l)
         return -EINVAL;
     struct lock_impl *m = impl(l);
-    /* Only this thread can have stored its own id in the word, so a
-     * relaxed load that sees it proves we hold the lock. */
-    if ((load_relaxed(&m->word) & LOCK_TID_MASK) == (uint32_t)my_tid()) {
-        if (m->count == UINT32_MAX)
-            return -EOVERFLOW;
-        m->count++;
-        return 0;
-    }
-    int r = lock_acquire(m, timeout_ns);
+    struct self *s = &self;
+    uint32_t n = s->n;
+    if (FIPC_UNLIKELY(n + 1 >= s->cap || !s->rec->fast))
+        return rlock_acquire_general(m, timeout_ns);
+    if (held_find(s, m))
+        return rlock_reenter(m);
+    int r = lock_take(s, m, n, timeout_ns);
     if (r == 0 || r == -EOWNERDEAD)
-        m->count = 1; /* a dead owner's depth means nothing now */
+        m->count = 1;
     return r;
+}
+
+/* The depth goes down; at 0 the lock is released.  A depth of 0 on a held
+ * RLock was written by a peer. */
+static inline int rlock_leave(struct self *s, struct lock_impl *m, uint32_t n)
+{
+    uint32_t depth = m->count;
+    if (FIPC_UNLIKELY(depth == 0))
+        return -EPROTO;
+    m->count = depth - 1;
+    if (depth > 1)
+        return 0;
+    return lock_give(s, m, n);
+}
+
+static __attribute__((noinline)) int rlock_release_general(struct lock_impl *m)
+{
+    struct self *s = self_valid();
+    if (held_find(s, m) == 0)
+        return -EPERM;
+    uint32_t depth = m->count;
+    if (depth == 0)
+        return -EPROTO;
+    m->count = depth - 1;
+    if (depth > 1)
+        return 0;
+    return lock_release_general(m);
 }
 
 int fipc_rlock_release(fipc_rlock *l)
@@ -392,11 +683,10 @@ int fipc_rlock_release(fipc_rlock *l)
     if (!l)
         return -EINVAL;
     struct lock_impl *m = impl(l);
-    if ((load_relaxed(&m->word) & LOCK_TID_MASK) != (uint32_t)my_tid())
-        return -EPERM;
-    if (--m->count > 0)
-        return 0;
-    return lock_release(m);
+    struct self *s = &self;
+    if (FIPC_UNLIKELY(s->front.robust_next != link_of(m) || !s->rec->fast))
+        return rlock_release_general(m);
+    return rlock_leave(s, m, s->n);
 }
 
 bool fipc_rlock_locked(const fipc_rlock *l)

@@ -32,6 +32,8 @@ const char *fipc_strerror(int err)
         return "not a fipc arena (bad header)";
     case EDEADLK:
         return "the caller already holds this lock";
+    case EXDEV:
+        return "made in another pid namespace (thread ids differ there)";
     }
     const char *s = strerrordesc_np(-err);
     return s ? s : "unknown error";

@@ -8,12 +8,42 @@
  */
 #include "common.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 
 #define LIMIT_NS FIPC_SEC(10)
 #define MIB      ((size_t)1 << 20)
+
+/*
+ * attach looks at a file that another process may be changing.  The
+ * fcntl64() below takes the C library's place for every fipc call in this
+ * program (the tests link the static libfipc.a; fipc is built with 64-bit
+ * file offsets, so its fcntl calls are fcntl64) and forwards each call to
+ * the kernel unchanged, except that when attach asks for the seals of the
+ * file in race.fd, it first lets the process at the other end of race.go
+ * act on the file and waits until it says it is done.
+ */
+static struct {
+    int fd;
+    int go[2], done[2];
+} race = {.fd = -1};
+
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    long arg = va_arg(ap, long); /* as the C library's own fcntl does */
+    va_end(ap);
+    if (cmd == F_GET_SEALS && fd == race.fd) {
+        char c = 'g';
+        if (write(race.go[1], &c, 1) != 1 || read(race.done[0], &c, 1) != 1)
+            abort();
+    }
+    return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
 
 static fipc_arena *new_arena(size_t bytes)
 {
@@ -611,4 +641,383 @@ Test(arena, default_arena_size_follows_the_environment, .timeout = 30)
     fipc_arena *d = fipc_default_arena();
     cr_assert_not_null(d);
     cr_assert_eq(fipc_arena_size(d), 4 * MIB);
+}
+
+/* ---------------------------------------------------------------- */
+/* recv: what else a message may carry                               */
+/* ---------------------------------------------------------------- */
+
+/* Entries in /proc/self/fd (-1 if it cannot be read); usable in children. */
+static int count_fds_raw(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static int open_fds(void)
+{
+    int n = count_fds_raw();
+    cr_assert_geq(n, 0, "/proc/self/fd: %s", strerror(errno));
+    return n;
+}
+
+/* One message as fipc_arena_send makes it (the magic), carrying k
+ * descriptors. */
+static int send_with_fds(int sock, const int *fds, int k)
+{
+    uint64_t magic = 0x414e455241435049ull;
+    struct iovec iov = {.iov_base = &magic, .iov_len = sizeof magic};
+    union {
+        char buf[CMSG_SPACE(32 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                       .msg_controllen = CMSG_SPACE((size_t)k * sizeof(int))};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN((size_t)k * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, (size_t)k * sizeof(int));
+    return sendmsg(sock, &m, MSG_NOSIGNAL) == (ssize_t)sizeof magic ? 0 : -1;
+}
+
+#define EXTRA_MESSAGES 20
+#define MANY_FDS       24
+
+struct extra_fds {
+    fipc_arena *a;
+    int sock;
+};
+
+/* A peer that sends descriptors fipc_arena_send never would, then one
+ * well-formed arena. */
+static int send_extra_fds_child(int i, void *arg)
+{
+    struct extra_fds *x = arg;
+    int fd = fipc_arena_fd(x->a);
+    int fds[MANY_FDS];
+    for (int k = 0; k < MANY_FDS; k++)
+        fds[k] = fd;
+    for (int k = 0; k < EXTRA_MESSAGES; k++)
+        CHILD_CHECK(send_with_fds(x->sock, fds, 2) == 0, 1);
+    CHILD_CHECK(send_with_fds(x->sock, fds, MANY_FDS) == 0, 2);
+    CHILD_CHECK(fipc_arena_send(x->sock, x->a) == 0, 3);
+    return CHILD_OK;
+}
+
+/* Every descriptor that arrives is closed unless it becomes the arena;
+ * SO_PASSCRED credentials (or any other control message) are no reason to
+ * refuse one. */
+Test(arena, recv_closes_every_extra_descriptor_and_accepts_a_socket_with_so_passcred,
+     .timeout = 30)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int on = 1;
+    cr_assert_eq(setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &on, sizeof on), 0);
+    struct extra_fds x = {.a = new_arena(MIB), .sock = sv[0]};
+    uint64_t *v = fipc_arena_alloc(x.a, 8, 8);
+    *v = 77;
+    cr_assert_eq(fipc_arena_publish(x.a, "v", v), 0);
+    int before = open_fds();
+    pid_t pid = test_fork(send_extra_fds_child, 0, &x);
+
+    fipc_arena *b = NULL;
+    for (int k = 0; k < EXTRA_MESSAGES; k++) {
+        cr_assert_eq(fipc_arena_recv(sv[1], &b), -EPROTO, "two descriptors, message %d", k);
+        cr_assert_null(b);
+    }
+    cr_assert_eq(fipc_arena_recv(sv[1], &b), -EPROTO, "%d descriptors", MANY_FDS);
+    cr_assert_null(b);
+    cr_assert_eq(open_fds(), before, "recv left descriptors open");
+
+    int r = fipc_arena_recv(sv[1], &b);
+    cr_assert_eq(r, 0, "recv of a well-formed send on a SO_PASSCRED socket gave %d (%s)", r,
+                 fipc_strerror(r));
+    cr_assert_eq(*(uint64_t *)fipc_arena_lookup(b, "v"), 77);
+    fipc_arena_close(b);
+    cr_assert_eq(open_fds(), before, "recv left descriptors open");
+    test_expect_ok(pid);
+    close(sv[0]);
+    close(sv[1]);
+    fipc_arena_close(x.a);
+}
+
+/* ---------------------------------------------------------------- */
+/* attach: a sender that changes the file meanwhile                  */
+/* ---------------------------------------------------------------- */
+
+struct shrinker {
+    int fd;
+};
+
+/* The sender: when attach looks at the seals, it shrinks the file to
+ * nothing and only then seals it. */
+static int shrink_then_seal_child(int i, void *arg)
+{
+    struct shrinker *s = arg;
+    char c;
+    close(race.go[1]); /* so that the read ends if attach never asks */
+    close(race.done[0]);
+    CHILD_CHECK(read(race.go[0], &c, 1) == 1, 1);
+    CHILD_CHECK(ftruncate(s->fd, 0) == 0, 2);
+    CHILD_CHECK(fcntl(s->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0, 3);
+    CHILD_CHECK(write(race.done[1], &c, 1) == 1, 4);
+    return CHILD_OK;
+}
+
+/* The size of a file means something only once it is sealed: attach reads
+ * the seals first, so a sender that shrinks the file and then seals it is
+ * refused instead of leaving a mapping that raises SIGBUS. */
+Test(arena, attach_reads_the_size_after_the_seals_so_a_file_shrunk_then_sealed_is_refused,
+     .timeout = 30)
+{
+    fipc_arena *good = new_arena(MIB);
+    unsigned char *copy = malloc(MIB);
+    cr_assert_not_null(copy);
+    cr_assert_eq(pread(fipc_arena_fd(good), copy, MIB, 0), (ssize_t)MIB);
+    struct shrinker s = {.fd = memfd_with(copy, MIB, false)}; /* a valid header, not sealed yet */
+    free(copy);
+    cr_assert_eq(pipe(race.go), 0);
+    cr_assert_eq(pipe(race.done), 0);
+    pid_t pid = test_fork(shrink_then_seal_child, 0, &s);
+
+    race.fd = s.fd;
+    fipc_arena *b = NULL;
+    int r = fipc_arena_attach(&b, s.fd);
+    race.fd = -1;
+    close(race.go[1]);
+    test_expect_ok(pid); /* check 1: attach never asked for the seals */
+    cr_assert_eq(r, -EPROTO, "attach gave %d", r);
+    cr_assert_null(b);
+    /* Had it been accepted, this is where SIGBUS would strike. */
+    cr_assert_null(fipc_arena_lookup(b, "anything"));
+    close(race.go[0]);
+    close(race.done[0]);
+    close(race.done[1]);
+    close(s.fd);
+    fipc_arena_close(good);
+}
+
+/* ---------------------------------------------------------------- */
+/* attach: descriptors an arena cannot be mapped from                 */
+/* ---------------------------------------------------------------- */
+
+Test(arena, attach_of_a_read_only_or_write_only_descriptor_gives_ebadf, .timeout = 30)
+{
+    fipc_arena *a = new_arena(MIB);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fipc_arena_fd(a));
+    int ro = open(path, O_RDONLY | O_CLOEXEC), wo = open(path, O_WRONLY | O_CLOEXEC);
+    cr_assert(ro >= 0 && wo >= 0, "reopen: %s", strerror(errno));
+    fipc_arena *b = NULL;
+    cr_assert_eq(fipc_arena_attach(&b, ro), -EBADF);
+    cr_assert_eq(fipc_arena_attach(&b, wo), -EBADF);
+    cr_assert_null(b);
+    close(ro);
+    close(wo);
+    fipc_arena_close(a);
+}
+
+Test(arena, attach_of_a_write_sealed_copy_gives_eproto, .timeout = 30)
+{
+    fipc_arena *a = new_arena(MIB);
+    size_t n = fipc_arena_size(a);
+    unsigned char *copy = malloc(n);
+    cr_assert_not_null(copy);
+    cr_assert_eq(pread(fipc_arena_fd(a), copy, n, 0), (ssize_t)n);
+    int seals[] = {F_SEAL_WRITE, F_SEAL_FUTURE_WRITE};
+    for (size_t k = 0; k < sizeof seals / sizeof *seals; k++) {
+        int fd = memfd_with(copy, n, false);
+        cr_assert_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | seals[k]), 0);
+        fipc_arena *b = NULL;
+        int r = fipc_arena_attach(&b, fd);
+        cr_assert_eq(r, -EPROTO, "seal %#x: attach gave %d", seals[k], r);
+        cr_assert_null(b);
+        close(fd);
+    }
+    free(copy);
+    fipc_arena_close(a);
+}
+
+/* ---------------------------------------------------------------- */
+/* A header that a peer overwrote                                     */
+/* ---------------------------------------------------------------- */
+
+/* Offsets in the header (docs/arena.md, Layout of the file). */
+#define HDR_CURSOR   24
+#define HDR_DIR      72
+#define ENTRY_SIZE   56
+#define ENTRY_OFFSET 48
+
+struct peer_write {
+    int fd;          /* the arena's */
+    size_t at;       /* where in the file */
+    const void *src; /* what to write there */
+    size_t len;
+};
+
+/* A peer writes into the header through a mapping of its own (it needs no
+ * fipc to do so). */
+static int peer_write_child(int i, void *arg)
+{
+    struct peer_write *w = arg;
+    char *hdr = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd, 0);
+    CHILD_CHECK(hdr != MAP_FAILED, 1);
+    memcpy(hdr + w->at, w->src, w->len);
+    munmap(hdr, 4096);
+    return CHILD_OK;
+}
+
+static void peer_writes(fipc_arena *a, size_t at, const void *src, size_t len)
+{
+    struct peer_write w = {.fd = fipc_arena_fd(a), .at = at, .src = src, .len = len};
+    test_expect_ok(test_fork(peer_write_child, 0, &w));
+}
+
+static void peer_writes_u64(fipc_arena *a, size_t at, uint64_t v)
+{
+    peer_writes(a, at, &v, sizeof v);
+}
+
+/* The allocation cursor is shared: a value that cannot be right makes
+ * alloc fail, never hand out the header or memory past the end. */
+Test(arena, alloc_after_a_peer_wrote_garbage_into_the_cursor_gives_null, .timeout = 30)
+{
+    fipc_arena *a = new_arena(MIB);
+    size_t size = fipc_arena_size(a), used = fipc_arena_used(a);
+    const uint64_t garbage[] = {UINT64_MAX - 8, UINT64_MAX, (uint64_t)size + 1, 1ull << 63, 0, 8,
+                                (uint64_t)used - 1};
+    for (size_t k = 0; k < sizeof garbage / sizeof *garbage; k++) {
+        peer_writes_u64(a, HDR_CURSOR, garbage[k]);
+        cr_assert_null(fipc_arena_alloc(a, 64, 64), "cursor %#llx: alloc did not fail",
+                       (unsigned long long)garbage[k]);
+        cr_assert_null(fipc_arena_alloc(a, 1, 1), "cursor %#llx", (unsigned long long)garbage[k]);
+        cr_assert_null(fipc_lock_new(a), "cursor %#llx", (unsigned long long)garbage[k]);
+        cr_assert_leq(fipc_arena_used(a), size);
+    }
+    /* At the very end: full, not broken. */
+    peer_writes_u64(a, HDR_CURSOR, size);
+    cr_assert_null(fipc_arena_alloc(a, 1, 1));
+    cr_assert_eq(fipc_arena_used(a), size);
+    /* Put back, allocation resumes above the header. */
+    peer_writes_u64(a, HDR_CURSOR, used);
+    char *p = fipc_arena_alloc(a, 64, 64);
+    cr_assert_not_null(p);
+    cr_assert_eq(fipc_arena_publish(a, "p", p), 0, "the object lies past the header");
+    fipc_arena_close(a);
+}
+
+static void peer_writes_entry(fipc_arena *a, int slot, const char *key, size_t keylen, uint64_t off)
+{
+    char k[FIPC_ARENA_KEY_MAX + 1] = {0};
+    memcpy(k, key, keylen);
+    peer_writes(a, HDR_DIR + (size_t)slot * ENTRY_SIZE, k, sizeof k);
+    peer_writes_u64(a, HDR_DIR + (size_t)slot * ENTRY_SIZE + ENTRY_OFFSET, off);
+}
+
+/* Directory entries are shared too: an offset into the header or past the
+ * end, or a key without its NUL, is never followed; publish then refuses
+ * to add to a directory it cannot trust. */
+Test(arena, lookup_and_publish_after_a_peer_wrote_garbage_into_the_directory, .timeout = 30)
+{
+    fipc_arena *a = new_arena(MIB);
+    size_t size = fipc_arena_size(a);
+    uint64_t *obj = fipc_arena_alloc(a, 8, 8);
+    cr_assert_not_null(obj);
+    uint64_t good_off = fipc_arena_used(a) - 8; /* obj's offset: it ends the used part */
+    cr_assert_eq(fipc_arena_publish(a, "good", obj), 0);
+
+    char longkey[FIPC_ARENA_KEY_MAX + 1];
+    memset(longkey, 'k', sizeof longkey); /* fills the slot: no NUL */
+    peer_writes_entry(a, 1, "in-header", 9, 8);
+    peer_writes_entry(a, 2, "past-end", 8, size);
+    peer_writes_entry(a, 3, "far", 3, UINT64_MAX);
+    peer_writes_entry(a, 4, longkey, sizeof longkey, good_off);
+
+    cr_assert_eq(fipc_arena_lookup(a, "good"), obj, "a good entry is still found");
+    cr_assert_null(fipc_arena_lookup(a, "in-header"));
+    cr_assert_null(fipc_arena_lookup(a, "past-end"));
+    cr_assert_null(fipc_arena_lookup(a, "far"));
+    longkey[FIPC_ARENA_KEY_MAX] = '\0';
+    cr_assert_null(fipc_arena_lookup(a, longkey), "a key without its NUL matched a prefix");
+    cr_assert_eq(fipc_arena_publish(a, "new", obj), -EPROTO);
+    cr_assert_null(fipc_arena_lookup(a, "new"));
+    fipc_arena_close(a);
+}
+
+/* ---------------------------------------------------------------- */
+/* Another pid namespace                                              */
+/* ---------------------------------------------------------------- */
+
+struct pidns_arena {
+    fipc_arena *a; /* made in the test's namespace */
+    int sock;      /* the arena arrives on it */
+    int32_t attach_r, recv_r, own_r;
+    int32_t fds_before, fds_after;
+};
+
+/* pid 1 of a new pid namespace. */
+static int pidns_attacher(struct pidns_arena *p)
+{
+    fipc_arena *b = NULL, *own = NULL, *own2 = NULL;
+    p->attach_r = fipc_arena_attach(&b, fipc_arena_fd(p->a));
+    p->fds_before = count_fds_raw();
+    p->recv_r = fipc_arena_recv(p->sock, &b);
+    p->fds_after = count_fds_raw();
+    /* An arena made in this namespace is fine here. */
+    CHILD_CHECK(fipc_arena_create(&own, "own", MIB) == 0, 1);
+    p->own_r = fipc_arena_attach(&own2, fipc_arena_fd(own));
+    return CHILD_OK;
+}
+
+static int pidns_arena_child(int i, void *arg)
+{
+    struct pidns_arena *p = arg;
+    test_child_setup();
+    if (unshare(CLONE_NEWPID) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
+        return 101;
+    pid_t pid = fork(); /* the first process of the new namespace */
+    if (pid < 0)
+        return 102;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        _exit(pidns_attacher(p));
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return 103;
+    return WEXITSTATUS(status);
+}
+
+/* Locks hold thread ids, which mean the same thing only within one pid
+ * namespace: a process of another refuses the arena, by attach or recv. */
+Test(arena, attach_and_recv_in_another_pid_namespace_give_exdev, .timeout = 30)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct pidns_arena *p = test_shared(sizeof *p);
+    p->a = new_arena(MIB);
+    p->sock = sv[1];
+    cr_assert_eq(fipc_arena_send(sv[0], p->a), 0);
+    pid_t pid = test_fork(pidns_arena_child, 0, p);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the other namespace's side failed (status %#x)", status);
+    cr_assert_eq(p->attach_r, -EXDEV, "attach gave %d", p->attach_r);
+    cr_assert_eq(p->recv_r, -EXDEV, "recv gave %d", p->recv_r);
+    cr_assert_eq(p->fds_after, p->fds_before, "recv left the descriptor open");
+    cr_assert_eq(p->own_r, 0, "an arena of the same namespace: attach gave %d", p->own_r);
+    cr_assert_not_null(strstr(fipc_strerror(-EXDEV), "namespace"), "%s", fipc_strerror(-EXDEV));
+    close(sv[0]);
+    close(sv[1]);
+    fipc_arena_close(p->a);
 }

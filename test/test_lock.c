@@ -565,3 +565,358 @@ Test(lock, acquire_of_a_lock_the_caller_holds_gives_eagain_or_edeadlk, .timeout 
     cr_assert_eq(fipc_lock_release(l), 0, "one release frees it: no recursion");
     cr_assert_not(fipc_lock_locked(l));
 }
+
+/* ---- The robust list: the owner's record is private ---- */
+
+/* Private memory of every test process (each has its own copy at the same
+ * address): a release that wrote through links a peer put in a lock would
+ * change it. */
+static uint64_t canary[2] = {0x1111, 0x2222};
+
+struct scribble {
+    fipc_lock *below, *top;
+    uint32_t held;      /* the holder has both locks */
+    uint32_t scribbled; /* the peer overwrote top's links (1: pointers at canary, 2: garbage) */
+    uint32_t released;  /* the holder released top (and took it again after step 1) */
+};
+
+/* Bytes 24..39 of a lock: the robust links (docs/lock.md, Layout). */
+static void overwrite_links(fipc_lock *l, uint64_t prev, uint64_t next)
+{
+    uint64_t *w = (uint64_t *)l;
+    w[3] = prev;
+    w[4] = next;
+}
+
+static int hold_two_and_release_top_child(int i, void *arg)
+{
+    struct scribble *s = arg;
+    test_child_setup();
+    CHILD_CHECK(fipc_lock_acquire(s->below, 0) == 0, 1);
+    CHILD_CHECK(fipc_lock_acquire(s->top, 0) == 0, 2);
+    test_flag_set(&s->held, 1);
+    CHILD_CHECK(test_wait_until_at_least(&s->scribbled, 1, HANDSHAKE_NS), 3);
+    CHILD_CHECK(fipc_lock_release(s->top) == 0, 4);
+    CHILD_CHECK(canary[0] == 0x1111 && canary[1] == 0x2222, 5);
+    CHILD_CHECK(fipc_lock_acquire(s->top, 0) == 0, 6);
+    test_flag_set(&s->released, 1);
+    CHILD_CHECK(test_wait_until_at_least(&s->scribbled, 2, HANDSHAKE_NS), 7);
+    /* Links into unmapped memory: following them would crash. */
+    CHILD_CHECK(fipc_lock_release(s->top) == 0, 8);
+    test_flag_set(&s->released, 2);
+    /* Killed here, still holding below. */
+    CHILD_CHECK(test_wait_until_at_least(&s->scribbled, 3, FIPC_SEC(50)), 9);
+    return CHILD_OK;
+}
+
+/* A peer may write anything into a lock that another process holds,
+ * including its robust links: the owner never follows them.  Its release
+ * writes nothing outside the lock, and the kernel's list is rebuilt from
+ * the owner's private record, so the lock it still holds is recovered when
+ * it dies. */
+Test(lock, release_never_follows_links_a_peer_wrote_and_the_lock_below_stays_recoverable,
+     .timeout = 60)
+{
+    struct scribble *s = test_shared(sizeof *s);
+    s->below = fipc_lock_new(NULL);
+    s->top = fipc_lock_new(NULL);
+    cr_assert(s->below && s->top);
+    pid_t pid = test_fork(hold_two_and_release_top_child, 0, s);
+    cr_assert(test_wait_until_at_least(&s->held, 1, HANDSHAKE_NS), "the holder never ran");
+
+    overwrite_links(s->top, (uint64_t)(uintptr_t)&canary[0], (uint64_t)(uintptr_t)&canary[1] + 8);
+    test_flag_set(&s->scribbled, 1);
+    cr_assert(test_wait_until_at_least(&s->released, 1, HANDSHAKE_NS), "the holder never released");
+    overwrite_links(s->top, 0xdead0000, 0xbeef0000);
+    test_flag_set(&s->scribbled, 2);
+    cr_assert(test_wait_until_at_least(&s->released, 2, HANDSHAKE_NS),
+              "the release through garbage links did not return");
+
+    kill_and_reap(pid);
+    cr_assert_eq(fipc_lock_acquire(s->below, FIPC_SEC(5)), -EOWNERDEAD,
+                 "the lock the holder kept was not recovered at its death");
+    cr_assert_eq(fipc_lock_release(s->below), 0);
+    cr_assert_eq(fipc_lock_acquire(s->top, 0), 0, "top was released, so no death to report");
+    cr_assert_eq(fipc_lock_release(s->top), 0);
+}
+
+#define MIXED_FIPC  4
+#define MIXED_GLIBC 3
+
+struct mixed {
+    fipc_lock *f[MIXED_FIPC];
+    pthread_mutex_t g[MIXED_GLIBC];
+    uint32_t held;
+};
+
+static int mixed_holder_child(int i, void *arg)
+{
+    struct mixed *m = arg;
+    test_child_setup();
+    /* glibc's robust mutexes and fipc locks share the thread's robust list;
+     * glibc links at the head and unlinks through its own prev links. */
+    CHILD_CHECK(pthread_mutex_lock(&m->g[0]) == 0, 1);
+    CHILD_CHECK(fipc_lock_acquire(m->f[0], 0) == 0, 2);
+    CHILD_CHECK(pthread_mutex_lock(&m->g[1]) == 0, 3);
+    CHILD_CHECK(fipc_lock_acquire(m->f[1], 0) == 0, 4);
+    CHILD_CHECK(fipc_lock_acquire(m->f[2], 0) == 0, 5);
+    CHILD_CHECK(pthread_mutex_unlock(&m->g[1]) == 0, 6);
+    CHILD_CHECK(fipc_lock_release(m->f[1]) == 0, 7); /* from the middle */
+    CHILD_CHECK(pthread_mutex_unlock(&m->g[0]) == 0, 8);
+    CHILD_CHECK(pthread_mutex_lock(&m->g[2]) == 0, 9);
+    CHILD_CHECK(fipc_lock_acquire(m->f[3], 0) == 0, 10);
+    test_flag_set(&m->held, 1);
+    CHILD_CHECK(test_wait_until_at_least(&m->held, 2, FIPC_SEC(50)), 11);
+    return CHILD_OK;
+}
+
+Test(lock, death_recovers_exactly_the_locks_held_with_glibc_robust_mutexes_interleaved,
+     .timeout = 60)
+{
+    struct mixed *m = test_shared(sizeof *m);
+    pthread_mutexattr_t a;
+    cr_assert_eq(pthread_mutexattr_init(&a), 0);
+    cr_assert_eq(pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED), 0);
+    cr_assert_eq(pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST), 0);
+    for (int i = 0; i < MIXED_GLIBC; i++)
+        cr_assert_eq(pthread_mutex_init(&m->g[i], &a), 0);
+    for (int i = 0; i < MIXED_FIPC; i++)
+        cr_assert_not_null(m->f[i] = fipc_lock_new(NULL));
+
+    pid_t pid = test_fork(mixed_holder_child, 0, m);
+    cr_assert(test_wait_until_at_least(&m->held, 1, HANDSHAKE_NS), "the holder never got there");
+    kill_and_reap(pid);
+
+    static const int fipc_held[MIXED_FIPC] = {1, 0, 1, 1};
+    static const int glibc_held[MIXED_GLIBC] = {0, 0, 1};
+    for (int i = 0; i < MIXED_FIPC; i++) {
+        int r = fipc_lock_acquire(m->f[i], FIPC_SEC(5));
+        cr_assert_eq(r, fipc_held[i] ? -EOWNERDEAD : 0, "fipc lock %d: acquire gave %d", i, r);
+        cr_assert_eq(fipc_lock_release(m->f[i]), 0);
+    }
+    for (int i = 0; i < MIXED_GLIBC; i++) {
+        int r = pthread_mutex_lock(&m->g[i]);
+        cr_assert_eq(r, glibc_held[i] ? EOWNERDEAD : 0, "glibc mutex %d: lock gave %d", i, r);
+        if (r == EOWNERDEAD)
+            cr_assert_eq(pthread_mutex_consistent(&m->g[i]), 0);
+        cr_assert_eq(pthread_mutex_unlock(&m->g[i]), 0);
+    }
+}
+
+#define MANY_LOCKS 1000
+
+struct many {
+    fipc_lock *l[MANY_LOCKS];
+    uint32_t held;
+};
+
+/* Holds more locks at once than the first page of its record takes, and
+ * lets go of some from the middle. */
+static int many_holder_child(int i, void *arg)
+{
+    struct many *m = arg;
+    test_child_setup();
+    for (int k = 0; k < MANY_LOCKS; k++)
+        CHILD_CHECK(fipc_lock_acquire(m->l[k], 0) == 0, 1);
+    for (int k = MANY_LOCKS / 2; k < MANY_LOCKS; k += 3)
+        CHILD_CHECK(fipc_lock_release(m->l[k]) == 0, 2);
+    for (int k = MANY_LOCKS / 2 - 1; k >= 0; k -= 3)
+        CHILD_CHECK(fipc_lock_release(m->l[k]) == 0, 3);
+    test_flag_set(&m->held, 1);
+    CHILD_CHECK(test_wait_until_at_least(&m->held, 2, FIPC_SEC(50)), 4);
+    return CHILD_OK;
+}
+
+static bool many_released(int k)
+{
+    return k >= MANY_LOCKS / 2 ? (k - MANY_LOCKS / 2) % 3 == 0 : (MANY_LOCKS / 2 - 1 - k) % 3 == 0;
+}
+
+Test(lock, a_holder_of_1000_locks_that_is_killed_leaves_each_held_one_to_eownerdead,
+     .timeout = 60)
+{
+    struct many *m = test_shared(sizeof *m);
+    for (int k = 0; k < MANY_LOCKS; k++)
+        cr_assert_not_null(m->l[k] = fipc_lock_new(NULL));
+    pid_t pid = test_fork(many_holder_child, 0, m);
+    cr_assert(test_wait_until_at_least(&m->held, 1, HANDSHAKE_NS), "the holder never got there");
+    kill_and_reap(pid);
+    for (int k = 0; k < MANY_LOCKS; k++) {
+        int r = fipc_lock_acquire(m->l[k], FIPC_SEC(5));
+        cr_assert_eq(r, many_released(k) ? 0 : -EOWNERDEAD, "lock %d: acquire gave %d", k, r);
+        cr_assert_eq(fipc_lock_release(m->l[k]), 0);
+    }
+}
+
+/* ---- Children the C library did not make: _Fork and raw clone ---- */
+
+struct fork_probe {
+    fipc_lock *theirs; /* held by the parent */
+    fipc_lock *free_one;
+    uint32_t word_tid; /* what the child found in free_one's word after taking it */
+    uint32_t child_tid;
+};
+
+/* In a child that shares nothing of glibc's fork bookkeeping: the parent's
+ * lock is the parent's, and a lock the child takes carries the child's id. */
+static int stranger_probe(struct fork_probe *p, bool keep)
+{
+    CHILD_CHECK(fipc_lock_release(p->theirs) == -EPERM, 1);
+    CHILD_CHECK(fipc_lock_acquire(p->theirs, 0) == -EAGAIN, 2);
+    CHILD_CHECK(fipc_lock_acquire(p->theirs, FIPC_MSEC(10)) == -ETIMEDOUT, 3);
+    CHILD_CHECK(fipc_lock_acquire(p->free_one, 0) == 0, 4); /* the fast path */
+    p->word_tid = *(volatile uint32_t *)p->free_one & 0x3fffffff;
+    p->child_tid = (uint32_t)syscall(SYS_gettid);
+    CHILD_CHECK(p->word_tid == p->child_tid, 5);
+    CHILD_CHECK(fipc_lock_acquire(p->free_one, FIPC_MSEC(10)) == -EDEADLK, 6);
+    if (!keep)
+        CHILD_CHECK(fipc_lock_release(p->free_one) == 0, 7);
+    return CHILD_OK;
+}
+
+static struct fork_probe *new_fork_probe(void)
+{
+    struct fork_probe *p = test_shared(sizeof *p);
+    cr_assert_not_null(p->theirs = fipc_lock_new(NULL));
+    cr_assert_not_null(p->free_one = fipc_lock_new(NULL));
+    /* The parent's thread state is set up (its id cached) before the fork. */
+    cr_assert_eq(fipc_lock_acquire(p->theirs, 0), 0);
+    return p;
+}
+
+static void expect_exit_ok(pid_t pid)
+{
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid, "waitpid: %s", strerror(errno));
+    cr_assert(WIFEXITED(status), "the child died of signal %d", WTERMSIG(status));
+    cr_assert_eq(WEXITSTATUS(status), 0, "the child failed check %d", WEXITSTATUS(status));
+}
+
+Test(lock, a_child_of__Fork_is_not_taken_for_its_parent_on_any_path, .timeout = 60)
+{
+    struct fork_probe *p = new_fork_probe();
+    pid_t pid = _Fork(); /* no atfork handler runs in the child */
+    cr_assert_geq(pid, 0, "_Fork: %s", strerror(errno));
+    if (pid == 0) {
+        test_child_setup();
+        _exit(stranger_probe(p, true)); /* ends holding free_one */
+    }
+    expect_exit_ok(pid);
+    cr_assert_neq(p->child_tid, (uint32_t)syscall(SYS_gettid));
+    cr_assert(fipc_lock_locked(p->theirs), "the child's release freed the parent's lock");
+    cr_assert_eq(fipc_lock_release(p->theirs), 0, "the parent still holds its lock");
+    /* The child died holding free_one in its own name, so the kernel
+     * recovered it. */
+    cr_assert_eq(fipc_lock_acquire(p->free_one, FIPC_SEC(5)), -EOWNERDEAD);
+    cr_assert_eq(fipc_lock_release(p->free_one), 0);
+}
+
+Test(lock, a_child_of_a_raw_clone_is_not_taken_for_its_parent, .timeout = 60)
+{
+    struct fork_probe *p = new_fork_probe();
+    /* Like fork, but through none of the C library's code. */
+    long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+    cr_assert_geq(pid, 0, "clone: %s", strerror(errno));
+    if (pid == 0)
+        _exit(stranger_probe(p, false));
+    expect_exit_ok((pid_t)pid);
+    cr_assert(fipc_lock_locked(p->theirs), "the child's release freed the parent's lock");
+    cr_assert_eq(fipc_lock_release(p->theirs), 0, "the parent still holds its lock");
+    cr_assert_eq(fipc_lock_acquire(p->free_one, 0), 0, "the child released free_one");
+    cr_assert_eq(fipc_lock_release(p->free_one), 0);
+}
+
+/* ---- Another pid namespace ---- */
+
+struct pidns_probe {
+    fipc_lock *lock; /* held by the parent's thread */
+    pid_t holder_tid;
+    pid_t stranger_tid; /* the prober's id in its own namespace */
+    int32_t acquire1, release, acquire2;
+};
+
+/* Runs in a new pid namespace, with the holder's thread id as its own. */
+static int pidns_stranger(struct pidns_probe *p)
+{
+    p->stranger_tid = (pid_t)syscall(SYS_gettid);
+    p->acquire1 = fipc_lock_acquire(p->lock, 0);
+    p->release = fipc_lock_release(p->lock);
+    p->acquire2 = fipc_lock_acquire(p->lock, FIPC_MSEC(10));
+    return CHILD_OK;
+}
+
+/* Fork into a new pid namespace; its first process (pid 1) makes the next
+ * pid be want and forks fn there.  Exits with fn's status; 100 + n when
+ * step n of the set-up failed. */
+static int in_new_pidns(pid_t want, int (*fn)(void *), void *arg)
+{
+    if (unshare(CLONE_NEWPID) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
+        return 101;
+    pid_t init = fork();
+    if (init < 0)
+        return 102;
+    if (init == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (want > 1) {
+            char b[16];
+            int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY);
+            int len = snprintf(b, sizeof b, "%d", (int)want - 1);
+            if (fd < 0 || write(fd, b, (size_t)len) != len)
+                _exit(103);
+            close(fd);
+        }
+        pid_t c = fork();
+        if (c < 0)
+            _exit(104);
+        if (c == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            _exit(fn(arg));
+        }
+        int status;
+        if (waitpid(c, &status, 0) != c || !WIFEXITED(status))
+            _exit(105);
+        _exit(WEXITSTATUS(status));
+    }
+    int status;
+    if (waitpid(init, &status, 0) != init || !WIFEXITED(status))
+        return 106;
+    return WEXITSTATUS(status);
+}
+
+static int pidns_stranger_fn(void *arg)
+{
+    return pidns_stranger(arg);
+}
+
+static int pidns_child(int i, void *arg)
+{
+    struct pidns_probe *p = arg;
+    test_child_setup();
+    return in_new_pidns(p->holder_tid, pidns_stranger_fn, p);
+}
+
+/* A thread id means something only within its pid namespace: a thread of
+ * another namespace that carries the holder's number is still a stranger
+ * to the lock. */
+Test(lock, a_thread_of_another_pid_namespace_with_the_holders_id_does_not_own_the_lock,
+     .timeout = 60)
+{
+    struct pidns_probe *p = test_shared(sizeof *p);
+    cr_assert_not_null(p->lock = fipc_lock_new(NULL));
+    cr_assert_eq(fipc_lock_acquire(p->lock, 0), 0);
+    p->holder_tid = (pid_t)syscall(SYS_gettid);
+
+    pid_t pid = test_fork(pidns_child, 0, p);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "setting up the other namespace failed (status %#x)", status);
+    cr_assert_eq(p->stranger_tid, p->holder_tid, "the stranger got id %d, not the holder's %d",
+                 (int)p->stranger_tid, (int)p->holder_tid);
+    cr_assert_eq(p->acquire1, -EAGAIN, "acquire gave %d", p->acquire1);
+    cr_assert_eq(p->release, -EPERM, "release by the stranger gave %d", p->release);
+    cr_assert_eq(p->acquire2, -ETIMEDOUT, "acquire gave %d", p->acquire2);
+    cr_assert(fipc_lock_locked(p->lock));
+    cr_assert_eq(fipc_lock_release(p->lock), 0, "the holder still holds it");
+    cr_assert_not(fipc_lock_locked(p->lock));
+}

@@ -376,3 +376,89 @@ Test(rlock, acquire_gives_eownerdead_after_the_holder_thread_exits, .timeout = 6
     cr_assert_eq(fipc_rlock_release(l), 0);
     cr_assert_not(fipc_rlock_locked(l));
 }
+
+/* ---- Children the C library did not make ---- */
+
+struct fork_probe {
+    fipc_rlock *lock; /* held once by the parent */
+    int32_t acquire0, acquire10ms, release;
+};
+
+Test(rlock, a_child_of__Fork_does_not_enter_its_parents_lock, .timeout = 60)
+{
+    struct fork_probe *p = test_shared(sizeof *p);
+    cr_assert_not_null(p->lock = fipc_rlock_new(NULL));
+    cr_assert_eq(fipc_rlock_acquire(p->lock, FIPC_FOREVER), 0);
+    pid_t pid = _Fork(); /* no atfork handler runs in the child */
+    cr_assert_geq(pid, 0, "_Fork: %s", strerror(errno));
+    if (pid == 0) {
+        test_child_setup();
+        p->acquire0 = fipc_rlock_acquire(p->lock, 0);
+        p->acquire10ms = fipc_rlock_acquire(p->lock, FIPC_MSEC(10));
+        p->release = fipc_rlock_release(p->lock);
+        _exit(0);
+    }
+    test_expect_ok(pid);
+    cr_assert_eq(p->acquire0, -EAGAIN, "the child's acquire gave %d", p->acquire0);
+    cr_assert_eq(p->acquire10ms, -ETIMEDOUT, "the child's timed acquire gave %d", p->acquire10ms);
+    cr_assert_eq(p->release, -EPERM, "the child's release gave %d", p->release);
+    /* The parent took it once: one release frees it. */
+    cr_assert_eq(fipc_rlock_release(p->lock), 0);
+    cr_assert_not(fipc_rlock_locked(p->lock), "the child's calls changed the depth");
+    test_expect_ok(test_fork(probe_child, PROBE_FREE, p->lock));
+}
+
+/* ---- What a peer writes into a held lock ---- */
+
+static uint64_t canary[2] = {0x1111, 0x2222};
+
+struct scribble {
+    fipc_rlock *lock;
+    uint32_t held, scribbled;
+};
+
+static int hold_twice_then_release_child(int i, void *arg)
+{
+    struct scribble *s = arg;
+    test_child_setup();
+    CHILD_CHECK(fipc_rlock_acquire(s->lock, 0) == 0, 1);
+    CHILD_CHECK(fipc_rlock_acquire(s->lock, 0) == 0, 2);
+    test_flag_set(&s->held, 1);
+    CHILD_CHECK(test_wait_until_at_least(&s->scribbled, 1, HANDSHAKE_NS), 3);
+    CHILD_CHECK(fipc_rlock_release(s->lock) == 0, 4);
+    CHILD_CHECK(fipc_rlock_release(s->lock) == 0, 5);
+    CHILD_CHECK(!fipc_rlock_locked(s->lock), 6);
+    CHILD_CHECK(canary[0] == 0x1111 && canary[1] == 0x2222, 7);
+    return CHILD_OK;
+}
+
+/* The robust links (bytes 24..39) of a lock another process holds are
+ * overwritten with addresses of that process's private memory: its
+ * releases write nothing there. */
+Test(rlock, release_never_follows_links_a_peer_wrote, .timeout = 60)
+{
+    struct scribble *s = test_shared(sizeof *s);
+    cr_assert_not_null(s->lock = fipc_rlock_new(NULL));
+    pid_t pid = test_fork(hold_twice_then_release_child, 0, s);
+    cr_assert(test_wait_until_at_least(&s->held, 1, HANDSHAKE_NS), "the holder never ran");
+    uint64_t *w = (uint64_t *)s->lock;
+    w[3] = (uint64_t)(uintptr_t)&canary[0];
+    w[4] = (uint64_t)(uintptr_t)&canary[1] + 8;
+    test_flag_set(&s->scribbled, 1);
+    test_reap_within(&pid, 1, REAP_NS);
+}
+
+Test(rlock, a_depth_that_a_peer_zeroed_gives_eproto_and_changes_nothing, .timeout = 30)
+{
+    fipc_rlock *l = fipc_rlock_new(NULL);
+    cr_assert_not_null(l);
+    cr_assert_eq(fipc_rlock_acquire(l, 0), 0);
+    uint32_t *depth = (uint32_t *)l + 1; /* docs/lock.md, Layout */
+    cr_assert_eq(*depth, 1);
+    *depth = 0;
+    cr_assert_eq(fipc_rlock_release(l), -EPROTO);
+    cr_assert(fipc_rlock_locked(l));
+    *depth = 1;
+    cr_assert_eq(fipc_rlock_release(l), 0);
+    cr_assert_not(fipc_rlock_locked(l));
+}

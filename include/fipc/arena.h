@@ -36,9 +36,12 @@ FIPC_EXPORT int fipc_arena_create(fipc_arena **out, const char *name, size_t max
 
 /* Map an arena from a descriptor that another process created.  The fd is
  * duplicated; the caller keeps its own.  Errors: -EINVAL (out NULL), -EBADF
- * (fd not open, or not a regular file), -EPROTO (too small, the header's
- * magic, version or size do not match the file, or the file's size is not
- * sealed against shrinking and growing as every arena's is), -ENOMEM. */
+ * (fd not open, not a regular file, or not open for reading and writing),
+ * -EPROTO (the file's size is not sealed against shrinking and growing as
+ * every arena's is, or it is sealed against writing; too small; the
+ * header's magic, version or size do not match the file), -EXDEV (made in
+ * another pid namespace: thread ids, which locks hold, differ there),
+ * -ENOMEM, -EMFILE. */
 FIPC_EXPORT int fipc_arena_attach(fipc_arena **out, int fd);
 
 /* The arena's descriptor (owned by the arena; close it through
@@ -46,7 +49,8 @@ FIPC_EXPORT int fipc_arena_attach(fipc_arena **out, int fd);
 FIPC_EXPORT int fipc_arena_fd(const fipc_arena *a);
 
 /* size bytes aligned to align (a power of two, at most 4096; 0 means 16),
- * zero-filled.  NULL when the arena is full or the arguments are bad.
+ * zero-filled.  NULL when the arena is full, the arguments are bad, or
+ * another process overwrote the shared allocation cursor with garbage.
  * Lock-free; safe from any process. */
 FIPC_EXPORT void *fipc_arena_alloc(fipc_arena *a, size_t size, size_t align);
 
@@ -57,10 +61,12 @@ FIPC_EXPORT size_t fipc_arena_size(const fipc_arena *a);
 /* Name obj (which must lie inside a) so that fipc_arena_lookup finds it.
  * Errors: -EINVAL (NULL, obj outside the arena, empty key),
  * -ENAMETOOLONG (key longer than FIPC_ARENA_KEY_MAX), -EEXIST (key taken),
- * -ENOSPC (directory full). */
+ * -ENOSPC (directory full), -EPROTO (another process wrote an entry that no
+ * publish could have written). */
 FIPC_EXPORT int fipc_arena_publish(fipc_arena *a, const char *key, const void *obj);
 
-/* The object published under key, at this process's address; NULL if none. */
+/* The object published under key, at this process's address; NULL if none
+ * (or if its entry holds an offset outside the arena's object area). */
 FIPC_EXPORT void *fipc_arena_lookup(fipc_arena *a, const char *key);
 
 /* Send the arena's descriptor over a connected AF_UNIX socket (SCM_RIGHTS).
@@ -68,9 +74,12 @@ FIPC_EXPORT void *fipc_arena_lookup(fipc_arena *a, const char *key);
  * never raises SIGPIPE). */
 FIPC_EXPORT int fipc_arena_send(int sock, const fipc_arena *a);
 
-/* Receive an arena sent by fipc_arena_send and attach it.  Errors: those of
- * recvmsg, -EPIPE (the peer closed the socket), -EPROTO (no descriptor
- * arrived), and those of fipc_arena_attach. */
+/* Receive an arena sent by fipc_arena_send and attach it.  Every descriptor
+ * that arrives is closed (the arena keeps a duplicate); other control
+ * messages, such as SO_PASSCRED credentials, are ignored.  Errors: those of
+ * recvmsg, -EPIPE (the peer closed the socket), -EPROTO (not exactly one
+ * descriptor arrived, or the message was not fipc_arena_send's), and those
+ * of fipc_arena_attach. */
 FIPC_EXPORT int fipc_arena_recv(int sock, fipc_arena **out);
 
 /* Unmap the arena in this process and close its descriptor.  Objects in it

@@ -17,12 +17,18 @@
  *
  * Unlike Python's Lock, a lock has an owner: only the thread that acquired
  * it may release it (-EPERM otherwise).  The owner is what makes recovery
- * after its death possible.
+ * after its death possible.  Each thread keeps the locks it holds in its own
+ * private memory; that record, not the thread id in the word, decides who
+ * owns a lock.  A child made by fork(), _Fork() or a raw clone (no CLONE_VM)
+ * owns none of its parent's locks, whichever way it was made; vfork() and
+ * CLONE_VM children must not call these functions.  Processes that share
+ * locks must share a pid namespace (docs/lock.md, Limits).
  *
  * Both types are plain structs that may be placed in any shared memory and
  * set up with _init, or allocated in an arena with _new.  While a lock is
- * held, its last 16 bytes are private to the owning thread (its robust-list
- * link); the struct holds no other address.
+ * held, its last 8 bytes hold the owner's robust-list link, written for the
+ * kernel and never read by fipc; the struct holds no other address.  A
+ * process must acquire and release a lock through one address.
  */
 #ifndef FIPC_LOCK_H
 #define FIPC_LOCK_H
@@ -54,12 +60,14 @@ FIPC_EXPORT fipc_lock *fipc_lock_new(fipc_arena *a);
  * holding it; -EAGAIN (timeout_ns == 0) when any thread holds it, the caller
  * included; -ETIMEDOUT when another thread holds it; -EDEADLK if the caller
  * already holds it and timeout_ns is not 0 (the wait could never end);
- * -EINVAL for NULL.  The calling thread must come from fork() or a thread
- * library (the thread id fipc caches is reset by an atfork handler). */
+ * -EINVAL for NULL; -ENOMEM if the thread's private record of held locks
+ * cannot be mapped or grown. */
 FIPC_EXPORT int fipc_lock_acquire(fipc_lock *l, int64_t timeout_ns);
 
 /* Release the lock.  0; -EPERM if the calling thread does not hold it;
- * -EINVAL for NULL. */
+ * -EPROTO if it does but another process overwrote the lock's word (the
+ * lock leaves the caller's record; the word is left alone); -EINVAL for
+ * NULL. */
 FIPC_EXPORT int fipc_lock_release(fipc_lock *l);
 
 /* Whether some thread holds the lock (a snapshot).  false for NULL. */
@@ -68,7 +76,8 @@ FIPC_EXPORT bool fipc_lock_locked(const fipc_lock *l);
 /* Recursive lock: the owner may acquire it again; it is released when
  * every acquire has been matched by a release.  Same codes as fipc_lock,
  * except that a second acquire by the owner succeeds (-EOVERFLOW past
- * 2^32 - 1 levels). */
+ * 2^32 - 1 levels), and release gives -EPROTO, changing nothing, when the
+ * depth of a held lock is 0 (another process wrote it). */
 FIPC_EXPORT int fipc_rlock_init(fipc_rlock *l);
 FIPC_EXPORT fipc_rlock *fipc_rlock_new(fipc_arena *a);
 FIPC_EXPORT int fipc_rlock_acquire(fipc_rlock *l, int64_t timeout_ns);
