@@ -9,7 +9,7 @@
  * a fresh thread (which validates it again, after whatever the first
  * sequence overwrote).  An operation is a call (put, get, put_many,
  * get_many, close, the snapshots, task_done, join), each with a timeout of
- * 0 or 1 ms, or an overwrite of bytes anywhere in the queue's footprint
+ * 0, 10 us or 1 ms, or an overwrite of bytes anywhere in the queue's footprint
  * (its control lines, slots, claimer records, a jqueue's counters).
  *
  * Checked after every call: the return code is one the call documents;
@@ -53,8 +53,7 @@ struct input {
 
 static uint8_t u8(struct input *in)
 {
-    if (in->n == 0)
-        return 0;
+    if (in->n == 0) return 0;
     in->n--;
     return *in->p++;
 }
@@ -67,8 +66,8 @@ static uint16_t u16(struct input *in)
 
 struct fuzz {
     struct input in;
-    fipc_queue *q;    /* the queue, or the jqueue's */
-    fipc_jqueue *jq;  /* NULL for a plain queue */
+    fipc_queue *q;      /* the queue, or the jqueue's */
+    fipc_jqueue *jq;    /* NULL for a plain queue */
     unsigned char *mem; /* the footprint: jqueue counters, queue, slots, claimers */
     size_t footprint;
     size_t max_item; /* as created */
@@ -124,8 +123,7 @@ static void do_put(struct fuzz *f, uint8_t arg, int64_t timeout)
     free(item);
     if (r == 0 ? len > f->max_item : !common_error(r, timeout) && r != -EMSGSIZE)
         fail("put", r, "not a code put documents");
-    if (len > f->max_item && r == 0)
-        fail("put", r, "an oversize message was accepted");
+    if (len > f->max_item && r == 0) fail("put", r, "an oversize message was accepted");
 }
 
 static void do_put_many(struct fuzz *f, uint8_t arg, int64_t timeout)
@@ -136,8 +134,7 @@ static void do_put_many(struct fuzz *f, uint8_t arg, int64_t timeout)
     for (size_t i = 0; i < n; i++) {
         /* Mostly fitting messages; arg's high bit makes the last too long. */
         size_t len = (arg + 3 * i) % (f->max_item + 1);
-        if (i == n - 1 && (arg & 0x80))
-            len = f->max_item + 1;
+        if (i == n - 1 && (arg & 0x80)) len = f->max_item + 1;
         bufs[i] = malloc(len ? len : 1);
         fill_item(bufs[i], len, f->nputs++);
         items[i] = (struct iovec){bufs[i], len};
@@ -156,8 +153,7 @@ static void do_put_many(struct fuzz *f, uint8_t arg, int64_t timeout)
 static bool guarded(const unsigned char *b, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++)
-        if (b[i] != GUARD)
-            return false;
+        if (b[i] != GUARD) return false;
     return true;
 }
 
@@ -173,10 +169,8 @@ static void do_get(struct fuzz *f, uint8_t arg, int64_t timeout)
                   : fipc_queue_get(f->q, buf, cap, &len, timeout);
     check_time("get", t0, timeout);
     if (r == 0) {
-        if (len > cap)
-            fail("get", r, "returned a length beyond the buffer");
-        if (!guarded(buf, len, cap))
-            fail("get", r, "wrote past the length it returned");
+        if (len > cap) fail("get", r, "returned a length beyond the buffer");
+        if (!guarded(buf, len, cap)) fail("get", r, "wrote past the length it returned");
     } else if (!common_error(r, timeout)) {
         fail("get", r, "not a code get documents");
     }
@@ -184,8 +178,7 @@ static void do_get(struct fuzz *f, uint8_t arg, int64_t timeout)
         fail("get", r, "wrote into the buffer of a refused call");
     if (f->jq && r == 0 && (arg & 0x40)) {
         r = fipc_jqueue_task_done(f->jq);
-        if (r != 0 && r != -EOVERFLOW)
-            fail("task_done", r, "not a code task_done documents");
+        if (r != 0 && r != -EOVERFLOW) fail("task_done", r, "not a code task_done documents");
     }
     free(buf);
 }
@@ -205,11 +198,9 @@ static void do_get_many(struct fuzz *f, uint8_t arg, int64_t timeout)
                   : fipc_queue_get_many(f->q, buf, stride, lens, n, timeout);
     check_time("get_many", t0, timeout);
     if (r > 0) {
-        if ((size_t)r > n)
-            fail("get_many", r, "took more than asked");
+        if ((size_t)r > n) fail("get_many", r, "took more than asked");
         for (size_t i = 0; i < (size_t)r; i++) {
-            if (lens[i] > stride)
-                fail("get_many", r, "returned a length beyond its stride");
+            if (lens[i] > stride) fail("get_many", r, "returned a length beyond its stride");
             if (!guarded(buf, i * stride + lens[i], (i + 1) * stride))
                 fail("get_many", r, "wrote past a length it returned");
         }
@@ -237,8 +228,7 @@ static void do_join(struct fuzz *f, uint8_t arg, int64_t timeout)
 static void do_task_done(struct fuzz *f, uint8_t arg)
 {
     int r = arg & 1 ? fipc_jqueue_task_done_many(f->jq, arg >> 1) : fipc_jqueue_task_done(f->jq);
-    if (r != 0 && r != -EOVERFLOW)
-        fail("task_done", r, "not a code task_done documents");
+    if (r != 0 && r != -EOVERFLOW) fail("task_done", r, "not a code task_done documents");
 }
 
 static void do_snapshots(struct fuzz *f)
@@ -266,8 +256,7 @@ static void overwrite(struct fuzz *f)
     size_t off = u16(&f->in) % f->footprint;
     if (mode == 0) {
         size_t len = 1 + u8(&f->in) % 8;
-        if (len > f->footprint - off)
-            len = f->footprint - off;
+        if (len > f->footprint - off) len = f->footprint - off;
         for (size_t i = 0; i < len; i++)
             f->mem[off + i] = u8(&f->in);
     } else if (mode == 1) {
@@ -279,8 +268,7 @@ static void overwrite(struct fuzz *f)
         memcpy(f->mem + off, &w, 4);
     } else {
         off &= ~(size_t)7;
-        if (off + 8 > f->footprint)
-            off = f->footprint - 8;
+        if (off + 8 > f->footprint) off = f->footprint - 8;
         uint64_t v = values64[u8(&f->in) % 8];
         memcpy(f->mem + off, &v, 8);
     }
@@ -291,7 +279,11 @@ static void run_ops(struct fuzz *f)
     unsigned n = u8(&f->in) % 32;
     for (unsigned i = 0; i < n; i++) {
         uint8_t code = u8(&f->in), arg = u8(&f->in);
-        int64_t timeout = code & 0x80 ? 1000000 : 0;
+        /* Mostly 0 (never blocks); 10 us takes the sleeping path at
+         * little cost; 1 ms lets a waiter see a hole long enough to look
+         * for a dead claimer (ring_mpmc.c). */
+        static const int64_t timeouts[4] = {0, 0, 10000, 1000000};
+        int64_t timeout = timeouts[code >> 6];
         switch (code % 12) {
         case 0:
         case 1:
@@ -342,8 +334,7 @@ static void *first_thread(void *arg)
         size_t len = (i * 7) % (f->max_item + 1);
         fill_item(item, len, i);
         int r = f->jq ? fipc_jqueue_put(f->jq, item, len, 0) : fipc_queue_put(f->q, item, len, 0);
-        if (r != 0)
-            fail("put", r, "a put into a fresh queue with room failed");
+        if (r != 0) fail("put", r, "a put into a fresh queue with room failed");
     }
     run_ops(f);
     return NULL;
@@ -382,16 +373,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         r = fipc_jqueue_create(&f.jq, a, cap, f.max_item, flags);
         f.q = r == 0 ? fipc_jqueue_queue(f.jq) : NULL;
         f.mem = (unsigned char *)f.jq;
-        if (r == 0)
-            r = fipc__jqueue_footprint(&f.footprint, cap, f.max_item, flags);
+        if (r == 0) r = fipc__jqueue_footprint(&f.footprint, cap, f.max_item, flags);
     } else {
         r = fipc_queue_create(&f.q, a, cap, f.max_item, flags);
         f.mem = (unsigned char *)f.q;
-        if (r == 0)
-            r = fipc__queue_footprint(&f.footprint, cap, f.max_item, flags);
+        if (r == 0) r = fipc__queue_footprint(&f.footprint, cap, f.max_item, flags);
     }
-    if (r != 0)
-        fail("create", r, "cannot create the queue");
+    if (r != 0) fail("create", r, "cannot create the queue");
 
     f.nputs = nputs;
     run_thread(first_thread, &f);
