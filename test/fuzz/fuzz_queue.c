@@ -281,11 +281,12 @@ static void run_ops(struct fuzz *f)
     unsigned n = u8(&f->in) % 32;
     for (unsigned i = 0; i < n; i++) {
         uint8_t code = u8(&f->in), arg = u8(&f->in);
-        /* Mostly 0 (never blocks); 10 us takes the sleeping path at
-         * little cost; 1 ms lets a waiter see a hole long enough to look
-         * for a dead claimer (ring_mpmc.c). */
-        static const int64_t timeouts[4] = {0, 0, 10000, 1000000};
-        int64_t timeout = timeouts[code >> 6];
+        /* Mostly 0 (never blocks): a call that sleeps costs a context
+         * switch or two, which on a loaded machine is most of an input's
+         * time.  10 us takes the sleeping path; 1 ms lets a waiter see a
+         * hole long enough to look for a dead claimer (ring_mpmc.c). */
+        static const int64_t timeouts[8] = {0, 0, 0, 0, 0, 0, 10000, 1000000};
+        int64_t timeout = timeouts[code >> 5];
         switch (code % 12) {
         case 0:
         case 1:
