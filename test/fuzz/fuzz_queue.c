@@ -21,9 +21,13 @@
  *
  * Input layout (bytes; what runs short reads as zeros):
  *   kind cap item nputs  n1 op1[n1]  n2 op2[n2]
- *   op: code arg, and for an overwrite: mode off_lo off_hi then
+ *   op: code arg, and for an overwrite: mode pick_lo pick_hi then
  *       mode 0: len bytes[len]; 1: delta (added to the 32-bit word);
- *       2: which (a 64-bit value from a table)
+ *       2: which (a 64-bit value from a table); 3: delta (the 32-bit word
+ *       becomes max_item + delta)
+ *   an overwrite's arg says where pick lands (target): anywhere in the
+ *   footprint, the control lines, a slot's turn or length, the claimer
+ *   records, a jqueue's counters
  */
 #include <errno.h>
 #include <pthread.h>
@@ -73,6 +77,8 @@ struct fuzz {
     unsigned char *mem; /* the footprint: jqueue counters, queue, slots, claimers */
     size_t footprint;
     size_t max_item; /* as created */
+    size_t ring;     /* slots, as created */
+    size_t slot_size;
     unsigned nputs;
 };
 
@@ -247,26 +253,55 @@ static void do_snapshots(struct fuzz *f)
     (void)sink;
 }
 
+/* Where in the footprint an overwrite lands: anywhere, or in one part of
+ * the queue, so that the fuzzer hits a slot's turn or length, a position
+ * or a claimer record without having to find its offset first. */
+static size_t target(struct fuzz *f, uint8_t arg)
+{
+    size_t pick = u16(&f->in);
+    size_t q = (size_t)((unsigned char *)f->q - f->mem); /* a jqueue's counters come first */
+    size_t slots = q + sizeof(struct fipc_queue);
+    size_t claimers = slots + f->ring * f->slot_size;
+    switch (arg % 5) {
+    case 1:
+        return q + pick % sizeof(struct fipc_queue); /* the control lines 0-5 */
+    case 2:
+        /* A slot's header: its turn, or with arg's high bit its length. */
+        return slots + (pick % f->ring) * f->slot_size + (arg & 0x80 ? 4 : 0);
+    case 3:
+        if (claimers < f->footprint) /* MPMC: the claimer records */
+            return claimers + pick % (f->footprint - claimers);
+        break;
+    case 4:
+        if (q > 0) /* a jqueue's counters */
+            return pick % q;
+        break;
+    }
+    return pick % f->footprint;
+}
+
 static const uint64_t values64[8] = {
     0, UINT64_MAX, UINT64_C(1) << 63, UINT64_C(1) << 62, UINT32_MAX, 1, UINT64_C(1) << 32, 0x40,
 };
 
 /* A peer's write at an offset the input chose, within the footprint. */
-static void overwrite(struct fuzz *f)
+static void overwrite(struct fuzz *f, uint8_t arg)
 {
-    uint8_t mode = u8(&f->in) % 3;
-    size_t off = u16(&f->in) % f->footprint;
+    uint8_t mode = u8(&f->in) % 4;
+    size_t off = target(f, arg);
     if (mode == 0) {
         size_t len = 1 + u8(&f->in) % 8;
         if (len > f->footprint - off) len = f->footprint - off;
         for (size_t i = 0; i < len; i++)
             f->mem[off + i] = u8(&f->in);
-    } else if (mode == 1) {
-        /* A turn or a position moved by a little. */
+    } else if (mode == 1 || mode == 3) {
+        /* A turn or a position moved by a little, or a value near
+         * max_item (a length just past it). */
         off &= ~(size_t)3;
         uint32_t w;
         memcpy(&w, f->mem + off, 4);
-        w += (uint32_t)(int8_t)u8(&f->in);
+        uint8_t b = u8(&f->in);
+        w = mode == 1 ? w + (uint32_t)(int8_t)b : (uint32_t)f->max_item + (uint32_t)(int8_t)b;
         memcpy(f->mem + off, &w, 4);
     } else {
         off &= ~(size_t)7;
@@ -322,7 +357,7 @@ static void run_ops(struct fuzz *f)
                 do_get(f, arg, timeout);
             break;
         default:
-            overwrite(f);
+            overwrite(f, arg);
             break;
         }
     }
@@ -384,6 +419,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (r != 0) fail("create", r, "cannot create the queue");
 
+    f.ring = 2;
+    while (f.ring < cap)
+        f.ring <<= 1;
+    f.slot_size = (8 + f.max_item + 7) & ~(size_t)7;
     f.nputs = nputs;
     run_thread(first_thread, &f);
     run_thread(second_thread, &f);
