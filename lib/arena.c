@@ -38,7 +38,7 @@
 #include "atomic.h"
 #include "lock_impl.h"
 
-#define ARENA_MAGIC   0x414e455241435049ull /* "IPCARENA" */
+#define ARENA_MAGIC 0x414e455241435049ull /* "IPCARENA" */
 /* 2: the header records the creator's pid namespace (a version-1 header
  * has no such record, and a version-1 library would not check it). */
 #define ARENA_VERSION 2u
@@ -65,8 +65,8 @@ struct arena_header {
     uint64_t magic;
     uint32_t version;
     uint32_t header_size;
-    uint64_t size;   /* bytes in the file, fixed at creation */
-    uint64_t cursor; /* offset of the first byte not yet handed out */
+    uint64_t size;             /* bytes in the file, fixed at creation */
+    uint64_t cursor;           /* offset of the first byte not yet handed out */
     struct lock_impl dir_lock; /* the lock core (lock.c), robust like fipc_lock */
     struct arena_entry dir[FIPC_ARENA_DIR_SLOTS];
     /* The creator's pid namespace: st_dev and st_ino of its nsfs file;
@@ -85,11 +85,12 @@ struct fipc_arena {
     size_t size;
     int fd;
     bool is_default;
+    bool pinned;             /* threads hold robust locks inside (arena_impl.h) */
     struct fipc_arena *next; /* the registry of this process's mappings */
 };
 
 static void registry_add(fipc_arena *a);
-static void registry_remove(fipc_arena *a);
+static bool registry_remove(fipc_arena *a);
 
 static size_t page_size(void)
 {
@@ -405,9 +406,10 @@ int fipc_arena_send(int sock, const fipc_arena *a)
 /* Room for the descriptors of one message and what a receiving socket's
  * options may add (SO_PASSCRED, SO_PASSPIDFD, SO_PASSSEC).  More than fits
  * sets MSG_CTRUNC: the kernel then closes what it could not deliver. */
-#define RECV_FDS_MAX  16
-#define RECV_CONTROL  (CMSG_SPACE(RECV_FDS_MAX * sizeof(int)) + CMSG_SPACE(sizeof(struct ucred)) + \
-                       CMSG_SPACE(sizeof(int)) + CMSG_SPACE(256))
+#define RECV_FDS_MAX 16
+#define RECV_CONTROL                                                                               \
+    (CMSG_SPACE(RECV_FDS_MAX * sizeof(int)) + CMSG_SPACE(sizeof(struct ucred)) +                   \
+     CMSG_SPACE(sizeof(int)) + CMSG_SPACE(256))
 
 int fipc_arena_recv(int sock, fipc_arena **out)
 {
@@ -470,8 +472,18 @@ void fipc_arena_close(fipc_arena *a)
 {
     if (!a || a->is_default)
         return;
-    registry_remove(a);
-    munmap(a->hdr, a->size);
+    /* registry_remove reads pinned under the registry's lock. */
+    if (registry_remove(a))
+        /* Threads of this process hold robust locks in the mapping (MPMC
+         * claimer records), linked into their robust lists: the range
+         * must stay writable memory for them and for the kernel, which
+         * walks the lists when they exit.  Private anonymous memory takes
+         * the file's place, so the file's pages are freed; the range is
+         * never handed to another mapping. */
+        mmap(a->hdr, a->size, PROT_READ | PROT_WRITE,
+             MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    else
+        munmap(a->hdr, a->size);
     close(a->fd);
     free(a);
 }
@@ -506,7 +518,6 @@ fipc_arena *fipc_default_arena(void)
     return default_arena;
 }
 
-
 /* ---- the registry of mappings --------------------------------------------- */
 
 /*
@@ -526,9 +537,11 @@ static void registry_add(fipc_arena *a)
     pthread_mutex_unlock(&registry_lock);
 }
 
-static void registry_remove(fipc_arena *a)
+/* Whether a was pinned. */
+static bool registry_remove(fipc_arena *a)
 {
     pthread_mutex_lock(&registry_lock);
+    bool pinned = a->pinned;
     for (fipc_arena **p = &registry; *p; p = &(*p)->next) {
         if (*p == a) {
             *p = a->next;
@@ -539,6 +552,21 @@ static void registry_remove(fipc_arena *a)
      * derived from mappings; one that misses the change is racing with
      * the close of an arena it still uses, which is its own error. */
     fetch_add_relaxed(&fipc__arena_epoch, 1);
+    pthread_mutex_unlock(&registry_lock);
+    return pinned;
+}
+
+void fipc__arena_pin(const void *p)
+{
+    const char *c = p;
+    pthread_mutex_lock(&registry_lock);
+    for (fipc_arena *a = registry; a; a = a->next) {
+        const char *base = (const char *)a->hdr;
+        if (c >= base && c < base + a->size) {
+            a->pinned = true;
+            break;
+        }
+    }
     pthread_mutex_unlock(&registry_lock);
 }
 

@@ -12,6 +12,11 @@
  * set-up paths, not for every call. */
 bool fipc__arena_bounds(const void *p, size_t len, const char **end);
 
+/* A thread of this process holds, for its lifetime, a robust lock at p in
+ * an arena (an MPMC claimer record): closing that arena keeps its address
+ * range reserved, as private memory, instead of unmapping it. */
+void fipc__arena_pin(const void *p);
+
 /* Advanced (relaxed) whenever this process unmaps an arena: whatever a
  * thread derived from a mapping is stale once it has moved. */
 extern uint32_t fipc__arena_epoch;

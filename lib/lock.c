@@ -69,7 +69,8 @@ static_assert(sizeof(struct lock_impl) == sizeof(fipc_lock), "lock layout");
 static_assert(sizeof(struct lock_impl) == sizeof(fipc_rlock), "rlock layout");
 static_assert(_Alignof(fipc_lock) >= _Alignof(struct lock_impl), "lock alignment");
 static_assert(offsetof(struct lock_impl, robust_next) == 32, "glibc's robust mutex shape");
-static_assert(offsetof(struct lock_impl, robust_prev) + 8 == offsetof(struct lock_impl, robust_next),
+static_assert(offsetof(struct lock_impl, robust_prev) + 8 ==
+                  offsetof(struct lock_impl, robust_next),
               "prev link directly precedes next");
 
 /* ---- per-thread state ---------------------------------------------------- */
@@ -100,9 +101,9 @@ static_assert(offsetof(struct lock_impl, robust_prev) + 8 == offsetof(struct loc
  * one system call per call.
  */
 enum record_state {
-    RECORD_WIPED = 0, /* a child's copy: the page was wiped */
+    RECORD_WIPED = 0,  /* a child's copy: the page was wiped */
     RECORD_WIPEONFORK, /* valid; a fork wipes it */
-    RECORD_BY_PID,    /* valid in process pid (no MADV_WIPEONFORK) */
+    RECORD_BY_PID,     /* valid in process pid (no MADV_WIPEONFORK) */
 };
 
 struct record {
@@ -114,9 +115,9 @@ struct record {
 
 struct self {
     pid_t tid;
-    uint32_t n;                    /* locks held */
-    uint32_t cap;                  /* entries in rec->held; 0: no record */
-    bool linked;                   /* the sentinels are in the robust list */
+    uint32_t n;   /* locks held */
+    uint32_t cap; /* entries in rec->held; 0: no record */
+    bool linked;  /* the sentinels are in the robust list */
     struct record *rec;
     struct robust_list_head *head; /* NULL: no robust list to link into */
     struct lock_impl front, back;  /* the sentinels; their words stay 0 */
@@ -623,8 +624,7 @@ static inline int rlock_reenter(struct lock_impl *m)
     return 0;
 }
 
-static __attribute__((noinline)) int rlock_acquire_general(struct lock_impl *m,
-                                                           int64_t timeout_ns)
+static __attribute__((noinline)) int rlock_acquire_general(struct lock_impl *m, int64_t timeout_ns)
 {
     if (held_find(self_valid(), m))
         return rlock_reenter(m);

@@ -10,8 +10,8 @@
 #include <fipc/lock.h>
 
 struct lock_impl {
-    uint32_t word;        /* owner tid | OWNER_DIED | WAITERS; the futex */
-    uint32_t count;       /* rlock: recursion depth, touched by the owner only */
+    uint32_t word;  /* owner tid | OWNER_DIED | WAITERS; the futex */
+    uint32_t count; /* rlock: recursion depth, touched by the owner only */
     uint32_t spare[4];
     uint64_t robust_prev; /* unused by a lock (glibc's shape: a sentinel's prev link) */
     uint64_t robust_next; /* the owner's robust-list link, written for the kernel only */

@@ -48,6 +48,7 @@
 
 #include <fipc/lock.h>
 
+#include "arena_impl.h"
 #include "ring_mpmc.h"
 
 /* How long a waiter sees the same held claim before it looks for a dead
@@ -91,8 +92,10 @@ struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
         int e = fipc__lock_acquire(&r->owner, 0);
         if (e != 0 && e != -EOWNERDEAD)
             continue; /* another thread took it first */
-        if (load_acquire(&r->claim) == 0)
+        if (load_acquire(&r->claim) == 0) {
+            fipc__arena_pin(r);
             return r;
+        }
         fipc__lock_release(&r->owner); /* died mid-claim meanwhile: repair's */
     }
     /* seq_cst: before this thread's first claim (a CAS, seq_cst or

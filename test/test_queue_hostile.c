@@ -291,7 +291,9 @@ Test(queue_hostile, a_queue_at_the_address_of_a_closed_one_gets_its_own_geometry
     fipc_arena *a, *b;
     fipc_queue *qa, *qb;
     cr_assert_eq(fipc_arena_create(&a, "first", 1 << 20), 0);
-    cr_assert_eq(fipc_queue_create(&qa, a, 4, 8, 0), 0);
+    /* SPSC: an MPMC queue this thread used would keep the range reserved
+     * (its claimer record), and nothing could land there again. */
+    cr_assert_eq(fipc_queue_create(&qa, a, 4, 8, FIPC_QUEUE_SPSC), 0);
     cr_assert_eq(fipc_queue_put(qa, "a", 1, 0), 0); /* this thread now has qa's geometry */
     fipc_arena_close(a);
     cr_assert_eq(fipc_arena_create(&b, "second", 1 << 20), 0);
@@ -311,4 +313,33 @@ Test(queue_hostile, a_queue_at_the_address_of_a_closed_one_gets_its_own_geometry
         cr_assert(len == sizeof msg && memcmp(buf, msg, len) == 0);
     }
     fipc_arena_close(b);
+}
+
+static int close_then_lock(int i, void *arg)
+{
+    fipc_arena *a;
+    fipc_queue *q;
+    CHILD_CHECK(fipc_arena_create(&a, "pinned", 1 << 20) == 0, 1);
+    CHILD_CHECK(fipc_queue_create(&q, a, 4, 8, 0) == 0, 2);
+    char buf[8];
+    size_t len;
+    CHILD_CHECK(fipc_queue_put(q, "a", 1, 0) == 0, 3);
+    CHILD_CHECK(fipc_queue_get(q, buf, sizeof buf, &len, 0) == 0, 4);
+    fipc_arena_close(a); /* this thread holds a claimer record in it */
+    /* Its robust list still reaches into the closed arena's range: taking
+     * and releasing another lock rewrites links there. */
+    static fipc_lock l;
+    CHILD_CHECK(fipc_lock_init(&l) == 0, 5);
+    CHILD_CHECK(fipc_lock_acquire(&l, 0) == 0, 6);
+    CHILD_CHECK(fipc_lock_release(&l) == 0, 7);
+    /* A new arena does not land on the old range. */
+    fipc_arena *b;
+    CHILD_CHECK(fipc_arena_create(&b, "next", 1 << 20) == 0, 8);
+    CHILD_CHECK((void *)fipc_arena_alloc(b, 64, 64) != (void *)q, 9);
+    return CHILD_OK;
+}
+
+Test(queue_hostile, closing_an_arena_whose_mpmc_queue_this_thread_used_leaves_its_locks_working)
+{
+    test_expect_ok(test_fork(close_then_lock, 0, NULL));
 }

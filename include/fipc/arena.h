@@ -84,7 +84,9 @@ FIPC_EXPORT int fipc_arena_recv(int sock, fipc_arena **out);
 
 /* Unmap the arena in this process and close its descriptor.  Objects in it
  * stay valid in every other process that maps it.  NULL is ignored; the
- * default arena is never unmapped. */
+ * default arena is never unmapped.  If threads of this process used an
+ * MPMC queue in it, the address range stays reserved, as private memory,
+ * until the process ends (their claimer records are robust locks). */
 FIPC_EXPORT void fipc_arena_close(fipc_arena *a);
 
 /* A process-wide arena created on first use (FIPC_DEFAULT_ARENA_BYTES, or
