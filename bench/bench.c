@@ -185,13 +185,12 @@ int bench_pin_cpu(int index)
  * call transports hardly do.  Returns ns per round trip; NAN if it could
  * not be measured (one CPU, or a spinner that never answered).
  */
-#define PROBE_TRIPS 20000
+#define PROBE_TRIPS    20000
 #define PROBE_LIMIT_NS ((int64_t)2000000000)
 
 static double line_roundtrip_ns(void)
 {
-    if (CPU_COUNT(&start_cpus) < 2)
-        return NAN;
+    if (CPU_COUNT(&start_cpus) < 2) return NAN;
     struct probe {
         _Alignas(64) uint64_t line; /* relaxed atomics: only its value travels */
         _Alignas(64) double ns;
@@ -237,8 +236,7 @@ static double line_roundtrip_ns(void)
         int status;
         while (waitpid(prober, &status, 0) < 0 && errno == EINTR)
             ;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-            ns = p->ns;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) ns = p->ns;
     }
     bench_shared_free(p, sizeof *p);
     return ns;
@@ -423,8 +421,8 @@ static __attribute__((noreturn)) void runner_main(const struct bench_case *c, bo
 {
     runner_pid = getpid();
     runner_result_fd = fd;
-    run_err =
-        mmap(NULL, sizeof *run_err, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    run_err = mmap(NULL, sizeof *run_err, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+                   0);
     if (run_err == MAP_FAILED) _exit(6);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -687,8 +685,7 @@ static void summarise(struct slot *s)
 static double paired_ratio(const struct slot *s, const struct slot *b)
 {
     int n = s->nvals < b->nvals ? s->nvals : b->nvals;
-    if (n == 0)
-        return NAN;
+    if (n == 0) return NAN;
     double r[BENCH_MAX_RUNS];
     for (int k = 0; k < n; k++)
         r[k] = s->c->unit == BENCH_TIME ? b->vals[k] / s->vals[k] : s->vals[k] / b->vals[k];
@@ -1053,8 +1050,7 @@ int main(int argc, char **argv)
             errors++;
         }
         struct slot *b = s->base ? slot_of(slots, n, s->base) : NULL;
-        if (!s->failed && b && !b->failed && b->nvals > 0)
-            s->ratio = paired_ratio(s, b);
+        if (!s->failed && b && !b->failed && b->nvals > 0) s->ratio = paired_ratio(s, b);
         if (s->c->goal > 0) {
             goals++;
             if (s->failed) continue;

@@ -694,8 +694,7 @@ static bool records_usable(fipc_queue *q)
 {
     pthread_t t;
     void *r = NULL;
-    if (pthread_create(&t, NULL, new_claimer, q) != 0 || pthread_join(t, &r) != 0)
-        return false;
+    if (pthread_create(&t, NULL, new_claimer, q) != 0 || pthread_join(t, &r) != 0) return false;
     return r == q && __atomic_load_n(&q->unrecorded, __ATOMIC_RELAXED) == 0;
 }
 

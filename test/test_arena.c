@@ -39,8 +39,7 @@ int fcntl64(int fd, int cmd, ...)
     va_end(ap);
     if (cmd == F_GET_SEALS && fd == race.fd) {
         char c = 'g';
-        if (write(race.go[1], &c, 1) != 1 || read(race.done[0], &c, 1) != 1)
-            abort();
+        if (write(race.go[1], &c, 1) != 1 || read(race.done[0], &c, 1) != 1) abort();
     }
     return (int)syscall(SYS_fcntl, fd, cmd, arg);
 }
@@ -652,8 +651,7 @@ static int count_fds_raw(void)
 {
     int n = 0;
     DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
+    if (!d) return -1;
     while (readdir(d))
         n++;
     closedir(d);
@@ -678,7 +676,9 @@ static int send_with_fds(int sock, const int *fds, int k)
         struct cmsghdr align;
     } u;
     memset(&u, 0, sizeof u);
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+    struct msghdr m = {.msg_iov = &iov,
+                       .msg_iovlen = 1,
+                       .msg_control = u.buf,
                        .msg_controllen = CMSG_SPACE((size_t)k * sizeof(int))};
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
@@ -715,8 +715,7 @@ static int send_extra_fds_child(int i, void *arg)
 /* Every descriptor that arrives is closed unless it becomes the arena;
  * SO_PASSCRED credentials (or any other control message) are no reason to
  * refuse one. */
-Test(arena, recv_closes_every_extra_descriptor_and_accepts_a_socket_with_so_passcred,
-     .timeout = 30)
+Test(arena, recv_closes_every_extra_descriptor_and_accepts_a_socket_with_so_passcred, .timeout = 30)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -893,7 +892,7 @@ Test(arena, alloc_after_a_peer_wrote_garbage_into_the_cursor_gives_null, .timeou
 {
     fipc_arena *a = new_arena(MIB);
     size_t size = fipc_arena_size(a), used = fipc_arena_used(a);
-    const uint64_t garbage[] = {UINT64_MAX - 8, UINT64_MAX, (uint64_t)size + 1, 1ull << 63, 0, 8,
+    const uint64_t garbage[] = {UINT64_MAX - 8,    UINT64_MAX, (uint64_t)size + 1, 1ull << 63, 0, 8,
                                 (uint64_t)used - 1};
     for (size_t k = 0; k < sizeof garbage / sizeof *garbage; k++) {
         peer_writes_u64(a, HDR_CURSOR, garbage[k]);
@@ -982,18 +981,15 @@ static int pidns_arena_child(int i, void *arg)
 {
     struct pidns_arena *p = arg;
     test_child_setup();
-    if (unshare(CLONE_NEWPID) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
-        return 101;
+    if (unshare(CLONE_NEWPID) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0) return 101;
     pid_t pid = fork(); /* the first process of the new namespace */
-    if (pid < 0)
-        return 102;
+    if (pid < 0) return 102;
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         _exit(pidns_attacher(p));
     }
     int status;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-        return 103;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return 103;
     return WEXITSTATUS(status);
 }
 

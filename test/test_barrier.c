@@ -224,8 +224,7 @@ static void full_round(struct brk *s, int parties)
     s->idx[parties - 1] = r;
     for (int i = 0; i < parties - 1; i++)
         test_expect_ok(pids[i]);
-    cr_assert(is_permutation(s->idx, parties), "indices %d %d %d", s->idx[0], s->idx[1],
-              s->idx[2]);
+    cr_assert(is_permutation(s->idx, parties), "indices %d %d %d", s->idx[0], s->idx[1], s->idx[2]);
 }
 
 /* A party killed after arriving counts as arrived: its round is released,

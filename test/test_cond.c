@@ -796,8 +796,7 @@ static void notify_under(struct dead_waiter *d, int n)
 /* Nothing of the dead is left: a new wait finds no wake-up. */
 static void expect_nothing_left(struct dead_waiter *d)
 {
-    cr_assert_eq(fipc_cond_n_waiting(d->cond), 0, "n_waiting is %d",
-                 fipc_cond_n_waiting(d->cond));
+    cr_assert_eq(fipc_cond_n_waiting(d->cond), 0, "n_waiting is %d", fipc_cond_n_waiting(d->cond));
     cr_assert_eq(fipc_lock_acquire(d->lock, LIMIT_NS), 0);
     int r = fipc_cond_wait(d->cond, d->lock, 0);
     cr_assert_eq(r, -EAGAIN, "wait(0) with no notify since it began gave %d (%s)", r,

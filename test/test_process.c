@@ -358,7 +358,7 @@ Test(process, join_is_not_interrupted_by_signals, .timeout = 30)
  * the reaping falls between them: none may find the child reaped by
  * another thread and report its status lost (-ECHILD). */
 #define CROWD_ROUNDS 150
-#define CROWD 4
+#define CROWD        4
 
 struct crowd {
     pthread_barrier_t go, done;
@@ -371,8 +371,7 @@ static int return_42_when_released(void *arg)
 {
     struct shm *s = arg;
     /* Released once the threads are on their way; the round is in value. */
-    if (!test_wait_until_at_least(&s->release, (uint32_t)s->value, FIPC_SEC(20)))
-        return 99;
+    if (!test_wait_until_at_least(&s->release, (uint32_t)s->value, FIPC_SEC(20))) return 99;
     return 42;
 }
 
@@ -393,8 +392,7 @@ static void *crowd_thread(void *arg)
     int i = ((struct crowd_arg *)arg)->i;
     for (;;) {
         pthread_barrier_wait(&c->go);
-        if (c->stop)
-            return NULL;
+        if (c->stop) return NULL;
         fipc_process *p = c->p;
         int64_t end = test_now_ns() + LIMIT_NS;
         int seen;
@@ -443,8 +441,7 @@ Test(process, every_thread_joining_one_child_sees_its_exit_status, .timeout = 60
         }
         for (int i = 0; i <= CROWD; i++) {
             int seen = i < CROWD ? c.seen[i] : after;
-            if (seen == 42)
-                continue;
+            if (seen == 42) continue;
             if (wrong++ == 0) {
                 first_round = round;
                 first_thread = i;
@@ -700,8 +697,7 @@ static void *start_daemon_and_end(void *arg)
 {
     fipc_process **out = arg;
     fipc_process_opts o = {.daemon = true};
-    if (fipc_process_start(out, pause_forever, NULL, &o) != 0)
-        *out = NULL;
+    if (fipc_process_start(out, pause_forever, NULL, &o) != 0) *out = NULL;
     return NULL; /* the daemon's parent thread ends here */
 }
 
@@ -798,8 +794,7 @@ static int ns_last_pid(pid_t set)
 {
     char buf[32] = {0};
     int fd = open("/proc/sys/kernel/ns_last_pid", set ? O_WRONLY : O_RDONLY);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     ssize_t n;
     if (set) {
         snprintf(buf, sizeof buf, "%d", (int)set);
@@ -827,8 +822,7 @@ static _Noreturn void be_the_innocent(void)
 static void give_the_childs_pid_away(void)
 {
     static bool once;
-    if (once)
-        return;
+    if (once) return;
     once = true;
     pid_t child = ns_last_pid(0); /* nothing else forks in this namespace */
     reuse.child = child;
@@ -842,17 +836,14 @@ static void give_the_childs_pid_away(void)
     /* Ended; the kernel frees its pid a moment later: try until the
      * innocent gets it. */
     for (int tries = 0; tries < 1000; tries++) {
-        if (ns_last_pid(child - 1) < 0)
-            return;
+        if (ns_last_pid(child - 1) < 0) return;
         pid_t pid = _Fork();
-        if (pid == 0)
-            be_the_innocent();
+        if (pid == 0) be_the_innocent();
         if (pid == child) {
             reuse.innocent = pid;
             return;
         }
-        if (pid > 0)
-            kill(pid, SIGKILL); /* the pid was not free yet */
+        if (pid > 0) kill(pid, SIGKILL); /* the pid was not free yet */
     }
 }
 
@@ -899,14 +890,11 @@ static int in_a_pid_namespace_of_its_own(int i, void *arg)
     if (unshare(CLONE_NEWPID) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
         return NO_PID_NAMESPACE;
     pid_t init = fork();
-    if (init < 0)
-        return 21;
-    if (init == 0)
-        _exit(reuse_the_childs_pid());
+    if (init < 0) return 21;
+    if (init == 0) _exit(reuse_the_childs_pid());
     int status;
     while (waitpid(init, &status, 0) < 0)
-        if (errno != EINTR)
-            return 22;
+        if (errno != EINTR) return 22;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 23;
 }
 
@@ -918,8 +906,9 @@ Test(process, kill_never_reaches_a_process_that_took_the_childs_pid, .timeout = 
     cr_assert(WIFEXITED(status), "died of signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     cr_assert_neq(WEXITSTATUS(status), NO_PID_NAMESPACE,
                   "cannot make a pid namespace: this test needs root, or user namespaces");
-    cr_assert_neq(WEXITSTATUS(status), 38, "kill/terminate through the handle killed the process "
-                                           "that took the child's pid");
+    cr_assert_neq(WEXITSTATUS(status), 38,
+                  "kill/terminate through the handle killed the process "
+                  "that took the child's pid");
     cr_assert_eq(WEXITSTATUS(status), 0, "failed check %d", WEXITSTATUS(status));
 }
 
@@ -1085,8 +1074,7 @@ static void die_in_the_child(void)
 
 static int start_a_child_that_dies_at_once(int ignore_sigchld, void *arg)
 {
-    if (ignore_sigchld)
-        signal(SIGCHLD, SIG_IGN);
+    if (ignore_sigchld) signal(SIGCHLD, SIG_IGN);
     CHILD_CHECK(pthread_atfork(NULL, NULL, die_in_the_child) == 0, 1);
     fipc_process *p;
     CHILD_CHECK(fipc_process_start(&p, return_three, NULL, NULL) == 0, 2);
@@ -1137,8 +1125,7 @@ static int start_a_child_without_fds(int i, void *arg)
  * target, since its parent could not tell it from a process that later
  * takes its pid: it leaves with 127, as a shell does for a command it
  * cannot run. */
-Test(process, child_that_cannot_send_its_pidfd_exits_127_without_running_target,
-     .timeout = 30)
+Test(process, child_that_cannot_send_its_pidfd_exits_127_without_running_target, .timeout = 30)
 {
     test_expect_ok(test_fork(start_a_child_without_fds, 0, NULL));
     test_expect_ok(test_fork(start_a_child_without_fds, 1, NULL));

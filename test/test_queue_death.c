@@ -26,8 +26,7 @@ TestSuite(queue_death, .timeout = 60);
 static fipc_queue *new_queue(size_t capacity, size_t max_item, unsigned flags)
 {
     static fipc_arena *arena;
-    if (!arena)
-        cr_assert_eq(fipc_arena_create(&arena, "death", 4 << 20), 0);
+    if (!arena) cr_assert_eq(fipc_arena_create(&arena, "death", 4 << 20), 0);
     fipc_queue *q;
     cr_assert_eq(fipc_queue_create(&q, arena, capacity, max_item, flags), 0);
     return q;
@@ -67,7 +66,8 @@ Test(queue_death, spsc_producer_that_died_before_storing_tail_leaves_no_stale_po
     }
 }
 
-Test(queue_death, spsc_producer_that_died_before_storing_tail_of_a_read_message_leaves_no_stale_position)
+Test(queue_death,
+     spsc_producer_that_died_before_storing_tail_of_a_read_message_leaves_no_stale_position)
 {
     fipc_queue *q = new_queue(4, sizeof(int), FIPC_QUEUE_SPSC);
     put_int(q, 1);
@@ -248,8 +248,7 @@ Test(queue_death, mpmc_a_slow_live_claimer_is_never_repaired)
 static void *claim_in_thread_and_exit(void *arg)
 {
     struct fipc__put_claim c;
-    if (fipc__queue_put_claim(arg, 1, &c) != 1)
-        return arg;
+    if (fipc__queue_put_claim(arg, 1, &c) != 1) return arg;
     return NULL; /* the thread ends holding the claim */
 }
 

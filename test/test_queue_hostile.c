@@ -22,8 +22,7 @@ static fipc_arena *arena;
 
 static fipc_queue *new_queue(size_t capacity, size_t max_item, unsigned flags)
 {
-    if (!arena)
-        cr_assert_eq(fipc_arena_create(&arena, "hostile", 1 << 20), 0);
+    if (!arena) cr_assert_eq(fipc_arena_create(&arena, "hostile", 1 << 20), 0);
     fipc_queue *q;
     cr_assert_eq(fipc_queue_create(&q, arena, capacity, max_item, flags), 0);
     return q;
@@ -272,8 +271,7 @@ Test(queue_hostile, spsc_end_word_written_by_a_peer_never_makes_get_spin)
 
 Test(queue_hostile, jqueue_ignores_a_queue_offset_written_by_a_peer)
 {
-    if (!arena)
-        cr_assert_eq(fipc_arena_create(&arena, "hostile", 1 << 20), 0);
+    if (!arena) cr_assert_eq(fipc_arena_create(&arena, "hostile", 1 << 20), 0);
     fipc_jqueue *j;
     cr_assert_eq(fipc_jqueue_create(&j, arena, 4, 8, 0), 0);
     *(uint64_t *)j = (uint64_t)1 << 40; /* the queue's offset, first in the layout */
