@@ -10,10 +10,6 @@
 
 #include <pthread.h>
 
-#define HANDSHAKE_NS FIPC_SEC(20)
-/* How long children that only wait to be woken may take to finish. */
-#define REAP_NS FIPC_SEC(30)
-
 /* ---- Basics ---- */
 
 Test(event, new_event_is_clear_and_set_clear_toggle_is_set, .timeout = 30)

@@ -16,9 +16,6 @@
 
 #include <pthread.h>
 
-/* Bound on waits that should end promptly; reaching it means a hang. */
-#define HANDSHAKE_NS FIPC_SEC(60)
-
 static fipc_jqueue *new_jqueue(size_t capacity, size_t max_item)
 {
     fipc_jqueue *q = NULL;
@@ -494,21 +491,11 @@ static int js_consumer(int i, void *arg)
     return CHILD_OK;
 }
 
-static uint64_t scaled(uint64_t n)
-{
-    const char *e = getenv("FIPC_TEST_SCALE");
-    if (!e || !*e) return n;
-    double f = strtod(e, NULL);
-    if (!(f > 0)) return n;
-    double m = (double)n * f;
-    return m < 1 ? 1 : (uint64_t)m;
-}
-
 Test(jqueue, stress_4_producers_4_consumers_join_with_every_item_done_once, .timeout = 240)
 {
     struct jstress *s = test_shared(sizeof *s);
     s->q = new_jqueue(64, sizeof(struct js_item));
-    s->per_producer = scaled(100000);
+    s->per_producer = test_scaled(100000);
     uint64_t bits = JS_PRODUCERS * s->per_producer;
     s->seen = test_shared((bits + 63) / 64 * sizeof(uint64_t));
 

@@ -15,12 +15,6 @@
 #define HAMMER_PROCS 4
 #define HAMMER_ITERS 200000
 
-/* Bound for every handshake between test processes: generous, since a
- * loaded two-core machine may not schedule a child for a long while. */
-#define HANDSHAKE_NS FIPC_SEC(20)
-/* How long children that only wait to be woken may take to finish. */
-#define REAP_NS FIPC_SEC(30)
-
 /* ---- Exclusion: a non-atomic counter under the lock stays exact ---- */
 
 struct hammer {
@@ -211,15 +205,6 @@ static void finish_holder(struct holder *h, pid_t pid)
     test_expect_ok(pid);
 }
 
-static void kill_and_reap(pid_t pid)
-{
-    int status;
-    cr_assert_eq(kill(pid, SIGKILL), 0);
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-              "holder ended otherwise than by SIGKILL (status %#x)", status);
-}
-
 static struct holder *new_holder(void)
 {
     struct holder *h = test_shared(sizeof *h);
@@ -316,7 +301,7 @@ Test(lock, acquire_gives_eownerdead_after_the_holder_is_killed, .timeout = 60)
 {
     struct holder *h = new_holder();
     pid_t pid = start_holder(h);
-    kill_and_reap(pid);
+    test_kill_and_reap(pid);
 
     int r = fipc_lock_acquire(h->lock, FIPC_SEC(5));
     cr_assert_eq(r, -EOWNERDEAD, "acquire gave %d (%s)", r, fipc_strerror(r));
@@ -340,7 +325,7 @@ static int acquire_once_child(int i, void *arg)
 Test(lock, lock_works_normally_in_other_processes_after_owner_death_recovery, .timeout = 60)
 {
     struct holder *h = new_holder();
-    kill_and_reap(start_holder(h));
+    test_kill_and_reap(start_holder(h));
     cr_assert_eq(fipc_lock_acquire(h->lock, FIPC_SEC(5)), -EOWNERDEAD);
     cr_assert_eq(fipc_lock_release(h->lock), 0);
     test_expect_ok(test_fork(acquire_once_child, 0, h->lock));
@@ -383,7 +368,7 @@ Test(lock, sleeping_waiter_gets_eownerdead_promptly_when_the_holder_is_killed, .
                  "the waiter got in while the lock was held (ret %d)", d->waiter_ret);
 
     int64_t killed_ns = test_now_ns();
-    kill_and_reap(holder);
+    test_kill_and_reap(holder);
     cr_assert(test_wait_until_at_least(&d->waiter_done, 1, FIPC_SEC(10)),
               "the waiter was not woken by the holder's death");
     int64_t delay = d->woke_ns - killed_ns;

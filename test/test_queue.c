@@ -17,11 +17,6 @@
 
 #include <pthread.h>
 
-/* Bound on any wait that should end promptly: handshakes, and a put or get
- * that only has to wait for another process to make progress.  Reaching it
- * means a lost wake-up or a hang, never a slow machine. */
-#define HANDSHAKE_NS FIPC_SEC(60)
-
 static fipc_queue *new_queue(size_t capacity, size_t max_item, unsigned flags)
 {
     fipc_queue *q = NULL;
@@ -29,17 +24,6 @@ static fipc_queue *new_queue(size_t capacity, size_t max_item, unsigned flags)
     cr_assert_eq(r, 0, "fipc_queue_create: %s", fipc_strerror(r));
     cr_assert_not_null(q);
     return q;
-}
-
-/* Join a fipc_process and assert it exited with status 0. */
-static void process_expect_ok(fipc_process *p)
-{
-    int r = fipc_process_join(p, HANDSHAKE_NS);
-    cr_assert_eq(r, 0, "join %s: %s", fipc_process_name(p), fipc_strerror(r));
-    int code = -1;
-    cr_assert_eq(fipc_process_exitcode(p, &code), 0);
-    cr_assert_eq(code, 0, "%s failed check %d", fipc_process_name(p), code);
-    fipc_process_free(p);
 }
 
 /* Put a NUL-terminated string, without the NUL, expecting success. */
@@ -183,7 +167,7 @@ Test(queue, message_put_by_a_child_process_is_got_by_the_parent, .timeout = 60)
     int n = snprintf(want, sizeof want, "%s pid %d", HELLO, (int)fipc_process_pid(p));
     cr_assert_eq(len, (size_t)n);
     cr_assert(memcmp(buf, want, len) == 0, "got \"%.*s\"", (int)len, buf);
-    process_expect_ok(p);
+    test_process_expect_ok(p);
     cr_assert(fipc_queue_empty(q));
 }
 
@@ -243,9 +227,9 @@ Test(queue, ten_producers_and_ten_consumers_on_queue_of_3_deliver_each_message_o
     for (int i = 0; i < TEN; i++)
         cr_assert_eq(fipc_process_start(&consumers[i], ten_consumer, &args[i], NULL), 0);
     for (int i = 0; i < TEN; i++)
-        process_expect_ok(producers[i]);
+        test_process_expect_ok(producers[i]);
     for (int i = 0; i < TEN; i++)
-        process_expect_ok(consumers[i]);
+        test_process_expect_ok(consumers[i]);
     for (int i = 0; i < TEN; i++)
         for (int k = 0; k < TEN_MESSAGES; k++)
             cr_assert_eq(t->seen[i][k], 1, "message %d of producer %d arrived %u times", k, i,
@@ -496,24 +480,13 @@ static int stress_consumer(int i, void *arg)
     return CHILD_OK;
 }
 
-/* FIPC_TEST_SCALE (a positive factor) shrinks or grows the stress counts. */
-static uint64_t scaled(uint64_t n)
-{
-    const char *e = getenv("FIPC_TEST_SCALE");
-    if (!e || !*e) return n;
-    double f = strtod(e, NULL);
-    if (!(f > 0)) return n;
-    double m = (double)n * f;
-    return m < 1 ? 1 : (uint64_t)m;
-}
-
 static void run_stress(int producers, int consumers, size_t capacity, unsigned flags, bool batched)
 {
     cr_assert(producers <= STRESS_MAX_PROC && consumers <= STRESS_MAX_PROC);
     struct stress *s = test_shared(sizeof *s);
     s->q = new_queue(capacity, STRESS_MAX_ITEM, flags);
     s->producers = producers;
-    s->per_producer = scaled(1000000);
+    s->per_producer = test_scaled(1000000);
     s->batched = batched;
     uint64_t bits = (uint64_t)producers * s->per_producer;
     s->seen = test_shared((bits + 63) / 64 * sizeof(uint64_t));

@@ -12,9 +12,6 @@
 
 #define HAMMER_PROCS 4
 #define HAMMER_ITERS 200000
-#define HANDSHAKE_NS FIPC_SEC(20)
-/* How long children that only wait to be woken may take to finish. */
-#define REAP_NS FIPC_SEC(30)
 
 /* ---- Exclusion with nesting ---- */
 
@@ -265,15 +262,6 @@ static pid_t start_holder(struct holder *h)
     return pid;
 }
 
-static void kill_and_reap(pid_t pid)
-{
-    int status;
-    cr_assert_eq(kill(pid, SIGKILL), 0);
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-              "holder ended otherwise than by SIGKILL (status %#x)", status);
-}
-
 Test(rlock, acquire_times_out_after_50ms_when_held_by_another_process, .timeout = 60)
 {
     struct holder *h = new_holder();
@@ -301,7 +289,7 @@ Test(rlock, acquire_times_out_after_50ms_when_held_by_another_process, .timeout 
 Test(rlock, acquire_gives_eownerdead_after_a_holder_that_nested_twice_is_killed, .timeout = 60)
 {
     struct holder *h = new_holder();
-    kill_and_reap(start_holder(h));
+    test_kill_and_reap(start_holder(h));
 
     int r = fipc_rlock_acquire(h->lock, FIPC_SEC(5));
     cr_assert_eq(r, -EOWNERDEAD, "acquire gave %d (%s)", r, fipc_strerror(r));
@@ -344,7 +332,7 @@ Test(rlock, sleeping_waiter_gets_eownerdead_promptly_when_the_holder_is_killed, 
                  "the waiter got in while the lock was held (ret %d)", h->waiter_ret);
 
     int64_t killed_ns = test_now_ns();
-    kill_and_reap(holder);
+    test_kill_and_reap(holder);
     cr_assert(test_wait_until_at_least(&h->waiter_done, 1, FIPC_SEC(10)),
               "the waiter was not woken by the holder's death");
     int64_t delay = h->woke_ns - killed_ns;

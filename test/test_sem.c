@@ -11,10 +11,6 @@
 
 #include <pthread.h>
 
-#define HANDSHAKE_NS FIPC_SEC(20)
-/* How long children that only wait to be woken may take to finish. */
-#define REAP_NS FIPC_SEC(30)
-
 /* ---- The KTV-room seed: Semaphore(3), ten singers ---- */
 
 #define SINGERS    10
