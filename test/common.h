@@ -31,8 +31,9 @@
  * processes, or a call that only has to wait for another process to make
  * progress.  Generous, since a loaded two-core machine (or a sanitizer
  * build) may not schedule a child for a long while: reaching it means a
- * lost wake-up or a hang, never a slow machine. */
-#define HANDSHAKE_NS FIPC_SEC(60)
+ * lost wake-up or a hang, never a slow machine.  Short enough that a test
+ * whose handshake fails still reports it within its suite's timeout. */
+#define HANDSHAKE_NS FIPC_SEC(30)
 
 /* How long children that only wait to be woken may take to finish. */
 #define REAP_NS FIPC_SEC(30)

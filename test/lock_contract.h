@@ -260,7 +260,7 @@ static void lc_hammer(const struct lc_ops *o, void *lock, volatile uint64_t *cou
     *counter = 0;
     for (int i = 0; i < LC_HAMMER_PROCS; i++)
         pids[i] = test_fork(lc_hammer_child, i, &h);
-    test_reap_within(pids, LC_HAMMER_PROCS, FIPC_SEC(120));
+    test_reap_within(pids, LC_HAMMER_PROCS, FIPC_SEC(90));
     cr_assert_eq(*counter, want, "counter %llu, want %llu", (unsigned long long)*counter,
                  (unsigned long long)want);
     cr_assert_not(o->held(lock), "still held after every child released it");
