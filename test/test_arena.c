@@ -12,6 +12,8 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+TestSuite(arena, .timeout = 30);
+
 #define LIMIT_NS FIPC_SEC(10)
 #define MIB      ((size_t)1 << 20)
 
@@ -49,7 +51,7 @@ static int memfd_with(const void *src, size_t n, bool sealed)
 /* Create and allocate                                               */
 /* ---------------------------------------------------------------- */
 
-Test(arena, create_gives_an_arena_with_fd_size_and_header, .timeout = 30)
+Test(arena, create_gives_an_arena_with_fd_size_and_header)
 {
     fipc_arena *a = new_arena(MIB);
     int fd = fipc_arena_fd(a);
@@ -62,7 +64,7 @@ Test(arena, create_gives_an_arena_with_fd_size_and_header, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, small_arenas_are_rounded_up_to_64k, .timeout = 30)
+Test(arena, small_arenas_are_rounded_up_to_64k)
 {
     fipc_arena *a = new_arena(1);
     size_t size = fipc_arena_size(a);
@@ -71,7 +73,7 @@ Test(arena, small_arenas_are_rounded_up_to_64k, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, create_rejects_bad_arguments, .timeout = 30)
+Test(arena, create_rejects_bad_arguments)
 {
     fipc_arena *a = NULL;
     cr_assert_eq(fipc_arena_create(NULL, "x", MIB), -EINVAL);
@@ -82,7 +84,7 @@ Test(arena, create_rejects_bad_arguments, .timeout = 30)
     fipc_arena_close(NULL);
 }
 
-Test(arena, alloc_respects_alignment_and_zero_fills, .timeout = 30)
+Test(arena, alloc_respects_alignment_and_zero_fills)
 {
     fipc_arena *a = new_arena(MIB);
     for (size_t align = 1; align <= 4096; align *= 2) {
@@ -104,7 +106,7 @@ Test(arena, alloc_respects_alignment_and_zero_fills, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, alloc_rejects_bad_alignment, .timeout = 30)
+Test(arena, alloc_rejects_bad_alignment)
 {
     fipc_arena *a = new_arena(MIB);
     size_t used = fipc_arena_used(a);
@@ -116,7 +118,7 @@ Test(arena, alloc_rejects_bad_alignment, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, alloc_returns_null_when_full, .timeout = 30)
+Test(arena, alloc_returns_null_when_full)
 {
     fipc_arena *a = new_arena(64 * 1024);
     size_t size = fipc_arena_size(a);
@@ -159,7 +161,7 @@ static int alloc_and_stamp(int me, void *arg)
     return CHILD_OK;
 }
 
-Test(arena, alloc_from_several_processes_never_overlaps, .timeout = 30)
+Test(arena, alloc_from_several_processes_never_overlaps)
 {
     struct many *s = test_shared(sizeof *s);
     s->a = new_arena(4 * MIB);
@@ -179,7 +181,7 @@ Test(arena, alloc_from_several_processes_never_overlaps, .timeout = 30)
 /* Directory                                                         */
 /* ---------------------------------------------------------------- */
 
-Test(arena, publish_and_lookup_find_objects_by_name, .timeout = 30)
+Test(arena, publish_and_lookup_find_objects_by_name)
 {
     fipc_arena *a = new_arena(MIB);
     uint64_t *x = fipc_arena_alloc(a, sizeof *x, 8);
@@ -196,7 +198,7 @@ Test(arena, publish_and_lookup_find_objects_by_name, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, publish_rejects_duplicates_long_keys_and_outside_objects, .timeout = 30)
+Test(arena, publish_rejects_duplicates_long_keys_and_outside_objects)
 {
     fipc_arena *a = new_arena(MIB);
     fipc_arena *b = new_arena(MIB);
@@ -228,7 +230,7 @@ Test(arena, publish_rejects_duplicates_long_keys_and_outside_objects, .timeout =
     fipc_arena_close(a);
 }
 
-Test(arena, publish_gives_enospc_when_directory_is_full, .timeout = 30)
+Test(arena, publish_gives_enospc_when_directory_is_full)
 {
     fipc_arena *a = new_arena(MIB);
     char *obj = fipc_arena_alloc(a, FIPC_ARENA_DIR_SLOTS + 1, 1);
@@ -249,7 +251,7 @@ Test(arena, publish_gives_enospc_when_directory_is_full, .timeout = 30)
 /* Attach: other mappings, other processes                           */
 /* ---------------------------------------------------------------- */
 
-Test(arena, attach_in_same_process_maps_the_same_bytes_elsewhere, .timeout = 30)
+Test(arena, attach_in_same_process_maps_the_same_bytes_elsewhere)
 {
     fipc_arena *a = new_arena(MIB);
     int fd = fipc_arena_fd(a);
@@ -313,7 +315,7 @@ static int attach_two_views(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(arena, attach_in_forked_child_sees_objects_and_later_allocations, .timeout = 30)
+Test(arena, attach_in_forked_child_sees_objects_and_later_allocations)
 {
     struct forked *s = test_shared(sizeof *s);
     s->a = new_arena(8 * MIB);
@@ -365,7 +367,7 @@ static int recv_and_modify(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(arena, send_hands_arena_to_a_process_that_did_not_inherit_it, .timeout = 30)
+Test(arena, send_hands_arena_to_a_process_that_did_not_inherit_it)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -398,7 +400,7 @@ Test(arena, send_hands_arena_to_a_process_that_did_not_inherit_it, .timeout = 30
     fipc_arena_close(a);
 }
 
-Test(arena, send_to_a_closed_peer_gives_epipe_without_sigpipe, .timeout = 30)
+Test(arena, send_to_a_closed_peer_gives_epipe_without_sigpipe)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -410,7 +412,7 @@ Test(arena, send_to_a_closed_peer_gives_epipe_without_sigpipe, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, recv_without_a_descriptor_gives_eproto, .timeout = 30)
+Test(arena, recv_without_a_descriptor_gives_eproto)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -424,7 +426,7 @@ Test(arena, recv_without_a_descriptor_gives_eproto, .timeout = 30)
     close(sv[1]);
 }
 
-Test(arena, recv_from_a_closed_peer_gives_epipe, .timeout = 30)
+Test(arena, recv_from_a_closed_peer_gives_epipe)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -439,7 +441,7 @@ Test(arena, recv_from_a_closed_peer_gives_epipe, .timeout = 30)
 /* attach: bad descriptors                                            */
 /* ---------------------------------------------------------------- */
 
-Test(arena, attach_of_dev_null_fails_cleanly, .timeout = 30)
+Test(arena, attach_of_dev_null_fails_cleanly)
 {
     int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     cr_assert_geq(fd, 0);
@@ -450,7 +452,7 @@ Test(arena, attach_of_dev_null_fails_cleanly, .timeout = 30)
     close(fd);
 }
 
-Test(arena, attach_of_a_pipe_fails_cleanly, .timeout = 30)
+Test(arena, attach_of_a_pipe_fails_cleanly)
 {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -462,7 +464,7 @@ Test(arena, attach_of_a_pipe_fails_cleanly, .timeout = 30)
     close(fds[1]);
 }
 
-Test(arena, attach_of_random_bytes_gives_eproto, .timeout = 30)
+Test(arena, attach_of_random_bytes_gives_eproto)
 {
     unsigned char *junk = malloc(MIB);
     cr_assert_not_null(junk);
@@ -479,7 +481,7 @@ Test(arena, attach_of_random_bytes_gives_eproto, .timeout = 30)
     close(fd);
 }
 
-Test(arena, attach_of_a_closed_fd_gives_ebadf, .timeout = 30)
+Test(arena, attach_of_a_closed_fd_gives_ebadf)
 {
     cr_assert_eq(fcntl(12345, F_GETFD), -1, "fd 12345 happens to be open");
     fipc_arena *b = NULL;
@@ -491,7 +493,7 @@ Test(arena, attach_of_a_closed_fd_gives_ebadf, .timeout = 30)
     close(fd);
 }
 
-Test(arena, attach_of_a_truncated_file_gives_eproto, .timeout = 30)
+Test(arena, attach_of_a_truncated_file_gives_eproto)
 {
     fipc_arena *b = NULL;
     int fd = memfd_with(NULL, 10, true);
@@ -505,7 +507,7 @@ Test(arena, attach_of_a_truncated_file_gives_eproto, .timeout = 30)
 
 /* A real header in a file shorter than the size it claims must be refused:
  * mapping the claimed size would fault (SIGBUS) past the end of the file. */
-Test(arena, attach_of_a_header_copied_into_a_short_file_gives_eproto, .timeout = 30)
+Test(arena, attach_of_a_header_copied_into_a_short_file_gives_eproto)
 {
     fipc_arena *a = new_arena(4 * MIB);
     size_t n = 64 * 1024;
@@ -525,7 +527,7 @@ Test(arena, attach_of_a_header_copied_into_a_short_file_gives_eproto, .timeout =
 /* A byte-for-byte copy of a real arena in a memfd whose size is not sealed:
  * its sender could shrink it under the receiver's mapping (SIGBUS), so
  * attach refuses it. */
-Test(arena, attach_of_an_unsealed_copy_gives_eproto, .timeout = 30)
+Test(arena, attach_of_an_unsealed_copy_gives_eproto)
 {
     fipc_arena *a = new_arena(MIB);
     uint64_t *v = fipc_arena_alloc(a, 8, 8);
@@ -568,7 +570,7 @@ static int count_under_default_lock(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(arena, default_arena_is_one_arena_inherited_by_children, .timeout = 30)
+Test(arena, default_arena_is_one_arena_inherited_by_children)
 {
     fipc_arena *d = fipc_default_arena();
     cr_assert_not_null(d);
@@ -590,7 +592,7 @@ Test(arena, default_arena_is_one_arena_inherited_by_children, .timeout = 30)
     cr_assert_not(fipc_lock_locked(s->lock));
 }
 
-Test(arena, closing_the_default_arena_keeps_it_mapped, .timeout = 30)
+Test(arena, closing_the_default_arena_keeps_it_mapped)
 {
     fipc_arena *d = fipc_default_arena();
     cr_assert_not_null(d);
@@ -603,7 +605,7 @@ Test(arena, closing_the_default_arena_keeps_it_mapped, .timeout = 30)
     cr_assert_not_null(fipc_arena_alloc(d, 8, 8));
 }
 
-Test(arena, default_arena_size_follows_the_environment, .timeout = 30)
+Test(arena, default_arena_size_follows_the_environment)
 {
     /* Each Criterion test runs in its own process, so the default arena of
      * this one does not exist yet. */

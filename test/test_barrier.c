@@ -6,6 +6,8 @@
  */
 #include "common.h"
 
+TestSuite(barrier, .timeout = 30);
+
 #define LIMIT_NS FIPC_SEC(10)
 
 /* Wait (bounded) until fipc_barrier_n_waiting(b) == want. */
@@ -49,7 +51,7 @@ static int rounds_party(int me, void *arg)
     return CHILD_OK;
 }
 
-Test(barrier, every_round_hands_out_each_index_once, .timeout = 30)
+Test(barrier, every_round_hands_out_each_index_once)
 {
     struct rounds *s = test_shared(sizeof *s);
     s->b = fipc_barrier_new(NULL, RR_PARTIES);
@@ -68,7 +70,7 @@ Test(barrier, every_round_hands_out_each_index_once, .timeout = 30)
     cr_assert_eq(fipc_barrier_parties(s->b), RR_PARTIES);
 }
 
-Test(barrier, single_party_barrier_never_blocks, .timeout = 30)
+Test(barrier, single_party_barrier_never_blocks)
 {
     fipc_barrier b;
     cr_assert_eq(fipc_barrier_init(&b, 1), 0);
@@ -110,7 +112,7 @@ static int one_round(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(barrier, timeout_breaks_barrier_for_every_waiter_until_reset, .timeout = 30)
+Test(barrier, timeout_breaks_barrier_for_every_waiter_until_reset)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
@@ -164,7 +166,7 @@ static int one_round_dying_with_test(int i, void *arg)
  * out while they are still on their way out (preempted, say) must not turn
  * their success into -ECANCELED.  The other party of that round already
  * returned its index, so both must agree that the round completed. */
-Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round, .timeout = 30)
+Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
@@ -204,7 +206,7 @@ Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round, .timeo
 
 /* A party killed after arriving never leaves: its round is still released,
  * but the next one cannot start, so a later caller runs out of time. */
-Test(barrier, party_killed_inside_blocks_the_next_round_until_init, .timeout = 30)
+Test(barrier, party_killed_inside_blocks_the_next_round_until_init)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
@@ -234,7 +236,7 @@ Test(barrier, party_killed_inside_blocks_the_next_round_until_init, .timeout = 3
     cr_assert(is_permutation(s->idx, 2), "indices %d %d", s->idx[0], s->idx[1]);
 }
 
-Test(barrier, zero_timeout_with_parties_missing_breaks_at_once, .timeout = 30)
+Test(barrier, zero_timeout_with_parties_missing_breaks_at_once)
 {
     fipc_barrier b;
     cr_assert_eq(fipc_barrier_init(&b, 2), 0);
@@ -245,7 +247,7 @@ Test(barrier, zero_timeout_with_parties_missing_breaks_at_once, .timeout = 30)
     cr_assert_not(fipc_barrier_broken(&b));
 }
 
-Test(barrier, abort_cancels_current_and_later_waiters, .timeout = 30)
+Test(barrier, abort_cancels_current_and_later_waiters)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
@@ -277,7 +279,7 @@ static int expect_canceled_by_reset(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(barrier, reset_cancels_current_waiters_and_leaves_barrier_usable, .timeout = 30)
+Test(barrier, reset_cancels_current_waiters_and_leaves_barrier_usable)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
@@ -304,7 +306,7 @@ Test(barrier, reset_cancels_current_waiters_and_leaves_barrier_usable, .timeout 
 /* Snapshots and bad input                                           */
 /* ---------------------------------------------------------------- */
 
-Test(barrier, n_waiting_and_parties_report_the_current_round, .timeout = 30)
+Test(barrier, n_waiting_and_parties_report_the_current_round)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
@@ -329,7 +331,7 @@ Test(barrier, n_waiting_and_parties_report_the_current_round, .timeout = 30)
     cr_assert_eq(fipc_barrier_parties(&s->b), 3);
 }
 
-Test(barrier, parties_out_of_range_give_einval, .timeout = 30)
+Test(barrier, parties_out_of_range_give_einval)
 {
     fipc_barrier b;
     cr_assert_eq(fipc_barrier_init(&b, 0), -EINVAL);
@@ -347,7 +349,7 @@ Test(barrier, parties_out_of_range_give_einval, .timeout = 30)
     cr_assert_not(fipc_barrier_broken(nb));
 }
 
-Test(barrier, null_barrier_gives_einval, .timeout = 30)
+Test(barrier, null_barrier_gives_einval)
 {
     cr_assert_eq(fipc_barrier_init(NULL, 2), -EINVAL);
     cr_assert_eq(fipc_barrier_wait(NULL, 0), -EINVAL);

@@ -8,6 +8,8 @@
 #include "common.h"
 #include "futex_faults.h"
 
+TestSuite(cond, .timeout = 60);
+
 /* How long any handshake or in-child wait may take before a check fails:
  * far above anything a loaded two-core machine needs. */
 #define LIMIT_NS FIPC_SEC(10)
@@ -114,7 +116,7 @@ static int pc_child(int i, void *arg)
     return i < PC_PRODUCERS ? pc_producer(i, arg) : pc_consumer(i - PC_PRODUCERS, arg);
 }
 
-Test(cond, wait_for_moves_every_item_exactly_once_between_processes, .timeout = 30)
+Test(cond, wait_for_moves_every_item_exactly_once_between_processes)
 {
     struct pc *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_lock_init(&s->lock), 0);
@@ -211,7 +213,7 @@ static void notify_locked(struct nw *s, int n)
     cr_assert_eq(fipc_lock_release(s->lock), 0);
 }
 
-Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
+Test(cond, notify_one_wakes_exactly_one_of_three_sleepers)
 {
     pid_t pids[NW_WAITERS];
     struct nw *s = start_nw_waiters(pids);
@@ -253,7 +255,7 @@ Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
 }
 
 /* notify(n) with n > 1 wakes exactly n of the sleepers. */
-Test(cond, notify_two_wakes_exactly_two_of_three_sleepers, .timeout = 30)
+Test(cond, notify_two_wakes_exactly_two_of_three_sleepers)
 {
     pid_t pids[NW_WAITERS];
     struct nw *s = start_nw_waiters(pids);
@@ -282,7 +284,7 @@ Test(cond, notify_two_wakes_exactly_two_of_three_sleepers, .timeout = 30)
 /* Timeouts                                                          */
 /* ---------------------------------------------------------------- */
 
-Test(cond, wait_times_out_after_its_timeout_with_the_lock_held, .timeout = 30)
+Test(cond, wait_times_out_after_its_timeout_with_the_lock_held)
 {
     fipc_lock l;
     fipc_cond c;
@@ -300,7 +302,7 @@ Test(cond, wait_times_out_after_its_timeout_with_the_lock_held, .timeout = 30)
     cr_assert_not(fipc_lock_locked(&l));
 }
 
-Test(cond, wait_with_zero_timeout_gives_eagain_with_the_lock_held, .timeout = 30)
+Test(cond, wait_with_zero_timeout_gives_eagain_with_the_lock_held)
 {
     fipc_lock l;
     fipc_cond c;
@@ -327,7 +329,7 @@ static bool pred_true(void *arg)
     return true;
 }
 
-Test(cond, wait_for_times_out_when_predicate_stays_false, .timeout = 30)
+Test(cond, wait_for_times_out_when_predicate_stays_false)
 {
     fipc_lock l;
     fipc_cond c;
@@ -350,7 +352,7 @@ Test(cond, wait_for_times_out_when_predicate_stays_false, .timeout = 30)
     cr_assert_eq(fipc_lock_release(&l), 0);
 }
 
-Test(cond, wait_for_returns_at_once_when_predicate_already_holds, .timeout = 30)
+Test(cond, wait_for_returns_at_once_when_predicate_already_holds)
 {
     fipc_lock l;
     fipc_cond c;
@@ -391,7 +393,7 @@ static int storm_notifier(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(cond, wait_for_keeps_one_deadline_across_wakeups, .timeout = 30)
+Test(cond, wait_for_keeps_one_deadline_across_wakeups)
 {
     struct storm *s = test_shared(sizeof *s);
     int calls = 0;
@@ -429,7 +431,7 @@ static int signaller(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(cond, wait_is_not_cut_short_by_signals, .timeout = 30)
+Test(cond, wait_is_not_cut_short_by_signals)
 {
     test_catch_sigusr1();
     uint32_t *stop = test_shared(sizeof *stop);
@@ -522,7 +524,7 @@ static void expect_no_token_left(struct dying_notify *d)
     cr_assert_eq(fipc_lock_release(d->lock), 0);
 }
 
-Test(cond, waiter_leaves_when_the_notifier_dies_before_waking, .timeout = 60)
+Test(cond, waiter_leaves_when_the_notifier_dies_before_waking)
 {
     struct dying_notify *d = new_dying_notify(false);
     pid_t pids[2];
@@ -540,8 +542,7 @@ Test(cond, waiter_leaves_when_the_notifier_dies_before_waking, .timeout = 60)
     expect_no_token_left(d);
 }
 
-Test(cond, waiter_leaves_when_the_notifier_dies_before_waking_and_another_notify_follows,
-     .timeout = 60)
+Test(cond, waiter_leaves_when_the_notifier_dies_before_waking_and_another_notify_follows)
 {
     /* Without its re-check, only the later notify can end the waiter's
      * sleep: it must wake although every waiter already holds a token. */
@@ -571,7 +572,7 @@ Test(cond, waiter_leaves_when_the_notifier_dies_before_waking_and_another_notify
 /* Misuse and edge cases                                             */
 /* ---------------------------------------------------------------- */
 
-Test(cond, wait_without_holding_the_lock_gives_eperm, .timeout = 30)
+Test(cond, wait_without_holding_the_lock_gives_eperm)
 {
     fipc_lock l;
     fipc_cond c;
@@ -599,7 +600,7 @@ static int hold_lock_until_stop(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(cond, wait_on_a_lock_held_by_another_process_gives_eperm, .timeout = 30)
+Test(cond, wait_on_a_lock_held_by_another_process_gives_eperm)
 {
     struct storm *s = test_shared(sizeof *s);
     init_lock_and_cond(&s->lock, &s->cond);
@@ -613,7 +614,7 @@ Test(cond, wait_on_a_lock_held_by_another_process_gives_eperm, .timeout = 30)
     cr_assert_eq(fipc_cond_n_waiting(&s->cond), 0);
 }
 
-Test(cond, null_arguments_give_einval, .timeout = 30)
+Test(cond, null_arguments_give_einval)
 {
     fipc_lock l;
     fipc_cond c;
@@ -637,7 +638,7 @@ Test(cond, null_arguments_give_einval, .timeout = 30)
     cr_assert_eq(fipc_lock_release(&l), 0);
 }
 
-Test(cond, notify_without_waiters_returns_zero_and_is_not_remembered, .timeout = 30)
+Test(cond, notify_without_waiters_returns_zero_and_is_not_remembered)
 {
     fipc_lock *l = fipc_lock_new(NULL);
     fipc_cond *c = fipc_cond_new(NULL);

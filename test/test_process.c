@@ -10,6 +10,8 @@
 
 #include <poll.h>
 
+TestSuite(process, .timeout = 30);
+
 #define LIMIT_NS FIPC_SEC(10)
 
 /* ---------------------------------------------------------------- */
@@ -76,7 +78,7 @@ static int read_pipe_until_eof(void *arg)
 /* Start, join, exit codes                                           */
 /* ---------------------------------------------------------------- */
 
-Test(process, start_runs_target_in_a_child_and_join_waits_for_it, .timeout = 30)
+Test(process, start_runs_target_in_a_child_and_join_waits_for_it)
 {
     struct shm *s = test_shared(sizeof *s);
     fipc_process *p = NULL;
@@ -112,19 +114,19 @@ static int exitcode_of(int (*target)(void *), void *arg)
     return code;
 }
 
-Test(process, exitcode_is_the_targets_return_value, .timeout = 30)
+Test(process, exitcode_is_the_targets_return_value)
 {
     cr_assert_eq(exitcode_of(return_three, NULL), 3);
     cr_assert_eq(exitcode_of(return_above_255, NULL), 5);
     cr_assert_eq(exitcode_of(return_minus_one, NULL), 255);
 }
 
-Test(process, exitcode_is_the_status_passed_to_exit, .timeout = 30)
+Test(process, exitcode_is_the_status_passed_to_exit)
 {
     cr_assert_eq(exitcode_of(call_exit_three, NULL), 3);
 }
 
-Test(process, exitcode_of_a_killed_child_is_minus_sigkill, .timeout = 30)
+Test(process, exitcode_of_a_killed_child_is_minus_sigkill)
 {
     fipc_process *p;
     cr_assert_eq(fipc_process_start(&p, pause_forever, NULL, NULL), 0);
@@ -138,7 +140,7 @@ Test(process, exitcode_of_a_killed_child_is_minus_sigkill, .timeout = 30)
     fipc_process_free(p);
 }
 
-Test(process, exitcode_of_a_child_killed_from_outside_is_minus_the_signal, .timeout = 30)
+Test(process, exitcode_of_a_child_killed_from_outside_is_minus_the_signal)
 {
     fipc_process *p;
     cr_assert_eq(fipc_process_start(&p, pause_forever, NULL, NULL), 0);
@@ -150,7 +152,7 @@ Test(process, exitcode_of_a_child_killed_from_outside_is_minus_the_signal, .time
     fipc_process_free(p);
 }
 
-Test(process, terminate_ends_child_with_minus_sigterm, .timeout = 30)
+Test(process, terminate_ends_child_with_minus_sigterm)
 {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -167,7 +169,7 @@ Test(process, terminate_ends_child_with_minus_sigterm, .timeout = 30)
     fipc_process_free(p);
 }
 
-Test(process, terminate_and_kill_after_exit_return_zero, .timeout = 30)
+Test(process, terminate_and_kill_after_exit_return_zero)
 {
     fipc_process *p;
     cr_assert_eq(fipc_process_start(&p, return_three, NULL, NULL), 0);
@@ -185,7 +187,7 @@ Test(process, terminate_and_kill_after_exit_return_zero, .timeout = 30)
 /* Running children: timeouts and snapshots                          */
 /* ---------------------------------------------------------------- */
 
-Test(process, join_times_out_while_child_runs, .timeout = 30)
+Test(process, join_times_out_while_child_runs)
 {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -222,7 +224,7 @@ static int return_seven_when_released(void *arg)
     return 7;
 }
 
-Test(process, is_alive_turns_false_once_the_child_has_ended, .timeout = 30)
+Test(process, is_alive_turns_false_once_the_child_has_ended)
 {
     struct shm *s = test_shared(sizeof *s);
     fipc_process *p;
@@ -253,7 +255,7 @@ Test(process, is_alive_turns_false_once_the_child_has_ended, .timeout = 30)
 /* Something else in the process reaped the child (a stray waitpid): the
  * handle sees it ended, and says its status is lost instead of inventing
  * one or spinning in join. */
-Test(process, exitcode_after_someone_else_reaped_gives_echild, .timeout = 30)
+Test(process, exitcode_after_someone_else_reaped_gives_echild)
 {
     fipc_process *p;
     cr_assert_eq(fipc_process_start(&p, return_three, NULL, NULL), 0);
@@ -283,7 +285,7 @@ static int pester_then_release(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(process, join_is_not_interrupted_by_signals, .timeout = 30)
+Test(process, join_is_not_interrupted_by_signals)
 {
     test_catch_sigusr1();
     struct shm *s = test_shared(sizeof *s);
@@ -328,7 +330,7 @@ static bool is_default_name(const char *name)
     return true;
 }
 
-Test(process, name_defaults_to_process_n, .timeout = 30)
+Test(process, name_defaults_to_process_n)
 {
     fipc_process *p, *q;
     cr_assert_eq(fipc_process_start(&p, return_three, NULL, NULL), 0);
@@ -360,7 +362,7 @@ static int nested_first_child_name(void *arg)
 
 /* "N counting from 1 per parent": a child that starts children of its own
  * counts from 1 again, as Python's multiprocessing does. */
-Test(process, name_counter_starts_at_one_in_each_parent, .timeout = 30)
+Test(process, name_counter_starts_at_one_in_each_parent)
 {
     fipc_process *p, *q;
     cr_assert_eq(fipc_process_start(&p, return_three, NULL, NULL), 0);
@@ -377,7 +379,7 @@ Test(process, name_counter_starts_at_one_in_each_parent, .timeout = 30)
     fipc_process_free(q);
 }
 
-Test(process, name_from_opts_is_kept, .timeout = 30)
+Test(process, name_from_opts_is_kept)
 {
     char buf[32];
     snprintf(buf, sizeof buf, "%s", "worker-a");
@@ -411,7 +413,7 @@ static int daemon_tries_to_start_a_child(void *arg)
     return r == -EPERM ? 0 : 13;
 }
 
-Test(process, daemon_child_may_not_start_children, .timeout = 30)
+Test(process, daemon_child_may_not_start_children)
 {
     fipc_process_opts o = {.name = "d", .daemon = true};
     fipc_process *p;
@@ -491,7 +493,7 @@ static void reap_quietly(pid_t pid)
     waitpid(pid, NULL, WNOHANG);
 }
 
-Test(process, daemon_child_dies_when_its_parent_exits, .timeout = 30)
+Test(process, daemon_child_dies_when_its_parent_exits)
 {
     struct orphan *s = test_shared(sizeof *s);
     pid_t mid;
@@ -503,7 +505,7 @@ Test(process, daemon_child_dies_when_its_parent_exits, .timeout = 30)
     cr_assert(ended, "daemon %d outlived its parent", (int)s->pid);
 }
 
-Test(process, daemon_child_dies_when_its_parent_is_killed, .timeout = 30)
+Test(process, daemon_child_dies_when_its_parent_is_killed)
 {
     struct orphan *s = test_shared(sizeof *s);
     pid_t mid;
@@ -520,7 +522,7 @@ Test(process, daemon_child_dies_when_its_parent_is_killed, .timeout = 30)
 
 /* The counterpart, so that the daemon tests cannot pass for the wrong
  * reason: a child that is not a daemon survives its parent. */
-Test(process, non_daemon_child_outlives_its_parent, .timeout = 30)
+Test(process, non_daemon_child_outlives_its_parent)
 {
     struct orphan *s = test_shared(sizeof *s);
     pid_t mid;
@@ -542,7 +544,7 @@ Test(process, non_daemon_child_outlives_its_parent, .timeout = 30)
 /* Bad input                                                         */
 /* ---------------------------------------------------------------- */
 
-Test(process, null_arguments_give_einval, .timeout = 30)
+Test(process, null_arguments_give_einval)
 {
     fipc_process *p = NULL;
     cr_assert_eq(fipc_process_start(NULL, return_three, NULL, NULL), -EINVAL);

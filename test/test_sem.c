@@ -15,7 +15,7 @@
 #include "common.h"
 #include "futex_faults.h"
 
-TestSuite(sem, .timeout = 120);
+TestSuite(sem, .timeout = 60);
 
 #define LC_SUITE sem
 #include "lock_contract.h"
