@@ -108,8 +108,8 @@ struct qc_variant {
 
 #define QC_ITEM     16   /* max_item of the queues that carry 8-byte values */
 #define QC_BIG_ITEM 4096 /* the largest max_item used */
-#define QC_MAX_CAP  128 /* above every capacity in the matrix */
-#define QC_MAX_PROC 4
+#define QC_MAX_CAP  128  /* above every capacity in the matrix */
+#define QC_MAX_PROC 4    /* above every mode's producers and consumers */
 /* A positive return from put or get, which must never happen: the
  * helpers below report it as this (not an errno) instead of a count. */
 #define QC_NOT_A_CODE INT_MIN
