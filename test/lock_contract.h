@@ -52,6 +52,7 @@ struct lc_ops {
     int depth;                            /* how often a holder enters: 2 for rlock */
     bool owned;                           /* has an owner, recovered after its death */
     int unheld_release;                   /* a release nobody acquired: -EPERM, -EOVERFLOW, 0 */
+    int self_acquire;                     /* a timed acquire by the owner: -EDEADLK, or 0 */
 };
 
 /* The calls of fipc_lock and fipc_rlock, which have the same shape. */
@@ -126,14 +127,15 @@ static inline bool lc_sem_null(void)
 }
 
 /* name, the adapter's prefix for init and new, and for the calls; size,
- * depth, whether it has an owner, what a release nobody acquired gives. */
+ * depth, whether it has an owner, what a release nobody acquired gives,
+ * what a timed acquire by the owner gives (a semaphore has none: 0). */
 #define LC_VARIANTS(X)                                                                             \
-    X(lock, lock, lock, sizeof(fipc_lock), 1, true, -EPERM)                                        \
-    X(rlock, rlock, rlock, sizeof(fipc_rlock), 2, true, -EPERM)                                    \
-    X(bsem1, bsem1, sem, sizeof(fipc_sem), 1, false, -EOVERFLOW)                                   \
-    X(sem1, sem1, sem, sizeof(fipc_sem), 1, false, 0)
+    X(lock, lock, lock, sizeof(fipc_lock), 1, true, -EPERM, -EDEADLK)                              \
+    X(rlock, rlock, rlock, sizeof(fipc_rlock), 2, true, -EPERM, 0)                                 \
+    X(bsem1, bsem1, sem, sizeof(fipc_sem), 1, false, -EOVERFLOW, 0)                                \
+    X(sem1, sem1, sem, sizeof(fipc_sem), 1, false, 0, 0)
 
-#define LC_OPS_(v, mk, call, sz, dep, own, unheld)                                                 \
+#define LC_OPS_(v, mk, call, sz, dep, own, unheld, self)                                           \
     __attribute__((unused)) static const struct lc_ops lc_##v = {                                  \
         .name = #v,                                                                                \
         .size = sz,                                                                                \
@@ -146,6 +148,7 @@ static inline bool lc_sem_null(void)
         .depth = dep,                                                                              \
         .owned = own,                                                                              \
         .unheld_release = unheld,                                                                  \
+        .self_acquire = self,                                                                      \
     };
 LC_VARIANTS(LC_OPS_)
 
@@ -604,6 +607,10 @@ static void lc_eownerdead_after_killing(const struct lc_ops *o, bool warm)
     cr_assert_eq(r, -EOWNERDEAD, "acquire (%s holder) gave %d (%s)", warm ? "warm" : "cold", r,
                  fipc_strerror(r));
     cr_assert(o->held(h->lock), "-EOWNERDEAD means the caller holds it");
+    /* ...as its owner: a Lock refuses it a second time, an RLock nests. */
+    cr_assert_eq(o->acquire(h->lock, FIPC_MSEC(1)), o->self_acquire);
+    if (o->self_acquire == 0)
+        cr_assert_eq(o->release(h->lock), 0);
     /* Held once: the dead holder's nesting died with it. */
     cr_assert_eq(o->release(h->lock), 0);
     cr_assert_not(o->held(h->lock), "the dead holder's levels passed to its heir");
