@@ -27,6 +27,17 @@
 
 #include <fipc.h>
 
+/* Bound on every wait that should end promptly: a handshake between test
+ * processes, or a call that only has to wait for another process to make
+ * progress.  Generous, since a loaded two-core machine (or a sanitizer
+ * build) may not schedule a child for a long while: reaching it means a
+ * lost wake-up or a hang, never a slow machine.  Short enough that a test
+ * whose handshake fails still reports it within its suite's timeout. */
+#define HANDSHAKE_NS FIPC_SEC(30)
+
+/* How long children that only wait to be woken may take to finish. */
+#define REAP_NS FIPC_SEC(30)
+
 /* A child's verdict: exit(CHILD_FAIL(n)) names failed check n (1..120). */
 #define CHILD_OK      0
 #define CHILD_FAIL(n) (n)
@@ -202,6 +213,45 @@ static inline void test_reap_within(const pid_t *pids, int n, int64_t limit_ns)
         cr_assert_eq(WEXITSTATUS(status[i]), 0, "child %d failed check %d", i,
                      WEXITSTATUS(status[i]));
     }
+}
+
+/* Join a fipc_process and assert it exited with status 0. */
+static inline void test_process_expect_ok(fipc_process *p)
+{
+    int r = fipc_process_join(p, HANDSHAKE_NS);
+    cr_assert_eq(r, 0, "join %s: %s", fipc_process_name(p), fipc_strerror(r));
+    int code = -1;
+    cr_assert_eq(fipc_process_exitcode(p, &code), 0);
+    cr_assert_eq(code, 0, "%s failed check %d", fipc_process_name(p), code);
+    fipc_process_free(p);
+}
+
+/* Whether this program was built with AddressSanitizer. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifndef TEST_ASAN
+#define TEST_ASAN 0
+#endif
+
+/* A stress count n, scaled: by FIPC_TEST_SCALE if set (a positive factor,
+ * e.g. 0.1 or 10), and by a quarter under AddressSanitizer, where every
+ * memory access costs several times as much and the suite must still fit
+ * the time the release build takes.  Never below 1. */
+static inline uint64_t test_scaled(uint64_t n)
+{
+    double f = TEST_ASAN ? 0.25 : 1.0;
+    const char *e = getenv("FIPC_TEST_SCALE");
+    if (e && *e) {
+        double g = strtod(e, NULL);
+        if (g > 0) f *= g;
+    }
+    double m = (double)n * f;
+    return m < 1 ? 1 : (uint64_t)m;
 }
 
 /* Kill pid with SIGKILL, reap it, and assert that SIGKILL is what ended it. */

@@ -14,6 +14,8 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+TestSuite(arena, .timeout = 30);
+
 #define LIMIT_NS FIPC_SEC(10)
 #define MIB      ((size_t)1 << 20)
 
@@ -78,7 +80,7 @@ static int memfd_with(const void *src, size_t n, bool sealed)
 /* Create and allocate                                               */
 /* ---------------------------------------------------------------- */
 
-Test(arena, create_gives_an_arena_with_fd_size_and_header, .timeout = 30)
+Test(arena, create_gives_an_arena_with_fd_size_and_header)
 {
     fipc_arena *a = new_arena(MIB);
     int fd = fipc_arena_fd(a);
@@ -91,7 +93,7 @@ Test(arena, create_gives_an_arena_with_fd_size_and_header, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, small_arenas_are_rounded_up_to_64k, .timeout = 30)
+Test(arena, small_arenas_are_rounded_up_to_64k)
 {
     fipc_arena *a = new_arena(1);
     size_t size = fipc_arena_size(a);
@@ -100,7 +102,7 @@ Test(arena, small_arenas_are_rounded_up_to_64k, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, create_rejects_bad_arguments, .timeout = 30)
+Test(arena, create_rejects_bad_arguments)
 {
     fipc_arena *a = NULL;
     cr_assert_eq(fipc_arena_create(NULL, "x", MIB), -EINVAL);
@@ -111,7 +113,7 @@ Test(arena, create_rejects_bad_arguments, .timeout = 30)
     fipc_arena_close(NULL);
 }
 
-Test(arena, alloc_respects_alignment_and_zero_fills, .timeout = 30)
+Test(arena, alloc_respects_alignment_and_zero_fills)
 {
     fipc_arena *a = new_arena(MIB);
     for (size_t align = 1; align <= 4096; align *= 2) {
@@ -133,7 +135,7 @@ Test(arena, alloc_respects_alignment_and_zero_fills, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, alloc_rejects_bad_alignment, .timeout = 30)
+Test(arena, alloc_rejects_bad_alignment)
 {
     fipc_arena *a = new_arena(MIB);
     size_t used = fipc_arena_used(a);
@@ -145,7 +147,7 @@ Test(arena, alloc_rejects_bad_alignment, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, alloc_returns_null_when_full, .timeout = 30)
+Test(arena, alloc_returns_null_when_full)
 {
     fipc_arena *a = new_arena(64 * 1024);
     size_t size = fipc_arena_size(a);
@@ -188,7 +190,7 @@ static int alloc_and_stamp(int me, void *arg)
     return CHILD_OK;
 }
 
-Test(arena, alloc_from_several_processes_never_overlaps, .timeout = 30)
+Test(arena, alloc_from_several_processes_never_overlaps)
 {
     struct many *s = test_shared(sizeof *s);
     s->a = new_arena(4 * MIB);
@@ -208,7 +210,7 @@ Test(arena, alloc_from_several_processes_never_overlaps, .timeout = 30)
 /* Directory                                                         */
 /* ---------------------------------------------------------------- */
 
-Test(arena, publish_and_lookup_find_objects_by_name, .timeout = 30)
+Test(arena, publish_and_lookup_find_objects_by_name)
 {
     fipc_arena *a = new_arena(MIB);
     uint64_t *x = fipc_arena_alloc(a, sizeof *x, 8);
@@ -225,7 +227,7 @@ Test(arena, publish_and_lookup_find_objects_by_name, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, publish_rejects_duplicates_long_keys_and_outside_objects, .timeout = 30)
+Test(arena, publish_rejects_duplicates_long_keys_and_outside_objects)
 {
     fipc_arena *a = new_arena(MIB);
     fipc_arena *b = new_arena(MIB);
@@ -257,7 +259,7 @@ Test(arena, publish_rejects_duplicates_long_keys_and_outside_objects, .timeout =
     fipc_arena_close(a);
 }
 
-Test(arena, publish_gives_enospc_when_directory_is_full, .timeout = 30)
+Test(arena, publish_gives_enospc_when_directory_is_full)
 {
     fipc_arena *a = new_arena(MIB);
     char *obj = fipc_arena_alloc(a, FIPC_ARENA_DIR_SLOTS + 1, 1);
@@ -278,7 +280,7 @@ Test(arena, publish_gives_enospc_when_directory_is_full, .timeout = 30)
 /* Attach: other mappings, other processes                           */
 /* ---------------------------------------------------------------- */
 
-Test(arena, attach_in_same_process_maps_the_same_bytes_elsewhere, .timeout = 30)
+Test(arena, attach_in_same_process_maps_the_same_bytes_elsewhere)
 {
     fipc_arena *a = new_arena(MIB);
     int fd = fipc_arena_fd(a);
@@ -342,7 +344,7 @@ static int attach_two_views(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(arena, attach_in_forked_child_sees_objects_and_later_allocations, .timeout = 30)
+Test(arena, attach_in_forked_child_sees_objects_and_later_allocations)
 {
     struct forked *s = test_shared(sizeof *s);
     s->a = new_arena(8 * MIB);
@@ -394,7 +396,7 @@ static int recv_and_modify(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(arena, send_hands_arena_to_a_process_that_did_not_inherit_it, .timeout = 30)
+Test(arena, send_hands_arena_to_a_process_that_did_not_inherit_it)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -427,7 +429,7 @@ Test(arena, send_hands_arena_to_a_process_that_did_not_inherit_it, .timeout = 30
     fipc_arena_close(a);
 }
 
-Test(arena, send_to_a_closed_peer_gives_epipe_without_sigpipe, .timeout = 30)
+Test(arena, send_to_a_closed_peer_gives_epipe_without_sigpipe)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -439,7 +441,7 @@ Test(arena, send_to_a_closed_peer_gives_epipe_without_sigpipe, .timeout = 30)
     fipc_arena_close(a);
 }
 
-Test(arena, recv_without_a_descriptor_gives_eproto, .timeout = 30)
+Test(arena, recv_without_a_descriptor_gives_eproto)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -453,7 +455,7 @@ Test(arena, recv_without_a_descriptor_gives_eproto, .timeout = 30)
     close(sv[1]);
 }
 
-Test(arena, recv_from_a_closed_peer_gives_epipe, .timeout = 30)
+Test(arena, recv_from_a_closed_peer_gives_epipe)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -468,7 +470,7 @@ Test(arena, recv_from_a_closed_peer_gives_epipe, .timeout = 30)
 /* attach: bad descriptors                                            */
 /* ---------------------------------------------------------------- */
 
-Test(arena, attach_of_dev_null_fails_cleanly, .timeout = 30)
+Test(arena, attach_of_dev_null_fails_cleanly)
 {
     int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     cr_assert_geq(fd, 0);
@@ -479,7 +481,7 @@ Test(arena, attach_of_dev_null_fails_cleanly, .timeout = 30)
     close(fd);
 }
 
-Test(arena, attach_of_a_pipe_fails_cleanly, .timeout = 30)
+Test(arena, attach_of_a_pipe_fails_cleanly)
 {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -491,7 +493,7 @@ Test(arena, attach_of_a_pipe_fails_cleanly, .timeout = 30)
     close(fds[1]);
 }
 
-Test(arena, attach_of_random_bytes_gives_eproto, .timeout = 30)
+Test(arena, attach_of_random_bytes_gives_eproto)
 {
     unsigned char *junk = malloc(MIB);
     cr_assert_not_null(junk);
@@ -508,7 +510,7 @@ Test(arena, attach_of_random_bytes_gives_eproto, .timeout = 30)
     close(fd);
 }
 
-Test(arena, attach_of_a_closed_fd_gives_ebadf, .timeout = 30)
+Test(arena, attach_of_a_closed_fd_gives_ebadf)
 {
     cr_assert_eq(fcntl(12345, F_GETFD), -1, "fd 12345 happens to be open");
     fipc_arena *b = NULL;
@@ -520,7 +522,7 @@ Test(arena, attach_of_a_closed_fd_gives_ebadf, .timeout = 30)
     close(fd);
 }
 
-Test(arena, attach_of_a_truncated_file_gives_eproto, .timeout = 30)
+Test(arena, attach_of_a_truncated_file_gives_eproto)
 {
     fipc_arena *b = NULL;
     int fd = memfd_with(NULL, 10, true);
@@ -534,7 +536,7 @@ Test(arena, attach_of_a_truncated_file_gives_eproto, .timeout = 30)
 
 /* A real header in a file shorter than the size it claims must be refused:
  * mapping the claimed size would fault (SIGBUS) past the end of the file. */
-Test(arena, attach_of_a_header_copied_into_a_short_file_gives_eproto, .timeout = 30)
+Test(arena, attach_of_a_header_copied_into_a_short_file_gives_eproto)
 {
     fipc_arena *a = new_arena(4 * MIB);
     size_t n = 64 * 1024;
@@ -554,7 +556,7 @@ Test(arena, attach_of_a_header_copied_into_a_short_file_gives_eproto, .timeout =
 /* A byte-for-byte copy of a real arena in a memfd whose size is not sealed:
  * its sender could shrink it under the receiver's mapping (SIGBUS), so
  * attach refuses it. */
-Test(arena, attach_of_an_unsealed_copy_gives_eproto, .timeout = 30)
+Test(arena, attach_of_an_unsealed_copy_gives_eproto)
 {
     fipc_arena *a = new_arena(MIB);
     uint64_t *v = fipc_arena_alloc(a, 8, 8);
@@ -597,7 +599,7 @@ static int count_under_default_lock(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(arena, default_arena_is_one_arena_inherited_by_children, .timeout = 30)
+Test(arena, default_arena_is_one_arena_inherited_by_children)
 {
     fipc_arena *d = fipc_default_arena();
     cr_assert_not_null(d);
@@ -619,7 +621,7 @@ Test(arena, default_arena_is_one_arena_inherited_by_children, .timeout = 30)
     cr_assert_not(fipc_lock_locked(s->lock));
 }
 
-Test(arena, closing_the_default_arena_keeps_it_mapped, .timeout = 30)
+Test(arena, closing_the_default_arena_keeps_it_mapped)
 {
     fipc_arena *d = fipc_default_arena();
     cr_assert_not_null(d);
@@ -632,7 +634,7 @@ Test(arena, closing_the_default_arena_keeps_it_mapped, .timeout = 30)
     cr_assert_not_null(fipc_arena_alloc(d, 8, 8));
 }
 
-Test(arena, default_arena_size_follows_the_environment, .timeout = 30)
+Test(arena, default_arena_size_follows_the_environment)
 {
     /* Each Criterion test runs in its own process, so the default arena of
      * this one does not exist yet. */
@@ -715,7 +717,7 @@ static int send_extra_fds_child(int i, void *arg)
 /* Every descriptor that arrives is closed unless it becomes the arena;
  * SO_PASSCRED credentials (or any other control message) are no reason to
  * refuse one. */
-Test(arena, recv_closes_every_extra_descriptor_and_accepts_a_socket_with_so_passcred, .timeout = 30)
+Test(arena, recv_closes_every_extra_descriptor_and_accepts_a_socket_with_so_passcred)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -775,8 +777,7 @@ static int shrink_then_seal_child(int i, void *arg)
 /* The size of a file means something only once it is sealed: attach reads
  * the seals first, so a sender that shrinks the file and then seals it is
  * refused instead of leaving a mapping that raises SIGBUS. */
-Test(arena, attach_reads_the_size_after_the_seals_so_a_file_shrunk_then_sealed_is_refused,
-     .timeout = 30)
+Test(arena, attach_reads_the_size_after_the_seals_so_a_file_shrunk_then_sealed_is_refused)
 {
     fipc_arena *good = new_arena(MIB);
     unsigned char *copy = malloc(MIB);
@@ -809,7 +810,7 @@ Test(arena, attach_reads_the_size_after_the_seals_so_a_file_shrunk_then_sealed_i
 /* attach: descriptors an arena cannot be mapped from                 */
 /* ---------------------------------------------------------------- */
 
-Test(arena, attach_of_a_read_only_or_write_only_descriptor_gives_ebadf, .timeout = 30)
+Test(arena, attach_of_a_read_only_or_write_only_descriptor_gives_ebadf)
 {
     fipc_arena *a = new_arena(MIB);
     char path[64];
@@ -825,7 +826,7 @@ Test(arena, attach_of_a_read_only_or_write_only_descriptor_gives_ebadf, .timeout
     fipc_arena_close(a);
 }
 
-Test(arena, attach_of_a_write_sealed_copy_gives_eproto, .timeout = 30)
+Test(arena, attach_of_a_write_sealed_copy_gives_eproto)
 {
     fipc_arena *a = new_arena(MIB);
     size_t n = fipc_arena_size(a);
@@ -888,7 +889,7 @@ static void peer_writes_u64(fipc_arena *a, size_t at, uint64_t v)
 
 /* The allocation cursor is shared: a value that cannot be right makes
  * alloc fail, never hand out the header or memory past the end. */
-Test(arena, alloc_after_a_peer_wrote_garbage_into_the_cursor_gives_null, .timeout = 30)
+Test(arena, alloc_after_a_peer_wrote_garbage_into_the_cursor_gives_null)
 {
     fipc_arena *a = new_arena(MIB);
     size_t size = fipc_arena_size(a), used = fipc_arena_used(a);
@@ -925,7 +926,7 @@ static void peer_writes_entry(fipc_arena *a, int slot, const char *key, size_t k
 /* Directory entries are shared too: an offset into the header or past the
  * end, or a key without its NUL, is never followed; publish then refuses
  * to add to a directory it cannot trust. */
-Test(arena, lookup_and_publish_after_a_peer_wrote_garbage_into_the_directory, .timeout = 30)
+Test(arena, lookup_and_publish_after_a_peer_wrote_garbage_into_the_directory)
 {
     fipc_arena *a = new_arena(MIB);
     size_t size = fipc_arena_size(a);
@@ -995,7 +996,7 @@ static int pidns_arena_child(int i, void *arg)
 
 /* Locks hold thread ids, which mean the same thing only within one pid
  * namespace: a process of another refuses the arena, by attach or recv. */
-Test(arena, attach_and_recv_in_another_pid_namespace_give_exdev, .timeout = 30)
+Test(arena, attach_and_recv_in_another_pid_namespace_give_exdev)
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);

@@ -6,6 +6,8 @@
  */
 #include "common.h"
 
+TestSuite(barrier, .timeout = 30);
+
 #define LIMIT_NS FIPC_SEC(10)
 
 /* Wait (bounded) until fipc_barrier_n_waiting(b) == want. */
@@ -49,7 +51,7 @@ static int rounds_party(int me, void *arg)
     return CHILD_OK;
 }
 
-Test(barrier, every_round_hands_out_each_index_once, .timeout = 30)
+Test(barrier, every_round_hands_out_each_index_once)
 {
     struct rounds *s = test_shared(sizeof *s);
     s->b = fipc_barrier_new(NULL, RR_PARTIES);
@@ -68,7 +70,7 @@ Test(barrier, every_round_hands_out_each_index_once, .timeout = 30)
     cr_assert_eq(fipc_barrier_parties(s->b), RR_PARTIES);
 }
 
-Test(barrier, single_party_barrier_never_blocks, .timeout = 30)
+Test(barrier, single_party_barrier_never_blocks)
 {
     fipc_barrier b;
     cr_assert_eq(fipc_barrier_init(&b, 1), 0);
@@ -110,7 +112,7 @@ static int one_round(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(barrier, timeout_breaks_barrier_for_every_waiter_until_reset, .timeout = 30)
+Test(barrier, timeout_breaks_barrier_for_every_waiter_until_reset)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
@@ -164,7 +166,7 @@ static int one_round_dying_with_test(int i, void *arg)
  * out while they are still on their way out (preempted, say) must not turn
  * their success into -ECANCELED.  The other party of that round already
  * returned its index, so both must agree that the round completed. */
-Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round, .timeout = 30)
+Test(barrier, timeout_of_a_later_caller_does_not_cancel_a_released_round)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
@@ -229,7 +231,7 @@ static void full_round(struct brk *s, int parties)
 
 /* A party killed after arriving counts as arrived: its round is released,
  * and the next rounds start without waiting for it to leave. */
-Test(barrier, party_killed_after_arriving_does_not_hold_up_later_rounds, .timeout = 30)
+Test(barrier, party_killed_after_arriving_does_not_hold_up_later_rounds)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
@@ -246,7 +248,7 @@ Test(barrier, party_killed_after_arriving_does_not_hold_up_later_rounds, .timeou
 /* A party killed inside a round that cannot fill without it: the others'
  * timeout breaks the barrier (and says so), and reset starts a fresh round
  * that a replacement party can complete. */
-Test(barrier, reset_after_a_party_died_inside_starts_a_fresh_round, .timeout = 30)
+Test(barrier, reset_after_a_party_died_inside_starts_a_fresh_round)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
@@ -322,7 +324,7 @@ static int32_t resume(struct brk *s, pid_t slow)
     return WEXITSTATUS(status) == 0 ? s->idx[SLOW] : -1;
 }
 
-Test(barrier, released_party_keeps_its_index_while_later_rounds_run, .timeout = 30)
+Test(barrier, released_party_keeps_its_index_while_later_rounds_run)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
@@ -345,7 +347,7 @@ Test(barrier, released_party_keeps_its_index_while_later_rounds_run, .timeout = 
  * rounds, and counts breaks and resets.  A released party that runs again
  * only after more rounds than that, one of them broken, cannot be told
  * which of them was its own: it gets -ECANCELED. */
-Test(barrier, released_party_past_15_rounds_and_a_break_gets_ecanceled, .timeout = 30)
+Test(barrier, released_party_past_15_rounds_and_a_break_gets_ecanceled)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
@@ -357,7 +359,7 @@ Test(barrier, released_party_past_15_rounds_and_a_break_gets_ecanceled, .timeout
     full_round(s, 2);
 }
 
-Test(barrier, zero_timeout_with_parties_missing_breaks_at_once, .timeout = 30)
+Test(barrier, zero_timeout_with_parties_missing_breaks_at_once)
 {
     fipc_barrier b;
     cr_assert_eq(fipc_barrier_init(&b, 2), 0);
@@ -368,7 +370,7 @@ Test(barrier, zero_timeout_with_parties_missing_breaks_at_once, .timeout = 30)
     cr_assert_not(fipc_barrier_broken(&b));
 }
 
-Test(barrier, abort_cancels_current_and_later_waiters, .timeout = 30)
+Test(barrier, abort_cancels_current_and_later_waiters)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
@@ -400,7 +402,7 @@ static int expect_canceled_by_reset(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(barrier, reset_cancels_current_waiters_and_leaves_barrier_usable, .timeout = 30)
+Test(barrier, reset_cancels_current_waiters_and_leaves_barrier_usable)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 2), 0);
@@ -427,7 +429,7 @@ Test(barrier, reset_cancels_current_waiters_and_leaves_barrier_usable, .timeout 
 /* Snapshots and bad input                                           */
 /* ---------------------------------------------------------------- */
 
-Test(barrier, n_waiting_and_parties_report_the_current_round, .timeout = 30)
+Test(barrier, n_waiting_and_parties_report_the_current_round)
 {
     struct brk *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_barrier_init(&s->b, 3), 0);
@@ -452,7 +454,7 @@ Test(barrier, n_waiting_and_parties_report_the_current_round, .timeout = 30)
     cr_assert_eq(fipc_barrier_parties(&s->b), 3);
 }
 
-Test(barrier, parties_out_of_range_give_einval, .timeout = 30)
+Test(barrier, parties_out_of_range_give_einval)
 {
     fipc_barrier b;
     cr_assert_eq(fipc_barrier_init(&b, 0), -EINVAL);
@@ -473,7 +475,7 @@ Test(barrier, parties_out_of_range_give_einval, .timeout = 30)
 /* Shared memory is input from every process: a barrier zeroed but never
  * initialised is a bad argument, and one whose count a peer has driven past
  * parties (state bits 0..15, see barrier.md) is refused, never obeyed. */
-Test(barrier, uninitialised_or_corrupt_barrier_is_refused, .timeout = 30)
+Test(barrier, uninitialised_or_corrupt_barrier_is_refused)
 {
     fipc_barrier *b = test_shared(sizeof *b);
     cr_assert_eq(fipc_barrier_wait(b, 0), -EINVAL);
@@ -488,7 +490,7 @@ Test(barrier, uninitialised_or_corrupt_barrier_is_refused, .timeout = 30)
     cr_assert(fipc_barrier_broken(b));
 }
 
-Test(barrier, null_barrier_gives_einval, .timeout = 30)
+Test(barrier, null_barrier_gives_einval)
 {
     cr_assert_eq(fipc_barrier_init(NULL, 2), -EINVAL);
     cr_assert_eq(fipc_barrier_wait(NULL, 0), -EINVAL);

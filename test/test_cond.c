@@ -8,6 +8,8 @@
 #include "common.h"
 #include "futex_faults.h"
 
+TestSuite(cond, .timeout = 60);
+
 /* How long any handshake or in-child wait may take before a check fails:
  * far above anything a loaded two-core machine needs. */
 #define LIMIT_NS FIPC_SEC(10)
@@ -114,7 +116,7 @@ static int pc_child(int i, void *arg)
     return i < PC_PRODUCERS ? pc_producer(i, arg) : pc_consumer(i - PC_PRODUCERS, arg);
 }
 
-Test(cond, wait_for_moves_every_item_exactly_once_between_processes, .timeout = 30)
+Test(cond, wait_for_moves_every_item_exactly_once_between_processes)
 {
     struct pc *s = test_shared(sizeof *s);
     cr_assert_eq(fipc_lock_init(&s->lock), 0);
@@ -211,7 +213,7 @@ static void notify_locked(struct nw *s, int n)
     cr_assert_eq(fipc_lock_release(s->lock), 0);
 }
 
-Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
+Test(cond, notify_one_wakes_exactly_one_of_three_sleepers)
 {
     pid_t pids[NW_WAITERS];
     struct nw *s = start_nw_waiters(pids);
@@ -253,7 +255,7 @@ Test(cond, notify_one_wakes_exactly_one_of_three_sleepers, .timeout = 30)
 }
 
 /* notify(n) with n > 1 wakes exactly n of the sleepers. */
-Test(cond, notify_two_wakes_exactly_two_of_three_sleepers, .timeout = 30)
+Test(cond, notify_two_wakes_exactly_two_of_three_sleepers)
 {
     pid_t pids[NW_WAITERS];
     struct nw *s = start_nw_waiters(pids);
@@ -312,7 +314,7 @@ static int late_waiter(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(cond, a_notify_is_not_taken_by_a_waiter_that_came_after_it, .timeout = 30)
+Test(cond, a_notify_is_not_taken_by_a_waiter_that_came_after_it)
 {
     struct late *s = test_shared(sizeof *s);
     s->lock = fipc_lock_new(NULL);
@@ -384,7 +386,7 @@ static int pingpong_player(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(cond, two_processes_taking_turns_with_notify_one_never_stall, .timeout = 60)
+Test(cond, two_processes_taking_turns_with_notify_one_never_stall)
 {
     struct pingpong *s = test_shared(sizeof *s);
     init_lock_and_cond(&s->lock, &s->cond);
@@ -442,7 +444,7 @@ static int genbar_party(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(cond, generation_barrier_on_notify_all_releases_every_round, .timeout = 60)
+Test(cond, generation_barrier_on_notify_all_releases_every_round)
 {
     struct genbar *s = test_shared(sizeof *s);
     init_lock_and_cond(&s->lock, &s->cond);
@@ -458,7 +460,7 @@ Test(cond, generation_barrier_on_notify_all_releases_every_round, .timeout = 60)
 /* Timeouts                                                          */
 /* ---------------------------------------------------------------- */
 
-Test(cond, wait_times_out_after_its_timeout_with_the_lock_held, .timeout = 30)
+Test(cond, wait_times_out_after_its_timeout_with_the_lock_held)
 {
     fipc_lock l;
     fipc_cond c;
@@ -476,7 +478,7 @@ Test(cond, wait_times_out_after_its_timeout_with_the_lock_held, .timeout = 30)
     cr_assert_not(fipc_lock_locked(&l));
 }
 
-Test(cond, wait_with_zero_timeout_gives_eagain_with_the_lock_held, .timeout = 30)
+Test(cond, wait_with_zero_timeout_gives_eagain_with_the_lock_held)
 {
     fipc_lock l;
     fipc_cond c;
@@ -503,7 +505,7 @@ static bool pred_true(void *arg)
     return true;
 }
 
-Test(cond, wait_for_times_out_when_predicate_stays_false, .timeout = 30)
+Test(cond, wait_for_times_out_when_predicate_stays_false)
 {
     fipc_lock l;
     fipc_cond c;
@@ -526,7 +528,7 @@ Test(cond, wait_for_times_out_when_predicate_stays_false, .timeout = 30)
     cr_assert_eq(fipc_lock_release(&l), 0);
 }
 
-Test(cond, wait_for_returns_at_once_when_predicate_already_holds, .timeout = 30)
+Test(cond, wait_for_returns_at_once_when_predicate_already_holds)
 {
     fipc_lock l;
     fipc_cond c;
@@ -567,7 +569,7 @@ static int storm_notifier(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(cond, wait_for_keeps_one_deadline_across_wakeups, .timeout = 30)
+Test(cond, wait_for_keeps_one_deadline_across_wakeups)
 {
     struct storm *s = test_shared(sizeof *s);
     int calls = 0;
@@ -605,7 +607,7 @@ static int signaller(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(cond, wait_is_not_cut_short_by_signals, .timeout = 30)
+Test(cond, wait_is_not_cut_short_by_signals)
 {
     test_catch_sigusr1();
     uint32_t *stop = test_shared(sizeof *stop);
@@ -698,7 +700,7 @@ static void expect_no_token_left(struct dying_notify *d)
     cr_assert_eq(fipc_lock_release(d->lock), 0);
 }
 
-Test(cond, waiter_leaves_when_the_notifier_dies_before_waking, .timeout = 60)
+Test(cond, waiter_leaves_when_the_notifier_dies_before_waking)
 {
     struct dying_notify *d = new_dying_notify(false);
     pid_t pids[2];
@@ -716,8 +718,7 @@ Test(cond, waiter_leaves_when_the_notifier_dies_before_waking, .timeout = 60)
     expect_no_token_left(d);
 }
 
-Test(cond, waiter_leaves_when_the_notifier_dies_before_waking_and_another_notify_follows,
-     .timeout = 60)
+Test(cond, waiter_leaves_when_the_notifier_dies_before_waking_and_another_notify_follows)
 {
     /* Without its re-check, only the later notify can end the waiter's
      * sleep: it must wake although it finds nobody left to notify. */
@@ -804,7 +805,7 @@ static void expect_nothing_left(struct dead_waiter *d)
     cr_assert_eq(fipc_lock_release(d->lock), 0);
 }
 
-Test(cond, waiter_killed_in_wait_is_forgotten_once_notified, .timeout = 30)
+Test(cond, waiter_killed_in_wait_is_forgotten_once_notified)
 {
     struct dead_waiter *d = new_dead_waiter();
     pid_t victim = start_sleeper(d, 1);
@@ -826,7 +827,7 @@ Test(cond, waiter_killed_in_wait_is_forgotten_once_notified, .timeout = 30)
 /* The worst a dead waiter costs is one wake-up of one notify(n): make it
  * the only waiter of its generation not yet notified, with a live waiter
  * behind it, and two notify(1) release the live one. */
-Test(cond, waiter_killed_in_wait_costs_at_most_one_wake_up, .timeout = 30)
+Test(cond, waiter_killed_in_wait_costs_at_most_one_wake_up)
 {
     struct dead_waiter *d = new_dead_waiter();
     pid_t victim = start_sleeper(d, 1);
@@ -850,7 +851,7 @@ Test(cond, waiter_killed_in_wait_costs_at_most_one_wake_up, .timeout = 30)
 /* Misuse and edge cases                                             */
 /* ---------------------------------------------------------------- */
 
-Test(cond, wait_without_holding_the_lock_gives_eperm, .timeout = 30)
+Test(cond, wait_without_holding_the_lock_gives_eperm)
 {
     fipc_lock l;
     fipc_cond c;
@@ -878,7 +879,7 @@ static int hold_lock_until_stop(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(cond, wait_on_a_lock_held_by_another_process_gives_eperm, .timeout = 30)
+Test(cond, wait_on_a_lock_held_by_another_process_gives_eperm)
 {
     struct storm *s = test_shared(sizeof *s);
     init_lock_and_cond(&s->lock, &s->cond);
@@ -892,7 +893,7 @@ Test(cond, wait_on_a_lock_held_by_another_process_gives_eperm, .timeout = 30)
     cr_assert_eq(fipc_cond_n_waiting(&s->cond), 0);
 }
 
-Test(cond, null_arguments_give_einval, .timeout = 30)
+Test(cond, null_arguments_give_einval)
 {
     fipc_lock l;
     fipc_cond c;
@@ -916,7 +917,7 @@ Test(cond, null_arguments_give_einval, .timeout = 30)
     cr_assert_eq(fipc_lock_release(&l), 0);
 }
 
-Test(cond, notify_without_waiters_returns_zero_and_is_not_remembered, .timeout = 30)
+Test(cond, notify_without_waiters_returns_zero_and_is_not_remembered)
 {
     fipc_lock *l = fipc_lock_new(NULL);
     fipc_cond *c = fipc_cond_new(NULL);

@@ -10,13 +10,11 @@
 
 #include <pthread.h>
 
-#define HANDSHAKE_NS FIPC_SEC(20)
-/* How long children that only wait to be woken may take to finish. */
-#define REAP_NS FIPC_SEC(30)
+TestSuite(event, .timeout = 60);
 
 /* ---- Basics ---- */
 
-Test(event, new_event_is_clear_and_set_clear_toggle_is_set, .timeout = 30)
+Test(event, new_event_is_clear_and_set_clear_toggle_is_set)
 {
     fipc_event *e = fipc_event_new(NULL);
     cr_assert_not_null(e);
@@ -37,7 +35,7 @@ Test(event, new_event_is_clear_and_set_clear_toggle_is_set, .timeout = 30)
     cr_assert(fipc_event_is_set(&own));
 }
 
-Test(event, wait_on_a_set_event_returns_0_at_once_even_with_timeout_0, .timeout = 30)
+Test(event, wait_on_a_set_event_returns_0_at_once_even_with_timeout_0)
 {
     fipc_event *e = fipc_event_new(NULL);
     cr_assert_not_null(e);
@@ -52,7 +50,7 @@ Test(event, wait_on_a_set_event_returns_0_at_once_even_with_timeout_0, .timeout 
     cr_assert(fipc_event_is_set(e), "waiting does not consume the flag");
 }
 
-Test(event, set_then_clear_before_the_wait_starts_is_not_seen, .timeout = 30)
+Test(event, set_then_clear_before_the_wait_starts_is_not_seen)
 {
     fipc_event *e = fipc_event_new(NULL);
     cr_assert_not_null(e);
@@ -62,7 +60,7 @@ Test(event, set_then_clear_before_the_wait_starts_is_not_seen, .timeout = 30)
     cr_assert_eq(fipc_event_wait(e, FIPC_MSEC(20)), -ETIMEDOUT);
 }
 
-Test(event, null_arguments_give_einval, .timeout = 30)
+Test(event, null_arguments_give_einval)
 {
     cr_assert_eq(fipc_event_init(NULL), -EINVAL);
     cr_assert_eq(fipc_event_set(NULL), -EINVAL);
@@ -75,7 +73,7 @@ Test(event, null_arguments_give_einval, .timeout = 30)
 
 /* ---- Timeouts ---- */
 
-Test(event, wait_times_out_after_50ms_when_unset, .timeout = 30)
+Test(event, wait_times_out_after_50ms_when_unset)
 {
     fipc_event *e = fipc_event_new(NULL);
     cr_assert_not_null(e);
@@ -87,7 +85,7 @@ Test(event, wait_times_out_after_50ms_when_unset, .timeout = 30)
     cr_assert_lt(elapsed, FIPC_SEC(5), "took %lld ns", (long long)elapsed);
 }
 
-Test(event, wait_with_zero_timeout_fails_with_eagain_at_once_when_unset, .timeout = 30)
+Test(event, wait_with_zero_timeout_fails_with_eagain_at_once_when_unset)
 {
     fipc_event *e = fipc_event_new(NULL);
     cr_assert_not_null(e);
@@ -98,7 +96,7 @@ Test(event, wait_with_zero_timeout_fails_with_eagain_at_once_when_unset, .timeou
     cr_assert_lt(elapsed, FIPC_SEC(1), "took %lld ns", (long long)elapsed);
 }
 
-Test(event, timed_wait_is_not_cut_short_by_signals, .timeout = 30)
+Test(event, timed_wait_is_not_cut_short_by_signals)
 {
     fipc_event *e = fipc_event_new(NULL);
     cr_assert_not_null(e);
@@ -159,14 +157,14 @@ static void run_crossing(fipc_event *light)
     cr_assert_eq(c->passed, CARS, "%u of %d cars passed", c->passed, CARS);
 }
 
-Test(event, traffic_light_holds_10_cars_on_red_and_lets_all_pass_on_green, .timeout = 60)
+Test(event, traffic_light_holds_10_cars_on_red_and_lets_all_pass_on_green)
 {
     fipc_event *light = fipc_event_new(NULL);
     cr_assert_not_null(light);
     run_crossing(light);
 }
 
-Test(event, traffic_light_works_with_an_event_initialised_in_mmap_memory, .timeout = 60)
+Test(event, traffic_light_works_with_an_event_initialised_in_mmap_memory)
 {
     fipc_event *light = test_shared(sizeof *light);
     cr_assert_eq(fipc_event_init(light), 0);
@@ -204,7 +202,7 @@ static struct pulse *start_pulse_waiters(pid_t pids[4])
     return p;
 }
 
-Test(event, sleepers_wake_with_0_when_the_event_is_set_and_cleared_at_once, .timeout = 60)
+Test(event, sleepers_wake_with_0_when_the_event_is_set_and_cleared_at_once)
 {
     pid_t pids[4];
     struct pulse *p = start_pulse_waiters(pids);
@@ -219,7 +217,7 @@ Test(event, sleepers_wake_with_0_when_the_event_is_set_and_cleared_at_once, .tim
 /* The same, made deterministic: the sleepers are stopped (still inside
  * wait) while the flag goes up and down, so none can run in between and
  * every one of them must rely on the generation to see that it was set. */
-Test(event, stopped_waiters_return_0_after_a_set_and_clear_they_could_not_see, .timeout = 60)
+Test(event, stopped_waiters_return_0_after_a_set_and_clear_they_could_not_see)
 {
     pid_t pids[4];
     struct pulse *p = start_pulse_waiters(pids);
@@ -245,7 +243,7 @@ static int check_set_child(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(event, set_and_clear_are_seen_by_other_processes, .timeout = 30)
+Test(event, set_and_clear_are_seen_by_other_processes)
 {
     fipc_event *e = fipc_event_new(NULL);
     cr_assert_not_null(e);
@@ -312,12 +310,12 @@ static void run_dying_set(bool clear)
     cr_assert_eq(fipc_event_is_set(d->e), !clear);
 }
 
-Test(event, sleepers_wake_when_the_setter_dies_before_waking, .timeout = 60)
+Test(event, sleepers_wake_when_the_setter_dies_before_waking)
 {
     run_dying_set(false);
 }
 
-Test(event, sleepers_wake_when_the_setter_dies_before_waking_and_a_clear_follows, .timeout = 60)
+Test(event, sleepers_wake_when_the_setter_dies_before_waking_and_a_clear_follows)
 {
     run_dying_set(true);
 }

@@ -12,6 +12,8 @@
 #include <poll.h>
 #include <sys/resource.h>
 
+TestSuite(process, .timeout = 60);
+
 #define LIMIT_NS FIPC_SEC(10)
 
 /* ---------------------------------------------------------------- */
@@ -83,7 +85,7 @@ static int read_pipe_until_eof(void *arg)
 /* Start, join, exit codes                                           */
 /* ---------------------------------------------------------------- */
 
-Test(process, start_runs_target_in_a_child_and_join_waits_for_it, .timeout = 30)
+Test(process, start_runs_target_in_a_child_and_join_waits_for_it)
 {
     struct shm *s = test_shared(sizeof *s);
     fipc_process *p = NULL;
@@ -119,19 +121,19 @@ static int exitcode_of(int (*target)(void *), void *arg)
     return code;
 }
 
-Test(process, exitcode_is_the_targets_return_value, .timeout = 30)
+Test(process, exitcode_is_the_targets_return_value)
 {
     cr_assert_eq(exitcode_of(return_three, NULL), 3);
     cr_assert_eq(exitcode_of(return_above_255, NULL), 5);
     cr_assert_eq(exitcode_of(return_minus_one, NULL), 255);
 }
 
-Test(process, exitcode_is_the_status_passed_to_exit, .timeout = 30)
+Test(process, exitcode_is_the_status_passed_to_exit)
 {
     cr_assert_eq(exitcode_of(call_exit_three, NULL), 3);
 }
 
-Test(process, exitcode_of_a_killed_child_is_minus_sigkill, .timeout = 30)
+Test(process, exitcode_of_a_killed_child_is_minus_sigkill)
 {
     fipc_process *p;
     cr_assert_eq(fipc_process_start(&p, pause_forever, NULL, NULL), 0);
@@ -145,7 +147,7 @@ Test(process, exitcode_of_a_killed_child_is_minus_sigkill, .timeout = 30)
     fipc_process_free(p);
 }
 
-Test(process, exitcode_of_a_child_killed_from_outside_is_minus_the_signal, .timeout = 30)
+Test(process, exitcode_of_a_child_killed_from_outside_is_minus_the_signal)
 {
     fipc_process *p;
     cr_assert_eq(fipc_process_start(&p, pause_forever, NULL, NULL), 0);
@@ -157,7 +159,7 @@ Test(process, exitcode_of_a_child_killed_from_outside_is_minus_the_signal, .time
     fipc_process_free(p);
 }
 
-Test(process, terminate_ends_child_with_minus_sigterm, .timeout = 30)
+Test(process, terminate_ends_child_with_minus_sigterm)
 {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -174,7 +176,7 @@ Test(process, terminate_ends_child_with_minus_sigterm, .timeout = 30)
     fipc_process_free(p);
 }
 
-Test(process, terminate_and_kill_after_exit_return_zero, .timeout = 30)
+Test(process, terminate_and_kill_after_exit_return_zero)
 {
     fipc_process *p;
     cr_assert_eq(fipc_process_start(&p, return_three, NULL, NULL), 0);
@@ -198,7 +200,7 @@ static int return_three_once_seen(void *arg)
 /* free neither kills nor waits for the child, even when the handle was
  * never used (the child's pidfd not yet taken): the child runs target and
  * ends as usual, reaped here by pid. */
-Test(process, free_right_after_start_leaves_the_child_to_run, .timeout = 30)
+Test(process, free_right_after_start_leaves_the_child_to_run)
 {
     struct shm *s = test_shared(sizeof *s);
     for (int round = 0; round < 20; round++) {
@@ -219,7 +221,7 @@ Test(process, free_right_after_start_leaves_the_child_to_run, .timeout = 30)
 /* Running children: timeouts and snapshots                          */
 /* ---------------------------------------------------------------- */
 
-Test(process, join_times_out_while_child_runs, .timeout = 30)
+Test(process, join_times_out_while_child_runs)
 {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -256,7 +258,7 @@ static int return_seven_when_released(void *arg)
     return 7;
 }
 
-Test(process, is_alive_turns_false_once_the_child_has_ended, .timeout = 30)
+Test(process, is_alive_turns_false_once_the_child_has_ended)
 {
     struct shm *s = test_shared(sizeof *s);
     fipc_process *p;
@@ -287,7 +289,7 @@ Test(process, is_alive_turns_false_once_the_child_has_ended, .timeout = 30)
 /* Something else in the process reaped the child (a stray waitpid): the
  * handle sees it ended, and says its status is lost instead of inventing
  * one or spinning in join. */
-Test(process, exitcode_after_someone_else_reaped_gives_echild, .timeout = 30)
+Test(process, exitcode_after_someone_else_reaped_gives_echild)
 {
     fipc_process *p;
     cr_assert_eq(fipc_process_start(&p, return_three, NULL, NULL), 0);
@@ -317,7 +319,7 @@ static int pester_then_release(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(process, join_is_not_interrupted_by_signals, .timeout = 30)
+Test(process, join_is_not_interrupted_by_signals)
 {
     test_catch_sigusr1();
     struct shm *s = test_shared(sizeof *s);
@@ -414,7 +416,7 @@ static void *crowd_thread(void *arg)
     }
 }
 
-Test(process, every_thread_joining_one_child_sees_its_exit_status, .timeout = 60)
+Test(process, every_thread_joining_one_child_sees_its_exit_status)
 {
     struct shm *s = test_shared(sizeof *s);
     struct crowd c = {.stop = false};
@@ -475,7 +477,7 @@ static bool is_default_name(const char *name)
     return true;
 }
 
-Test(process, name_defaults_to_process_n, .timeout = 30)
+Test(process, name_defaults_to_process_n)
 {
     fipc_process *p, *q;
     cr_assert_eq(fipc_process_start(&p, return_three, NULL, NULL), 0);
@@ -507,7 +509,7 @@ static int nested_first_child_name(void *arg)
 
 /* "N counting from 1 per parent": a child that starts children of its own
  * counts from 1 again, as Python's multiprocessing does. */
-Test(process, name_counter_starts_at_one_in_each_parent, .timeout = 30)
+Test(process, name_counter_starts_at_one_in_each_parent)
 {
     fipc_process *p, *q;
     cr_assert_eq(fipc_process_start(&p, return_three, NULL, NULL), 0);
@@ -524,7 +526,7 @@ Test(process, name_counter_starts_at_one_in_each_parent, .timeout = 30)
     fipc_process_free(q);
 }
 
-Test(process, name_from_opts_is_kept, .timeout = 30)
+Test(process, name_from_opts_is_kept)
 {
     char buf[32];
     snprintf(buf, sizeof buf, "%s", "worker-a");
@@ -558,7 +560,7 @@ static int daemon_tries_to_start_a_child(void *arg)
     return r == -EPERM ? 0 : 13;
 }
 
-Test(process, daemon_child_may_not_start_children, .timeout = 30)
+Test(process, daemon_child_may_not_start_children)
 {
     fipc_process_opts o = {.name = "d", .daemon = true};
     fipc_process *p;
@@ -638,7 +640,7 @@ static void reap_quietly(pid_t pid)
     waitpid(pid, NULL, WNOHANG);
 }
 
-Test(process, daemon_child_dies_when_its_parent_exits, .timeout = 30)
+Test(process, daemon_child_dies_when_its_parent_exits)
 {
     struct orphan *s = test_shared(sizeof *s);
     pid_t mid;
@@ -650,7 +652,7 @@ Test(process, daemon_child_dies_when_its_parent_exits, .timeout = 30)
     cr_assert(ended, "daemon %d outlived its parent", (int)s->pid);
 }
 
-Test(process, daemon_child_dies_when_its_parent_is_killed, .timeout = 30)
+Test(process, daemon_child_dies_when_its_parent_is_killed)
 {
     struct orphan *s = test_shared(sizeof *s);
     pid_t mid;
@@ -667,7 +669,7 @@ Test(process, daemon_child_dies_when_its_parent_is_killed, .timeout = 30)
 
 /* The counterpart, so that the daemon tests cannot pass for the wrong
  * reason: a child that is not a daemon survives its parent. */
-Test(process, non_daemon_child_outlives_its_parent, .timeout = 30)
+Test(process, non_daemon_child_outlives_its_parent)
 {
     struct orphan *s = test_shared(sizeof *s);
     pid_t mid;
@@ -701,7 +703,7 @@ static void *start_daemon_and_end(void *arg)
     return NULL; /* the daemon's parent thread ends here */
 }
 
-Test(process, daemon_dies_when_the_thread_that_started_it_ends, .timeout = 60)
+Test(process, daemon_dies_when_the_thread_that_started_it_ends)
 {
     fipc_process *p[STARTERS];
     for (int i = 0; i < STARTERS; i++) {
@@ -748,7 +750,7 @@ static void *start_daemon_and_stay(void *arg)
 
 /* The counterpart: the daemon lives as long as that thread does (not
  * merely until start returns), and dies when it ends. */
-Test(process, daemon_lives_while_the_thread_that_started_it_runs, .timeout = 30)
+Test(process, daemon_lives_while_the_thread_that_started_it_runs)
 {
     struct starter s = {.r = 1};
     pthread_t t;
@@ -898,7 +900,7 @@ static int in_a_pid_namespace_of_its_own(int i, void *arg)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 23;
 }
 
-Test(process, kill_never_reaches_a_process_that_took_the_childs_pid, .timeout = 30)
+Test(process, kill_never_reaches_a_process_that_took_the_childs_pid)
 {
     pid_t pid = test_fork(in_a_pid_namespace_of_its_own, 0, NULL);
     int status;
@@ -994,7 +996,7 @@ static int each_line_once(int i, void *arg)
 
 /* The parent writes what it buffered; the child must not write it again
  * when it flushes stdio at its exit. */
-Test(process, child_does_not_write_output_the_parent_buffered_before_the_fork, .timeout = 30)
+Test(process, child_does_not_write_output_the_parent_buffered_before_the_fork)
 {
     pid_t pid = test_fork(each_line_once, 0, NULL);
     int status;
@@ -1050,7 +1052,7 @@ static int log_while_starting(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(process, children_do_not_repeat_what_other_threads_logged, .timeout = 30)
+Test(process, children_do_not_repeat_what_other_threads_logged)
 {
     pid_t pid = test_fork(log_while_starting, 0, NULL);
     int status;
@@ -1092,7 +1094,7 @@ static int start_a_child_that_dies_at_once(int ignore_sigchld, void *arg)
 
 /* start does not wait forever for a report that cannot come: the child
  * counts as started, and ended as it did. */
-Test(process, child_killed_before_it_reports_is_an_ended_child, .timeout = 30)
+Test(process, child_killed_before_it_reports_is_an_ended_child)
 {
     test_expect_ok(test_fork(start_a_child_that_dies_at_once, 0, NULL));
     test_expect_ok(test_fork(start_a_child_that_dies_at_once, 1, NULL));
@@ -1125,7 +1127,7 @@ static int start_a_child_without_fds(int i, void *arg)
  * target, since its parent could not tell it from a process that later
  * takes its pid: it leaves with 127, as a shell does for a command it
  * cannot run. */
-Test(process, child_that_cannot_send_its_pidfd_exits_127_without_running_target, .timeout = 30)
+Test(process, child_that_cannot_send_its_pidfd_exits_127_without_running_target)
 {
     test_expect_ok(test_fork(start_a_child_without_fds, 0, NULL));
     test_expect_ok(test_fork(start_a_child_without_fds, 1, NULL));
@@ -1135,7 +1137,7 @@ Test(process, child_that_cannot_send_its_pidfd_exits_127_without_running_target,
 /* Bad input                                                         */
 /* ---------------------------------------------------------------- */
 
-Test(process, null_arguments_give_einval, .timeout = 30)
+Test(process, null_arguments_give_einval)
 {
     fipc_process *p = NULL;
     cr_assert_eq(fipc_process_start(NULL, return_three, NULL, NULL), -EINVAL);

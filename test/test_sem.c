@@ -1,19 +1,27 @@
 /*
  * test_sem.c - fipc_sem: counting and bounded semaphores shared by
- * processes.  The KTV-room seed (at most 3 inside), exclusion with a
- * Semaphore(1), units handed from a producer to a consumer, timeouts,
- * wake-ups of sleepers, and the error codes.
+ * processes.
+ *
+ * The lock contract (lock_contract.h) runs on a bounded and an unbounded
+ * semaphore of one unit: exclusion under 4 hammering processes, timeouts,
+ * signals, wake-ups, release-then-die, a death between release and wake,
+ * NULL arguments, and for the bounded one a release nobody acquired.
+ * Here besides: what only a counting semaphore does: the KTV-room seed (at
+ * most 3 inside), units handed from a producer to a consumer, two
+ * releases for three sleepers, values and bounds.
  *
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  */
 #include "common.h"
 #include "futex_faults.h"
 
-#include <pthread.h>
+TestSuite(sem, .timeout = 60);
 
-#define HANDSHAKE_NS FIPC_SEC(20)
-/* How long children that only wait to be woken may take to finish. */
-#define REAP_NS FIPC_SEC(30)
+#define LC_SUITE sem
+#include "lock_contract.h"
+
+LOCK_CONTRACT(bsem1)
+LOCK_CONTRACT(sem1)
 
 /* ---- The KTV-room seed: Semaphore(3), ten singers ---- */
 
@@ -56,7 +64,7 @@ static int singer_child(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(sem, ktv_room_never_holds_more_than_3_singers, .timeout = 60)
+Test(sem, ktv_room_never_holds_more_than_3_singers)
 {
     struct ktv *k = test_shared(sizeof *k);
     k->sem = fipc_sem_new(NULL, ROOM_SEATS);
@@ -74,57 +82,6 @@ Test(sem, ktv_room_never_holds_more_than_3_singers, .timeout = 60)
     cr_assert_geq(k->high_water, 1);
     cr_assert_eq(k->inside, 0);
     cr_assert_eq(fipc_sem_value(k->sem), ROOM_SEATS, "every seat was given back");
-}
-
-/* ---- Semaphore(1) as a mutex around a non-atomic counter ---- */
-
-#define HAMMER_PROCS 4
-#define HAMMER_ITERS 50000
-
-struct hammer {
-    fipc_sem *sem;
-    volatile uint64_t *counter;
-};
-
-static int sem_hammer_child(int i, void *arg)
-{
-    struct hammer *h = arg;
-    test_child_setup();
-    for (int k = 0; k < HAMMER_ITERS; k++) {
-        CHILD_CHECK(fipc_sem_acquire(h->sem, FIPC_FOREVER) == 0, 1);
-        *h->counter = *h->counter + 1;
-        CHILD_CHECK(fipc_sem_release(h->sem) == 0, 2);
-    }
-    return CHILD_OK;
-}
-
-static void run_hammer(fipc_sem *sem, volatile uint64_t *counter)
-{
-    struct hammer h = {.sem = sem, .counter = counter};
-    pid_t pids[HAMMER_PROCS];
-    for (int i = 0; i < HAMMER_PROCS; i++)
-        pids[i] = test_fork(sem_hammer_child, i, &h);
-    test_reap_within(pids, HAMMER_PROCS, FIPC_SEC(50));
-    cr_assert_eq(*counter, (uint64_t)HAMMER_PROCS * HAMMER_ITERS, "counter %llu",
-                 (unsigned long long)*counter);
-    cr_assert_eq(fipc_sem_value(sem), 1);
-}
-
-Test(sem, binary_semaphore_keeps_a_counter_exact_across_4_processes, .timeout = 60)
-{
-    struct {
-        fipc_sem sem;
-        _Alignas(64) uint64_t counter;
-    } *m = test_shared(sizeof *m);
-    cr_assert_eq(fipc_sem_init(&m->sem, 1), 0);
-    run_hammer(&m->sem, &m->counter);
-}
-
-Test(sem, bounded_binary_semaphore_keeps_a_counter_exact_across_4_processes, .timeout = 60)
-{
-    fipc_sem *s = fipc_sem_new_bounded(NULL, 1);
-    cr_assert_not_null(s);
-    run_hammer(s, test_shared(sizeof(uint64_t)));
 }
 
 /* ---- Producer and consumer ---- */
@@ -151,7 +108,7 @@ static int consumer_child(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(sem, every_unit_released_by_a_producer_is_acquired_by_a_consumer, .timeout = 60)
+Test(sem, every_unit_released_by_a_producer_is_acquired_by_a_consumer)
 {
     fipc_sem *s = fipc_sem_new(NULL, 0);
     cr_assert_not_null(s);
@@ -183,21 +140,7 @@ static int sleeper_child(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(sem, release_wakes_a_process_asleep_in_acquire, .timeout = 60)
-{
-    struct sleepers *s = test_shared(sizeof *s);
-    s->sem = fipc_sem_new(NULL, 0);
-    cr_assert_not_null(s->sem);
-    pid_t pid = test_fork(sleeper_child, 0, s);
-    cr_assert(test_wait_until_at_least(&s->started, 1, HANDSHAKE_NS));
-    cr_assert(test_wait_sleeping(pid, HANDSHAKE_NS), "the sleeper never slept");
-    cr_assert_eq(__atomic_load_n(&s->passed, __ATOMIC_ACQUIRE), 0, "passed a sem at 0");
-    cr_assert_eq(fipc_sem_release(s->sem), 0);
-    test_reap_within(&pid, 1, REAP_NS);
-    cr_assert_eq(fipc_sem_value(s->sem), 0);
-}
-
-Test(sem, two_releases_let_exactly_two_of_three_sleepers_through, .timeout = 60)
+Test(sem, two_releases_let_exactly_two_of_three_sleepers_through)
 {
     struct sleepers *s = test_shared(sizeof *s);
     s->sem = fipc_sem_new(NULL, 0);
@@ -227,100 +170,9 @@ Test(sem, two_releases_let_exactly_two_of_three_sleepers_through, .timeout = 60)
     cr_assert_eq(fipc_sem_value(s->sem), 0);
 }
 
-/* ---- Killed between release and wake ---- */
-
-struct dying_release {
-    fipc_sem *sem;
-    uint32_t started; /* the sleeper is about to block; sleeper is set */
-    pid_t sleeper;
-};
-
-static int unit_sleeper_child(int i, void *arg)
-{
-    struct dying_release *d = arg;
-    test_child_setup();
-    d->sleeper = getpid();
-    test_flag_set(&d->started, 1);
-    CHILD_CHECK(fipc_sem_acquire(d->sem, FIPC_FOREVER) == 0, 1);
-    return CHILD_OK;
-}
-
-/* Release once the sleeper sleeps, and be killed after the unit was added
- * but before the wake. */
-static int release_and_die_child(int i, void *arg)
-{
-    struct dying_release *d = arg;
-    test_child_setup();
-    CHILD_CHECK(test_wait_until_at_least(&d->started, 1, HANDSHAKE_NS), 1);
-    CHILD_CHECK(test_wait_sleeping(d->sleeper, HANDSHAKE_NS), 2);
-    fault_kill_at_next_wake();
-    fipc_sem_release(d->sem);
-    return CHILD_FAIL(3);
-}
-
-/* The value is 1 and nobody will wake the sleeper: its sleep ends at the
- * one-second re-check, which finds the unit. */
-Test(sem, sleeper_gets_the_unit_when_the_releaser_dies_before_waking, .timeout = 60)
-{
-    struct dying_release *d = test_shared(sizeof *d);
-    d->sem = fipc_sem_new(NULL, 0);
-    cr_assert_not_null(d->sem);
-    pid_t pids[2];
-    int status[2];
-    pids[0] = test_fork(unit_sleeper_child, 0, d);
-    pids[1] = test_fork(release_and_die_child, 1, d);
-
-    fault_reap_within(pids, status, 2, FIPC_SEC(10));
-    fault_expect_killed(status[1], "the releaser");
-    fault_expect_ok(status[0], "the sleeper", FIPC_SEC(10));
-    cr_assert_eq(fipc_sem_value(d->sem), 0, "the one unit was taken once");
-}
-
-/* ---- Timeouts ---- */
-
-Test(sem, acquire_times_out_after_50ms_at_zero, .timeout = 30)
-{
-    fipc_sem *s = fipc_sem_new(NULL, 0);
-    cr_assert_not_null(s);
-    int64_t t0 = test_now_ns();
-    int r = fipc_sem_acquire(s, FIPC_MSEC(50));
-    int64_t elapsed = test_now_ns() - t0;
-    cr_assert_eq(r, -ETIMEDOUT, "acquire gave %d (%s)", r, fipc_strerror(r));
-    cr_assert_geq(elapsed, FIPC_MSEC(50), "gave up after %lld ns", (long long)elapsed);
-    cr_assert_lt(elapsed, FIPC_SEC(5), "took %lld ns", (long long)elapsed);
-    cr_assert_eq(fipc_sem_value(s), 0);
-}
-
-Test(sem, acquire_with_zero_timeout_fails_with_eagain_at_once_at_zero, .timeout = 30)
-{
-    fipc_sem *s = fipc_sem_new(NULL, 0);
-    cr_assert_not_null(s);
-    int64_t t0 = test_now_ns();
-    int r = fipc_sem_acquire(s, 0);
-    int64_t elapsed = test_now_ns() - t0;
-    cr_assert_eq(r, -EAGAIN, "acquire gave %d (%s)", r, fipc_strerror(r));
-    cr_assert_lt(elapsed, FIPC_SEC(1), "took %lld ns", (long long)elapsed);
-    cr_assert_eq(fipc_sem_value(s), 0);
-}
-
-Test(sem, timed_acquire_is_not_cut_short_by_signals, .timeout = 30)
-{
-    fipc_sem *s = fipc_sem_new(NULL, 0);
-    cr_assert_not_null(s);
-    struct test_pester p = {0};
-    test_pester_start(&p);
-
-    int64_t t0 = test_now_ns();
-    int r = fipc_sem_acquire(s, FIPC_MSEC(200));
-    int64_t elapsed = test_now_ns() - t0;
-    test_pester_stop(&p);
-    cr_assert_eq(r, -ETIMEDOUT, "acquire gave %d (%s)", r, fipc_strerror(r));
-    cr_assert_geq(elapsed, FIPC_MSEC(200), "gave up after %lld ns", (long long)elapsed);
-}
-
 /* ---- Values, bounds and bad calls ---- */
 
-Test(sem, value_counts_acquires_and_releases, .timeout = 30)
+Test(sem, value_counts_acquires_and_releases)
 {
     fipc_sem s;
     cr_assert_eq(fipc_sem_init(&s, 2), 0);
@@ -335,8 +187,7 @@ Test(sem, value_counts_acquires_and_releases, .timeout = 30)
     cr_assert_eq(fipc_sem_value(&s), 3);
 }
 
-Test(sem, bounded_release_above_the_initial_value_gives_eoverflow_and_changes_nothing,
-     .timeout = 30)
+Test(sem, bounded_release_above_the_initial_value_gives_eoverflow_and_changes_nothing)
 {
     fipc_sem *s = fipc_sem_new_bounded(NULL, 3);
     cr_assert_not_null(s);
@@ -355,7 +206,7 @@ Test(sem, bounded_release_above_the_initial_value_gives_eoverflow_and_changes_no
     cr_assert_eq(fipc_sem_acquire(&b, 0), -EAGAIN);
 }
 
-Test(sem, release_at_the_maximum_value_gives_eoverflow, .timeout = 30)
+Test(sem, release_at_the_maximum_value_gives_eoverflow)
 {
     fipc_sem s;
     cr_assert_eq(fipc_sem_init(&s, FIPC_SEM_VALUE_MAX), 0);
@@ -364,7 +215,7 @@ Test(sem, release_at_the_maximum_value_gives_eoverflow, .timeout = 30)
     cr_assert_eq(fipc_sem_value(&s), (int)FIPC_SEM_VALUE_MAX);
 }
 
-Test(sem, init_above_the_maximum_value_gives_einval, .timeout = 30)
+Test(sem, init_above_the_maximum_value_gives_einval)
 {
     fipc_sem s;
     cr_assert_eq(fipc_sem_init(&s, FIPC_SEM_VALUE_MAX + 1u), -EINVAL);
@@ -372,15 +223,4 @@ Test(sem, init_above_the_maximum_value_gives_einval, .timeout = 30)
     cr_assert_eq(fipc_sem_init_bounded(&s, FIPC_SEM_VALUE_MAX + 1u), -EINVAL);
     cr_assert_null(fipc_sem_new(NULL, FIPC_SEM_VALUE_MAX + 1u));
     cr_assert_null(fipc_sem_new_bounded(NULL, FIPC_SEM_VALUE_MAX + 1u));
-}
-
-Test(sem, null_arguments_give_einval, .timeout = 30)
-{
-    cr_assert_eq(fipc_sem_init(NULL, 1), -EINVAL);
-    cr_assert_eq(fipc_sem_init_bounded(NULL, 1), -EINVAL);
-    cr_assert_eq(fipc_sem_acquire(NULL, 0), -EINVAL);
-    cr_assert_eq(fipc_sem_acquire(NULL, FIPC_MSEC(10)), -EINVAL);
-    cr_assert_eq(fipc_sem_acquire(NULL, FIPC_FOREVER), -EINVAL);
-    cr_assert_eq(fipc_sem_release(NULL), -EINVAL);
-    cr_assert_eq(fipc_sem_value(NULL), -EINVAL);
 }
