@@ -866,7 +866,11 @@ int main(int argc, char **argv)
         if (cons_queue[j] == Q_JQ) task_done += LOAD(&sh->cons[j].task_done);
     uint64_t E = succ - task_done;
     uint64_t U = fipc_jqueue_unfinished(jq);
-    bool jq_ok = U == E;
+    /* A producer killed between counting its items and publishing them
+     * leaves them counted, though nobody will receive them (a limit that
+     * docs/jqueue.md states): at most the undelivered items of puts cut
+     * short may be counted on top, never fewer than E. */
+    bool jq_ok = U >= E && U - E <= cut_undelivered;
 
     /* The claimer records of the MPMC queues. */
     bool records_ok = true;
@@ -930,8 +934,9 @@ int main(int argc, char **argv)
            ", lost %" PRIu64 ", duplicated %" PRIu64 ", corrupt %" PRIu64 ", hangs %" PRIu64
            ", lock repairs %" PRIu64 ", jqueue unfinished %" PRIu64 " (expected %" PRIu64 ")\n",
            secs, kills, A, D, L, X, C + phantom, H, g->repairs, U, E);
-    printf("chaos: jqueue unfinished %" PRIu64 " against expected %" PRIu64 ": %s\n", U, E,
-           jq_ok ? "ok" : "FAILED");
+    printf("chaos: jqueue unfinished %" PRIu64 " against expected %" PRIu64
+           " (plus at most %" PRIu64 " counted by puts cut short): %s\n",
+           U, E, cut_undelivered, jq_ok ? "ok" : "FAILED");
     bool ok = X == 0 && C == 0 && phantom == 0 && H == 0 && lost_ok && lock_ok && jq_ok &&
               records_ok && unexpected == 0;
     printf("chaos: %s\n", ok ? "ok" : "FAILED");
