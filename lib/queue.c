@@ -68,8 +68,8 @@ fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsign
     const struct geom g = geom_of(q);
     for (uint64_t i = 0; i < q->ring; i++)
         slot_at(&g, i)->seq = turn(i);
-    if (g.claimers)
-        memset(g.claimers, 0, QUEUE_CLAIMERS * sizeof(struct claimer));
+    if (claimers_of(&g))
+        memset(claimers_of(&g), 0, QUEUE_CLAIMERS * sizeof(struct claimer));
     q->magic = QUEUE_MAGIC;
     return q;
 }
@@ -94,8 +94,9 @@ struct view {
     uintptr_t key; /* queue address ^ arena epoch; 0: empty */
     struct geom g;
     struct hole hole; /* the held claim this thread waits behind, if any */
+    char pad[2 * FIPC_CACHELINE - sizeof(uintptr_t) - sizeof(struct geom) - sizeof(struct hole)];
 };
-static_assert(sizeof(struct view) <= 2 * FIPC_CACHELINE, "a view fits two cache lines");
+static_assert(sizeof(struct view) == 2 * FIPC_CACHELINE, "a view is two cache lines");
 
 /* Direct-mapped by the address bits just above the cache line: queues are
  * cache-line aligned, and ones created one after the other differ there. */
@@ -147,16 +148,13 @@ static __attribute__((noinline)) int view_open(const struct fipc_queue *q, struc
     uint64_t ring = ring_for(capacity);
     bool spsc = (flags & FIPC_QUEUE_SPSC) != 0;
     char *slots = (char *)q + sizeof *q;
-    struct claimer *claimers = spsc ? NULL
-                                    : (struct claimer *)(slots + ring * slot_size_for(max_item));
     v->g = (struct geom){.slots = slots,
                          .mask = ring - 1,
                          .slot_size = slot_size_for(max_item),
                          .ring = ring,
                          .capacity = capacity,
                          .max_item = max_item,
-                         .spsc = spsc,
-                         .claimers = claimers};
+                         .spsc = spsc};
     if (!spsc)
         v->g.me = fipc__mpmc_claimer((struct fipc_queue *)q, &v->g);
     v->hole = (struct hole){0};
@@ -238,7 +236,8 @@ int fipc__queue_put_claim(fipc_queue *q, size_t n, struct fipc__put_claim *c)
         return -EPIPE;
     const struct geom g = c->g;
     n = batch(n);
-    uint32_t k = g.spsc ? spsc_put_claim(q, &g, n, &c->claim) : mpmc_put_claim(q, &g, n, &c->claim);
+    uint32_t k = g.spsc ? spsc_put_claim(q, &g, &c->g, n, &c->claim)
+                        : mpmc_put_claim(q, &g, n, &c->claim);
     return k == 0 ? -EAGAIN : (int)k;
 }
 
@@ -329,12 +328,12 @@ static __attribute__((noinline)) int put_one(fipc_queue *q, const void *item, si
 
 int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns)
 {
-    /* One message in SPSC mode: straight to the ring, the k = 1 case of
-     * spsc_put specialised by the compiler.  relaxed: as in try_put. */
+    /* One message: straight to the ring, the k = 1 case of spsc_put or
+     * mpmc_put specialised by the compiler.  relaxed: as in put_now. */
     const struct geom *g = q ? view_of(q) : NULL;
-    if (FIPC_LIKELY(g && g->spsc && len <= g->max_item && (item || !len) &&
-                    !load_relaxed(&q->closed))) {
-        int r = spsc_put(q, g, &(struct iovec){(void *)item, len}, 1);
+    if (FIPC_LIKELY(g && len <= g->max_item && (item || !len) && !load_relaxed(&q->closed))) {
+        const struct iovec it = {(void *)item, len};
+        int r = g->spsc ? spsc_put(q, g, &it, 1) : mpmc_put(q, g, &it, 1);
         if (FIPC_LIKELY(r != -EAGAIN))
             return r > 0 ? 0 : r;
     }
@@ -391,10 +390,11 @@ static __attribute__((noinline)) int get_one(fipc_queue *q, void *buf, size_t ca
 
 int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
 {
-    /* One message in SPSC mode: the k = 1 case of spsc_get. */
+    /* One message: the k = 1 case of spsc_get or mpmc_get. */
     const struct geom *g = q ? view_of(q) : NULL;
-    if (FIPC_LIKELY(g && g->spsc && buf && len && cap >= g->max_item)) {
-        int r = spsc_get(q, g, &(struct get_buf){buf, cap, len}, 1);
+    if (FIPC_LIKELY(g && buf && len && cap >= g->max_item)) {
+        const struct get_buf b = {buf, cap, len};
+        int r = g->spsc ? spsc_get(q, g, &b, 1) : mpmc_get(q, g, &b, 1);
         if (FIPC_LIKELY(r != -EAGAIN))
             return r > 0 ? 0 : r;
     }

@@ -88,11 +88,16 @@ struct geom {
     uint64_t capacity; /* messages the queue holds, <= ring */
     uint64_t max_item; /* longest message, < slot_size - SLOT_HEADER */
     bool spsc;
-    /* MPMC: the records (QUEUE_CLAIMERS of them, after the slots), and
-     * this thread's own, or NULL if it has none. */
-    struct claimer *claimers;
+    /* MPMC: this thread's claimer record, or NULL if it has none. */
     struct claimer *me;
 };
+static_assert(sizeof(struct geom) <= 64, "small enough for the compiler to keep in registers");
+
+/* MPMC: the QUEUE_CLAIMERS records, after the slots; NULL in SPSC mode. */
+static inline struct claimer *claimers_of(const struct geom *g)
+{
+    return g->spsc ? NULL : (struct claimer *)(g->slots + g->ring * g->slot_size);
+}
 
 /* Bytes a queue of these dimensions needs in *size (a multiple of
  * FIPC_CACHELINE): 0, -EINVAL (bad dimensions or flags) or -ENOMEM (too

@@ -62,15 +62,13 @@ static inline struct geom geom_of(const struct fipc_queue *q)
 {
     bool spsc = (q->flags & FIPC_QUEUE_SPSC) != 0;
     char *slots = (char *)q + q->slots;
-    struct claimer *claimers = spsc ? NULL : (struct claimer *)(slots + q->ring * q->slot_size);
     return (struct geom){.slots = slots,
                          .mask = q->mask,
                          .slot_size = q->slot_size,
                          .ring = q->ring,
                          .capacity = q->capacity,
                          .max_item = q->max_item,
-                         .spsc = spsc,
-                         .claimers = claimers};
+                         .spsc = spsc};
 }
 
 static inline struct slot *slot_at(const struct geom *g, uint64_t pos)

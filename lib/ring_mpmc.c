@@ -69,7 +69,7 @@ struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
 {
     struct claimer *free_rec = NULL;
     for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
-        struct claimer *r = &g->claimers[i];
+        struct claimer *r = &claimers_of(g)[i];
         /* The record this thread took before its view was evicted. */
         if (fipc__lock_held_by_self((const fipc_lock *)&r->owner))
             return r;
@@ -82,11 +82,11 @@ struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
      * a waiter repairs it, and one that lost its CAS and died announces
      * positions nobody waits behind.  Settle those now. */
     for (unsigned i = 0; !free_rec && i < QUEUE_CLAIMERS; i++) {
-        struct claimer *r = &g->claimers[i];
+        struct claimer *r = &claimers_of(g)[i];
         if (!owner_alive(r) && load_acquire(&r->claim) != 0 && reap(q, g, r))
             free_rec = r;
     }
-    for (struct claimer *r = free_rec; r && r < g->claimers + QUEUE_CLAIMERS; r++) {
+    for (struct claimer *r = free_rec; r && r < claimers_of(g) + QUEUE_CLAIMERS; r++) {
         if (owner_alive(r) || load_acquire(&r->claim) != 0)
             continue;
         int e = fipc__lock_acquire(&r->owner, 0);
@@ -111,7 +111,7 @@ static bool live_claim(const struct geom *g, uint64_t p, uint64_t side, struct c
                        uint64_t *seen)
 {
     for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
-        struct claimer *r = &g->claimers[i];
+        struct claimer *r = &claimers_of(g)[i];
         /* RA3: acquire pairs with the announcing and clearing stores. */
         uint64_t w = load_acquire(&r->claim);
         if (!claim_covers(w, p, side))
@@ -200,7 +200,7 @@ static bool repair(struct fipc_queue *q, const struct geom *g, uint64_t p, uint6
 
 int fipc__mpmc_stuck(struct fipc_queue *q, const struct geom *g, bool put_side, struct hole *h)
 {
-    if (!g->claimers)
+    if (g->spsc)
         return -EAGAIN;
     /* The position in the way and the turn it shows while held: a
      * consumer waits at head behind a put's claim (turn p: claimed, not

@@ -83,9 +83,11 @@ int fipc__spsc_seal(struct fipc_queue *q, const struct slot *s, uint64_t pos);
  * (head).  At its own position p a side expects turn(p + lag) or less (lag
  * 0: the producer, which finds p free or last lap's message; 1: the
  * consumer, which finds p empty or full); a turn past that says the slot
- * at p was already handed on.  Moves *pos past such slots (at most a ring)
- * and stores it in *word; whether it moved (ring_spsc.c). */
-bool fipc__spsc_catch_up(uint64_t *word, const struct geom *g, uint64_t *pos, uint32_t lag);
+ * at p was already handed on.  Returns pos moved past such slots (at most
+ * a ring), stored in *word if it moved (ring_spsc.c).  The geometry comes
+ * as scalars, so that the caller's copy of it can stay in registers. */
+uint64_t fipc__spsc_catch_up(uint64_t *word, char *slots, uint64_t mask, uint64_t slot_size,
+                             uint64_t pos, uint32_t lag);
 
 /* How many of the n slots from pos the producer may fill, by the capacity
  * bound (only when capacity < ring: otherwise the turns suffice). */
@@ -105,26 +107,44 @@ static inline size_t spsc_room(struct fipc_queue *q, const struct geom *g, uint6
     return room < n ? (size_t)room : n;
 }
 
+/* The slow half of spsc_put_claim, out of line: nothing free at pos (a
+ * full ring, or a stale position to catch up with).  view is the caller's
+ * geometry as its view holds it, not the copy the caller keeps in
+ * registers. */
+uint32_t fipc__spsc_put_none(struct fipc_queue *q, const struct geom *view, uint64_t pos, size_t n,
+                             struct queue_claim *c);
+
+/* Scan for up to want free slots from pos. */
+static FIPC_ALWAYS_INLINE size_t spsc_free_from(const struct geom *g, uint64_t pos, size_t want)
+{
+    size_t k = 0;
+    /* A2: acquire pairs with the consumer's release of each slot (R2). */
+    while (k < want && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k))
+        k++;
+    return k;
+}
+
+/* Scan for up to n full slots from pos. */
+static FIPC_ALWAYS_INLINE size_t spsc_full_from(const struct geom *g, uint64_t pos, size_t n)
+{
+    size_t k = 0;
+    /* A1: acquire pairs with the producer's release of each slot (R1). */
+    while (k < n && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k + 1))
+        k++;
+    return k;
+}
+
 /* put, claim: as many of the n messages as there are free slots for from
  * tail; 0 if the ring is full.  Nothing changes in shared memory. */
 static FIPC_ALWAYS_INLINE uint32_t spsc_put_claim(struct fipc_queue *q, const struct geom *g,
-                                                  size_t n, struct queue_claim *c)
+                                                  const struct geom *view, size_t n,
+                                                  struct queue_claim *c)
 {
     uint64_t pos = load_relaxed(&q->tail); /* ours alone */
-    size_t k;
-    /* Twice at most: once more after catching up. */
-    for (bool caught = false;; caught = true) {
-        size_t want = spsc_room(q, g, pos, n);
-        k = 0;
-        /* A2: acquire pairs with the consumer's release of each slot (R2). */
-        while (k < want && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k))
-            k++;
-        if (FIPC_LIKELY(k > 0) || caught || !fipc__spsc_catch_up(&q->tail, g, &pos, 0))
-            break;
-    }
-    c->pos = pos;
-    c->k = (uint32_t)k;
-    c->closed = false;
+    size_t k = spsc_free_from(g, pos, spsc_room(q, g, pos, n));
+    if (FIPC_UNLIKELY(k == 0))
+        return fipc__spsc_put_none(q, view, pos, n, c);
+    *c = (struct queue_claim){.pos = pos, .k = (uint32_t)k};
     return (uint32_t)k;
 }
 
@@ -160,17 +180,33 @@ static FIPC_ALWAYS_INLINE int spsc_put_confirm(struct fipc_queue *q, const struc
     return (int)c->k;
 }
 
+/* put, copy, publish and confirm the k messages claimed from pos. */
+static FIPC_ALWAYS_INLINE int spsc_put_give(struct fipc_queue *q, const struct geom *g,
+                                            const struct iovec *items, uint64_t pos, size_t k)
+{
+    const struct queue_claim c = {.pos = pos, .k = (uint32_t)k};
+    spsc_put_copy(g, &c, items);
+    spsc_put_publish(g, &c);
+    return spsc_put_confirm(q, &c);
+}
+
+/* The slow half of spsc_put (ring_spsc.c): nothing was free at pos. */
+int fipc__spsc_put_slow(struct fipc_queue *q, const struct geom *view, uint64_t pos,
+                        const struct iovec *items, size_t n);
+
+/* put: claim, copy, publish, confirm.  The fast path keeps its own count
+ * k, so that with a constant n = 1 (fipc_queue_put) the compiler
+ * specialises the loops away. */
 static FIPC_ALWAYS_INLINE int spsc_put(struct fipc_queue *q, const struct geom *view,
                                        const struct iovec *items, size_t n)
 {
     /* A local copy, kept in registers across the acquire loads below. */
     const struct geom local = *view, *g = &local;
-    struct queue_claim c;
-    if (spsc_put_claim(q, g, n, &c) == 0)
-        return -EAGAIN;
-    spsc_put_copy(g, &c, items);
-    spsc_put_publish(g, &c);
-    return spsc_put_confirm(q, &c);
+    uint64_t pos = load_relaxed(&q->tail); /* ours alone */
+    size_t k = spsc_free_from(g, pos, spsc_room(q, g, pos, n));
+    if (FIPC_UNLIKELY(k == 0))
+        return fipc__spsc_put_slow(q, view, pos, items, n);
+    return spsc_put_give(q, g, items, pos, k);
 }
 
 /* Whether this consumer has reported -EPIPE for good.  relaxed: only the
@@ -178,41 +214,6 @@ static FIPC_ALWAYS_INLINE int spsc_put(struct fipc_queue *q, const struct geom *
 static inline bool spsc_sealed(const struct fipc_queue *q)
 {
     return FIPC_UNLIKELY(load_relaxed(&q->end) & END_SEALED);
-}
-
-/* get, claim: up to n full slots from head; how many, or -EAGAIN, -EPIPE,
- * or -EPROTO if a peer keeps contradicting what close settled. */
-static FIPC_ALWAYS_INLINE int spsc_get_claim(struct fipc_queue *q, const struct geom *g, size_t n,
-                                             struct queue_claim *c)
-{
-    uint64_t pos = load_relaxed(&q->head); /* ours alone */
-    *c = (struct queue_claim){.pos = pos};
-    if (spsc_sealed(q))
-        return -EPIPE;
-    /* Three times at most: once more after catching up, and once more when
-     * seal answers "look again", which it does only when it saw a message
-     * at pos, which stays there until this consumer takes it. */
-    bool caught = false;
-    for (int tries = 0; tries < 2; tries++) {
-        size_t k = 0;
-        /* A1: acquire pairs with the producer's release of each slot (R1). */
-        while (k < n && load_acquire(&slot_at(g, pos + k)->seq) == turn(pos + k + 1))
-            k++;
-        if (k > 0) {
-            c->k = (uint32_t)k;
-            return (int)k;
-        }
-        if (!caught && fipc__spsc_catch_up(&q->head, g, &pos, 1)) {
-            c->pos = pos;
-            caught = true;
-            tries--;
-            continue;
-        }
-        int r = fipc__spsc_seal(q, slot_at(g, pos), pos);
-        if (r != 0)
-            return r;
-    }
-    return -EPROTO;
 }
 
 /* get, release: the k slots from pos are read out. */
@@ -225,28 +226,42 @@ static FIPC_ALWAYS_INLINE void spsc_get_release(struct fipc_queue *q, const stru
     ec_notify(&q->not_full);
 }
 
-/* get: claim, copy, release.  No tombstones in SPSC mode (a put that loses
- * to close is never read), so a slot whose length is out of range was
- * written by a peer: it is consumed without being copied, and a call that
- * got nothing else reports -EPROTO. */
+/* get, copy and release the k slots claimed from pos.  No tombstones in
+ * SPSC mode (a put that loses to close is never read), so a slot whose
+ * length is out of range was written by a peer: it is consumed without
+ * being copied, and a call that got nothing else reports -EPROTO. */
+static FIPC_ALWAYS_INLINE int spsc_get_take(struct fipc_queue *q, const struct geom *g,
+                                            const struct get_buf *b, uint64_t pos, size_t k)
+{
+    size_t got = 0;
+    for (size_t i = 0; i < k; i++) {
+        const struct slot *s = slot_at(g, pos + i);
+        uint32_t len = s->len;
+        if (FIPC_LIKELY(len <= g->max_item))
+            slot_copy_out(b, got++, s, len);
+    }
+    const struct queue_claim c = {.pos = pos, .k = (uint32_t)k};
+    spsc_get_release(q, g, &c);
+    return got > 0 ? (int)got : -EPROTO;
+}
+
+/* The slow half of spsc_get (ring_spsc.c): nothing was full at pos. */
+int fipc__spsc_get_slow(struct fipc_queue *q, const struct geom *view, uint64_t pos,
+                        const struct get_buf *b, size_t n);
+
+/* get: claim, copy, release; how many, or -EAGAIN, -EPIPE, -EPROTO. */
 static FIPC_ALWAYS_INLINE int spsc_get(struct fipc_queue *q, const struct geom *view,
                                        const struct get_buf *b, size_t n)
 {
     /* A local copy, kept in registers across the acquire loads below. */
     const struct geom local = *view, *g = &local;
-    struct queue_claim c;
-    int r = spsc_get_claim(q, g, n, &c);
-    if (r < 0)
-        return r;
-    size_t got = 0;
-    for (size_t i = 0; i < c.k; i++) {
-        const struct slot *s = slot_at(g, c.pos + i);
-        uint32_t len = s->len;
-        if (FIPC_LIKELY(len <= g->max_item))
-            slot_copy_out(b, got++, s, len);
-    }
-    spsc_get_release(q, g, &c);
-    return got > 0 ? (int)got : -EPROTO;
+    uint64_t pos = load_relaxed(&q->head); /* ours alone */
+    if (spsc_sealed(q))
+        return -EPIPE;
+    size_t k = spsc_full_from(g, pos, n);
+    if (FIPC_UNLIKELY(k == 0))
+        return fipc__spsc_get_slow(q, view, pos, b, n);
+    return spsc_get_take(q, g, b, pos, k);
 }
 
 #endif

@@ -21,7 +21,7 @@ int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, s
 {
     const struct geom g = geom_of(q);
     struct queue_claim c;
-    if (spsc_put_claim(q, &g, n, &c) == 0)
+    if (spsc_put_claim(q, &g, &g, n, &c) == 0)
         return -EAGAIN;
     if (owner)
         fipc__jqueue_count(owner, c.k);

@@ -658,10 +658,10 @@ static unsigned stale_records(fipc_queue *q, unsigned *live)
     const struct geom *g = fipc__queue_view(q);
     unsigned stale = 0;
     *live = 0;
-    if (!g || !g->claimers) return 0;
+    if (!g || g->spsc) return 0;
     uint32_t head = turn(__atomic_load_n(&q->head, __ATOMIC_ACQUIRE));
     for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
-        const struct claimer *r = &g->claimers[i];
+        const struct claimer *r = &claimers_of(g)[i];
         /* relaxed: everyone else has ended (waitpid ordered their writes) */
         uint32_t word = __atomic_load_n(&r->owner.word, __ATOMIC_RELAXED);
         uint64_t w = __atomic_load_n(&r->claim, __ATOMIC_RELAXED);

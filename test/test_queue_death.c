@@ -311,8 +311,9 @@ Test(queue_death, mpmc_records_of_claimers_that_died_announcing_are_reused)
      * positions it names are nobody's, and nobody waits behind them. */
     const struct geom g = geom_of(c->q);
     for (int i = 0; i < QUEUE_CLAIMERS; i++) {
-        cr_assert_eq(g.claimers[i].owner.word & FUTEX_OWNER_DIED, FUTEX_OWNER_DIED, "record %d", i);
-        g.claimers[i].claim = claim_word(c->q->tail, 1, 0);
+        cr_assert_eq(claimers_of(&g)[i].owner.word & FUTEX_OWNER_DIED, FUTEX_OWNER_DIED,
+                     "record %d", i);
+        claimers_of(&g)[i].claim = claim_word(c->q->tail, 1, 0);
     }
     /* A new thread still gets a record, so the queue still repairs. */
     pthread_t t;
