@@ -79,30 +79,32 @@ fipc_barrier *fipc_barrier_new(fipc_arena *a, uint32_t parties)
     return fipc_barrier_init(&b, parties) < 0 ? NULL : place(a, &b, sizeof b, 8);
 }
 
+/* Memory for a queue of size bytes in *mem: 0, or -ENOMEM when the arena
+ * is full. */
+static int reserve(void **mem, fipc_arena *a, size_t size)
+{
+    *mem = alloc(a, size, FIPC_CACHELINE);
+    return *mem ? 0 : -ENOMEM;
+}
+
 int fipc_queue_create(fipc_queue **out, fipc_arena *a, size_t capacity, size_t max_item,
                       unsigned flags)
 {
     size_t size;
+    void *mem;
     int r = out ? fipc__queue_footprint(&size, capacity, max_item, flags) : -EINVAL;
-    if (r < 0)
-        return r;
-    void *mem = alloc(a, size, FIPC_CACHELINE);
-    if (!mem)
-        return -ENOMEM;
-    *out = fipc__queue_init(mem, capacity, max_item, flags);
-    return 0;
+    if (r == 0 && (r = reserve(&mem, a, size)) == 0)
+        *out = fipc__queue_init(mem, capacity, max_item, flags);
+    return r;
 }
 
 int fipc_jqueue_create(fipc_jqueue **out, fipc_arena *a, size_t capacity, size_t max_item,
                        unsigned flags)
 {
     size_t size;
+    void *mem;
     int r = out ? fipc__jqueue_footprint(&size, capacity, max_item, flags) : -EINVAL;
-    if (r < 0)
-        return r;
-    void *mem = alloc(a, size, FIPC_CACHELINE);
-    if (!mem)
-        return -ENOMEM;
-    *out = fipc__jqueue_init(mem, capacity, max_item, flags);
-    return 0;
+    if (r == 0 && (r = reserve(&mem, a, size)) == 0)
+        *out = fipc__jqueue_init(mem, capacity, max_item, flags);
+    return r;
 }
