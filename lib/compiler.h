@@ -23,5 +23,6 @@
 /* For paths that run at most a few times per object (close races, repair):
  * out of line, so that they do not crowd the code of every call. */
 #define FIPC_COLD __attribute__((noinline, cold))
+#define FIPC_NOINLINE __attribute__((noinline))
 
 #endif

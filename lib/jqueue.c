@@ -48,7 +48,7 @@
 #include <fipc/jqueue.h>
 
 #include "jqueue_impl.h"
-#include "queue_impl.h"
+#include "queue_view.h"
 
 /* Joiners count themselves (futex.h, the counted wait): they are woken only
  * when the count reaches zero, so there is no stream of notifications to
@@ -178,12 +178,12 @@ static int try_put(void *arg, bool patient)
     struct put_ctx *c = arg;
     fipc_queue *q = queue_of(c->j);
     struct fipc__put_claim claim;
-    int k = fipc__queue_put_claim(q, c->n, &claim);
+    int k = queue_put_claim(q, c->items, c->n, &claim);
     if (k < 0)
         return k;
     if (!claim.claim.closed)
         fipc__jqueue_count(c->j, (size_t)k);
-    int r = fipc__queue_put_commit(q, &claim, c->items);
+    int r = queue_put_commit(q, &claim, c->items);
     if (r < 0 && !claim.claim.closed)
         fipc__jqueue_uncount(c->j, (size_t)k);
     return r;
@@ -193,11 +193,8 @@ int fipc_jqueue_put_many(fipc_jqueue *j, const struct iovec *items, size_t n, in
 {
     if (!j)
         return -EINVAL;
-    int r = fipc__queue_check_put(queue_of(j), items, n);
-    if (r < 0)
-        return r;
     struct put_ctx c = {j, items, n};
-    r = try_put(&c, false);
+    int r = try_put(&c, false);
     if (FIPC_LIKELY(r != -EAGAIN))
         return r;
     return fipc__queue_block_put(queue_of(j), try_put, &c, timeout_ns);

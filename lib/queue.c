@@ -16,8 +16,7 @@
 #include <fipc/queue.h>
 
 #include "arena_impl.h"
-#include "ring_mpmc.h"
-#include "ring_spsc.h"
+#include "queue_view.h"
 
 #define QUEUE_MAGIC 0x5155455545504946ull /* "FIPEUEUQ" */
 
@@ -76,49 +75,14 @@ fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsign
 
 /* ---- views ----------------------------------------------------------------- */
 
-/*
- * A thread's private copy of a queue's geometry.  Every peer that maps the
- * arena can write the queue's line 0, so no call bounds an access by it:
- * the first call of a thread on a queue reads the dimensions once,
- * validates them against the mapping that holds the queue (arena_impl.h),
- * derives the geometry from them and keeps it here; later calls find it
- * with one compare.  A queue whose dimensions cannot be right gets no view,
- * and every call on it fails with -EPROTO (or -EINVAL when it is no queue).
- *
- * A view is keyed by the queue's address and the arena epoch, which moves
- * whenever this process unmaps an arena: a queue at an address where
- * another one lived gets a view of its own.  Views are copied into a child
- * by fork with the mappings they describe, so they stay right there.
- */
-struct view {
-    uintptr_t key; /* queue address ^ arena epoch; 0: empty */
-    struct geom g;
-    struct hole hole; /* the held claim this thread waits behind, if any */
-    char pad[2 * FIPC_CACHELINE - sizeof(uintptr_t) - sizeof(struct geom) - sizeof(struct hole)];
-};
-static_assert(sizeof(struct view) == 2 * FIPC_CACHELINE, "a view is two cache lines");
-
-/* Direct-mapped by the address bits just above the cache line: queues are
- * cache-line aligned, and ones created one after the other differ there. */
-#define VIEWS 8
-static _Thread_local struct view views[VIEWS] __attribute__((tls_model("initial-exec")));
-
-static inline uintptr_t view_key(const struct fipc_queue *q)
-{
-    /* relaxed: see fipc__arena_epoch. */
-    return (uintptr_t)q ^ load_relaxed(&fipc__arena_epoch);
-}
-
-static inline struct view *view_slot(const struct fipc_queue *q)
-{
-    return &views[((uintptr_t)q / FIPC_CACHELINE) % VIEWS];
-}
+/* This thread's views of queues (queue_view.h). */
+_Thread_local struct view fipc__views[VIEWS] __attribute__((tls_model("initial-exec")));
 
 /* A child of fork is a new thread: the claimer records in its views belong
  * to the thread that forked. */
 static void drop_views_in_child(void)
 {
-    memset(views, 0, sizeof views);
+    memset(fipc__views, 0, sizeof fipc__views);
 }
 
 __attribute__((constructor)) static void views_atfork(void)
@@ -128,7 +92,7 @@ __attribute__((constructor)) static void views_atfork(void)
 
 /* Validate q and fill v; 0, -EINVAL (not a queue) or -EPROTO (a queue
  * whose dimensions a peer changed). */
-static __attribute__((noinline)) int view_open(const struct fipc_queue *q, struct view *v)
+FIPC_NOINLINE int fipc__view_open(const struct fipc_queue *q, struct view *v)
 {
     const char *end;
     if (((uintptr_t)q & (FIPC_CACHELINE - 1)) || !fipc__arena_bounds(q, sizeof *q, &end))
@@ -162,24 +126,9 @@ static __attribute__((noinline)) int view_open(const struct fipc_queue *q, struc
     return 0;
 }
 
-/* This thread's geometry of q, or NULL if q is no valid queue. */
-static inline const struct geom *view_of(const struct fipc_queue *q)
-{
-    struct view *v = view_slot(q);
-    if (FIPC_UNLIKELY(v->key != view_key(q)) && view_open(q, v) < 0)
-        return NULL;
-    return &v->g;
-}
-
 const struct geom *fipc__queue_view(const fipc_queue *q)
 {
     return q ? view_of(q) : NULL;
-}
-
-/* The hole this thread waits behind, kept in the view of g. */
-static inline struct hole *hole_of(const struct geom *g)
-{
-    return &((struct view *)((char *)g - offsetof(struct view, g)))->hole;
 }
 
 /* A patient try (eventcount.h) found the ring full (put_side) or empty:
@@ -190,66 +139,24 @@ static int stuck(struct fipc_queue *q, const struct geom *g, bool put_side)
     return g->spsc ? -EAGAIN : fipc__mpmc_stuck(q, g, put_side, hole_of(g));
 }
 
-/* The error for a queue that has no view: as view_open says. */
-static __attribute__((noinline)) int view_error(const struct fipc_queue *q)
+/* The error for a queue that has no view: as fipc__view_open says. */
+FIPC_NOINLINE int fipc__view_error(const struct fipc_queue *q)
 {
-    return q ? view_open(q, view_slot(q)) : -EINVAL;
+    return q ? fipc__view_open(q, view_slot(q)) : -EINVAL;
 }
 
 /* ---- put ---------------------------------------------------------------- */
 
-/* Check a put of n items on q, whose geometry is g. */
-static int check_put(const struct geom *g, const struct iovec *items, size_t n)
+int fipc__queue_put_claim(fipc_queue *q, const struct iovec *items, size_t n,
+                          struct fipc__put_claim *c)
 {
-    if (!items || n == 0)
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].iov_len > g->max_item)
-            return -EMSGSIZE;
-        if (!items[i].iov_base && items[i].iov_len)
-            return -EINVAL;
-    }
-    return 0;
-}
-
-/* At most INT32_MAX messages per call: the count is returned as an int. */
-static inline size_t batch(size_t n)
-{
-    return n > INT32_MAX ? INT32_MAX : n;
-}
-
-int fipc__queue_check_put(const fipc_queue *q, const struct iovec *items, size_t n)
-{
-    const struct geom *g = q ? view_of(q) : NULL;
-    return g ? check_put(g, items, n) : view_error(q);
-}
-
-int fipc__queue_put_claim(fipc_queue *q, size_t n, struct fipc__put_claim *c)
-{
-    const struct geom *v = view_of(q);
-    if (!v)
-        return view_error(q);
-    c->g = *v;
-    /* relaxed: an early answer for a queue closed long ago; the claim
-     * itself settles a race with close (C1, C2). */
-    if (load_relaxed(&q->closed))
-        return -EPIPE;
-    const struct geom g = c->g;
-    n = batch(n);
-    uint32_t k = g.spsc ? spsc_put_claim(q, &g, &c->g, n, &c->claim)
-                        : mpmc_put_claim(q, &g, n, &c->claim);
-    return k == 0 ? -EAGAIN : (int)k;
+    return queue_put_claim(q, items, n, c);
 }
 
 int fipc__queue_put_commit(fipc_queue *q, const struct fipc__put_claim *c,
                            const struct iovec *items)
 {
-    const struct geom g = c->g;
-    if (!g.spsc)
-        return mpmc_put_publish(q, &g, &c->claim, items);
-    spsc_put_copy(&g, &c->claim, items);
-    spsc_put_publish(&g, &c->claim);
-    return spsc_put_confirm(q, &c->claim);
+    return queue_put_commit(q, c, items);
 }
 
 struct patient_put {
@@ -306,7 +213,7 @@ int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int6
 {
     struct put_ctx c = {q, q ? view_of(q) : NULL, items, batch(n)};
     if (!c.g)
-        return view_error(q);
+        return fipc__view_error(q);
     int r = check_put(c.g, items, n);
     if (r < 0)
         return r;
@@ -328,12 +235,12 @@ static __attribute__((noinline)) int put_one(fipc_queue *q, const void *item, si
 
 int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns)
 {
-    /* One message: straight to the ring, the k = 1 case of spsc_put or
-     * mpmc_put specialised by the compiler.  relaxed: as in put_now. */
+    /* One message: straight to the ring, by the fast half of the SPSC put
+     * or the k = 1 case of mpmc_put.  relaxed: as in put_now. */
     const struct geom *g = q ? view_of(q) : NULL;
     if (FIPC_LIKELY(g && len <= g->max_item && (item || !len) && !load_relaxed(&q->closed))) {
         const struct iovec it = {(void *)item, len};
-        int r = g->spsc ? spsc_put(q, g, &it, 1) : mpmc_put(q, g, &it, 1);
+        int r = g->spsc ? spsc_put_one(q, g, item, len) : mpmc_put(q, g, &it, 1);
         if (FIPC_LIKELY(r != -EAGAIN))
             return r > 0 ? 0 : r;
     }
@@ -370,7 +277,7 @@ int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, s
 {
     struct get_ctx c = {q, q ? view_of(q) : NULL, {buf, stride, lens}, batch(n)};
     if (!c.g)
-        return view_error(q);
+        return fipc__view_error(q);
     if (!buf || !lens || n == 0 || stride < c.g->max_item)
         return -EINVAL;
     int r = get_now(&c);
@@ -390,11 +297,12 @@ static __attribute__((noinline)) int get_one(fipc_queue *q, void *buf, size_t ca
 
 int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
 {
-    /* One message: the k = 1 case of spsc_get or mpmc_get. */
+    /* One message: the fast half of the SPSC get, or the k = 1 case of
+     * mpmc_get. */
     const struct geom *g = q ? view_of(q) : NULL;
     if (FIPC_LIKELY(g && buf && len && cap >= g->max_item)) {
         const struct get_buf b = {buf, cap, len};
-        int r = g->spsc ? spsc_get(q, g, &b, 1) : mpmc_get(q, g, &b, 1);
+        int r = g->spsc ? spsc_get_one(q, g, buf, cap, len) : mpmc_get(q, g, &b, 1);
         if (FIPC_LIKELY(r != -EAGAIN))
             return r > 0 ? 0 : r;
     }

@@ -111,17 +111,19 @@ fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsign
 /* A put in two phases, for a layer that must act between claiming the
  * slots and publishing the messages (the JoinableQueue counts them):
  *
- *   k = fipc__queue_put_claim(q, n, &c);      k > 0 slots claimed, or
- *                                             -EAGAIN (full), -EPIPE (closed),
- *                                             -EINVAL, -EPROTO (as any call)
+ *   k = fipc__queue_put_claim(q, items, n, &c); k > 0 slots claimed for
+ *                                         items[0..k), or -EAGAIN (full),
+ *                                         -EPIPE (closed), -EINVAL,
+ *                                         -EMSGSIZE, -EPROTO (as any put)
  *   ... c.claim.closed: the put will fail whatever happens ...
  *   r = fipc__queue_put_commit(q, &c, items); copy items[0..k) and publish:
- *                                             k, or -EPIPE if the queue was
- *                                             closed and the messages will
- *                                             never be read
+ *                                         k, or -EPIPE if the queue was
+ *                                         closed and the messages will
+ *                                         never be read
  *
- * A claim must be committed, and soon: consumers wait for it.  The items
- * were checked by fipc__queue_check_put. */
+ * A claim must be committed, and soon: consumers wait for it.  Between the
+ * two the thread looks up no other queue: the claim points into its view
+ * of this one. */
 struct queue_claim {
     uint64_t pos; /* the first position claimed */
     uint32_t k;   /* how many */
@@ -130,11 +132,11 @@ struct queue_claim {
 
 struct fipc__put_claim {
     struct queue_claim claim;
-    struct geom g; /* this thread's geometry of the queue (ring.h) */
+    const struct geom *g; /* this thread's view of the queue's geometry */
 };
 
-int fipc__queue_check_put(const fipc_queue *q, const struct iovec *items, size_t n);
-int fipc__queue_put_claim(fipc_queue *q, size_t n, struct fipc__put_claim *c);
+int fipc__queue_put_claim(fipc_queue *q, const struct iovec *items, size_t n,
+                          struct fipc__put_claim *c);
 int fipc__queue_put_commit(fipc_queue *q, const struct fipc__put_claim *c,
                            const struct iovec *items);
 

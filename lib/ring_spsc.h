@@ -194,9 +194,7 @@ static FIPC_ALWAYS_INLINE int spsc_put_give(struct fipc_queue *q, const struct g
 int fipc__spsc_put_slow(struct fipc_queue *q, const struct geom *view, uint64_t pos,
                         const struct iovec *items, size_t n);
 
-/* put: claim, copy, publish, confirm.  The fast path keeps its own count
- * k, so that with a constant n = 1 (fipc_queue_put) the compiler
- * specialises the loops away. */
+/* put: claim, copy, publish, confirm. */
 static FIPC_ALWAYS_INLINE int spsc_put(struct fipc_queue *q, const struct geom *view,
                                        const struct iovec *items, size_t n)
 {
@@ -207,6 +205,21 @@ static FIPC_ALWAYS_INLINE int spsc_put(struct fipc_queue *q, const struct geom *
     if (FIPC_UNLIKELY(k == 0))
         return fipc__spsc_put_slow(q, view, pos, items, n);
     return spsc_put_give(q, g, items, pos, k);
+}
+
+/* put of one message, the fast half only: -EAGAIN when nothing is free at
+ * tail, and the caller's general path (spsc_put) takes it from there.
+ * Nothing of the caller's escapes to a call, so the message's address and
+ * length stay in registers. */
+static FIPC_ALWAYS_INLINE int spsc_put_one(struct fipc_queue *q, const struct geom *view,
+                                           const void *item, size_t len)
+{
+    const struct geom local = *view, *g = &local;
+    uint64_t pos = load_relaxed(&q->tail); /* ours alone */
+    if (FIPC_UNLIKELY(spsc_free_from(g, pos, spsc_room(q, g, pos, 1)) == 0))
+        return -EAGAIN;
+    const struct iovec it = {(void *)item, len};
+    return spsc_put_give(q, g, &it, pos, 1);
 }
 
 /* Whether this consumer has reported -EPIPE for good.  relaxed: only the
@@ -262,6 +275,19 @@ static FIPC_ALWAYS_INLINE int spsc_get(struct fipc_queue *q, const struct geom *
     if (FIPC_UNLIKELY(k == 0))
         return fipc__spsc_get_slow(q, view, pos, b, n);
     return spsc_get_take(q, g, b, pos, k);
+}
+
+/* get of one message, the fast half only: -EAGAIN when nothing is full at
+ * head, for the caller's general path (spsc_get), as spsc_put_one. */
+static FIPC_ALWAYS_INLINE int spsc_get_one(struct fipc_queue *q, const struct geom *view,
+                                           void *buf, size_t cap, size_t *len)
+{
+    const struct geom local = *view, *g = &local;
+    uint64_t pos = load_relaxed(&q->head); /* ours alone */
+    if (FIPC_UNLIKELY(spsc_sealed(q) || spsc_full_from(g, pos, 1) == 0))
+        return -EAGAIN;
+    const struct get_buf b = {buf, cap, len};
+    return spsc_get_take(q, g, &b, pos, 1);
 }
 
 #endif

@@ -123,7 +123,11 @@ static int claim_put_and_die(int i, void *arg)
 {
     fipc_queue *q = arg;
     struct fipc__put_claim c;
-    CHILD_CHECK(fipc__queue_put_claim(q, (size_t)i, &c) == i, 1);
+    int v[8] = {0};
+    struct iovec its[8];
+    for (int x = 0; x < 8; x++)
+        its[x] = (struct iovec){&v[x], sizeof v[x]};
+    CHILD_CHECK(i <= 8 && fipc__queue_put_claim(q, its, (size_t)i, &c) == i, 1);
     raise(SIGKILL);
     return CHILD_FAIL(2);
 }
@@ -212,11 +216,11 @@ static int claim_put_and_wait(int i, void *arg)
     fipc_queue *q = arg;
     int *go = (int *)((char *)arg - 64);
     struct fipc__put_claim c;
-    CHILD_CHECK(fipc__queue_put_claim(q, 1, &c) == 1, 1);
-    test_flag_set((uint32_t *)go, 1);
-    CHILD_CHECK(test_wait_until_at_least((uint32_t *)go, 2, DEATH_WAIT_NS), 2);
     int v = 42;
     struct iovec it = {&v, sizeof v};
+    CHILD_CHECK(fipc__queue_put_claim(q, &it, 1, &c) == 1, 1);
+    test_flag_set((uint32_t *)go, 1);
+    CHILD_CHECK(test_wait_until_at_least((uint32_t *)go, 2, DEATH_WAIT_NS), 2);
     CHILD_CHECK(fipc__queue_put_commit(q, &c, &it) == 1, 3);
     return CHILD_OK;
 }
@@ -248,7 +252,9 @@ Test(queue_death, mpmc_a_slow_live_claimer_is_never_repaired)
 static void *claim_in_thread_and_exit(void *arg)
 {
     struct fipc__put_claim c;
-    if (fipc__queue_put_claim(arg, 1, &c) != 1) return arg;
+    int v = 0;
+    struct iovec it = {&v, sizeof v};
+    if (fipc__queue_put_claim(arg, &it, 1, &c) != 1) return arg;
     return NULL; /* the thread ends holding the claim */
 }
 
