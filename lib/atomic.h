@@ -60,6 +60,7 @@
 #define fetch_add_acqrel(p, v)  __atomic_fetch_add((p), (v), __ATOMIC_ACQ_REL)
 #define fetch_add_seqcst(p, v)  __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
 #define fetch_sub_relaxed(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
+#define fetch_or_relaxed(p, v)  __atomic_fetch_or((p), (v), __ATOMIC_RELAXED)
 #define fetch_or_release(p, v)  __atomic_fetch_or((p), (v), __ATOMIC_RELEASE)
 #define fetch_and_relaxed(p, v) __atomic_fetch_and((p), (v), __ATOMIC_RELAXED)
 

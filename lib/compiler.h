@@ -22,7 +22,7 @@
 #define FIPC_ALWAYS_INLINE inline __attribute__((always_inline))
 /* For paths that run at most a few times per object (close races, repair):
  * out of line, so that they do not crowd the code of every call. */
-#define FIPC_COLD __attribute__((noinline, cold))
+#define FIPC_COLD     __attribute__((noinline, cold))
 #define FIPC_NOINLINE __attribute__((noinline))
 
 #endif

@@ -4,64 +4,80 @@
  *
  * Model: docs/models/jqueue.pml
  *
- *   field        written by   meaning
- *   queue        create       offset of the fipc_queue from this struct
- *   puts         producers    items ever counted by put
- *   done         consumers    items ever marked done (task_done)
- *   puts_seen    consumers    a recent value of puts (never above it)
- *   joiners      joiners      epoch, advanced by the task_done that brings
- *                             done up to puts, and the joiners asleep
+ * The unfinished count is puts - done, where puts is the sum of the
+ * producers' tallies: each MPMC producer counts in its claimer record of the
+ * queue (queue_impl.h, struct claimer: tally), and an SPSC producer, or an
+ * MPMC thread that got no record, in prod.puts here.  A producer's count is
+ * thus a word that only it writes, which is what makes a death harmless: a
+ * repairer that finds a producer dead between claiming slots and publishing
+ * them reads from the dead one's own words whether it had counted them
+ * (ring_mpmc.c for MPMC: the record's tally against its base; take_over
+ * below for SPSC), and a put that never delivers is never left counted.
  *
- * The unfinished count is puts - done.  It is split in two so that in 1:1
- * use each side writes only its own cache line: one shared counter that
- * both sides modify per item costs two line transfers per item, which was
- * about three times the price of the queue operations themselves.
+ *   field        written by      meaning
+ *   prod.puts    producers       items counted without a record
+ *   prod.pending SPSC producer   the put between counting and publishing
+ *   done         consumers       items ever marked done (task_done)
+ *   puts_seen    consumers       a recent value of puts
+ *   joiners      joiners         epoch (the futex), how many wait, the lock
  *
- * put raises puts once it has claimed its slots and before the queue's
- * release store makes the items visible (the queue's two-phase put,
- * queue_impl.h: claim, count, commit); the consumer that takes an
- * item (acquire) and calls task_done therefore acts on a puts that already
- * includes it.  task_done refuses to take done past puts (-EOVERFLOW); it
- * checks against puts_seen and reloads puts only when that is not enough,
- * which in steady use is rare.
+ * put counts its items once it has claimed their slots and before the
+ * queue's release store makes them visible (the two-phase put,
+ * queue_impl.h); a consumer that takes an item (acquire) and calls
+ * task_done therefore reads a puts that includes it.  task_done refuses to
+ * take done past puts (-EOVERFLOW), checking against puts_seen and summing
+ * the tallies only when that is not enough.
  *
- * Joiners sleep on the epoch, not on the counts: a count that goes
- * 5 -> 0 -> 5 between a joiner's check and its sleep would otherwise be
- * missed (ABA); the epoch only ever moves forward, and a joiner returns once
- * it has moved, as Python's join returns once notified.  No lost wake-up:
+ * Join.  A joiner must return once the count has been zero at some moment
+ * since it began, and not before.  Summing many words is no snapshot: a
+ * count that lands between a task_done and its reading of the tallies would
+ * hide the zero from both.  So while joiners wait, every change to a count
+ * goes through the joiners' lock, where the zero is seen exactly:
  *
- *   joiner                                  task_done
- *   e = epoch           (relaxed)           CAS done -> d      (seq_cst)
- *   waiters += 1        (seq_cst)           if waiters != 0    (seq_cst)
- *   fence               (seq_cst)              and puts == d:
- *   while puts - done != 0 and epoch == e:      epoch += 1; futex_wake(all)
- *       futex_wait(epoch, e, deadline)
- *   waiters -= 1
+ *   - the first joiner sets TALLY_LOCKED in every count word (the tallies,
+ *     prod.puts, done) under the lock, the last one clears them;
+ *   - outside the lock a count changes only by a CAS from a value without
+ *     the bit, so one that races with the first joiner either lands before
+ *     the bit (and the joiner's check sees it) or fails and takes the lock;
+ *   - under the lock a task_done (or a takeover, which can lower puts) that
+ *     brings the count to zero advances the epoch and wakes the joiners.
  *
- * Either the joiner's re-check sees done == puts, or task_done sees the
- * joiner.  A put that lands between task_done's CAS and its load of puts
- * hides the zero from task_done; the put then sees done == its old puts and
- * wakes the joiners itself (count).  A joiner that reads done (acquire)
- * also sees every puts increment that preceded those items' publication,
- * so puts - done never reads negative.
+ * A joiner sleeps on the epoch, which only moves forward, and returns once
+ * it has moved (as Python's join returns once notified), or when it finds
+ * the count zero.  Outside the lock a zero is read as done, then puts:
+ * every tally only grows but for a takeover, so a zero read that way was
+ * true at the moment the tallies were first read.
  */
 #include <fipc/jqueue.h>
 
+#include "futex.h"
 #include "jqueue_impl.h"
 #include "queue_view.h"
 
-/* Joiners count themselves (futex.h, the counted wait): they are woken only
- * when the count reaches zero, so there is no stream of notifications to
- * keep cheap, as there is for the queue's event counts. */
+/* How long a count waits for the joiners' lock, which holders keep for a
+ * few instructions, before it gives up on exactness: a peer that faked the
+ * lock word delays puts and task_done by this much, never forever. */
+#define JLOCK_BOUND_NS FIPC_SEC(1)
+
+struct producer {
+    uint64_t puts; /* | TALLY_LOCKED */
+    /* SPSC: the put that has counted and not yet published, for the
+     * producer that takes over if this one dies (take_over). */
+    uint64_t pending_pos;
+    uint64_t pending_before; /* tally_count(puts) before it counted */
+    uint32_t pending_k;      /* its messages; 0: none */
+};
+
 struct joiners {
     uint32_t epoch;   /* the futex word */
-    uint32_t waiters; /* joiners in the slow path of join */
+    uint32_t waiters; /* joiners registered, changed under lock */
+    struct lock_impl lock;
 };
 
 struct fipc_jqueue {
     uint64_t queue;
-    _Alignas(FIPC_CACHELINE) uint64_t puts;
-    _Alignas(FIPC_CACHELINE) uint64_t done;
+    _Alignas(FIPC_CACHELINE) struct producer prod;
+    _Alignas(FIPC_CACHELINE) uint64_t done; /* | TALLY_LOCKED */
     uint64_t puts_seen;
     _Alignas(FIPC_CACHELINE) struct joiners joiners;
 };
@@ -97,13 +113,44 @@ fipc_queue *fipc_jqueue_queue(fipc_jqueue *j)
     return j ? queue_of(j) : NULL;
 }
 
-/* Items put and not yet done.  done is read first (acquire: it carries the
- * puts increments of the items it counts), so the difference is never
- * negative. */
-static inline uint64_t unfinished(const fipc_jqueue *j)
+/* ---- the count ---------------------------------------------------------- */
+
+/* The MPMC claimer records of j's queue, and how many to read; NULL and 0
+ * for SPSC or a queue that has no view. */
+static struct claimer *records_of(const fipc_jqueue *j, uint32_t *n)
 {
-    uint64_t done = load_acquire(&j->done);
-    return load_acquire(&j->puts) - done;
+    const struct geom *g = fipc__queue_view(queue_of(j));
+    *n = 0;
+    if (!g || g->spsc)
+        return NULL;
+    /* acquire pairs with the release in note_record (ring_mpmc.c): the
+     * records below it are all that have counted.  A peer may have written
+     * it: it only bounds the loop. */
+    uint32_t n_used = load_acquire(&queue_of(j)->records);
+    *n = n_used < QUEUE_CLAIMERS ? n_used : QUEUE_CLAIMERS;
+    return claimers_of(g);
+}
+
+/* Items ever counted.  acquire: pairs with the release stores of the items
+ * (through the consumer that took them) only indirectly; each word is read
+ * once, and only grows, but for a takeover. */
+static uint64_t puts_total(const fipc_jqueue *j)
+{
+    uint32_t n;
+    const struct claimer *r = records_of(j, &n);
+    uint64_t t = tally_count(load_acquire(&j->prod.puts));
+    for (uint32_t i = 0; i < n; i++)
+        t += tally_count(load_acquire(&r[i].tally));
+    return t;
+}
+
+/* Items put and not yet done.  done is read first (acquire: it carries the
+ * counts of the items it includes), so a zero is one that was true. */
+static uint64_t unfinished(const fipc_jqueue *j)
+{
+    uint64_t done = tally_count(load_acquire(&j->done));
+    uint64_t puts = puts_total(j);
+    return puts > done ? puts - done : 0;
 }
 
 /* Wake the joiners: the count was zero at some moment since they slept. */
@@ -113,56 +160,183 @@ static void wake_joiners(fipc_jqueue *j)
     futex_wake(&j->joiners.epoch, FUTEX_WAKE_ALL);
 }
 
-/* Mark n items done; -EOVERFLOW (and no change) if fewer are unfinished.
- * Wakes the joiners when done catches up with puts and one sleeps. */
+/* Set or clear TALLY_LOCKED in every count word; under the lock.  relaxed:
+ * the words' CASes are ordered against these by their modification order
+ * alone, and the lock orders the rest. */
+static void set_locked(fipc_jqueue *j, bool on)
+{
+    uint32_t n;
+    struct claimer *r = records_of(j, &n);
+    uint64_t *words[2] = {&j->prod.puts, &j->done};
+    for (int i = 0; i < 2; i++) {
+        if (on)
+            fetch_or_relaxed(words[i], TALLY_LOCKED);
+        else
+            fetch_and_relaxed(words[i], ~TALLY_LOCKED);
+    }
+    /* Every record, not only those counted so far: one taken later must be
+     * locked too. */
+    for (uint32_t i = 0; r && i < QUEUE_CLAIMERS; i++) {
+        if (on)
+            fetch_or_relaxed(&r[i].tally, TALLY_LOCKED);
+        else
+            fetch_and_relaxed(&r[i].tally, ~TALLY_LOCKED);
+    }
+}
+
+/* Take the joiners' lock within bound_ns: 0 (held), or -ETIMEDOUT.  A
+ * holder that died may have left the bits disagreeing with waiters, or a
+ * zero unannounced: both are put right. */
+static int jlock(fipc_jqueue *j, int64_t bound_ns)
+{
+    int r = fipc__lock_acquire(&j->joiners.lock, bound_ns);
+    if (r == -EOWNERDEAD) {
+        set_locked(j, load_relaxed(&j->joiners.waiters) != 0);
+        if (load_relaxed(&j->joiners.waiters) != 0 && unfinished(j) == 0)
+            wake_joiners(j);
+        r = 0;
+    }
+    return r;
+}
+
+static void junlock(fipc_jqueue *j)
+{
+    fipc__lock_release(&j->joiners.lock);
+}
+
+/* Add k to count word w while joiners wait (w has TALLY_LOCKED): under the
+ * lock, so that no task_done reads the tallies in the middle.  Raising a
+ * count never makes it zero, so there is nobody to wake. */
+static void add_locked(fipc_jqueue *j, uint64_t *w, uint64_t k)
+{
+    bool held = jlock(j, JLOCK_BOUND_NS) == 0;
+    /* A CAS, for the threads without a record that share prod.puts, and
+     * for a lock a peer holds (then the count is right, and a join may
+     * miss a zero). */
+    uint64_t old = load_relaxed(w);
+    while (!cas_relaxed(w, &old, old + k))
+        ;
+    if (held)
+        junlock(j);
+}
+
+/* Add k to count word w: by CAS from a value without TALLY_LOCKED, else
+ * through the lock.  relaxed: the count reaches a task_done of these items
+ * through their publication (release) and the consumer's acquire; a joiner
+ * orders itself against it by the modification order of w. */
+static inline void add_count(fipc_jqueue *j, uint64_t *w, uint64_t k)
+{
+    uint64_t old = load_relaxed(w);
+    while (!(old & TALLY_LOCKED)) {
+        if (cas_relaxed(w, &old, old + k))
+            return;
+    }
+    add_locked(j, w, k);
+}
+
+/* The SPSC producer before this one died between counting a put and
+ * publishing all of it: count only what it published, as if the rest had
+ * never been put (the slots are this producer's to fill again).  The words
+ * read are the dead producer's, final. */
+static FIPC_COLD void take_over(fipc_jqueue *j, const struct geom *g)
+{
+    struct producer *p = &j->prod;
+    uint64_t pos = load_relaxed(&p->pending_pos);
+    uint64_t before = load_relaxed(&p->pending_before);
+    uint64_t k = load_relaxed(&p->pending_k);
+    if (k > g->ring)
+        k = g->ring; /* a peer wrote it */
+    uint64_t published = 0;
+    for (uint64_t x = pos; x < pos + k; x++)
+        published += load_acquire(&slot_at(g, x)->seq) != turn(x);
+    bool held = jlock(j, JLOCK_BOUND_NS) == 0;
+    uint64_t old = load_relaxed(&p->puts);
+    if (tally_count(old) == before + k) {
+        /* It had counted: keep what it published.  Under the lock, since
+         * this lowers the count and may bring it to zero. */
+        while (!cas_relaxed(&p->puts, &old, (old & TALLY_LOCKED) | (before + published)))
+            ;
+        if (held && load_relaxed(&j->joiners.waiters) != 0 && unfinished(j) == 0)
+            wake_joiners(j);
+    }
+    store_relaxed(&p->pending_k, 0);
+    if (held)
+        junlock(j);
+}
+
+/* Count the k messages of claim c, between claiming and publishing them. */
+static inline void count(fipc_jqueue *j, const struct fipc__put_claim *c)
+{
+    const struct geom *g = c->g;
+    uint64_t k = c->claim.k;
+    if (!g->spsc) {
+        add_count(j, g->me ? &g->me->tally : &j->prod.puts, k);
+        return;
+    }
+    struct producer *p = &j->prod;
+    /* relaxed: this producer alone writes pending and, but for the bit,
+     * puts; the one that takes over runs after it died. */
+    if (FIPC_UNLIKELY(load_relaxed(&p->pending_k) != 0))
+        take_over(j, g);
+    store_relaxed(&p->pending_pos, c->claim.pos);
+    store_relaxed(&p->pending_before, tally_count(load_relaxed(&p->puts)));
+    store_relaxed(&p->pending_k, (uint32_t)k);
+    add_count(j, &p->puts, k);
+}
+
+/* The put of claim c is over: published, or lost to close. */
+static inline void counted(fipc_jqueue *j, const struct fipc__put_claim *c)
+{
+    if (c->g->spsc)
+        store_relaxed(&j->prod.pending_k, 0);
+}
+
+/* Mark n items done while joiners wait: exactly, under the lock. */
+static FIPC_COLD int finish_locked(fipc_jqueue *j, uint64_t n)
+{
+    bool held = jlock(j, JLOCK_BOUND_NS) == 0;
+    uint64_t puts = puts_total(j);
+    store_relaxed(&j->puts_seen, puts);
+    uint64_t d = load_relaxed(&j->done);
+    int r = 0;
+    do {
+        if (tally_count(d) > puts || n > puts - tally_count(d)) {
+            r = -EOVERFLOW;
+            break;
+        }
+        /* release: the work done on the items happens-before a joiner's
+         * acquire load that sees the new done. */
+    } while (!cas_release(&j->done, &d, d + n));
+    if (r == 0 && held && load_relaxed(&j->joiners.waiters) != 0 && tally_count(d) + n == puts)
+        wake_joiners(j);
+    if (held)
+        junlock(j);
+    return r;
+}
+
+/* Mark n items done; -EOVERFLOW (and no change) if fewer are unfinished. */
 static int finish(fipc_jqueue *j, uint64_t n)
 {
     uint64_t d = load_relaxed(&j->done);
     uint64_t seen = load_relaxed(&j->puts_seen);
-    do {
+    for (;;) {
+        if (FIPC_UNLIKELY(d & TALLY_LOCKED))
+            return finish_locked(j, n);
         /* n > seen - d, not d + n > seen: n may be huge and d + n wrap. */
-        if (n > seen - d) {
-            /* relaxed: puts only grows, and any value read is a valid
-             * bound; the items' publication already ordered the puts
-             * increments that matter before their task_done. */
-            seen = load_relaxed(&j->puts);
+        if (seen < d || n > seen - d) {
+            seen = puts_total(j);
             store_relaxed(&j->puts_seen, seen);
-            if (n > seen - d)
+            if (seen < d || n > seen - d)
                 return -EOVERFLOW;
         }
-        /* seq_cst: a release, so the work done on the items happens-before
-         * a joiner's acquire load that sees the new done; and, with the
-         * seq_cst load of waiters below, task_done's half of the handshake
-         * with the joiner's fence (see the top).  On x86 the locked CAS is
-         * the barrier, with no separate fence. */
-    } while (!cas_seqcst(&j->done, &d, d + n));
-
-    if (FIPC_UNLIKELY(load_seqcst(&j->joiners.waiters) != 0) && load_seqcst(&j->puts) == d + n)
-        wake_joiners(j);
-    return 0;
+        /* release: as in finish_locked.  No joiner waits (the bit is
+         * clear); one that starts later reads this done. */
+        if (cas_release(&j->done, &d, d + n))
+            return 0;
+    }
 }
 
-void fipc__jqueue_count(fipc_jqueue *j, size_t n)
-{
-    /* seq_cst: the queue's release store that publishes the items orders
-     * this before any consumer's task_done for them; and this increment
-     * with the loads below is put's half of a handshake with finish.  If
-     * done had caught up with puts just before this put (a moment at which
-     * the count was zero), finish may have read puts after this increment
-     * and not woken the joiners; then this put sees done == old puts and
-     * wakes them, as Python's task_done would have. */
-    uint64_t old = fetch_add_seqcst(&j->puts, (uint64_t)n);
-    if (FIPC_UNLIKELY(load_seqcst(&j->joiners.waiters) != 0) && load_seqcst(&j->done) == old)
-        wake_joiners(j);
-}
-
-void fipc__jqueue_uncount(fipc_jqueue *j, size_t n)
-{
-    /* The items were counted but their put failed, so no consumer will
-     * ever take them: count them as done, so that puts never goes down
-     * (puts_seen relies on it). */
-    finish(j, n);
-}
+/* ---- put and get ---------------------------------------------------------- */
 
 struct put_ctx {
     fipc_jqueue *j;
@@ -182,12 +356,38 @@ static int try_put(void *arg, bool patient)
     if (k < 0)
         return k;
     if (!claim.claim.closed)
-        fipc__jqueue_count(c->j, (size_t)k);
+        count(c->j, &claim);
     int r = queue_put_commit(q, &claim, c->items);
+    /* An SPSC put that lost to close after counting: no consumer will ever
+     * read its messages, so they count as done. */
     if (r < 0 && !claim.claim.closed)
-        fipc__jqueue_uncount(c->j, (size_t)k);
+        finish(c->j, (uint64_t)k);
+    counted(c->j, &claim);
     return r;
 }
+
+#ifdef FIPC_TEST_HOOKS
+void fipc__jqueue_count(fipc_jqueue *j, const struct fipc__put_claim *c)
+{
+    count(j, c);
+}
+
+void fipc__jqueue_counted(fipc_jqueue *j, const struct fipc__put_claim *c, int r)
+{
+    if (r < 0)
+        finish(j, c->claim.k);
+    counted(j, c);
+}
+
+int fipc__jqueue_put_counted_only(fipc_jqueue *j, const struct iovec *items, size_t n)
+{
+    struct fipc__put_claim claim;
+    int k = queue_put_claim(queue_of(j), items, n, &claim);
+    if (k > 0 && !claim.claim.closed)
+        count(j, &claim);
+    return k;
+}
+#endif
 
 int fipc_jqueue_put_many(fipc_jqueue *j, const struct iovec *items, size_t n, int64_t timeout_ns)
 {
@@ -207,15 +407,35 @@ int fipc_jqueue_put(fipc_jqueue *j, const void *item, size_t len, int64_t timeou
     return r > 0 ? 0 : r;
 }
 
+/* A get passed the slots of puts whose producers died after counting them
+ * (ring.h, TOMBSTONE_COUNTED): they will never be delivered, so they are
+ * done. */
+static FIPC_COLD void finish_void(fipc_jqueue *j, size_t n)
+{
+    finish(j, n);
+}
+
 int fipc_jqueue_get(fipc_jqueue *j, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
 {
-    return j ? fipc_queue_get(queue_of(j), buf, cap, len, timeout_ns) : -EINVAL;
+    if (!j)
+        return -EINVAL;
+    size_t voided = 0;
+    int r = fipc__queue_get_counted(queue_of(j), buf, cap, len, timeout_ns, &voided);
+    if (FIPC_UNLIKELY(voided))
+        finish_void(j, voided);
+    return r;
 }
 
 int fipc_jqueue_get_many(fipc_jqueue *j, void *buf, size_t stride, size_t *lens, size_t n,
                          int64_t timeout_ns)
 {
-    return j ? fipc_queue_get_many(queue_of(j), buf, stride, lens, n, timeout_ns) : -EINVAL;
+    if (!j)
+        return -EINVAL;
+    size_t voided = 0;
+    int r = fipc__queue_get_many_counted(queue_of(j), buf, stride, lens, n, timeout_ns, &voided);
+    if (FIPC_UNLIKELY(voided))
+        finish_void(j, voided);
+    return r;
 }
 
 int fipc_jqueue_task_done(fipc_jqueue *j)
@@ -230,39 +450,88 @@ int fipc_jqueue_task_done_many(fipc_jqueue *j, size_t n)
     return n == 0 ? 0 : finish(j, n);
 }
 
-struct join_ctx {
-    fipc_jqueue *j;
-    uint32_t epoch;
-};
+/* ---- join --------------------------------------------------------------- */
 
-/* Done once the count is zero or the epoch has moved since join began. */
-static int joined(void *arg, uint32_t *seen)
+/* Register a joiner (the first sets TALLY_LOCKED everywhere) and check:
+ * 0 if the count is zero (unregistered again), -EAGAIN with the epoch to
+ * sleep on, or -ETIMEDOUT (the lock, within the deadline). */
+static int join_register(fipc_jqueue *j, fipc_deadline deadline, uint32_t *epoch)
 {
-    struct join_ctx *c = arg;
-    /* acquire pairs with the release in wake_joiners. */
-    if (unfinished(c->j) == 0 || load_acquire(&c->j->joiners.epoch) != c->epoch)
-        return 0;
-    *seen = c->epoch;
-    return -EAGAIN;
+    int64_t left = deadline == DEADLINE_NEVER ? FIPC_FOREVER : deadline - fipc_now_ns();
+    if (deadline != DEADLINE_NEVER && left <= 0)
+        return -ETIMEDOUT;
+    if (jlock(j, left) < 0)
+        return -ETIMEDOUT;
+    uint32_t w = load_relaxed(&j->joiners.waiters);
+    store_relaxed(&j->joiners.waiters, w + 1);
+    if (w == 0)
+        set_locked(j, true);
+    /* Under the lock with every count locked, the zero is exact. */
+    int r = -EAGAIN;
+    if (unfinished(j) == 0) {
+        store_relaxed(&j->joiners.waiters, w);
+        if (w == 0)
+            set_locked(j, false);
+        r = 0;
+    }
+    /* relaxed: the lock orders it; a move after this is what we wait for. */
+    *epoch = load_relaxed(&j->joiners.epoch);
+    junlock(j);
+    return r;
+}
+
+static void join_unregister(fipc_jqueue *j)
+{
+    /* Bounded: a peer that holds the lock forever leaves this joiner
+     * counted, which costs counts the lock, not correctness. */
+    bool held = jlock(j, JLOCK_BOUND_NS) == 0;
+    uint32_t w = load_relaxed(&j->joiners.waiters);
+    if (w > 0) {
+        store_relaxed(&j->joiners.waiters, w - 1);
+        if (w == 1)
+            set_locked(j, false);
+    }
+    if (held)
+        junlock(j);
 }
 
 int fipc_jqueue_join(fipc_jqueue *j, int64_t timeout_ns)
 {
     if (!j)
         return -EINVAL;
-    /* acquire pairs with the release CAS in finish. */
     if (unfinished(j) == 0)
         return 0;
     if (timeout_ns == 0)
         return -EAGAIN;
-    /* The epoch is read before registering: a zero reached after that
-     * moment moves it, even if new items arrive before the re-check.
-     * relaxed: the counted wait's seq_cst registration comes after it. */
-    struct join_ctx c = {j, load_relaxed(&j->joiners.epoch)};
-    /* Woken by finish when it brings the count to zero, or by a put that
-     * finds it had just been zero (fipc__jqueue_count). */
-    return futex_wait_counted(&j->joiners.epoch, &j->joiners.waiters, joined, &c,
-                              fipc_deadline_in(timeout_ns));
+    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
+    uint32_t e;
+    int r = join_register(j, deadline, &e);
+    if (r != -EAGAIN)
+        return r;
+    for (;;) {
+        /* Woken by the task_done (or takeover) that brings the count to
+         * zero under the lock (finish_locked, take_over, jlock); every
+         * FUTEX_RECHECK_NS it looks again anyway. */
+        int w = futex_wait_until(&j->joiners.epoch, e, deadline);
+        /* acquire pairs with the release in wake_joiners. */
+        if (load_acquire(&j->joiners.epoch) != e) {
+            r = 0;
+            break;
+        }
+        /* A task_done killed between its change and its wake leaves the
+         * epoch where it was: the zero, read as unfinished reads it, is
+         * one that was true. */
+        if (unfinished(j) == 0) {
+            r = 0;
+            break;
+        }
+        if (w == -ETIMEDOUT) {
+            r = -ETIMEDOUT;
+            break;
+        }
+    }
+    join_unregister(j);
+    return r;
 }
 
 size_t fipc_jqueue_unfinished(const fipc_jqueue *j)

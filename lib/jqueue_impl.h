@@ -13,9 +13,15 @@
 int fipc__jqueue_footprint(size_t *size, size_t capacity, size_t max_item, unsigned flags);
 fipc_jqueue *fipc__jqueue_init(void *mem, size_t capacity, size_t max_item, unsigned flags);
 
-/* Raise the unfinished count by n, or take back n that a put counted
- * before it failed (no consumer will ever read them). */
-void fipc__jqueue_count(fipc_jqueue *j, size_t n);
-void fipc__jqueue_uncount(fipc_jqueue *j, size_t n);
+#ifdef FIPC_TEST_HOOKS
+/* The count's steps, for the test seams (test_hooks.c): count a claim of
+ * the two-phase put, and end it (r: what the commit returned). */
+void fipc__jqueue_count(fipc_jqueue *j, const struct fipc__put_claim *c);
+void fipc__jqueue_counted(fipc_jqueue *j, const struct fipc__put_claim *c, int r);
+/* A put that claims and counts n items, then stops, as a producer killed
+ * between counting and publishing would: how many it claimed, or an error
+ * as fipc_jqueue_put_many's. */
+int fipc__jqueue_put_counted_only(fipc_jqueue *j, const struct iovec *items, size_t n);
+#endif
 
 #endif

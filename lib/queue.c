@@ -254,11 +254,14 @@ struct get_ctx {
     const struct geom *g;
     struct get_buf b;
     size_t n;
+    size_t counted; /* counted tombstones passed (ring.h) */
 };
 
 static int get_now(struct get_ctx *c)
 {
-    return c->g->spsc ? spsc_get(c->q, c->g, &c->b, c->n) : mpmc_get(c->q, c->g, &c->b, c->n);
+    if (c->g->spsc)
+        return spsc_get(c->q, c->g, &c->b, c->n);
+    return mpmc_get(c->q, c->g, &c->b, c->n, &c->counted);
 }
 
 static int try_get(void *arg, bool patient)
@@ -272,41 +275,68 @@ static int try_get(void *arg, bool patient)
     return r;
 }
 
-int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
-                        int64_t timeout_ns)
+static int get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
+                    int64_t timeout_ns, size_t *counted)
 {
-    struct get_ctx c = {q, q ? view_of(q) : NULL, {buf, stride, lens}, batch(n)};
+    struct get_ctx c = {q, q ? view_of(q) : NULL, {buf, stride, lens}, batch(n), 0};
     if (!c.g)
         return fipc__view_error(q);
     if (!buf || !lens || n == 0 || stride < c.g->max_item)
         return -EINVAL;
     int r = get_now(&c);
-    if (FIPC_LIKELY(r != -EAGAIN))
-        return r;
-    return ec_block(&q->not_empty, try_get, &c, timeout_ns);
+    if (FIPC_UNLIKELY(r == -EAGAIN))
+        r = ec_block(&q->not_empty, try_get, &c, timeout_ns);
+    *counted += c.counted;
+    return r;
 }
 
-/* The general path of fipc_queue_get, out of line so that the SPSC one
- * keeps a small frame. */
-static __attribute__((noinline)) int get_one(fipc_queue *q, void *buf, size_t cap, size_t *len,
-                                             int64_t timeout_ns)
+int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
+                        int64_t timeout_ns)
 {
-    int r = fipc_queue_get_many(q, buf, cap, len, 1, timeout_ns);
+    size_t counted = 0;
+    return get_many(q, buf, stride, lens, n, timeout_ns, &counted);
+}
+
+int fipc__queue_get_many_counted(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
+                                 int64_t timeout_ns, size_t *counted)
+{
+    return get_many(q, buf, stride, lens, n, timeout_ns, counted);
+}
+
+/* The general path of a one-message get, out of line so that the SPSC one
+ * keeps a small frame. */
+static FIPC_NOINLINE int get_one_slow(fipc_queue *q, void *buf, size_t cap, size_t *len,
+                                      int64_t timeout_ns, size_t *counted)
+{
+    int r = get_many(q, buf, cap, len, 1, timeout_ns, counted);
     return r > 0 ? 0 : r;
+}
+
+/* One message: the fast half of the SPSC get, or the k = 1 case of
+ * mpmc_get. */
+static FIPC_ALWAYS_INLINE int get_one(fipc_queue *q, void *buf, size_t cap, size_t *len,
+                                      int64_t timeout_ns, size_t *counted)
+{
+    const struct geom *g = q ? view_of(q) : NULL;
+    if (FIPC_LIKELY(g && buf && len && cap >= g->max_item)) {
+        const struct get_buf b = {buf, cap, len};
+        int r = g->spsc ? spsc_get_one(q, g, buf, cap, len) : mpmc_get(q, g, &b, 1, counted);
+        if (FIPC_LIKELY(r != -EAGAIN))
+            return r > 0 ? 0 : r;
+    }
+    return get_one_slow(q, buf, cap, len, timeout_ns, counted);
 }
 
 int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
 {
-    /* One message: the fast half of the SPSC get, or the k = 1 case of
-     * mpmc_get. */
-    const struct geom *g = q ? view_of(q) : NULL;
-    if (FIPC_LIKELY(g && buf && len && cap >= g->max_item)) {
-        const struct get_buf b = {buf, cap, len};
-        int r = g->spsc ? spsc_get_one(q, g, buf, cap, len) : mpmc_get(q, g, &b, 1);
-        if (FIPC_LIKELY(r != -EAGAIN))
-            return r > 0 ? 0 : r;
-    }
-    return get_one(q, buf, cap, len, timeout_ns);
+    size_t counted = 0;
+    return get_one(q, buf, cap, len, timeout_ns, &counted);
+}
+
+int fipc__queue_get_counted(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns,
+                            size_t *counted)
+{
+    return get_one(q, buf, cap, len, timeout_ns, counted);
 }
 
 /* ---- close and snapshots ------------------------------------------------- */

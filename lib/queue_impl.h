@@ -22,13 +22,28 @@
  * a robust lock, so that the kernel marks it OWNER_DIED the moment the
  * thread dies; claim says which positions the thread is claiming or holds
  * without having handed them over.
+ *
+ * tally is the layer above's count of the messages this record's threads
+ * put (the JoinableQueue's, jqueue.c): written by the record's holder only,
+ * but for TALLY_LOCKED, which that layer sets and clears.  base is the
+ * tally as it was when the holder announced its current put claim, so a
+ * repairer reads from the dead holder's record alone whether that claim
+ * was counted: tally_count(tally) != tally_count(base).
  */
 struct claimer {
     struct lock_impl owner; /* tid of the thread the record belongs to */
     uint64_t claim;         /* CLAIM_WORD(first, k, get); 0: none */
-    uint64_t spare[2];
+    uint64_t tally;         /* messages counted, | TALLY_LOCKED */
+    uint64_t base;          /* tally when the current put claim was announced */
 };
 static_assert(sizeof(struct claimer) == FIPC_CACHELINE, "a claimer is a cache line");
+
+#define TALLY_LOCKED (UINT64_C(1) << 63)
+
+static inline uint64_t tally_count(uint64_t w)
+{
+    return w & ~TALLY_LOCKED;
+}
 
 #define QUEUE_CLAIMERS 64 /* records of an MPMC queue; SPSC queues have none */
 
@@ -63,9 +78,11 @@ struct fipc_queue {
 
     /* Line 5: MPMC repair of claims whose holder died (ring_mpmc.c).
      * unrecorded: set once a thread had to claim without a record (all
-     * taken); from then on no claim is repaired. */
+     * taken); from then on no claim is repaired.  records: one more than
+     * the highest record ever taken (the others have never counted). */
     _Alignas(FIPC_CACHELINE) struct lock_impl repair;
     uint32_t unrecorded;
+    uint32_t records;
 };
 
 static_assert(offsetof(struct fipc_queue, tail) == 1 * FIPC_CACHELINE, "queue layout");
@@ -139,6 +156,14 @@ int fipc__queue_put_claim(fipc_queue *q, const struct iovec *items, size_t n,
                           struct fipc__put_claim *c);
 int fipc__queue_put_commit(fipc_queue *q, const struct fipc__put_claim *c,
                            const struct iovec *items);
+
+/* fipc_queue_get and fipc_queue_get_many, for a layer that counts: *counted
+ * is raised by the counted tombstones the call passed (ring.h,
+ * TOMBSTONE_COUNTED), whatever it returns. */
+int fipc__queue_get_counted(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns,
+                            size_t *counted);
+int fipc__queue_get_many_counted(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
+                                 int64_t timeout_ns, size_t *counted);
 
 /* This thread's view of q's geometry (ring.h), or NULL if q is no valid
  * queue. */

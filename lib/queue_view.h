@@ -114,7 +114,8 @@ static FIPC_ALWAYS_INLINE int queue_put_claim(fipc_queue *q, const struct iovec 
     /* A local copy, kept in registers across the acquire loads. */
     const struct geom g = *v;
     n = batch(n);
-    uint32_t k = g.spsc ? spsc_put_claim(q, &g, v, n, &c->claim) : mpmc_put_claim(q, &g, n, &c->claim);
+    uint32_t k = g.spsc ? spsc_put_claim(q, &g, v, n, &c->claim)
+                        : mpmc_put_claim(q, &g, n, &c->claim);
     return k == 0 ? -EAGAIN : (int)k;
 }
 

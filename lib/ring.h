@@ -43,6 +43,10 @@
 
 #define SLOT_HEADER 8
 #define TOMBSTONE   UINT32_MAX /* slot.len of an MPMC put that lost to close */
+/* slot.len of an MPMC put whose holder died before publishing it, after
+ * the layer above had counted it (ring_mpmc.c): the consumer that passes
+ * it reports it, so that layer can count it done. */
+#define TOMBSTONE_COUNTED (UINT32_MAX - 1)
 
 struct slot {
     uint32_t seq;
@@ -125,12 +129,13 @@ static inline void slot_copy_out(const struct get_buf *b, size_t i, const struct
 }
 
 /* What slot_drain found in a slot. */
-enum drained { DRAINED, SKIPPED, CORRUPT };
+enum drained { DRAINED, SKIPPED, SKIPPED_COUNTED, CORRUPT };
 
 /* Copy slot s out into message i of b, unless it holds a tombstone
- * (SKIPPED) or a length no put can have written (CORRUPT: a peer wrote
- * it; nothing is copied).  b->stride >= max_item, so a length within
- * max_item fits both the slot and the caller's buffer. */
+ * (SKIPPED, or SKIPPED_COUNTED for TOMBSTONE_COUNTED) or a length no put
+ * can have written (CORRUPT: a peer wrote it; nothing is copied).
+ * b->stride >= max_item, so a length within max_item fits both the slot
+ * and the caller's buffer. */
 static inline enum drained slot_drain(const struct geom *g, const struct get_buf *b, size_t i,
                                       const struct slot *s)
 {
@@ -139,7 +144,9 @@ static inline enum drained slot_drain(const struct geom *g, const struct get_buf
         slot_copy_out(b, i, s, len);
         return DRAINED;
     }
-    return len == TOMBSTONE ? SKIPPED : CORRUPT;
+    if (len == TOMBSTONE)
+        return SKIPPED;
+    return len == TOMBSTONE_COUNTED ? SKIPPED_COUNTED : CORRUPT;
 }
 
 /* Hand the k slots from pos back to the producers of the next lap. */

@@ -39,6 +39,12 @@
  * spin, docs/models/ring_mpmc.pml, found the need for that and for (c)'s
  * second clause.
  *
+ * A put claim that the layer above had counted (its record's tally moved
+ * past the base it recorded with the announcement, queue_impl.h) is
+ * tombstoned as TOMBSTONE_COUNTED, which the get that passes it reports,
+ * so that the JoinableQueue counts those items done: a put cut short
+ * counts for nothing.
+ *
  * Without a record for every thread the argument fails, so once a thread
  * had to claim without one (all QUEUE_CLAIMERS taken), the queue stops
  * repairing: it behaves as it would without repair, and timed calls still
@@ -64,6 +70,16 @@ static inline bool owner_alive(const struct claimer *r)
 }
 
 static bool reap(struct fipc_queue *q, const struct geom *g, struct claimer *d);
+
+/* Raise q->records to n at least.  release: before this thread's first
+ * claim, and so before any count in its record that a reader of records
+ * (acquire) must include. */
+static void note_record(struct fipc_queue *q, uint32_t n)
+{
+    uint32_t seen = load_relaxed(&q->records);
+    while (seen < n && !cas_release(&q->records, &seen, n))
+        ;
+}
 
 struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
 {
@@ -94,6 +110,7 @@ struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
             continue; /* another thread took it first */
         if (load_acquire(&r->claim) == 0) {
             fipc__arena_pin(r);
+            note_record(q, (uint32_t)(r - claimers_of(g)) + 1);
             return r;
         }
         fipc__lock_release(&r->owner); /* died mid-claim meanwhile: repair's */
@@ -146,6 +163,13 @@ static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct
     if (k > g->ring)
         k = (uint32_t)g->ring; /* a peer wrote it; a ring is all a claim can hold */
     uint64_t first = near - (uint32_t)(turn(near) - (uint32_t)w);
+    /* Whether the layer above counted this put claim (queue_impl.h): the
+     * dead holder's tally moved past the base it recorded with the
+     * announcement.  Both words are final, the holder being dead. */
+    uint32_t tomb = side == 0 && tally_count(load_relaxed(&d->tally)) !=
+                                     tally_count(load_relaxed(&d->base))
+                        ? TOMBSTONE_COUNTED
+                        : TOMBSTONE;
     unsigned fixed = 0;
     bool kept = false;
     for (uint64_t x = first; x < first + k; x++) {
@@ -164,7 +188,7 @@ static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct
         /* acquire: as A1/A2, the slot's state before it is changed. */
         uint32_t seq = load_acquire(&s->seq);
         if (side == 0 && seq == turn(x)) {
-            s->len = TOMBSTONE;
+            s->len = tomb;
             store_release(&s->seq, turn(x + 1)); /* R1, for the dead producer */
             fixed++;
         } else if (side == CLAIM_GET && seq == turn(x + 1)) {

@@ -97,6 +97,11 @@ static inline uint32_t mpmc_claim_none(const struct geom *g)
 static inline uint32_t mpmc_put_claim(struct fipc_queue *q, const struct geom *g, size_t n,
                                       struct queue_claim *c)
 {
+    /* The tally before this claim (queue_impl.h), for a repairer, to which
+     * the announcement's release store carries it.  relaxed: this thread
+     * alone changes the count in tally. */
+    if (g->me)
+        store_relaxed(&g->me->base, load_relaxed(&g->me->tally));
     uint64_t pos = load_relaxed(&q->tail);
     for (;;) {
         size_t k = 0, want = n;
@@ -237,9 +242,10 @@ static inline int mpmc_get_claim(struct fipc_queue *q, const struct geom *g, siz
 
 /* get: claim, copy, release; how many messages, -EAGAIN or -EPIPE.
  * Slots with a length no put writes are consumed without being copied;
- * a call that got nothing else reports -EPROTO. */
+ * a call that got nothing else reports -EPROTO.  *counted is raised by the
+ * counted tombstones passed (ring.h), whatever the result. */
 static inline int mpmc_get(struct fipc_queue *q, const struct geom *view, const struct get_buf *b,
-                           size_t n)
+                           size_t n, size_t *counted)
 {
     /* A local copy, kept in registers across the acquire loads below. */
     const struct geom local = *view, *g = &local;
@@ -255,6 +261,7 @@ static inline int mpmc_get(struct fipc_queue *q, const struct geom *view, const 
             struct slot *s = slot_at(g, c.pos + i);
             enum drained d = slot_drain(g, b, got, s);
             got += d == DRAINED;
+            *counted += d == SKIPPED_COUNTED;
             corrupt |= d == CORRUPT;
             /* R2: release; read out before the next lap's producer (A2)
              * overwrites it. */

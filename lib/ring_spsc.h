@@ -279,8 +279,8 @@ static FIPC_ALWAYS_INLINE int spsc_get(struct fipc_queue *q, const struct geom *
 
 /* get of one message, the fast half only: -EAGAIN when nothing is full at
  * head, for the caller's general path (spsc_get), as spsc_put_one. */
-static FIPC_ALWAYS_INLINE int spsc_get_one(struct fipc_queue *q, const struct geom *view,
-                                           void *buf, size_t cap, size_t *len)
+static FIPC_ALWAYS_INLINE int spsc_get_one(struct fipc_queue *q, const struct geom *view, void *buf,
+                                           size_t cap, size_t *len)
 {
     const struct geom local = *view, *g = &local;
     uint64_t pos = load_relaxed(&q->head); /* ours alone */

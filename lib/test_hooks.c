@@ -19,19 +19,22 @@ void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos)
 int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n,
                               fipc_jqueue *owner, void (*between)(void *), void *arg)
 {
-    const struct geom g = geom_of(q);
-    struct queue_claim c;
-    if (spsc_put_claim(q, &g, &g, n, &c) == 0)
+    const struct geom *view = fipc__queue_view(q);
+    if (!view || !view->spsc)
+        return -EINVAL;
+    const struct geom g = *view;
+    struct fipc__put_claim c = {.g = view};
+    if (spsc_put_claim(q, &g, view, n, &c.claim) == 0)
         return -EAGAIN;
     if (owner)
-        fipc__jqueue_count(owner, c.k);
-    spsc_put_copy(&g, &c, items);
-    spsc_put_publish(&g, &c);
+        fipc__jqueue_count(owner, &c);
+    spsc_put_copy(&g, &c.claim, items);
+    spsc_put_publish(&g, &c.claim);
     if (between)
         between(arg);
-    int r = spsc_put_confirm(q, &c);
-    if (r < 0 && owner)
-        fipc__jqueue_uncount(owner, c.k);
+    int r = spsc_put_confirm(q, &c.claim);
+    if (owner)
+        fipc__jqueue_counted(owner, &c, r);
     return r;
 }
 

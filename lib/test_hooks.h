@@ -7,7 +7,7 @@
 
 #include <fipc/jqueue.h>
 
-#include "queue_impl.h"
+#include "jqueue_impl.h"
 
 /* Move an empty, idle queue to start at position pos, so that the
  * wrap-around of slot turns (32-bit) and positions (64-bit) can be

@@ -464,3 +464,149 @@ Test(jqueue, spsc_put_racing_close_that_no_consumer_took_is_not_counted)
     cr_assert_eq(fipc_jqueue_get(q, &got, 8, &len, 0), -EPIPE);
     expect_all_done(q);
 }
+
+/* ---- A producer killed between counting and publishing counts for nothing ----
+ *
+ * fipc__jqueue_put_counted_only (test_hooks.h) claims and counts, then
+ * stops: the child raises SIGKILL right after, as a kill at that moment
+ * would leave it.  MPMC: the claim is repaired as a counted tombstone, and
+ * the get that passes it counts it done.  SPSC: the next producer counts
+ * only what the dead one published. */
+
+struct cut_put {
+    fipc_jqueue *q;
+    int k;      /* items the child claims */
+    bool count; /* count them (a jqueue put), or claim only (a raw put) */
+};
+
+static int counted_then_killed(int i, void *arg)
+{
+    struct cut_put *c = arg;
+    test_child_setup();
+    uint64_t v[4] = {0xd1, 0xd2, 0xd3, 0xd4};
+    struct iovec its[4];
+    for (int x = 0; x < 4; x++)
+        its[x] = (struct iovec){&v[x], 8};
+    CHILD_CHECK(c->k <= 4, 1);
+    if (c->count) {
+        CHILD_CHECK(fipc__jqueue_put_counted_only(c->q, its, (size_t)c->k) == c->k, 2);
+    } else {
+        struct fipc__put_claim claim;
+        CHILD_CHECK(
+            fipc__queue_put_claim(fipc_jqueue_queue(c->q), its, (size_t)c->k, &claim) == c->k, 3);
+    }
+    raise(SIGKILL);
+    return CHILD_FAIL(4);
+}
+
+static void cut_a_put(fipc_jqueue *q, int k, bool count)
+{
+    struct cut_put *c = test_shared(sizeof *c);
+    *c = (struct cut_put){q, k, count};
+    pid_t pid = test_fork(counted_then_killed, 0, c);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %#x", status);
+}
+
+/* One item before the cut put and one after: both are delivered in order
+ * and the cut put's items never; join returns once the two are done. */
+static void mpmc_cut_put_counts_for_nothing(int k, bool count)
+{
+    fipc_jqueue *q = new_jqueue(8, 8);
+    uint64_t a = 0xa, b = 0xb;
+    cr_assert_eq(fipc_jqueue_put(q, &a, 8, 0), 0);
+    cut_a_put(q, k, count);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 1 + (count ? (size_t)k : 0));
+    cr_assert_eq(fipc_jqueue_put(q, &b, 8, 0), 0);
+    take_and_finish(q, a);
+    /* The get waits behind the dead claim until it is repaired, passes
+     * its tombstones and delivers b. */
+    uint64_t got = 0;
+    size_t len;
+    cr_assert_eq(fipc_jqueue_get(q, &got, 8, &len, FIPC_SEC(10)), 0);
+    cr_assert_eq(got, b);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 1);
+    cr_assert_eq(fipc_jqueue_join(q, 0), -EAGAIN);
+    cr_assert_eq(fipc_jqueue_task_done(q), 0);
+    expect_all_done(q);
+}
+
+Test(jqueue, mpmc_producer_killed_after_counting_one_item_counts_for_nothing)
+{
+    mpmc_cut_put_counts_for_nothing(1, true);
+}
+
+Test(jqueue, mpmc_producer_killed_after_counting_three_items_counts_for_nothing)
+{
+    mpmc_cut_put_counts_for_nothing(3, true);
+}
+
+Test(jqueue, mpmc_producer_killed_before_counting_counts_for_nothing)
+{
+    mpmc_cut_put_counts_for_nothing(2, false);
+}
+
+struct cut_joiner {
+    fipc_jqueue *q;
+    uint32_t started;
+    pid_t pid;
+};
+
+static int cut_joiner_child(int i, void *arg)
+{
+    struct cut_joiner *j = arg;
+    test_child_setup();
+    j->pid = getpid();
+    test_flag_add(&j->started);
+    CHILD_CHECK(fipc_jqueue_join(j->q, HANDSHAKE_NS) == 0, 1);
+    return CHILD_OK;
+}
+
+/* A joiner asleep when the producer dies wakes once the consumer that
+ * passes the dead claim has finished everything else. */
+Test(jqueue, mpmc_joiner_returns_once_the_dead_producers_counted_claim_is_passed)
+{
+    struct cut_joiner *j = test_shared(sizeof *j);
+    j->q = new_jqueue(8, 8);
+    uint64_t a = 0xa;
+    cr_assert_eq(fipc_jqueue_put(j->q, &a, 8, 0), 0);
+    cut_a_put(j->q, 2, true);
+    pid_t pid = test_fork(cut_joiner_child, 0, j);
+    cr_assert(test_wait_until_at_least(&j->started, 1, HANDSHAKE_NS));
+    cr_assert(test_wait_sleeping(j->pid, HANDSHAKE_NS));
+    take_and_finish(j->q, a);
+    uint64_t got;
+    size_t len;
+    /* Nothing more to deliver: the get repairs, passes and times out. */
+    cr_assert_eq(fipc_jqueue_get(j->q, &got, 8, &len, FIPC_MSEC(200)), -ETIMEDOUT);
+    cr_assert_eq(fipc_jqueue_unfinished(j->q), 0);
+    test_reap_within(&pid, 1, HANDSHAKE_NS);
+    expect_all_done(j->q);
+}
+
+static void spsc_cut_put_counts_for_nothing(int k)
+{
+    fipc_jqueue *q = new_spsc_jqueue();
+    uint64_t a = 0xa, b = 0xb;
+    cr_assert_eq(fipc_jqueue_put(q, &a, 8, 0), 0);
+    cut_a_put(q, k, true);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 1 + (size_t)k);
+    /* This process takes the dead producer's place: its put finds the
+     * dead one's pending count and takes it back. */
+    cr_assert_eq(fipc_jqueue_put(q, &b, 8, 0), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(q), 2);
+    take_and_finish(q, a);
+    take_and_finish(q, b);
+    expect_all_done(q);
+}
+
+Test(jqueue, spsc_producer_killed_after_counting_one_item_counts_for_nothing)
+{
+    spsc_cut_put_counts_for_nothing(1);
+}
+
+Test(jqueue, spsc_producer_killed_after_counting_two_items_counts_for_nothing)
+{
+    spsc_cut_put_counts_for_nothing(2);
+}
