@@ -220,6 +220,31 @@ Test(death, lock_a_waiter_killed_when_woken_before_it_retakes_the_lock_passes_th
         lk_two_waiters(&lk_ops[i], true);
 }
 
+/* A child made by a raw clone: the kernel gives it no robust list and the
+ * C library does not know it exists.  It takes the lock and dies. */
+static int lk_take_in_raw_clone_and_die(void *lock)
+{
+    if (fipc_lock_acquire(lock, 0) != 0) return 1;
+    syscall(SYS_kill, syscall(SYS_getpid), SIGKILL);
+    return 2;
+}
+
+/* docs/death.md: lock-no-robust-list */
+Test(death, lock_held_by_a_thread_without_a_robust_list_that_died_stays_held)
+{
+    fipc_lock *l = fipc_lock_new(test_arena());
+    long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+    cr_assert_geq(pid, 0, "clone: %s", strerror(errno));
+    if (pid == 0) _exit(lk_take_in_raw_clone_and_die(l));
+    int status;
+    cr_assert_eq(waitpid((pid_t)pid, &status, 0), (pid_t)pid);
+    expect_sigkill(status, "the raw clone child");
+    /* Nothing recovers it: the word still names the dead thread. */
+    cr_assert(fipc_lock_locked(l));
+    cr_assert_eq(fipc_lock_acquire(l, FIPC_MSEC(100)), -ETIMEDOUT);
+    cr_assert_eq(fipc_lock_acquire(l, 0), -EAGAIN);
+}
+
 /* ==== Semaphore ========================================================== */
 
 struct sem_case {
@@ -968,7 +993,51 @@ Test(death, queue_mpmc_a_message_whose_consumer_died_inside_get_is_delivered_to_
     cr_assert_eq(get_int(q, DEATH_REAP_NS), 2);
 }
 
+struct crowd {
+    fipc_queue *q;
+    uint32_t ready, go;
+};
+
+/* Put one message (taking a claimer record) and keep the record, alive,
+ * until told to go. */
+static int put_and_hold_a_record(int i, void *arg)
+{
+    struct crowd *c = arg;
+    test_child_setup();
+    int v = i;
+    CHILD_CHECK(fipc_queue_put(c->q, &v, sizeof v, 0) == 0, 1);
+    test_flag_add(&c->ready);
+    CHILD_CHECK(test_wait_until_at_least(&c->go, 1, HANDSHAKE_NS), 2);
+    return CHILD_OK;
+}
+
+/* docs/death.md: queue-records-full */
+Test(death, queue_mpmc_once_a_thread_claimed_without_a_record_no_dead_claim_is_repaired)
+{
+    struct crowd *c = shared(sizeof *c);
+    c->q = new_queue(2 * QUEUE_CLAIMERS, sizeof(int), 0);
+    pid_t pids[QUEUE_CLAIMERS];
+    for (int i = 0; i < QUEUE_CLAIMERS; i++)
+        pids[i] = test_fork(put_and_hold_a_record, i, c);
+    cr_assert(test_wait_until_at_least(&c->ready, QUEUE_CLAIMERS, HANDSHAKE_NS));
+    /* Every record is held by a live process: this thread claims without. */
+    put_int(c->q, 1000);
+    cr_assert_eq(c->q->unrecorded, 1);
+    play_death(put_claim_and_die, 1, c->q);
+    test_flag_set(&c->go, 1);
+    for (int i = 0; i < QUEUE_CLAIMERS; i++)
+        test_expect_ok(pids[i]);
+    for (int i = 0; i <= QUEUE_CLAIMERS; i++)
+        get_int(c->q, 0);
+    /* The dead claim is never passed, however long a get waits. */
+    cr_assert_eq(fipc_queue_qsize(c->q), 1);
+    cr_assert_eq(get_r(c->q, FIPC_MSEC(200)), -ETIMEDOUT);
+    cr_assert_eq(fipc_queue_qsize(c->q), 1);
+}
+
 /* ==== JoinableQueue ====================================================== */
+
+static void jq_producer_dies(unsigned flags);
 
 /* A jqueue producer killed after counting its item, before publishing. */
 static int jq_count_and_die(int i, void *arg)
@@ -984,8 +1053,14 @@ static int jq_count_and_die(int i, void *arg)
 /* docs/death.md: jqueue-put-claim-dies */
 Test(death, jqueue_a_producer_killed_inside_put_leaves_its_item_unfinished_and_stalls_no_get)
 {
+    for (unsigned flags = 0; flags <= FIPC_QUEUE_SPSC; flags += FIPC_QUEUE_SPSC)
+        jq_producer_dies(flags);
+}
+
+static void jq_producer_dies(unsigned flags)
+{
     fipc_jqueue *j;
-    cr_assert_eq(fipc_jqueue_create(&j, test_arena(), 4, sizeof(int), 0), 0);
+    cr_assert_eq(fipc_jqueue_create(&j, test_arena(), 4, sizeof(int), flags), 0);
     play_death(jq_count_and_die, 0, j);
     int v = 1;
     cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
