@@ -325,7 +325,11 @@ int fipc_arena_publish(fipc_arena *a, const char *key, const void *obj)
     if (strlen(key) > FIPC_ARENA_KEY_MAX)
         return -ENAMETOOLONG;
     struct arena_header *h = a->hdr;
-    int r = fipc__lock_acquire(&h->dir_lock, FIPC_FOREVER);
+    /* Bounded: the lock word is shared memory, so a peer may have forged
+     * an owner that never releases it, and a holder stopped by SIGSTOP
+     * holds it for as long as it stays stopped.  A publish that runs holds
+     * it for one scan of the directory, microseconds. */
+    int r = fipc__lock_acquire(&h->dir_lock, FIPC_ARENA_DIR_WAIT_NS);
     if (r < 0 && r != -EOWNERDEAD)
         return r;
     /* A holder that died mid-publish left at most one entry with a key and

@@ -7,7 +7,7 @@
  * answers that in two ways: a lock's releaser keeps the lock announced in
  * its robust list until after the wake, so the kernel wakes a waiter in its
  * place; and no futex sleep lasts longer than FUTEX_RECHECK_NS (lib/futex.h),
- * so everything else is re-checked within a second.  The tests that include
+ * so everything else is re-checked within 50 ms.  The tests that include
  * this header kill a child exactly in that window and check that the
  * sleepers get out anyway.
  *
@@ -23,6 +23,10 @@
  *                               timeout, so only a real wake ends them (for
  *                               FIPC_FOREVER waits: it takes the re-check
  *                               away, to prove that something else wakes).
+ *   fault_kill_when_woken()     the process SIGKILLs itself as soon as a
+ *                               futex sleep of its own ends by a wake (the
+ *                               wait returned 0): it was woken and dies
+ *                               before it can take what woke it.
  *
  * The switches are plain per-process flags.  Forked children inherit their
  * value at fork, so flip them only inside the child that must fault, right
@@ -43,6 +47,7 @@
 
 static int fault_kill_at_wake;
 static int fault_no_timeout;
+static int fault_kill_woken;
 
 static inline void fault_kill_at_next_wake(void)
 {
@@ -52,6 +57,11 @@ static inline void fault_kill_at_next_wake(void)
 static inline void fault_sleep_until_woken(void)
 {
     fault_no_timeout = 1;
+}
+
+static inline void fault_kill_when_woken(void)
+{
+    fault_kill_woken = 1;
 }
 
 long syscall(long n, ...)
@@ -82,8 +92,19 @@ long syscall(long n, ...)
             for (;;)
                 pause();
         }
-        if ((op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET) && fault_no_timeout)
-            a[3] = 0; /* no timeout: sleep until woken */
+        bool wait = op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET;
+        if (wait && fault_no_timeout) a[3] = 0; /* no timeout: sleep until woken */
+        if (wait && fault_kill_woken) {
+            /* 0 only for a sleep that a wake ended (a timeout, a changed
+             * word or a signal give -1). */
+            long r = fn(n, a[0], a[1], a[2], a[3], a[4], a[5]);
+            if (r == 0) {
+                kill(getpid(), SIGKILL);
+                for (;;)
+                    pause();
+            }
+            return r;
+        }
     }
     return fn(n, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

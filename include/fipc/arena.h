@@ -58,15 +58,24 @@ FIPC_EXPORT void *fipc_arena_alloc(fipc_arena *a, size_t size, size_t align);
 FIPC_EXPORT size_t fipc_arena_used(const fipc_arena *a);
 FIPC_EXPORT size_t fipc_arena_size(const fipc_arena *a);
 
+/* How long publish waits for the directory's lock: a publish holds it for
+ * microseconds, so a lock held longer is held by a process that is stopped
+ * (SIGSTOP, a debugger) or was forged by a peer that wrote the arena. */
+#define FIPC_ARENA_DIR_WAIT_NS ((int64_t)1000000000)
+
 /* Name obj (which must lie inside a) so that fipc_arena_lookup finds it.
  * Errors: -EINVAL (NULL, obj outside the arena, empty key),
  * -ENAMETOOLONG (key longer than FIPC_ARENA_KEY_MAX), -EEXIST (key taken),
  * -ENOSPC (directory full), -EPROTO (another process wrote an entry that no
- * publish could have written). */
+ * publish could have written), -ETIMEDOUT (the directory stayed locked for
+ * FIPC_ARENA_DIR_WAIT_NS: nothing was published), -ENOMEM (this thread's
+ * record of held locks could not be mapped).  A holder that died is no
+ * obstacle: its lock is recovered at once. */
 FIPC_EXPORT int fipc_arena_publish(fipc_arena *a, const char *key, const void *obj);
 
 /* The object published under key, at this process's address; NULL if none
- * (or if its entry holds an offset outside the arena's object area). */
+ * (or if its entry holds an offset outside the arena's object area).
+ * Takes no lock: never waits, whatever another process holds or wrote. */
 FIPC_EXPORT void *fipc_arena_lookup(fipc_arena *a, const char *key);
 
 /* Send the arena's descriptor over a connected AF_UNIX socket (SCM_RIGHTS).

@@ -8,8 +8,18 @@
  * zero while a joiner sleeps, advances the epoch and wakes the joiners.
  * join on a count of zero returns at once, with no system call.
  *
+ * Every guarantee of fipc/queue.h holds, the same rings carrying the
+ * items: a put that returned 0 is delivered exactly once unless the
+ * consumer that received it died after its get returned (or, MPMC, inside
+ * that get); after close every get that waits ends in -EPIPE once the queue
+ * is drained, whoever died; qsize, empty and full never report a state
+ * that no call that waits can leave.
+ *
  * The count cannot know of an item lost with a consumer that died between
- * get and task_done: join then waits until its timeout (see docs/jqueue.md).
+ * get and task_done, or inside get, nor of the items of a put whose
+ * producer died after they were counted and before they were published:
+ * they stay unfinished, and join waits until its timeout (a supervisor may
+ * call task_done for them; see docs/jqueue.md and docs/death.md).
  */
 #ifndef FIPC_JQUEUE_H
 #define FIPC_JQUEUE_H

@@ -21,10 +21,19 @@
  * processes find it with fipc_arena_lookup).
  *
  * Guarantees, whoever dies and at whatever instruction:
- *   - a message whose put returned success is delivered exactly once,
- *     unless the consumer that received it died after its get returned
- *     (or, in MPMC mode, during the get that was receiving it);
- *   - after close, every get ends in -EPIPE once the queue is drained;
+ *   - a put that returned 0 is delivered exactly once, unless the consumer
+ *     that received it died after its get returned or, in MPMC mode,
+ *     inside the get that was receiving it (the message is then lost);
+ *   - after close, every get that waits (timeout_ns != 0) ends in -EPIPE
+ *     once the queue is drained, whoever died.  A get with timeout_ns == 0
+ *     repairs nothing: in front of an MPMC claim whose producer died it
+ *     returns -EAGAIN until a call that waits has passed the claim;
+ *   - qsize, empty and full never report a state in which no call that
+ *     waits can make progress: a dead MPMC producer's claim counts in qsize
+ *     until a waiting get passes it; a dead MPMC consumer's slots no longer
+ *     count, and a waiting put releases them; an SPSC side that died before
+ *     storing its position skews qsize until its replacement's next call,
+ *     while puts and gets go by the slots themselves;
  *   - a process that waits passes a claim whose holder died within a few
  *     milliseconds (MPMC; a thread that finds all 64 claimer records of a
  *     queue taken by live threads turns this off for that queue), and an
@@ -33,7 +42,8 @@
  *   - a peer that writes garbage into the queue's memory can make calls
  *     fail with -EPROTO (or -EINVAL) or time out, never write outside the
  *     caller's buffers, read outside the arena, crash, or spin.
- * See docs/queue.md for the protocol and what each death costs.
+ * See docs/queue.md for the protocol and docs/death.md for what each death
+ * costs.
  */
 #ifndef FIPC_QUEUE_H
 #define FIPC_QUEUE_H
@@ -96,7 +106,8 @@ FIPC_EXPORT int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, siz
                                     int64_t timeout_ns);
 
 /* Snapshots, as in Python: they may be stale by the time they return.
- * 0 or false for NULL. */
+ * 0 or false for NULL.  After a death they never show a state that no call
+ * that waits can leave (see the guarantees above). */
 FIPC_EXPORT size_t fipc_queue_qsize(const fipc_queue *q);
 FIPC_EXPORT bool fipc_queue_empty(const fipc_queue *q);
 FIPC_EXPORT bool fipc_queue_full(const fipc_queue *q);
