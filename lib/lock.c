@@ -74,6 +74,11 @@
  * -EOWNERDEAD.  Anything it cannot tell (no /proc, another namespace, an
  * unreadable entry) counts as alive: a wrong verdict would hand a live
  * owner's lock to a second thread, a missed one only keeps waiters waiting.
+ * A waiter without a robust list also checks a bare word (one whose owner
+ * has no record: it has a robust list, or it died in the few instructions
+ * between taking the word and recording itself, or between clearing the
+ * record and releasing), by its tid alone: no such thread, or a zombie.
+ * The model (docs/models/lock.pml) has the check and the mark.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -359,22 +364,25 @@ static FIPC_COLD void self_identify(struct self *s)
     s->ident = ident_of((uint32_t)s->tid, start);
 }
 
-/* Whether the owner that record id names (in namespace ns) has ended.
- * Only a positive sign counts: no thread with its tid, a zombie, or a
- * thread with its tid but another start time.  Whatever cannot be told
- * counts as alive. */
-static FIPC_COLD bool owner_dead(struct self *s, uint64_t id, uint32_t ns)
+/* Whether the owner of a word holding tid has ended.  With a record id
+ * (its tid is tid) made in pid namespace ns: no thread with that tid, a
+ * zombie, or a thread with that tid and another start time.  Without one
+ * (id 0, a bare word: see owner_watch): no thread with that tid, or a
+ * zombie, in this thread's own namespace; a thread that has the tid now
+ * counts as the owner.  Only a positive sign counts: whatever cannot be
+ * told (no /proc of this namespace, another namespace's record, an
+ * unreadable entry) counts as alive. */
+static FIPC_COLD bool owner_dead(struct self *s, uint32_t tid, uint64_t id, uint32_t ns)
 {
 #ifdef FIPC_TEST_HOOKS
     fetch_add_relaxed(&fipc__lock_owner_checks, 1); /* a statistic: the value alone */
 #endif
     if (!s->identified)
         self_identify(s);
-    if (s->ns == 0 || ns != s->ns)
-        return false; /* another namespace's ids, or no /proc to look them up */
+    if (s->ns == 0 || (id != 0 && ns != s->ns))
+        return false; /* no /proc of this namespace, or another one's ids */
     char path[32], state;
     uint64_t start;
-    uint32_t tid = (uint32_t)(id & LOCK_TID_MASK);
     snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)tid);
     int r = proc_stat(path, &state, &start);
     if (r == -ENOENT)
@@ -382,8 +390,8 @@ static FIPC_COLD bool owner_dead(struct self *s, uint64_t id, uint32_t ns)
     if (r < 0)
         return false;
     if (state == 'Z' || state == 'X' || state == 'x')
-        return true;                   /* ended; its process not reaped yet */
-    return ident_of(tid, start) != id; /* the tid now names a newer thread */
+        return true;                              /* ended; its process not reaped yet */
+    return id != 0 && ident_of(tid, start) != id; /* the tid now names a newer thread */
 }
 
 /* After taking m anywhere but on the fast path: without a robust list,
@@ -406,10 +414,20 @@ static void owner_record(struct lock_impl *m, const struct self *s)
 }
 
 /* In the sleep loop, on a word cur that names an owner, while the lock
- * has a record: plan the check of the recorded owner, or make it when it
- * is due.  *check_at is when it is due (0: not planned).  Returns true if
- * the caller must look at the word again: it changed, or the owner was
- * found dead and the word marked OWNER_DIED (by us or meanwhile). */
+ * has a record or this thread has no robust list: plan the check of the
+ * owner, or make it when it is due.  *check_at is when it is due (0: not
+ * planned).  Returns true if the caller must look at the word again: it
+ * changed, or the owner was found dead and the word marked OWNER_DIED (by
+ * us or meanwhile).
+ *
+ * A word with no record of its owner is bare: its owner has a robust list
+ * (the kernel recovers it), or it has none and is in the few instructions
+ * between taking the word and recording itself or between clearing its
+ * record and releasing the word, or it died there.  A thread without a
+ * robust list checks a bare word too, for the tid alone: that finds the
+ * owner that died there, unless its tid was given to a new thread since.
+ * A thread with a robust list leaves bare words to the kernel: its peers
+ * are most likely built as it is. */
 static FIPC_COLD bool owner_watch(struct lock_impl *m, struct self *s, uint32_t cur,
                                   fipc_deadline *check_at)
 {
@@ -423,8 +441,11 @@ static FIPC_COLD bool owner_watch(struct lock_impl *m, struct self *s, uint32_t 
      * owner_ns. */
     uint64_t id = load_acquire(&m->owner);
     if ((uint32_t)(id & LOCK_TID_MASK) != (cur & LOCK_TID_MASK)) {
-        *check_at = 0; /* none, or not yet written by the new owner */
-        return false;
+        if (s->head) {
+            *check_at = 0; /* none, or not yet written by the new owner */
+            return false;
+        }
+        id = 0; /* bare */
     }
     fipc_deadline now = fipc_now_ns();
     if (*check_at == 0) {
@@ -433,7 +454,7 @@ static FIPC_COLD bool owner_watch(struct lock_impl *m, struct self *s, uint32_t 
     }
     if (now < *check_at)
         return false;
-    if (!owner_dead(s, id, load_relaxed(&m->owner_ns))) {
+    if (!owner_dead(s, cur & LOCK_TID_MASK, id, load_relaxed(&m->owner_ns))) {
         *check_at = fipc_now_ns() + LOCK_CHECK_EVERY_NS;
         return false;
     }
@@ -644,12 +665,13 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, struct self 
                 continue;
             cur |= LOCK_WAITERS;
         }
-        /* An owner without a robust list recorded itself: nobody but a
-         * waiter's check will find its death.  relaxed: only a filter;
+        /* An owner without a robust list recorded itself, or we have
+         * none (and so perhaps our peers): nobody but a waiter's check
+         * will find the owner's death.  relaxed: only a filter;
          * owner_watch reads the record with the order it needs. */
         fipc_deadline until = deadline;
         bool for_check = false;
-        if (load_relaxed(&m->owner) == 0) {
+        if (s->head && load_relaxed(&m->owner) == 0) {
             check_at = 0;
         } else {
             if (owner_watch(m, s, cur, &check_at))

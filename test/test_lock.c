@@ -560,3 +560,49 @@ Test(LC_SUITE, a_recorded_owner_whose_tid_names_a_newer_thread_is_found_dead)
     cr_assert_eq(fipc_lock_release(l), 0);
     test_kill_and_reap(pid);
 }
+
+static int exit_child(int i, void *arg)
+{
+    return CHILD_OK;
+}
+
+/* A word that names an owner without its record is what an owner without
+ * a robust list leaves if it dies between taking the word and recording
+ * itself (or between clearing its record and releasing).  A waiter without
+ * a robust list checks the tid alone: a tid that names no thread is a dead
+ * owner; a live thread's tid is the owner's.  A waiter with a robust list
+ * leaves such a word to the kernel. */
+Test(LC_SUITE, a_word_without_a_record_is_checked_for_its_tid_alone_without_a_robust_list)
+{
+    fipc_lock *l = fipc_lock_new(NULL);
+    cr_assert_not_null(l);
+    pid_t live = test_fork(live_child, 0, NULL);
+    forge_held(l, live, 0, 0);
+    *((uint64_t *)l + 1) = 0; /* no record */
+    uint64_t checks = fipc__lock_owner_check_count();
+    int r = fipc_lock_acquire(l, FIPC_MSEC(200));
+    cr_assert_eq(r, -ETIMEDOUT, "the owner lives, yet acquire gave %d (%s)", r, fipc_strerror(r));
+    uint64_t made = fipc__lock_owner_check_count() - checks;
+    if (LC_ROBUST)
+        cr_assert_eq(made, 0, "a waiter with a robust list checked a bare word");
+    else
+        cr_assert_geq(made, 1, "the waiter never checked the bare word's tid");
+    test_kill_and_reap(live);
+
+    pid_t gone = test_fork(exit_child, 0, NULL);
+    test_expect_ok(gone); /* reaped: its tid names no thread now */
+    forge_held(l, gone, 0, 0);
+    *((uint64_t *)l + 1) = 0;
+    if (LC_ROBUST) {
+        r = fipc_lock_acquire(l, FIPC_MSEC(200));
+        cr_assert_eq(r, -ETIMEDOUT, "acquire gave %d (%s)", r, fipc_strerror(r));
+        return;
+    }
+    int64_t t0 = test_now_ns();
+    r = fipc_lock_acquire(l, HANDSHAKE_NS);
+    int64_t took = test_now_ns() - t0;
+    cr_assert_eq(r, -EOWNERDEAD, "acquire gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_lt(took, FIPC_SEC(2), "found dead after %lld ms", (long long)(took / 1000000));
+    cr_assert_eq(fipc_lock_release(l), 0);
+    cr_assert_not(fipc_lock_locked(l));
+}
