@@ -393,6 +393,26 @@ Test(LC_SUITE, a_child_of_a_raw_clone_is_not_taken_for_its_parent)
     cr_assert_eq(fipc_lock_release(p->free_one), 0);
 }
 
+/* A raw clone child has no robust list (the kernel gives a new task none
+ * and no C library registered one), so it records itself in the locks it
+ * takes, and the waiters' liveness check finds its death. */
+Test(LC_SUITE, a_child_of_a_raw_clone_that_ends_holding_a_lock_leaves_it_to_eownerdead)
+{
+    struct fork_probe *p = new_fork_probe();
+    long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+    cr_assert_geq(pid, 0, "clone: %s", strerror(errno));
+    if (pid == 0) _exit(stranger_probe(p, true)); /* ends holding free_one */
+    expect_exit_ok((pid_t)pid);
+    cr_assert(fipc_lock_locked(p->free_one));
+    int64_t t0 = test_now_ns();
+    int r = fipc_lock_acquire(p->free_one, HANDSHAKE_NS);
+    int64_t took = test_now_ns() - t0;
+    cr_assert_eq(r, -EOWNERDEAD, "acquire gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_lt(took, FIPC_SEC(2), "found dead after %lld ms", (long long)(took / 1000000));
+    cr_assert_eq(fipc_lock_release(p->free_one), 0);
+    cr_assert_eq(fipc_lock_release(p->theirs), 0, "the parent still holds its lock");
+}
+
 /* ---- Another pid namespace ---- */
 
 struct pidns_probe {
