@@ -51,8 +51,8 @@
  * while it takes or releases it, so a death in between is recovered too.
  *
  * Owner record.  A thread that has no robust list to link into (another C
- * library, a head whose layout check fails, get_robust_list refused)
- * cannot count on the kernel.  It writes, after taking a lock and only on
+ * library, a head whose layout check fails, get_robust_list refused, a raw
+ * clone child) cannot count on the kernel.  It writes, after taking a lock and only on
  * that (general) path, who it is into the lock: owner = start << 30 | tid,
  * where start is the thread's start time (field 22 of /proc/TID/stat, clock
  * ticks since boot, low 34 bits), and owner_ns, the inode of its pid

@@ -5,8 +5,11 @@
  * 4 hammering processes, snapshots, timeouts, signals, wake-ups, owner
  * death (a killed process, an exited thread), release-then-die, a death
  * between release and wake, releases by non-owners and NULL arguments.
- * Here besides: the ticket-sale seed, and an acquire by the holder (a Lock
- * is not recursive).
+ * Here besides: the ticket-sale seed, an acquire by the holder (a Lock
+ * is not recursive), the robust list's bookkeeping, children the C
+ * library did not make, another pid namespace, and the liveness check of
+ * an owner without a robust list (a recorded tid that names a newer
+ * thread, a word without a record).
  *
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  * Children also ask for SIGKILL when the test process dies, so a failed
