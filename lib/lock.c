@@ -49,10 +49,43 @@
  * links, so it only ever writes the sentinels' links (private memory),
  * never a lock's.  The owner keeps list_op_pending pointing at the lock
  * while it takes or releases it, so a death in between is recovered too.
+ *
+ * Owner record.  A thread that has no robust list to link into (another C
+ * library, a head whose layout check fails, get_robust_list refused, a raw
+ * clone child) cannot count on the kernel.  It writes, after taking a lock and only on
+ * that (general) path, who it is into the lock: owner = start << 30 | tid,
+ * where start is the thread's start time (field 22 of /proc/TID/stat, clock
+ * ticks since boot, low 34 bits), and owner_ns, the inode of its pid
+ * namespace.  It clears owner before the exchange that releases the lock.
+ * A thread with a robust list writes nothing there on its fast paths: the
+ * record is 0 whenever such a thread holds the lock, since every release
+ * and every heir of a dead owner clear it.
+ *
+ * A waiter (robust list or not) that finds, in its sleep loop, a record
+ * whose tid is the word's keeps sleeping with a shorter cap: LOCK_CHECK_
+ * AFTER_NS after it first saw the record, and every LOCK_CHECK_EVERY_NS
+ * after that, it checks the recorded owner.  The owner is dead if /proc of
+ * the waiter's own pid namespace (the recorded one) has no thread with
+ * that tid, shows it as a zombie, or shows a thread with another start time
+ * (the tid was given to a new thread).  A stopped, traced or slow thread
+ * is alive: only its end changes what /proc says.  The waiter then marks
+ * the word as the kernel would, OWNER_DIED | (WAITERS as it was), with a
+ * CAS that expects exactly the word it checked, and the next taker gets
+ * -EOWNERDEAD.  Anything it cannot tell (no /proc, another namespace, an
+ * unreadable entry) counts as alive: a wrong verdict would hand a live
+ * owner's lock to a second thread, a missed one only keeps waiters waiting.
+ * A waiter without a robust list also checks a bare word (one whose owner
+ * has no record: it has a robust list, or it died in the few instructions
+ * between taking the word and recording itself, or between clearing the
+ * record and releasing), by its tid alone: no such thread, or a zombie.
+ * The model (docs/models/lock.pml) has the check and the mark.
  */
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -69,9 +102,28 @@ static_assert(sizeof(struct lock_impl) == sizeof(fipc_lock), "lock layout");
 static_assert(sizeof(struct lock_impl) == sizeof(fipc_rlock), "rlock layout");
 static_assert(_Alignof(fipc_lock) >= _Alignof(struct lock_impl), "lock alignment");
 static_assert(offsetof(struct lock_impl, robust_next) == 32, "glibc's robust mutex shape");
+static_assert(offsetof(struct lock_impl, owner) == 8 && offsetof(struct lock_impl, owner_ns) == 16,
+              "the owner record (docs/lock.md, Layout)");
 static_assert(offsetof(struct lock_impl, robust_prev) + 8 ==
                   offsetof(struct lock_impl, robust_next),
               "prev link directly precedes next");
+
+/* Without a robust list, a waiter checks a recorded owner once it has
+ * waited this long for it (5 ms: a critical section that long is rare, and
+ * a check costs a few system calls), then at this period (25 ms), so that
+ * a death is found within about 30 ms of it, inside the 100 ms fipc
+ * promises survivors. */
+#define LOCK_CHECK_AFTER_NS ((int64_t)5000000)
+#define LOCK_CHECK_EVERY_NS ((int64_t)25000000)
+
+/* The bits of the start time kept in the record: 2^34 clock ticks are 5
+ * years at the usual 100 per second. */
+#define LOCK_START_BITS 34
+
+#ifdef FIPC_TEST_HOOKS
+bool fipc__lock_no_robust_list;
+uint64_t fipc__lock_owner_checks;
+#endif
 
 /* ---- per-thread state ---------------------------------------------------- */
 
@@ -121,6 +173,9 @@ struct self {
     struct record *rec;
     struct robust_list_head *head; /* NULL: no robust list to link into */
     struct lock_impl front, back;  /* the sentinels; their words stay 0 */
+    bool identified;               /* ident and ns are set (self_identify) */
+    uint32_t ns;                   /* pid namespace inode; 0: /proc does not show this one */
+    uint64_t ident;                /* the owner record this thread writes; 0: none */
 };
 static _Thread_local struct self self __attribute__((tls_model("initial-exec")));
 
@@ -136,6 +191,11 @@ __attribute__((constructor)) static void lock_setup(void)
 
 static struct robust_list_head *fetch_robust_head(void)
 {
+#ifdef FIPC_TEST_HOOKS
+    /* relaxed: set once by a test before its first lock call. */
+    if (load_relaxed(&fipc__lock_no_robust_list))
+        return NULL;
+#endif
     struct robust_list_head *h = NULL;
     size_t len = 0;
     if (syscall(SYS_get_robust_list, 0, &h, &len) == 0 && h && len == sizeof *h &&
@@ -227,6 +287,188 @@ static void record_free(void *p)
     s->cap = 0;
 }
 
+/* ---- the owner record: who holds a lock, for a liveness check ------------ */
+
+static inline uint64_t ident_of(uint32_t tid, uint64_t start)
+{
+    return (start & ((UINT64_C(1) << LOCK_START_BITS) - 1)) << 30 | tid;
+}
+
+/* From a /proc/.../stat file: the state letter (field 3) and the start time
+ * (field 22, clock ticks since boot).  0; -ENOENT if no such thread exists
+ * (open or read say ENOENT or ESRCH); another negative errno, or -EPROTO
+ * for text that does not parse, if it cannot tell. */
+static int proc_stat(const char *path, char *state, uint64_t *start)
+{
+    char buf[1024];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ESRCH ? -ENOENT : -errno;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    int e = errno;
+    close(fd);
+    if (n < 0)
+        return e == ESRCH ? -ENOENT : -e;
+    buf[n] = '\0';
+    /* The name (field 2) is in parentheses and may hold any byte but NUL:
+     * the fields after it start at the last ')'. */
+    const char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || !p[2])
+        return -EPROTO;
+    *state = p[2];
+    p += 2;
+    for (int field = 3; field < 22; p++) {
+        if (!*p)
+            return -EPROTO;
+        if (*p == ' ')
+            field++;
+    }
+    uint64_t v = 0;
+    const char *digits = p;
+    for (; *p >= '0' && *p <= '9'; p++)
+        v = v * 10 + (uint64_t)(*p - '0');
+    if (p == digits)
+        return -EPROTO;
+    *start = v;
+    return 0;
+}
+
+/* Set s->ident, the record this thread writes into a lock it takes without
+ * a robust list, and s->ns, the pid namespace in which its checks of other
+ * owners are valid.  Both stay 0 unless /proc shows this thread under the
+ * ids it has in its own namespace (a /proc mounted for another namespace
+ * would name other threads by the ids in the locks).  Once per thread in
+ * each process: a few system calls, only without a robust list or before a
+ * first check. */
+static FIPC_COLD void self_identify(struct self *s)
+{
+    char link[64], want[64];
+    struct stat st;
+    char state;
+    uint64_t start;
+    s->identified = true;
+    s->ident = 0;
+    s->ns = 0;
+    ssize_t n = readlink("/proc/thread-self", link, sizeof link - 1);
+    if (n <= 0)
+        return;
+    link[n] = '\0';
+    snprintf(want, sizeof want, "%d/task/%d", (int)getpid(), (int)s->tid);
+    if (strcmp(link, want) != 0)
+        return;
+    if (stat("/proc/thread-self/ns/pid", &st) != 0 || (uint32_t)st.st_ino == 0)
+        return;
+    if (proc_stat("/proc/thread-self/stat", &state, &start) != 0)
+        return;
+    s->ns = (uint32_t)st.st_ino;
+    s->ident = ident_of((uint32_t)s->tid, start);
+}
+
+/* Whether the owner of a word holding tid has ended.  With a record id
+ * (its tid is tid) made in pid namespace ns: no thread with that tid, a
+ * zombie, or a thread with that tid and another start time.  Without one
+ * (id 0, a bare word: see owner_watch): no thread with that tid, or a
+ * zombie, in this thread's own namespace; a thread that has the tid now
+ * counts as the owner.  Only a positive sign counts: whatever cannot be
+ * told (no /proc of this namespace, another namespace's record, an
+ * unreadable entry) counts as alive. */
+static FIPC_COLD bool owner_dead(struct self *s, uint32_t tid, uint64_t id, uint32_t ns)
+{
+#ifdef FIPC_TEST_HOOKS
+    fetch_add_relaxed(&fipc__lock_owner_checks, 1); /* a statistic: the value alone */
+#endif
+    if (!s->identified)
+        self_identify(s);
+    if (s->ns == 0 || (id != 0 && ns != s->ns))
+        return false; /* no /proc of this namespace, or another one's ids */
+    char path[32], state;
+    uint64_t start;
+    snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)tid);
+    int r = proc_stat(path, &state, &start);
+    if (r == -ENOENT)
+        return true;
+    if (r < 0)
+        return false;
+    if (state == 'Z' || state == 'X' || state == 'x')
+        return true;                              /* ended; its process not reaped yet */
+    return id != 0 && ident_of(tid, start) != id; /* the tid now names a newer thread */
+}
+
+/* After taking m anywhere but on the fast path: without a robust list,
+ * record this thread as its owner; otherwise make sure that no record of
+ * a former owner stays (the heir of a dead owner, or a peer's write).  The
+ * fast path needs neither: it takes only a word that a release cleared,
+ * with the record, to 0. */
+static void owner_record(struct lock_impl *m, const struct self *s)
+{
+    if (!s->head && s->ident) {
+        store_relaxed(&m->owner_ns, s->ns);
+        /* release: owner_ns is in place before a waiter's acquire load
+         * of owner (owner_watch) finds this id. */
+        store_release(&m->owner, s->ident);
+    } else if (load_relaxed(&m->owner) != 0) {
+        /* relaxed: ordered before our release of the word, which is
+         * what a waiter synchronizes with (owner_watch). */
+        store_relaxed(&m->owner, 0);
+    }
+}
+
+/* In the sleep loop, on a word cur that names an owner, while the lock
+ * has a record or this thread has no robust list: plan the check of the
+ * owner, or make it when it is due.  *check_at is when it is due (0: not
+ * planned).  Returns true if the caller must look at the word again: it
+ * changed, or the owner was found dead and the word marked OWNER_DIED (by
+ * us or meanwhile).
+ *
+ * A word with no record of its owner is bare: its owner has a robust list
+ * (the kernel recovers it), or it has none and is in the few instructions
+ * between taking the word and recording itself or between clearing its
+ * record and releasing the word, or it died there.  A thread without a
+ * robust list checks a bare word too, for the tid alone: that finds the
+ * owner that died there, unless its tid was given to a new thread since.
+ * A thread with a robust list leaves bare words to the kernel: its peers
+ * are most likely built as it is. */
+static FIPC_COLD bool owner_watch(struct lock_impl *m, struct self *s, uint32_t cur,
+                                  fipc_deadline *check_at)
+{
+    /* acquire: pairs with the release exchange of the last release of the
+     * word (cur is in its release sequence: later values come from CAS),
+     * before which that releaser cleared the record, so a record read now
+     * is not one of an owner before it. */
+    if (load_acquire(&m->word) != cur)
+        return true;
+    /* acquire: pairs with the owner's release store (owner_record), for
+     * owner_ns. */
+    uint64_t id = load_acquire(&m->owner);
+    if ((uint32_t)(id & LOCK_TID_MASK) != (cur & LOCK_TID_MASK)) {
+        if (s->head) {
+            *check_at = 0; /* none, or not yet written by the new owner */
+            return false;
+        }
+        id = 0; /* bare */
+    }
+    fipc_deadline now = fipc_now_ns();
+    if (*check_at == 0) {
+        *check_at = now + LOCK_CHECK_AFTER_NS;
+        return false;
+    }
+    if (now < *check_at)
+        return false;
+    if (!owner_dead(s, cur & LOCK_TID_MASK, id, load_relaxed(&m->owner_ns))) {
+        *check_at = fipc_now_ns() + LOCK_CHECK_EVERY_NS;
+        return false;
+    }
+    /* Mark it as the kernel does at a death.  Expecting exactly cur: the
+     * word still names the owner we found dead (a dead thread cannot
+     * release it; its id is given to a new thread only after the kernel
+     * has gone through all others).  release: pairs with the heir's
+     * acquire CAS in try_take_free; the dead owner's writes came before
+     * its end, which the kernel made visible before /proc showed it. */
+    uint32_t seen = cur;
+    cas_release(&m->word, &seen, LOCK_OWNER_DIED | (cur & LOCK_WAITERS));
+    return true;
+}
+
 /* Whether the thread's state was made in another process (or never). */
 static bool self_stale(const struct self *s)
 {
@@ -250,6 +492,7 @@ static __attribute__((noinline)) int self_prepare(struct self *s, bool room)
         s->tid = (pid_t)syscall(SYS_gettid);
         s->n = 0;
         s->linked = false;
+        s->identified = false;
         s->head = fetch_robust_head();
         if (s->rec) {
             /* Our record, wiped or copied: start it over in this process. */
@@ -263,6 +506,8 @@ static __attribute__((noinline)) int self_prepare(struct self *s, bool room)
         return -ENOMEM;
     if (s->head && !s->linked)
         link_sentinels(s);
+    if (!s->head && !s->identified)
+        self_identify(s);
     s->rec->fast = s->head && s->rec->state == RECORD_WIPEONFORK;
     return 0;
 }
@@ -403,6 +648,7 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, struct self 
     }
 
     bool timed_out = false;
+    fipc_deadline check_at = 0; /* when the recorded owner is due a check */
     for (;;) {
         cur = load_relaxed(&m->word);
         if ((cur & LOCK_TID_MASK) == 0) {
@@ -419,11 +665,28 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, struct self 
                 continue;
             cur |= LOCK_WAITERS;
         }
+        /* An owner without a robust list recorded itself, or we have
+         * none (and so perhaps our peers): nobody but a waiter's check
+         * will find the owner's death.  relaxed: only a filter;
+         * owner_watch reads the record with the order it needs. */
+        fipc_deadline until = deadline;
+        bool for_check = false;
+        if (s->head && load_relaxed(&m->owner) == 0) {
+            check_at = 0;
+        } else {
+            if (owner_watch(m, s, cur, &check_at))
+                continue;
+            if (check_at != 0 && check_at < until) {
+                until = check_at;
+                for_check = true;
+            }
+        }
         /* Woken by fipc_lock_release (WAITERS is set, so it wakes one), or
          * by the kernel when the owner dies (it sets OWNER_DIED and wakes
-         * one).  A timed-out wait was not chosen by a waker: the kernel
-         * returns success to a sleeper that a wake dequeued, even late. */
-        if (futex_wait_until(&m->word, cur, deadline) == -ETIMEDOUT)
+         * one), or at the check of a recorded owner.  A timed-out wait was
+         * not chosen by a waker: the kernel returns success to a sleeper
+         * that a wake dequeued, even late. */
+        if (futex_wait_until(&m->word, cur, until) == -ETIMEDOUT && !for_check)
             timed_out = true;
     }
 }
@@ -435,8 +698,10 @@ static __attribute__((noinline)) int lock_contended(struct lock_impl *m, struct 
                                                     uint32_t cur, int64_t timeout_ns)
 {
     int r = lock_slow(m, s, cur, timeout_ns);
-    if (r == 0 || r == -EOWNERDEAD)
+    if (r == 0 || r == -EOWNERDEAD) {
         held_push(s, m);
+        owner_record(m, s);
+    }
     robust_done(s->head);
     return r;
 }
@@ -454,6 +719,7 @@ static __attribute__((noinline)) int lock_acquire_general(struct lock_impl *m, i
     if (!cas_acquire(&m->word, &cur, (uint32_t)s->tid))
         return lock_contended(m, s, cur, timeout_ns);
     held_push(s, m);
+    owner_record(m, s);
     robust_done(s->head);
     return 0;
 }
@@ -506,6 +772,10 @@ static int lock_release_at(struct self *s, struct lock_impl *m, uint32_t i)
         robust_done(h);
         return -EPROTO;
     }
+    /* The record goes before the lock: the release exchange below orders
+     * this store before any later owner's (owner_watch). */
+    if (load_relaxed(&m->owner) != 0)
+        store_relaxed(&m->owner, 0);
     /* release: as in lock_give. */
     if (exchange_release(&m->word, 0) & LOCK_WAITERS)
         futex_wake(&m->word, 1);

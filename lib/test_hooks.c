@@ -3,6 +3,7 @@
  * into the uninstalled test library, never into libfipc.
  */
 #include "jqueue_impl.h"
+#include "lock_impl.h"
 #include "ring_mpmc.h"
 #include "ring_spsc.h"
 #include "test_hooks.h"
@@ -43,4 +44,16 @@ int fipc__queue_mpmc_get_claim_only(struct fipc_queue *q, size_t n)
     const struct geom *g = fipc__queue_view(q);
     struct queue_claim c;
     return g ? mpmc_get_claim(q, g, n, &c) : -EINVAL;
+}
+
+void fipc__lock_force_no_robust_list(void)
+{
+    /* relaxed: read by this process's threads (and inherited by children)
+     * only after it returns, in program order or through thread creation. */
+    store_relaxed(&fipc__lock_no_robust_list, true);
+}
+
+uint64_t fipc__lock_owner_check_count(void)
+{
+    return load_relaxed(&fipc__lock_owner_checks); /* a statistic */
 }

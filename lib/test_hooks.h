@@ -8,6 +8,7 @@
 #include <fipc/jqueue.h>
 
 #include "jqueue_impl.h"
+#include "lock_impl.h"
 
 /* Move an empty, idle queue to start at position pos, so that the
  * wrap-around of slot turns (32-bit) and positions (64-bit) can be
@@ -27,5 +28,16 @@ int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, s
  * killed between its claim and its release would: how many it claimed, or
  * -EAGAIN. */
 int fipc__queue_mpmc_get_claim_only(struct fipc_queue *q, size_t n);
+
+/* From now on, every thread that sets up its lock state (its first lock
+ * call, in this process or in a child forked later) finds no robust list,
+ * as on a C library whose list fipc cannot use: owner death is then found
+ * only by the liveness check of the owner record (lib/lock.c).  Call it
+ * before the process's first lock call, e.g. from a constructor. */
+void fipc__lock_force_no_robust_list(void);
+
+/* How many liveness checks of recorded lock owners this process has made
+ * (its children count their own). */
+uint64_t fipc__lock_owner_check_count(void);
 
 #endif

@@ -19,9 +19,15 @@
  *   checked  a release nobody acquired is refused (-EPERM for a lock,
  *            -EOVERFLOW for a bounded semaphore) and changes nothing
  *   owner    owner death (SIGKILL, and a thread that exits holding it) gives
- *            the next acquirer -EOWNERDEAD; a release by another process or
- *            thread is -EPERM.  A semaphore has no owner, so none of this
- *            applies to it.
+ *            the next acquirer -EOWNERDEAD, a sleeping waiter within 2 s
+ *            even while the dead holder is not reaped; a stopped holder is
+ *            not taken for dead; the owner record is written only without
+ *            a robust list; a release by another process or thread is
+ *            -EPERM.  A semaphore has no owner, so none of this applies to
+ *            it.
+ *
+ * Built with LC_NO_ROBUST_LIST (see below), every behaviour runs again on
+ * the path where no robust list is used.
  *
  * A test file defines LC_SUITE, includes common.h and futex_faults.h, then
  * this header, and expands LOCK_CONTRACT(variant) for each of its variants:
@@ -36,6 +42,23 @@
 
 #ifndef LC_SUITE
 #error "define LC_SUITE before lock_contract.h"
+#endif
+
+#include "test_hooks.h"
+
+/* A file built with LC_NO_ROBUST_LIST runs its tests on the path that
+ * finds a dead owner without the kernel's robust list: every thread of the
+ * test program and of its children finds no list to link into, as on a C
+ * library whose list fipc cannot use, and a waiter's liveness check of the
+ * recorded owner is what recovers the lock. */
+#ifdef LC_NO_ROBUST_LIST
+#define LC_ROBUST false
+__attribute__((constructor)) static void lc_force_no_robust_list(void)
+{
+    fipc__lock_force_no_robust_list();
+}
+#else
+#define LC_ROBUST true
 #endif
 
 /* ---- Adapters ---- */
@@ -171,7 +194,10 @@ LC_VARIANTS(LC_OPS_)
 #define LC_OWNER(X, v)                                                                             \
     X(v, acquire_gives_eownerdead_after_the_holder_is_killed)                                      \
     X(v, sleeping_waiter_is_woken_with_eownerdead_when_the_holder_is_killed)                       \
+    X(v, waiter_gets_eownerdead_within_2_s_of_the_kill_of_an_unreaped_holder)                      \
+    X(v, a_stopped_holder_is_not_taken_for_dead)                                                   \
     X(v, acquire_gives_eownerdead_after_the_holder_thread_exits)                                   \
+    X(v, owner_record_is_written_only_without_a_robust_list)                                       \
     X(v, release_by_another_process_gives_eperm_and_keeps_it_held)                                 \
     X(v, release_by_another_thread_gives_eperm_and_keeps_it_held)
 
@@ -528,9 +554,10 @@ static int lc_wait_after_dying_release_child(int i, void *arg)
     /* A lock's releaser keeps the lock in its robust list's list_op_pending
      * until after the wake; dying in between, it leaves the kernel a
      * pending unlock of a free word, and the kernel wakes one waiter in its
-     * place: no re-check is needed, so none is allowed.  A semaphore has
-     * no such list: its sleeper is saved by the re-check. */
-    if (d->o->owned) fault_sleep_until_woken();
+     * place: no re-check is needed, so none is allowed.  A semaphore, or a
+     * lock without a robust list, has no such list: its sleeper is saved
+     * by the re-check. */
+    if (d->o->owned && LC_ROBUST) fault_sleep_until_woken();
     d->waiter = getpid();
     test_flag_set(&d->waiting, 1);
     /* 0, not -EOWNERDEAD: the holder had released it when it died. */
@@ -637,8 +664,9 @@ static int lc_dead_owner_waiter_child(int i, void *arg)
     const struct lc_ops *o = d->h.o;
     test_child_setup();
     /* Woken by the kernel, which walks the dead holder's robust list, and
-     * by nothing else. */
-    fault_sleep_until_woken();
+     * by nothing else.  Without a robust list, by its own liveness check of
+     * the recorded holder, which needs its sleeps' time limits. */
+    if (LC_ROBUST) fault_sleep_until_woken();
     test_flag_set(&d->waiter_ready, 1);
     int r = o->acquire(d->h.lock, HANDSHAKE_NS);
     d->waiter_ret = r;
@@ -669,6 +697,110 @@ lc_sleeping_waiter_is_woken_with_eownerdead_when_the_holder_is_killed(const stru
                  fipc_strerror(d->waiter_ret));
     cr_assert_eq(o->acquire(d->h.lock, 0), 0, "the waiter released it");
     cr_assert_eq(o->release(d->h.lock), 0);
+}
+
+/* The bound on how soon a waiter learns of its holder's death: the design
+ * is about 30 ms without a robust list (docs/lock.md) and at once with
+ * one; generous for a loaded machine. */
+#define LC_DEATH_FOUND_NS FIPC_SEC(2)
+
+struct lc_timed_death {
+    struct lc_holder h;
+    uint32_t waiter_ready;
+    int32_t waiter_ret;
+    int64_t waiter_done_ns; /* CLOCK_MONOTONIC, when its acquire returned */
+};
+
+static int lc_timed_waiter_child(int i, void *arg)
+{
+    struct lc_timed_death *d = arg;
+    const struct lc_ops *o = d->h.o;
+    test_child_setup();
+    test_flag_set(&d->waiter_ready, 1);
+    int r = o->acquire(d->h.lock, HANDSHAKE_NS);
+    d->waiter_done_ns = test_now_ns();
+    d->waiter_ret = r;
+    CHILD_CHECK(r == -EOWNERDEAD, 1);
+    CHILD_CHECK(o->release(d->h.lock) == 0, 2);
+    return CHILD_OK;
+}
+
+/* Killed and left unreaped: a zombie is as dead as a reaped process. */
+LC_OWNER_BEHAVIOUR void
+lc_waiter_gets_eownerdead_within_2_s_of_the_kill_of_an_unreaped_holder(const struct lc_ops *o)
+{
+    struct lc_timed_death *d = test_shared(sizeof *d);
+    d->h.o = o;
+    d->h.lock = lc_new(o);
+    d->h.warm = true;
+    pid_t holder = lc_start_holder(&d->h);
+    pid_t waiter = test_fork(lc_timed_waiter_child, 0, d);
+    cr_assert(test_wait_until_at_least(&d->waiter_ready, 1, HANDSHAKE_NS));
+    cr_assert(test_wait_sleeping(waiter, HANDSHAKE_NS), "the waiter never went to sleep");
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(kill(holder, SIGKILL), 0);
+    test_reap_within(&waiter, 1, REAP_NS);
+    int64_t took = d->waiter_done_ns - t0;
+    int status;
+    cr_assert_eq(waitpid(holder, &status, 0), holder);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    cr_assert_eq(d->waiter_ret, -EOWNERDEAD, "the waiter's acquire gave %d (%s)", d->waiter_ret,
+                 fipc_strerror(d->waiter_ret));
+    cr_assert_lt(took, LC_DEATH_FOUND_NS, "the waiter got it %lld ms after the kill",
+                 (long long)(took / 1000000));
+}
+
+/* How long a waiter waits for a stopped holder: many checks' worth. */
+#define LC_STOPPED_NS FIPC_MSEC(300)
+
+/* A stopped process is as alive as a slow one: the waiter's checks must
+ * find it alive however often they look, and the acquire times out. */
+LC_OWNER_BEHAVIOUR void lc_a_stopped_holder_is_not_taken_for_dead(const struct lc_ops *o)
+{
+    struct lc_holder *h = lc_new_holder(o);
+    h->warm = true;
+    pid_t pid = lc_start_holder(h);
+    cr_assert_eq(kill(pid, SIGSTOP), 0);
+    cr_assert(test_wait_stopped(pid, HANDSHAKE_NS), "the holder never stopped");
+    uint64_t checks = fipc__lock_owner_check_count();
+    int64_t t0 = test_now_ns();
+    int r = o->acquire(h->lock, LC_STOPPED_NS);
+    lc_expect_timed_out(r, test_now_ns() - t0, LC_STOPPED_NS);
+    uint64_t made = fipc__lock_owner_check_count() - checks;
+    if (LC_ROBUST)
+        cr_assert_eq(made, 0, "a holder with a robust list records nothing to check");
+    else
+        cr_assert_geq(made, 1, "the waiter never checked the stopped holder");
+    cr_assert(o->held(h->lock));
+    cr_assert_eq(kill(pid, SIGCONT), 0);
+    lc_finish_holder(h, pid);
+    cr_assert_not(o->held(h->lock));
+}
+
+/* Bytes 8..15 of a lock (docs/lock.md, Layout). */
+static uint64_t lc_owner_record(const void *l)
+{
+    return __atomic_load_n((const uint64_t *)l + 1, __ATOMIC_RELAXED);
+}
+
+/* The record is what the liveness check reads: written by an owner without
+ * a robust list (so the forced path is really taken), never by one with a
+ * robust list (whose fast path gains no store), and cleared by release. */
+LC_OWNER_BEHAVIOUR void
+lc_owner_record_is_written_only_without_a_robust_list(const struct lc_ops *o)
+{
+    void *l = lc_new(o);
+    for (int round = 0; round < 2; round++) { /* the first use, then warm */
+        cr_assert_eq(lc_enter(o, l, 0), 0);
+        uint64_t rec = lc_owner_record(l);
+        if (LC_ROBUST)
+            cr_assert_eq(rec, 0, "record %#llx", (unsigned long long)rec);
+        else
+            cr_assert_eq(rec & 0x3fffffff, (uint64_t)syscall(SYS_gettid), "record %#llx",
+                         (unsigned long long)rec);
+        cr_assert_eq(lc_leave(o, l), 0);
+        cr_assert_eq(lc_owner_record(l), 0, "release clears the record");
+    }
 }
 
 static void *lc_enter_and_exit_thread(void *arg)

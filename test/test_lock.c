@@ -5,8 +5,11 @@
  * 4 hammering processes, snapshots, timeouts, signals, wake-ups, owner
  * death (a killed process, an exited thread), release-then-die, a death
  * between release and wake, releases by non-owners and NULL arguments.
- * Here besides: the ticket-sale seed, and an acquire by the holder (a Lock
- * is not recursive).
+ * Here besides: the ticket-sale seed, an acquire by the holder (a Lock
+ * is not recursive), the robust list's bookkeeping, children the C
+ * library did not make, another pid namespace, and the liveness check of
+ * an owner without a robust list (a recorded tid that names a newer
+ * thread, a word without a record).
  *
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  * Children also ask for SIGKILL when the test process dies, so a failed
@@ -16,10 +19,19 @@
 #include "futex_faults.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
-TestSuite(lock, .timeout = 120);
-
+/* Built twice (test/meson.build): as suite lock, and with LC_NO_ROBUST_LIST
+ * as suite lock_norobust, where no thread uses the kernel's robust list
+ * and a dead owner is found by the waiters' liveness check
+ * (lock_contract.h). */
+#ifdef LC_NO_ROBUST_LIST
+#define LC_SUITE lock_norobust
+#else
 #define LC_SUITE lock
+#endif
+TestSuite(LC_SUITE, .timeout = 120);
+
 #include "lock_contract.h"
 
 LOCK_CONTRACT(lock)
@@ -88,7 +100,7 @@ static int buyer_child(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(lock, ticket_sale_sells_the_one_ticket_exactly_once)
+Test(LC_SUITE, ticket_sale_sells_the_one_ticket_exactly_once)
 {
     struct ticket_sale *s = test_shared(sizeof *s);
     s->lock = fipc_lock_new(NULL);
@@ -117,7 +129,7 @@ Test(lock, ticket_sale_sells_the_one_ticket_exactly_once)
 
 /* ---- The holder acquires again ---- */
 
-Test(lock, acquire_of_a_lock_the_caller_holds_gives_eagain_or_edeadlk)
+Test(LC_SUITE, acquire_of_a_lock_the_caller_holds_gives_eagain_or_edeadlk)
 {
     fipc_lock *l = fipc_lock_new(NULL);
     cr_assert_not_null(l);
@@ -178,7 +190,7 @@ static int hold_two_and_release_top_child(int i, void *arg)
  * writes nothing outside the lock, and the kernel's list is rebuilt from
  * the owner's private record, so the lock it still holds is recovered when
  * it dies. */
-Test(lock, release_never_follows_links_a_peer_wrote_and_the_lock_below_stays_recoverable)
+Test(LC_SUITE, release_never_follows_links_a_peer_wrote_and_the_lock_below_stays_recoverable)
 {
     struct scribble *s = test_shared(sizeof *s);
     s->below = fipc_lock_new(NULL);
@@ -233,7 +245,7 @@ static int mixed_holder_child(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(lock, death_recovers_exactly_the_locks_held_with_glibc_robust_mutexes_interleaved)
+Test(LC_SUITE, death_recovers_exactly_the_locks_held_with_glibc_robust_mutexes_interleaved)
 {
     struct mixed *m = test_shared(sizeof *m);
     pthread_mutexattr_t a;
@@ -293,7 +305,7 @@ static bool many_released(int k)
     return k >= MANY_LOCKS / 2 ? (k - MANY_LOCKS / 2) % 3 == 0 : (MANY_LOCKS / 2 - 1 - k) % 3 == 0;
 }
 
-Test(lock, a_holder_of_1000_locks_that_is_killed_leaves_each_held_one_to_eownerdead)
+Test(LC_SUITE, a_holder_of_1000_locks_that_is_killed_leaves_each_held_one_to_eownerdead)
 {
     struct many *m = test_shared(sizeof *m);
     for (int k = 0; k < MANY_LOCKS; k++)
@@ -351,7 +363,7 @@ static void expect_exit_ok(pid_t pid)
     cr_assert_eq(WEXITSTATUS(status), 0, "the child failed check %d", WEXITSTATUS(status));
 }
 
-Test(lock, a_child_of__Fork_is_not_taken_for_its_parent_on_any_path)
+Test(LC_SUITE, a_child_of__Fork_is_not_taken_for_its_parent_on_any_path)
 {
     struct fork_probe *p = new_fork_probe();
     pid_t pid = _Fork(); /* no atfork handler runs in the child */
@@ -370,7 +382,7 @@ Test(lock, a_child_of__Fork_is_not_taken_for_its_parent_on_any_path)
     cr_assert_eq(fipc_lock_release(p->free_one), 0);
 }
 
-Test(lock, a_child_of_a_raw_clone_is_not_taken_for_its_parent)
+Test(LC_SUITE, a_child_of_a_raw_clone_is_not_taken_for_its_parent)
 {
     struct fork_probe *p = new_fork_probe();
     /* Like fork, but through none of the C library's code. */
@@ -382,6 +394,26 @@ Test(lock, a_child_of_a_raw_clone_is_not_taken_for_its_parent)
     cr_assert_eq(fipc_lock_release(p->theirs), 0, "the parent still holds its lock");
     cr_assert_eq(fipc_lock_acquire(p->free_one, 0), 0, "the child released free_one");
     cr_assert_eq(fipc_lock_release(p->free_one), 0);
+}
+
+/* A raw clone child has no robust list (the kernel gives a new task none
+ * and no C library registered one), so it records itself in the locks it
+ * takes, and the waiters' liveness check finds its death. */
+Test(LC_SUITE, a_child_of_a_raw_clone_that_ends_holding_a_lock_leaves_it_to_eownerdead)
+{
+    struct fork_probe *p = new_fork_probe();
+    long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+    cr_assert_geq(pid, 0, "clone: %s", strerror(errno));
+    if (pid == 0) _exit(stranger_probe(p, true)); /* ends holding free_one */
+    expect_exit_ok((pid_t)pid);
+    cr_assert(fipc_lock_locked(p->free_one));
+    int64_t t0 = test_now_ns();
+    int r = fipc_lock_acquire(p->free_one, HANDSHAKE_NS);
+    int64_t took = test_now_ns() - t0;
+    cr_assert_eq(r, -EOWNERDEAD, "acquire gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_lt(took, FIPC_SEC(2), "found dead after %lld ms", (long long)(took / 1000000));
+    cr_assert_eq(fipc_lock_release(p->free_one), 0);
+    cr_assert_eq(fipc_lock_release(p->theirs), 0, "the parent still holds its lock");
 }
 
 /* ---- Another pid namespace ---- */
@@ -450,7 +482,7 @@ static int pidns_child(int i, void *arg)
 /* A thread id means something only within its pid namespace: a thread of
  * another namespace that carries the holder's number is still a stranger
  * to the lock. */
-Test(lock, a_thread_of_another_pid_namespace_with_the_holders_id_does_not_own_the_lock)
+Test(LC_SUITE, a_thread_of_another_pid_namespace_with_the_holders_id_does_not_own_the_lock)
 {
     struct pidns_probe *p = test_shared(sizeof *p);
     cr_assert_not_null(p->lock = fipc_lock_new(NULL));
@@ -470,4 +502,130 @@ Test(lock, a_thread_of_another_pid_namespace_with_the_holders_id_does_not_own_th
     cr_assert(fipc_lock_locked(p->lock));
     cr_assert_eq(fipc_lock_release(p->lock), 0, "the holder still holds it");
     cr_assert_not(fipc_lock_locked(p->lock));
+}
+
+/* ---- The liveness check: a thread id that names another thread ---- */
+
+/* Field 22 of /proc/PID/stat: when pid started, in clock ticks since boot. */
+static uint64_t proc_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    cr_assert_not_null(p);
+    for (int field = 2; field < 22; p++) {
+        cr_assert(*p, "%s: short", path);
+        if (*p == ' ') field++;
+    }
+    return strtoull(p, NULL, 10);
+}
+
+static int live_child(int i, void *arg)
+{
+    test_child_setup();
+    for (;;) /* until killed */
+        pause();
+    return CHILD_OK; /* not reached */
+}
+
+/* A lock in the state an owner without a robust list leaves: its word
+ * names tid, its record says the owner is tid started at start, in pid
+ * namespace ns (docs/lock.md, Layout). */
+static void forge_held(fipc_lock *l, pid_t tid, uint64_t start, uint32_t ns)
+{
+    struct {
+        uint32_t word, count;
+        uint64_t owner;
+        uint32_t owner_ns, spare;
+    } *m = (void *)l;
+    m->count = 0;
+    m->owner_ns = ns;
+    m->owner = (start & ((UINT64_C(1) << 34) - 1)) << 30 | (uint32_t)tid;
+    __atomic_store_n(&m->word, (uint32_t)tid, __ATOMIC_RELEASE);
+}
+
+/* The recorded owner's tid belongs to a live thread: if that thread
+ * started when the record says, it is the owner and the waiter waits; if
+ * it started at another time, the owner ended and its tid went to a new
+ * thread, and the waiter takes the lock with -EOWNERDEAD.  A record from
+ * another pid namespace cannot be checked here: the waiter waits. */
+Test(LC_SUITE, a_recorded_owner_whose_tid_names_a_newer_thread_is_found_dead)
+{
+    fipc_lock *l = fipc_lock_new(NULL);
+    cr_assert_not_null(l);
+    struct stat st;
+    cr_assert_eq(stat("/proc/self/ns/pid", &st), 0);
+    uint32_t ns = (uint32_t)st.st_ino;
+    pid_t pid = test_fork(live_child, 0, NULL);
+    uint64_t start = proc_start_time(pid);
+
+    forge_held(l, pid, start, ns);
+    int r = fipc_lock_acquire(l, FIPC_MSEC(200));
+    cr_assert_eq(r, -ETIMEDOUT, "the owner lives, yet acquire gave %d (%s)", r, fipc_strerror(r));
+    forge_held(l, pid, start + 1, ns ^ 1);
+    r = fipc_lock_acquire(l, FIPC_MSEC(200));
+    cr_assert_eq(r, -ETIMEDOUT, "a record of another namespace: acquire gave %d (%s)", r,
+                 fipc_strerror(r));
+
+    forge_held(l, pid, start + 1, ns);
+    int64_t t0 = test_now_ns();
+    r = fipc_lock_acquire(l, HANDSHAKE_NS);
+    int64_t took = test_now_ns() - t0;
+    cr_assert_eq(r, -EOWNERDEAD, "acquire gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_lt(took, FIPC_SEC(2), "found dead after %lld ms", (long long)(took / 1000000));
+    cr_assert_eq(fipc_lock_release(l), 0);
+    cr_assert_eq(fipc_lock_acquire(l, 0), 0, "the death is reported once");
+    cr_assert_eq(fipc_lock_release(l), 0);
+    test_kill_and_reap(pid);
+}
+
+static int exit_child(int i, void *arg)
+{
+    return CHILD_OK;
+}
+
+/* A word that names an owner without its record is what an owner without
+ * a robust list leaves if it dies between taking the word and recording
+ * itself (or between clearing its record and releasing).  A waiter without
+ * a robust list checks the tid alone: a tid that names no thread is a dead
+ * owner; a live thread's tid is the owner's.  A waiter with a robust list
+ * leaves such a word to the kernel. */
+Test(LC_SUITE, a_word_without_a_record_is_checked_for_its_tid_alone_without_a_robust_list)
+{
+    fipc_lock *l = fipc_lock_new(NULL);
+    cr_assert_not_null(l);
+    pid_t live = test_fork(live_child, 0, NULL);
+    forge_held(l, live, 0, 0);
+    *((uint64_t *)l + 1) = 0; /* no record */
+    uint64_t checks = fipc__lock_owner_check_count();
+    int r = fipc_lock_acquire(l, FIPC_MSEC(200));
+    cr_assert_eq(r, -ETIMEDOUT, "the owner lives, yet acquire gave %d (%s)", r, fipc_strerror(r));
+    uint64_t made = fipc__lock_owner_check_count() - checks;
+    if (LC_ROBUST)
+        cr_assert_eq(made, 0, "a waiter with a robust list checked a bare word");
+    else
+        cr_assert_geq(made, 1, "the waiter never checked the bare word's tid");
+    test_kill_and_reap(live);
+
+    pid_t gone = test_fork(exit_child, 0, NULL);
+    test_expect_ok(gone); /* reaped: its tid names no thread now */
+    forge_held(l, gone, 0, 0);
+    *((uint64_t *)l + 1) = 0;
+    if (LC_ROBUST) {
+        r = fipc_lock_acquire(l, FIPC_MSEC(200));
+        cr_assert_eq(r, -ETIMEDOUT, "acquire gave %d (%s)", r, fipc_strerror(r));
+        return;
+    }
+    int64_t t0 = test_now_ns();
+    r = fipc_lock_acquire(l, HANDSHAKE_NS);
+    int64_t took = test_now_ns() - t0;
+    cr_assert_eq(r, -EOWNERDEAD, "acquire gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_lt(took, FIPC_SEC(2), "found dead after %lld ms", (long long)(took / 1000000));
+    cr_assert_eq(fipc_lock_release(l), 0);
+    cr_assert_not(fipc_lock_locked(l));
 }

@@ -13,9 +13,17 @@
 #include "common.h"
 #include "futex_faults.h"
 
-TestSuite(rlock, .timeout = 120);
-
+/* Built twice (test/meson.build): as suite rlock, and with LC_NO_ROBUST_LIST
+ * as suite rlock_norobust, where no thread uses the kernel's robust list
+ * and a dead owner is found by the waiters' liveness check
+ * (lock_contract.h). */
+#ifdef LC_NO_ROBUST_LIST
+#define LC_SUITE rlock_norobust
+#else
 #define LC_SUITE rlock
+#endif
+TestSuite(LC_SUITE, .timeout = 120);
+
 #include "lock_contract.h"
 
 LOCK_CONTRACT(rlock)
@@ -43,7 +51,7 @@ static int probe_child(int i, void *arg)
 #define PROBE_HELD 1
 #define DEPTH      1000
 
-Test(rlock, lock_is_free_only_after_as_many_releases_as_acquires)
+Test(LC_SUITE, lock_is_free_only_after_as_many_releases_as_acquires)
 {
     fipc_rlock *l = fipc_rlock_new(NULL);
     cr_assert_not_null(l);
@@ -63,7 +71,7 @@ Test(rlock, lock_is_free_only_after_as_many_releases_as_acquires)
     cr_assert_eq(fipc_rlock_release(l), -EPERM, "one release too many");
 }
 
-Test(rlock, owner_can_reacquire_with_any_timeout)
+Test(LC_SUITE, owner_can_reacquire_with_any_timeout)
 {
     fipc_rlock *l = fipc_rlock_new(NULL);
     cr_assert_not_null(l);
@@ -92,7 +100,7 @@ static int sleeper_child(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(rlock, inner_release_keeps_a_sleeper_out_and_the_last_release_lets_it_in)
+Test(LC_SUITE, inner_release_keeps_a_sleeper_out_and_the_last_release_lets_it_in)
 {
     struct sleeper *w = test_shared(sizeof *w);
     w->lock = fipc_rlock_new(NULL);
@@ -119,7 +127,7 @@ struct fork_probe {
     int32_t acquire0, acquire10ms, release;
 };
 
-Test(rlock, a_child_of__Fork_does_not_enter_its_parents_lock)
+Test(LC_SUITE, a_child_of__Fork_does_not_enter_its_parents_lock)
 {
     struct fork_probe *p = test_shared(sizeof *p);
     cr_assert_not_null(p->lock = fipc_rlock_new(NULL));
@@ -170,7 +178,7 @@ static int hold_twice_then_release_child(int i, void *arg)
 /* The robust links (bytes 24..39) of a lock another process holds are
  * overwritten with addresses of that process's private memory: its
  * releases write nothing there. */
-Test(rlock, release_never_follows_links_a_peer_wrote)
+Test(LC_SUITE, release_never_follows_links_a_peer_wrote)
 {
     struct scribble *s = test_shared(sizeof *s);
     cr_assert_not_null(s->lock = fipc_rlock_new(NULL));
@@ -183,7 +191,7 @@ Test(rlock, release_never_follows_links_a_peer_wrote)
     test_reap_within(&pid, 1, REAP_NS);
 }
 
-Test(rlock, a_depth_that_a_peer_zeroed_gives_eproto_and_changes_nothing)
+Test(LC_SUITE, a_depth_that_a_peer_zeroed_gives_eproto_and_changes_nothing)
 {
     fipc_rlock *l = fipc_rlock_new(NULL);
     cr_assert_not_null(l);
