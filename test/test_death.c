@@ -230,7 +230,7 @@ static int lk_take_in_raw_clone_and_die(void *lock)
 }
 
 /* docs/death.md: lock-no-robust-list */
-Test(death, lock_held_by_a_thread_without_a_robust_list_that_died_stays_held)
+Test(death, lock_held_by_a_thread_without_a_robust_list_that_died_is_recovered)
 {
     fipc_lock *l = fipc_lock_new(test_arena());
     long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
@@ -239,10 +239,16 @@ Test(death, lock_held_by_a_thread_without_a_robust_list_that_died_stays_held)
     int status;
     cr_assert_eq(waitpid((pid_t)pid, &status, 0), (pid_t)pid);
     expect_sigkill(status, "the raw clone child");
-    /* Nothing recovers it: the word still names the dead thread. */
+    /* The word still names the dead thread: only a waiter's liveness
+     * check finds it gone. */
     cr_assert(fipc_lock_locked(l));
-    cr_assert_eq(fipc_lock_acquire(l, FIPC_MSEC(100)), -ETIMEDOUT);
     cr_assert_eq(fipc_lock_acquire(l, 0), -EAGAIN);
+    int64_t t0 = now_ns();
+    cr_assert_eq(fipc_lock_acquire(l, DEATH_BOUND_NS), -EOWNERDEAD);
+    expect_within_bound(t0, now_ns(), "lock");
+    cr_assert_eq(fipc_lock_release(l), 0);
+    cr_assert_eq(fipc_lock_acquire(l, 0), 0);
+    cr_assert_eq(fipc_lock_release(l), 0);
 }
 
 /* ==== Semaphore ========================================================== */
@@ -566,7 +572,11 @@ static int get_r(fipc_queue *q, int64_t timeout_ns)
 static int put_claim_and_die(int i, void *arg)
 {
     struct fipc__put_claim c;
-    CHILD_CHECK(fipc__queue_put_claim(arg, (size_t)i, &c) == i, 1);
+    int v[8] = {0};
+    struct iovec its[8];
+    for (int x = 0; x < 8; x++)
+        its[x] = (struct iovec){&v[x], sizeof v[x]};
+    CHILD_CHECK(i <= 8 && fipc__queue_put_claim(arg, its, (size_t)i, &c) == i, 1);
     raise(SIGKILL);
     return CHILD_FAIL(2);
 }
@@ -740,8 +750,8 @@ static int spsc_copy_and_die(int i, void *arg)
     struct fipc__put_claim c;
     int v = 666;
     struct iovec it = {&v, sizeof v};
-    CHILD_CHECK(fipc__queue_put_claim(arg, 1, &c) == 1, 1);
-    spsc_put_copy(&c.g, &c.claim, &it);
+    CHILD_CHECK(fipc__queue_put_claim(arg, &it, 1, &c) == 1, 1);
+    spsc_put_copy(c.g, &c.claim, &it);
     raise(SIGKILL);
     return CHILD_FAIL(2);
 }
@@ -1042,16 +1052,15 @@ static void jq_producer_dies(unsigned flags);
 /* A jqueue producer killed after counting its item, before publishing. */
 static int jq_count_and_die(int i, void *arg)
 {
-    fipc_jqueue *j = arg;
-    struct fipc__put_claim c;
-    CHILD_CHECK(fipc__queue_put_claim(fipc_jqueue_queue(j), 1, &c) == 1, 1);
-    fipc__jqueue_count(j, 1);
+    int v = 666;
+    struct iovec it = {&v, sizeof v};
+    CHILD_CHECK(fipc__jqueue_put_counted_only(arg, &it, 1) == 1, 1);
     raise(SIGKILL);
     return CHILD_FAIL(2);
 }
 
 /* docs/death.md: jqueue-put-claim-dies */
-Test(death, jqueue_a_producer_killed_inside_put_leaves_its_item_unfinished_and_stalls_no_get)
+Test(death, jqueue_a_producer_killed_inside_put_counts_for_nothing_and_stalls_no_get)
 {
     for (unsigned flags = 0; flags <= FIPC_QUEUE_SPSC; flags += FIPC_QUEUE_SPSC)
         jq_producer_dies(flags);
@@ -1062,20 +1071,22 @@ static void jq_producer_dies(unsigned flags)
     fipc_jqueue *j;
     cr_assert_eq(fipc_jqueue_create(&j, test_arena(), 4, sizeof(int), flags), 0);
     play_death(jq_count_and_die, 0, j);
+    /* Counted until the repair (MPMC) or the next put (SPSC) says better. */
+    cr_assert_eq(fipc_jqueue_unfinished(j), 1);
     int v = 1;
     cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
-    cr_assert_eq(fipc_jqueue_unfinished(j), 2);
     size_t len;
     v = -1;
+    /* MPMC: the get waits out the repair and passes the dead put's
+     * counted tombstone, which counts it done. */
     cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, DEATH_REAP_NS), 0);
     cr_assert_eq(v, 1);
-    cr_assert_eq(fipc_jqueue_task_done(j), 0);
-    /* The dead put's item counts, and no consumer can finish it. */
     cr_assert_eq(fipc_jqueue_unfinished(j), 1);
-    cr_assert_eq(fipc_jqueue_join(j, FIPC_MSEC(50)), -ETIMEDOUT);
-    /* A supervisor that knows finishes it on the dead producer's behalf. */
     cr_assert_eq(fipc_jqueue_task_done(j), 0);
+    /* The dead put counts for nothing: the one real item done is all. */
+    cr_assert_eq(fipc_jqueue_unfinished(j), 0);
     cr_assert_eq(fipc_jqueue_join(j, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done(j), -EOVERFLOW);
     /* And close still ends every get in -EPIPE. */
     cr_assert_eq(fipc_jqueue_close(j), 0);
     cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, DEATH_REAP_NS), -EPIPE);

@@ -13,7 +13,12 @@
  * SIGKILL, the kernel marks the word OWNER_DIED and wakes a waiter, and the
  * next acquirer gets -EOWNERDEAD with the lock held.  The lock then works
  * normally: -EOWNERDEAD is reported once, to the thread that takes over and
- * should repair what the lock protects.
+ * should repair what the lock protects.  An owner without a robust list (a
+ * raw clone child, a C library whose list fipc cannot use) records itself
+ * in the lock instead, and a waiter that has waited a few milliseconds
+ * checks that owner's liveness (docs/lock.md): a dead one gives the same
+ * -EOWNERDEAD, within about 30 ms; an acquire with timeout 0 makes no
+ * check.
  *
  * Unlike Python's Lock, a lock has an owner: only the thread that acquired
  * it may release it (-EPERM otherwise).  The owner is what makes recovery
