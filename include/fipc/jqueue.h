@@ -2,10 +2,11 @@
  * fipc/jqueue.h - Python's JoinableQueue: a queue whose producers can wait
  * until every item put has been processed.
  *
- * A jqueue is a fipc_queue plus a 64-bit count of unfinished items and a
- * futex epoch for joiners.  put raises the count before the item becomes
- * visible to consumers; task_done lowers it and, when that brings it to
- * zero while a joiner sleeps, advances the epoch and wakes the joiners.
+ * A jqueue is a fipc_queue plus a count of unfinished items and a futex
+ * epoch for joiners.  put raises the count before the item becomes visible
+ * to consumers; task_done lowers it and, when that brings it to zero while
+ * a joiner sleeps, advances the epoch and wakes the joiners.  While joiners
+ * wait, counting goes through a lock, so that join sees every zero.
  * join on a count of zero returns at once, with no system call.
  *
  * Every guarantee of fipc/queue.h holds, the same rings carrying the
@@ -16,10 +17,12 @@
  * that no call that waits can leave.
  *
  * The count cannot know of an item lost with a consumer that died between
- * get and task_done, or inside get, nor of the items of a put whose
- * producer died after they were counted and before they were published:
- * they stay unfinished, and join waits until its timeout (a supervisor may
- * call task_done for them; see docs/jqueue.md and docs/death.md).
+ * get and task_done, or inside get: it stays unfinished, and join waits
+ * until its timeout (a supervisor may call task_done for it; see
+ * docs/jqueue.md and docs/death.md).  A put whose producer died after
+ * counting and before publishing counts for nothing once the queue has
+ * repaired its slots (MPMC: when a get passes them; SPSC: at the next
+ * producer's put).
  */
 #ifndef FIPC_JQUEUE_H
 #define FIPC_JQUEUE_H
@@ -53,7 +56,8 @@ FIPC_EXPORT int fipc_jqueue_close(fipc_jqueue *q);
 FIPC_EXPORT bool fipc_jqueue_closed(const fipc_jqueue *q);
 
 /* The underlying queue (for code written against fipc_queue).  Items put
- * through it directly are not counted. */
+ * through it directly are not counted; its gets do not count a dead
+ * producer's repaired slots done, as fipc_jqueue_get does. */
 FIPC_EXPORT fipc_queue *fipc_jqueue_queue(fipc_jqueue *q);
 
 /* One item is finished.  0; -EOVERFLOW if no item is unfinished (more
