@@ -286,15 +286,15 @@ static int get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_
     int r = get_now(&c);
     if (FIPC_UNLIKELY(r == -EAGAIN))
         r = ec_block(&q->not_empty, try_get, &c, timeout_ns);
-    *counted += c.counted;
+    if (counted)
+        *counted += c.counted;
     return r;
 }
 
 int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
                         int64_t timeout_ns)
 {
-    size_t counted = 0;
-    return get_many(q, buf, stride, lens, n, timeout_ns, &counted);
+    return get_many(q, buf, stride, lens, n, timeout_ns, NULL);
 }
 
 int fipc__queue_get_many_counted(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
@@ -304,7 +304,7 @@ int fipc__queue_get_many_counted(fipc_queue *q, void *buf, size_t stride, size_t
 }
 
 /* The general path of a one-message get, out of line so that the SPSC one
- * keeps a small frame. */
+ * keeps a small frame.  counted: as in fipc__queue_get_counted, or NULL. */
 static FIPC_NOINLINE int get_one_slow(fipc_queue *q, void *buf, size_t cap, size_t *len,
                                       int64_t timeout_ns, size_t *counted)
 {
@@ -329,8 +329,7 @@ static FIPC_ALWAYS_INLINE int get_one(fipc_queue *q, void *buf, size_t cap, size
 
 int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
 {
-    size_t counted = 0;
-    return get_one(q, buf, cap, len, timeout_ns, &counted);
+    return get_one(q, buf, cap, len, timeout_ns, NULL);
 }
 
 int fipc__queue_get_counted(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns,

@@ -242,11 +242,15 @@ static inline int mpmc_get_claim(struct fipc_queue *q, const struct geom *g, siz
 
 /* get: claim, copy, release; how many messages, -EAGAIN or -EPIPE.
  * Slots with a length no put writes are consumed without being copied;
- * a call that got nothing else reports -EPROTO.  *counted is raised by the
- * counted tombstones passed (ring.h), whatever the result. */
+ * a call that got nothing else reports -EPROTO.  *counted (unless counted
+ * is NULL) is raised by the counted tombstones passed (ring.h), whatever
+ * the result. */
 static inline int mpmc_get(struct fipc_queue *q, const struct geom *view, const struct get_buf *b,
                            size_t n, size_t *counted)
 {
+    size_t unwanted;
+    if (!counted)
+        counted = &unwanted;
     /* A local copy, kept in registers across the acquire loads below. */
     const struct geom local = *view, *g = &local;
     for (;;) {
