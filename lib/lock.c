@@ -837,6 +837,28 @@ static inline int lock_release(struct lock_impl *m)
     return lock_give(s, m, s->n);
 }
 
+bool fipc__lock_owner_gone(struct lock_impl *m)
+{
+    /* relaxed: a word read stale only delays the verdict to the next look;
+     * the CAS in owner_watch expects exactly the word it checked. */
+    uint32_t cur = load_relaxed(&m->word);
+    if ((cur & LOCK_TID_MASK) == 0)
+        return true;
+    struct self *s = self_valid();
+    uint64_t id = load_acquire(&m->owner); /* as in owner_watch */
+    if ((uint32_t)(id & LOCK_TID_MASK) != (cur & LOCK_TID_MASK)) {
+        if (s->head)
+            return false; /* a bare word: the kernel's, through the owner's robust list */
+        id = 0;
+    }
+    if (!owner_dead(s, cur & LOCK_TID_MASK, id, load_relaxed(&m->owner_ns)))
+        return false;
+    /* Marked as owner_watch marks it (release: the same pairing). */
+    uint32_t seen = cur;
+    cas_release(&m->word, &seen, LOCK_OWNER_DIED | (cur & LOCK_WAITERS));
+    return true;
+}
+
 int fipc__lock_acquire(struct lock_impl *m, int64_t timeout_ns)
 {
     return lock_acquire(m, timeout_ns);

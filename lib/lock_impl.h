@@ -25,6 +25,11 @@ struct lock_impl {
 /* fipc_lock_acquire and fipc_lock_release without the NULL checks. */
 int fipc__lock_acquire(struct lock_impl *m, int64_t timeout_ns);
 int fipc__lock_release(struct lock_impl *m);
+/* For a lock whose holder another module waits on (the queue's claimer
+ * records): whether the word names no live owner, checking a recorded
+ * owner's liveness as a waiter would (lock.c, owner_watch) and marking the
+ * word OWNER_DIED if it is dead.  Reads /proc: for slow paths only. */
+bool fipc__lock_owner_gone(struct lock_impl *m);
 /* Whether the calling thread holds l (its private record says so). */
 bool fipc__lock_held_by_self(const fipc_lock *l);
 
