@@ -6,7 +6,10 @@
  * results: a counter that only the lock protects, a semaphore that hands
  * out a fixed number of tokens, an event that gates rounds, an MPMC queue
  * (every message delivered exactly once, each producer's messages in
- * order) and an SPSC queue (every message in order).  The program is
+ * order), an SPSC queue (every message in order) and a JoinableQueue
+ * (join returns after every item's work, which it then reads, and timed
+ * joins meanwhile switch its count in and out of the locked mode that
+ * joiners set).  The program is
  * meant to be built with -fsanitize=thread: fipc synchronizes through
  * atomics, which TSan sees, plus futex waits that re-check those atomics
  * after waking, so a report is either a missing acquire/release in fipc or
@@ -25,6 +28,7 @@
 #include <string.h>
 
 #include <fipc/event.h>
+#include <fipc/jqueue.h>
 #include <fipc/lock.h>
 #include <fipc/queue.h>
 #include <fipc/sem.h>
@@ -274,6 +278,98 @@ static void test_queue(const char *name, unsigned flags, int nprod, int ncons, u
            nprod, ncons, (unsigned long long)got);
 }
 
+/* ---- jqueue: join returns after all the work, which it may then read ---- */
+
+struct jarg {
+    fipc_jqueue *q;
+    uint32_t id;
+    uint32_t per_prod;
+    uint32_t *work;        /* plain: each item's slot, written once by its consumer */
+    atomic_int *producing; /* producers still putting */
+    uint64_t timed_joins;
+};
+
+static void *jq_producer(void *arg)
+{
+    struct jarg *a = arg;
+    for (uint32_t s = 0; s < a->per_prod; s++) {
+        uint32_t item = a->id * a->per_prod + s;
+        CHECK(fipc_jqueue_put(a->q, &item, sizeof item, FIPC_FOREVER) == 0);
+    }
+    atomic_fetch_sub(a->producing, 1);
+    return NULL;
+}
+
+static void *jq_consumer(void *arg)
+{
+    struct jarg *a = arg;
+    for (;;) {
+        uint32_t item;
+        size_t len = 0;
+        int r = fipc_jqueue_get(a->q, &item, sizeof item, &len, FIPC_FOREVER);
+        if (r == -EPIPE) break;
+        CHECK(r == 0 && len == sizeof item);
+        a->work[item] = item * 3 + 1; /* the work, published by task_done */
+        CHECK(fipc_jqueue_task_done(a->q) == 0);
+    }
+    return NULL;
+}
+
+/* Short timed joins while the producers run, each switching the count into
+ * the locked mode and out again. */
+static void *jq_joiner(void *arg)
+{
+    struct jarg *a = arg;
+    while (atomic_load(a->producing) > 0) {
+        int r = fipc_jqueue_join(a->q, 1000000);
+        CHECK(r == 0 || r == -ETIMEDOUT);
+        a->timed_joins++;
+    }
+    return NULL;
+}
+
+static void *jq_worker(void *arg)
+{
+    struct jarg *a = arg;
+    if (a->id >= 0x200) return jq_joiner(arg);
+    return a->id >= 0x100 ? jq_consumer(arg) : jq_producer(arg);
+}
+
+static void test_jqueue(uint32_t per_prod)
+{
+    enum { NPROD = 2, NCONS = 2, NJOIN = 2 };
+    fipc_jqueue *q;
+    CHECK(fipc_jqueue_create(&q, NULL, 8, sizeof(uint32_t), 0) == 0);
+    uint32_t *work = calloc((size_t)NPROD * per_prod, sizeof *work);
+    CHECK(work != NULL);
+    atomic_int producing = NPROD;
+    struct jarg args[NPROD + NCONS + NJOIN];
+    pthread_t t[NPROD + NCONS + NJOIN];
+    for (int i = 0; i < NPROD + NCONS + NJOIN; i++) {
+        uint32_t id = i < NPROD ? (uint32_t)i : i < NPROD + NCONS ? 0x100u : 0x200u;
+        args[i] = (struct jarg){q, id, per_prod, work, &producing, 0};
+        CHECK(pthread_create(&t[i], NULL, jq_worker, &args[i]) == 0);
+    }
+    for (int i = 0; i < NPROD; i++)
+        CHECK(pthread_join(t[i], NULL) == 0);
+    /* Every item is put: join returns once each one's work is done. */
+    CHECK(fipc_jqueue_join(q, FIPC_FOREVER) == 0);
+    for (uint32_t item = 0; item < NPROD * per_prod; item++)
+        CHECK(work[item] == item * 3 + 1);
+    CHECK(fipc_jqueue_unfinished(q) == 0);
+    CHECK(fipc_jqueue_task_done(q) == -EOVERFLOW);
+    CHECK(fipc_jqueue_close(q) == 0);
+    uint64_t timed = 0;
+    for (int i = NPROD; i < NPROD + NCONS + NJOIN; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        timed += args[i].timed_joins;
+    }
+    free(work);
+    printf("jqueue: %d producers, %d consumers, %u items, join after all their work, %llu timed"
+           " joins meanwhile: ok\n",
+           NPROD, NCONS, NPROD * per_prod, (unsigned long long)timed);
+}
+
 static long racy_counter;
 
 static void *racy_worker(void *arg)
@@ -301,6 +397,7 @@ int main(int argc, char **argv)
     test_event();
     test_queue("mpmc", 0, 2, 2, (uint32_t)(50000 * scale));
     test_queue("spsc", FIPC_QUEUE_SPSC, 1, 1, (uint32_t)(100000 * scale));
+    test_jqueue((uint32_t)(20000 * scale));
     printf("tsan_stress: all ok\n");
     return 0;
 }
