@@ -44,39 +44,91 @@ static inline int fipc_unavailable(int64_t timeout_ns)
     return timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
 }
 
-/* How long a blocked operation re-checks its condition before it sleeps
- * (with exponential backoff between checks, see fipc_spin).  A partner on
- * another CPU usually answers within that time, far sooner than a futex
- * sleep and wake-up (5-50 us here); a partner that was preempted, or
- * shares this CPU, costs us at most this much.  Bounded by time, not by
- * iterations: one pause instruction costs from a few to about 50 ns
- * depending on the CPU.  Measured here (semaphore ping-pong round trip,
- * raw futex = 1.0): 1 us: 2x faster unpinned, 0.6x on one shared CPU;
- * 3 us: 20x faster unpinned, 0.43x on one CPU. */
+/*
+ * Spinning before sleeping.  A blocked operation re-checks its condition
+ * for a while before it sleeps: a partner on another CPU usually answers
+ * sooner than a futex sleep and wake-up takes (5-50 us here), and a waiter
+ * that sleeps where a partner was about to answer turns every hand-off
+ * into a sleep and a wake-up.  How long is each thread's spin budget,
+ * which it learns from the waits that spun in vain and then slept (spin.c,
+ * fipc__spin_learn):
+ *
+ *   - answered within FIPC_SPIN_MAX_NS of its start: spinning that long
+ *     would have paid, so the budget grows to cover it, with half again as
+ *     margin;
+ *   - answered later than FIPC_SPIN_IDLE_NS (the partner was idle): the
+ *     budget halves, down to FIPC_SPIN_MIN_NS, so an idle waiter burns
+ *     little CPU; in between it stays (the partner answered, but the
+ *     wake-up was slow, which is when sleeping costs most);
+ *   - woken by a process on this thread's CPU (the objects that have room
+ *     record the waker's CPU), or in vain FIPC_SPIN_MISSES times in a row:
+ *     the partner cannot run while this thread spins, so the next
+ *     FIPC_SPIN_OFF_WAITS waits sleep at once, then one spins
+ *     FIPC_SPIN_MIN_NS to look again.
+ *
+ * Between checks a spinner pauses once (no exponential back-off: a change
+ * is noticed within a cache-line transfer or two) and reads the clock
+ * every 8 checks.
+ */
 #ifndef FIPC_SPIN_NS
-#define FIPC_SPIN_NS 2000
+#define FIPC_SPIN_NS 4000 /* the budget a thread starts with */
 #endif
+#define FIPC_SPIN_MIN_NS    ((int64_t)2000)
+#define FIPC_SPIN_MAX_NS    ((int64_t)50000)
+#define FIPC_SPIN_IDLE_NS   ((int64_t)1000000)
+#define FIPC_SPIN_OFF_WAITS 256
+#define FIPC_SPIN_MISSES    3
 
-/* A bounded spin: `struct fipc_spin s = {0}; while (!ready()) if
- * (!fipc_spin(&s)) break;` re-checks for about FIPC_SPIN_NS, pausing twice
- * as long between checks each time (up to 16 pauses), so that a spinner
- * does not keep pulling the cache line away from the process that is about
- * to change it. */
+struct fipc__spin_state {
+    int64_t budget_ns; /* 0: sleep at once */
+    uint32_t off;      /* waits left that sleep at once */
+    uint16_t misses;   /* spins in vain in a row */
+    bool spinning;     /* a spin began and no sleep has followed yet */
+    bool ready;        /* set up in this thread */
+};
+extern _Thread_local struct fipc__spin_state fipc__spin_state
+    __attribute__((tls_model("initial-exec")));
+
+/* The budget when spinning is off or the thread is new. */
+int64_t fipc__spin_budget(struct fipc__spin_state *t);
+
+/* One wait: `struct fipc_spin s; for (fipc_spin_begin(&s); fipc_spin(&s);)
+ * if (ready()) ...;` then, if it went on to sleep, fipc_spin_learn(). */
 struct fipc_spin {
+    int64_t start;
     int64_t end;
-    unsigned pauses;
+    uint32_t n;
 };
 
+static inline void fipc_spin_begin(struct fipc_spin *s)
+{
+    struct fipc__spin_state *t = &fipc__spin_state;
+    int64_t budget = t->budget_ns;
+    if (FIPC_UNLIKELY(budget == 0))
+        budget = fipc__spin_budget(t);
+    /* The last spin ended without a sleep: it won. */
+    if (t->spinning)
+        t->misses = 0;
+    t->spinning = budget > 0;
+    s->start = fipc_now_ns();
+    s->end = s->start + budget;
+    s->n = 0;
+}
+
+/* Whether to check once more: false once the budget is spent. */
 static inline bool fipc_spin(struct fipc_spin *s)
 {
-    for (unsigned i = 0; i <= s->pauses; i++)
-        cpu_relax();
-    if (s->pauses < 15)
-        s->pauses = 2 * s->pauses + 1;
-    int64_t now = fipc_now_ns();
-    if (s->end == 0)
-        s->end = now + FIPC_SPIN_NS;
-    return now < s->end;
+    if (s->end <= s->start)
+        return false;
+    cpu_relax();
+    if ((++s->n & 7) != 0)
+        return true;
+    return fipc_now_ns() < s->end;
 }
+
+/* A wait that spun in vain and then slept has ended (got what it waited
+ * for, or timed out): adjust the budget.  waker_cpu: the CPU of the
+ * process that woke it, if the object records one, else -1. */
+void fipc_spin_learn(const struct fipc_spin *s, int waker_cpu);
 
 #endif

@@ -119,7 +119,8 @@ int fipc_event_wait(fipc_event *e, int64_t timeout_ns)
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     /* A set that is about to come from the other CPU costs less to spin
      * for than to sleep for. */
-    for (struct fipc_spin spin = {0}; fipc_spin(&spin);) {
+    struct fipc_spin spin;
+    for (fipc_spin_begin(&spin); fipc_spin(&spin);) {
         /* acquire pairs with the CAS in fipc_event_set. */
         if (released(load_acquire(&m->word), first))
             return 0;
@@ -127,5 +128,7 @@ int fipc_event_wait(fipc_event *e, int64_t timeout_ns)
 
     /* Woken by fipc_event_set, which wakes all when waiters > 0. */
     struct wait_ctx c = {m, first};
-    return futex_wait_counted(&m->word, &m->waiters, set_or_sleep, &c, deadline);
+    int r = futex_wait_counted(&m->word, &m->waiters, set_or_sleep, &c, deadline);
+    fipc_spin_learn(&spin, -1);
+    return r;
 }

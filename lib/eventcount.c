@@ -1,7 +1,18 @@
 /*
  * eventcount.c - the waking half of the event count (eventcount.h).
  */
+#include <sched.h>
+
 #include "eventcount.h"
+
+/* Tell the sleepers where their partner runs (clock.h, the spin budget).
+ * relaxed: a hint, read after the wake. */
+static inline void note_waker(struct eventcount *ec)
+{
+    int cpu = sched_getcpu();
+    if (cpu >= 0)
+        store_relaxed(&ec->waker_cpu, (uint32_t)cpu);
+}
 
 void fipc__ec_wake(struct eventcount *ec)
 {
@@ -12,6 +23,7 @@ void fipc__ec_wake(struct eventcount *ec)
         /* relaxed: the caller's fence F2 precedes it, so a sleeper that
          * reads the new epoch and then passes its fence F1 synchronizes
          * with F2 and its retry sees the change. */
+        note_waker(ec);
         fetch_add_relaxed(&ec->epoch, 1);
         futex_wake(&ec->epoch, FUTEX_WAKE_ALL);
     }

@@ -67,6 +67,7 @@
 struct eventcount {
     uint32_t epoch;
     uint32_t sleepers;
+    uint32_t waker_cpu; /* the CPU of the last process that woke sleepers (clock.h) */
 };
 
 /* Clear the flag and wake the sleepers, if the flag is still set: the first
@@ -118,17 +119,22 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
         return -EAGAIN; /* never blocks, nor spins */
     /* The deadline is taken before the spin, which counts against it. */
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
-    for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
+    struct fipc_spin spin;
+    for (fipc_spin_begin(&spin); fipc_spin(&spin);)
         if ((r = try(ctx, false)) != -EAGAIN)
             return r;
 
-    for (;;) {
+    for (bool slept = false;; slept = true) {
         uint32_t epoch = ec_register(ec);
         /* A registration left behind (we leave without sleeping, or time
          * out) costs the other side one needless wake, then it is gone. */
         r = try(ctx, true);
-        if (r != -EAGAIN && r != -EINPROGRESS)
+        if (r != -EAGAIN && r != -EINPROGRESS) {
+            /* relaxed: a hint for the spin budget only. */
+            if (slept)
+                fipc_spin_learn(&spin, (int)load_relaxed(&ec->waker_cpu));
             return r;
+        }
         fipc_deadline until = deadline;
         if (r == -EINPROGRESS) {
             int64_t soon = fipc_now_ns() + EC_RECHECK_NS;
@@ -139,6 +145,7 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
          * ec_wake_all; after -EINPROGRESS also by the time. */
         if (futex_wait_until(&ec->epoch, epoch, until) == -ETIMEDOUT && until == deadline) {
             r = try(ctx, true);
+            fipc_spin_learn(&spin, -1);
             return r == -EAGAIN || r == -EINPROGRESS ? -ETIMEDOUT : r;
         }
     }

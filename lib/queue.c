@@ -60,6 +60,8 @@ fipc_queue *fipc__queue_init(void *mem, size_t capacity, size_t max_item, unsign
         .slot_size = slot_size_for(max_item),
         .slots = sizeof *q,
         .flags = flags,
+        .not_empty.waker_cpu = UINT32_MAX, /* none yet */
+        .not_full.waker_cpu = UINT32_MAX,
     };
     /* Every slot is free for the first lap.  This also touches every page
      * of the ring now, so no put or get takes a page fault inside the

@@ -87,13 +87,16 @@ int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns)
         return -EAGAIN; /* never blocks, nor spins */
     /* The deadline is taken before the spin, which counts against it. */
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
-    for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
+    struct fipc_spin spin;
+    for (fipc_spin_begin(&spin); fipc_spin(&spin);)
         if (load_relaxed(&m->value) > 0 && try_take(m))
             return 0;
 
     /* Woken by fipc_sem_release, which wakes one sleeper per unit whenever
      * waiters is non-zero. */
-    return futex_wait_counted(&m->value, &m->waiters, take_or_sleep, m, deadline);
+    int r = futex_wait_counted(&m->value, &m->waiters, take_or_sleep, m, deadline);
+    fipc_spin_learn(&spin, -1);
+    return r;
 }
 
 int fipc_sem_release(fipc_sem *s)
