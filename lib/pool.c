@@ -216,6 +216,13 @@ static void slot_set(struct worker_slot *slot, uint64_t seq, unsigned state)
     store_release(&slot->word, SLOT_WORD(seq, state));
 }
 
+#ifdef FIPC_TEST_HOOKS
+/* A seam for test/test_pool.c (the test library only): called by a
+ * worker between its get returning a task and its slot saying so, the
+ * window in which a death loses the task as a death inside get does. */
+void (*fipc__pool_after_get)(const void *args, size_t len);
+#endif
+
 static void run_chunk(const struct task_hdr *t, const unsigned char *args, unsigned char *out,
                       struct result_hdr *res)
 {
@@ -274,6 +281,10 @@ static int worker_main(void *arg)
         if (r < 0 || len < sizeof *t ||
             len - sizeof *t < (uint64_t)t->count * t->arg_size)
             continue; /* -EPROTO: nothing that a parent put */
+#ifdef FIPC_TEST_HOOKS
+        if (fipc__pool_after_get)
+            fipc__pool_after_get(buf + sizeof *t, len - sizeof *t);
+#endif
         slot_set(slot, t->seq, SLOT_RUNNING);
         struct result_hdr *res = (struct result_hdr *)out;
         res->seq = t->seq;
