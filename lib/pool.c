@@ -157,6 +157,9 @@ struct fipc_result {
     fipc_result *cnext; /* the collector's list of completed records */
 };
 
+/* Where a worker's result is built in worker_buf: aligned for its header. */
+#define RESULT_OFFSET(pool) (((pool)->task_item + 15) & ~(size_t)15)
+
 struct worker_arg {
     fipc_pool *pool;
     unsigned idx;
@@ -179,6 +182,7 @@ struct fipc_pool {
     uint64_t ring_mask;
     fipc_result *backlog, *backlog_tail;
     unsigned char *scratch; /* a task message being built */
+    bool started; /* the watcher has started the first workers */
     bool closed, terminating, tasks_closed, stopped, joining, joined;
     int broken;        /* 0, or why the pool can no longer replace workers */
     unsigned suspects; /* deaths that may have lost a task inside get */
@@ -198,6 +202,7 @@ struct fipc_pool {
     unsigned init_deaths; /* replacements dead in their initializer in a row */
 
     unsigned char *collect_buf; /* the collector's: COLLECT_BATCH results */
+    unsigned char *worker_buf;  /* a task and a result, used by each worker's copy */
 };
 
 static bool on_collector(const fipc_pool *pool)
@@ -250,10 +255,13 @@ static int worker_main(void *arg)
     fipc_pool *pool = wa->pool;
     struct worker_slot *slot = &pool->slots[wa->idx];
     bool first = pool->first[wa->idx];
-    unsigned char *buf = malloc(pool->task_item);
-    unsigned char *out = malloc(pool->result_item);
-    int r = buf && out ? 0 : -ENOMEM;
-    if (r == 0 && pool->opts.initializer) {
+    /* The parent's buffer, private to us since the fork: the child calls
+     * no allocator of its own before its initializer (another thread of
+     * the parent may have held an allocator's lock at the fork). */
+    unsigned char *buf = pool->worker_buf;
+    unsigned char *out = buf + RESULT_OFFSET(pool);
+    int r = 0;
+    if (pool->opts.initializer) {
         r = pool->opts.initializer(pool->opts.initarg);
         if (r > 0)
             r = -EIO;
@@ -419,6 +427,11 @@ static void *watcher_main(void *arg)
             fipc_sem_release(pool->init_sem);
         }
     }
+    /* create returns after this: fipc_pool_pids then lists every worker. */
+    pthread_mutex_lock(&pool->lock);
+    pool->started = true;
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->lock);
     bool killed = false;
     int status = -ECHILD;
     for (;;) {
@@ -767,6 +780,7 @@ static void destroy_pool(fipc_pool *pool)
     free(pool->ring);
     free(pool->scratch);
     free(pool->collect_buf);
+    free(pool->worker_buf);
     free(pool->procs);
     free(pool->pidfds);
     free(pool->pids);
@@ -824,6 +838,7 @@ static int pool_alloc(fipc_pool **out, const fipc_pool_opts *opts)
     pool->ring = calloc(pool->ring_mask + 1, sizeof *pool->ring);
     pool->scratch = malloc(pool->task_item);
     pool->collect_buf = malloc(COLLECT_BATCH * pool->result_item);
+    pool->worker_buf = malloc(RESULT_OFFSET(pool) + pool->result_item);
     pool->procs = calloc(n, sizeof *pool->procs);
     pool->pidfds = malloc(n * sizeof *pool->pidfds);
     pool->pids = calloc(n, sizeof *pool->pids);
@@ -831,7 +846,7 @@ static int pool_alloc(fipc_pool **out, const fipc_pool_opts *opts)
     pool->wargs = calloc(n, sizeof *pool->wargs);
     pool->pfd = calloc(n + 1, sizeof *pool->pfd);
     int r = -ENOMEM;
-    if (!pool->ring || !pool->scratch || !pool->collect_buf || !pool->procs || !pool->pidfds ||
+    if (!pool->ring || !pool->scratch || !pool->collect_buf || !pool->worker_buf || !pool->procs || !pool->pidfds ||
         !pool->pids || !pool->first || !pool->wargs || !pool->pfd)
         goto fail;
     for (unsigned i = 0; i < n; i++) {
@@ -932,6 +947,10 @@ int fipc_pool_create(fipc_pool **out, const fipc_pool_opts *opts)
     /* Every first worker, or the watcher for it, releases once. */
     for (unsigned i = 0; i < pool->nproc; i++)
         fipc_sem_acquire(pool->init_sem, FIPC_FOREVER);
+    pthread_mutex_lock(&pool->lock);
+    while (!pool->started)
+        pthread_cond_wait(&pool->cv, &pool->lock); /* the watcher broadcasts */
+    pthread_mutex_unlock(&pool->lock);
     for (unsigned i = 0; i < pool->nproc && r == 0; i++) {
         /* Acquire pairs with the release in slot_set, before the sem. */
         if (SLOT_STATE(load_acquire(&pool->slots[i].word)) == SLOT_INIT_FAILED)
