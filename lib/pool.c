@@ -149,9 +149,9 @@ struct fipc_result {
     size_t out_len;
     size_t result_size;
     int status;
-    bool resolved;    /* status final; nothing more is written to out */
-    bool ready;       /* and its callback has run */
-    bool released;    /* nobody holds it (freed, or submitted without out) */
+    bool resolved; /* status final; nothing more is written to out */
+    bool ready;    /* and its callback has run */
+    bool released; /* nobody holds it (freed, or submitted without out) */
     bool in_backlog;
     fipc_result *next;  /* backlog */
     fipc_result *cnext; /* the collector's list of completed records */
@@ -182,7 +182,7 @@ struct fipc_pool {
     uint64_t ring_mask;
     fipc_result *backlog, *backlog_tail;
     unsigned char *scratch; /* a task message being built */
-    bool started; /* the watcher has started the first workers */
+    bool started;           /* the watcher has started the first workers */
     bool closed, terminating, tasks_closed, stopped, joining, joined;
     int broken;        /* 0, or why the pool can no longer replace workers */
     unsigned suspects; /* deaths that may have lost a task inside get */
@@ -286,8 +286,7 @@ static int worker_main(void *arg)
             return 0;
         }
         const struct task_hdr *t = (const struct task_hdr *)buf;
-        if (r < 0 || len < sizeof *t ||
-            len - sizeof *t < (uint64_t)t->count * t->arg_size)
+        if (r < 0 || len < sizeof *t || len - sizeof *t < (uint64_t)t->count * t->arg_size)
             continue; /* -EPROTO: nothing that a parent put */
 #ifdef FIPC_TEST_HOOKS
         if (fipc__pool_after_get)
@@ -386,7 +385,8 @@ static void worker_ended(fipc_pool *pool, unsigned i, bool terminating)
      * whose initializer failed, or died in it INIT_DEATHS_MAX times in a
      * row, breaks the pool rather than being replaced again and again. */
     bool init_death = state == SLOT_INIT && pool->opts.initializer;
-    if (state == SLOT_INIT_FAILED || (init_death && (first || ++pool->init_deaths >= INIT_DEATHS_MAX))) {
+    if (state == SLOT_INIT_FAILED ||
+        (init_death && (first || ++pool->init_deaths >= INIT_DEATHS_MAX))) {
         if (state == SLOT_INIT) {
             pool->slots[i].init_err = -ECHILD;
             slot_set(&pool->slots[i], 0, SLOT_INIT_FAILED);
@@ -536,8 +536,8 @@ static void feed(fipc_pool *pool)
             memcpy(pool->scratch + sizeof *t, r->args + first * r->arg_size, len);
         if (fipc_queue_put(pool->tasks, pool->scratch, sizeof *t + len, 0) < 0)
             break; /* full (the collector feeds again as results come), or terminated */
-        pool->ring[pool->next_seq & pool->ring_mask] =
-            (struct inflight){.seq = pool->next_seq, .r = r, .chunk = c, .live = true};
+        pool->ring[pool->next_seq & pool->ring_mask] = (struct inflight){
+            .seq = pool->next_seq, .r = r, .chunk = c, .live = true};
         pool->next_seq++;
         r->queued++;
     }
@@ -712,8 +712,8 @@ static void run_callbacks(fipc_pool *pool, fipc_result *list)
         fipc_result *r = list;
         list = r->cnext;
         if (r->status == 0 && r->cb)
-            r->cb(r->user, 0, r->is_map ? NULL : r->out, r->is_map ? r->n * r->result_size
-                                                                   : r->out_len);
+            r->cb(r->user, 0, r->is_map ? NULL : r->out,
+                  r->is_map ? r->n * r->result_size : r->out_len);
         else if (r->status != 0 && r->err_cb)
             r->err_cb(r->user, r->status, NULL, 0);
         pthread_mutex_lock(&pool->lock);
@@ -846,8 +846,8 @@ static int pool_alloc(fipc_pool **out, const fipc_pool_opts *opts)
     pool->wargs = calloc(n, sizeof *pool->wargs);
     pool->pfd = calloc(n + 1, sizeof *pool->pfd);
     int r = -ENOMEM;
-    if (!pool->ring || !pool->scratch || !pool->collect_buf || !pool->worker_buf || !pool->procs || !pool->pidfds ||
-        !pool->pids || !pool->first || !pool->wargs || !pool->pfd)
+    if (!pool->ring || !pool->scratch || !pool->collect_buf || !pool->worker_buf || !pool->procs ||
+        !pool->pidfds || !pool->pids || !pool->first || !pool->wargs || !pool->pfd)
         goto fail;
     for (unsigned i = 0; i < n; i++) {
         pool->pidfds[i] = -1;
@@ -1237,8 +1237,8 @@ void fipc_result_free(fipc_result *r)
         destroy_pool(pool);
 }
 
-int fipc_pool_apply(fipc_pool *pool, fipc_task_fn fn, const void *arg, size_t arg_len,
-                    void *result, size_t result_cap, size_t *result_len)
+int fipc_pool_apply(fipc_pool *pool, fipc_task_fn fn, const void *arg, size_t arg_len, void *result,
+                    size_t result_cap, size_t *result_len)
 {
     if (!pool || !fn || (!arg && arg_len > 0) || (!result && result_cap > 0))
         return -EINVAL;

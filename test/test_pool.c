@@ -11,11 +11,11 @@
 TestSuite(pool, .timeout = 240);
 
 struct shared {
-    fipc_event go;        /* set by the test: blocked tasks may go on */
-    fipc_barrier meet;    /* tasks that must run at the same time */
-    uint32_t started;     /* tasks that have started */
-    uint32_t victim_pid;  /* the pid of the task that is to be killed */
-    uint32_t init_runs;   /* initializers run */
+    fipc_event go;       /* set by the test: blocked tasks may go on */
+    fipc_barrier meet;   /* tasks that must run at the same time */
+    uint32_t started;    /* tasks that have started */
+    uint32_t victim_pid; /* the pid of the task that is to be killed */
+    uint32_t init_runs;  /* initializers run */
 };
 
 static struct shared *sh;
@@ -59,8 +59,7 @@ static int my_pid(const void *arg, size_t len, void *res, size_t *res_len)
 /* Runs only once every party has arrived: they are in different workers. */
 static int meet_then_pid(const void *arg, size_t len, void *res, size_t *res_len)
 {
-    if (fipc_barrier_wait(&sh->meet, HANDSHAKE_NS) < 0)
-        return -ETIMEDOUT;
+    if (fipc_barrier_wait(&sh->meet, HANDSHAKE_NS) < 0) return -ETIMEDOUT;
     return my_pid(arg, len, res, res_len);
 }
 
@@ -79,10 +78,8 @@ static int crash(const void *arg, size_t len, void *res, size_t *res_len)
     int how;
     memcpy(&how, arg, sizeof how);
     test_flag_add(&sh->started);
-    if (how == 1)
-        raise(SIGSEGV);
-    if (how == 2)
-        _exit(3);
+    if (how == 1) raise(SIGSEGV);
+    if (how == 2) _exit(3);
     raise(SIGKILL);
     return 0;
 }
@@ -92,8 +89,7 @@ static int square_or_die(const void *arg, size_t len, void *res, size_t *res_len
 {
     int32_t x;
     memcpy(&x, arg, sizeof x);
-    if (x == 777)
-        raise(SIGKILL);
+    if (x == 777) raise(SIGKILL);
     return square(arg, len, res, res_len);
 }
 
@@ -188,9 +184,8 @@ Test(pool, tasks_run_in_as_many_processes_as_the_pool_has)
     fipc_pool *p = make_pool(3, 0);
     int32_t args[3] = {0}, pids[3];
     /* Each task waits for the other two: three workers run them at once. */
-    cr_assert_eq(fipc_pool_map(p, meet_then_pid, args, 3, sizeof(int32_t), pids, sizeof(int32_t),
-                               1),
-                 0);
+    cr_assert_eq(
+        fipc_pool_map(p, meet_then_pid, args, 3, sizeof(int32_t), pids, sizeof(int32_t), 1), 0);
     cr_assert(pids[0] != pids[1] && pids[1] != pids[2] && pids[0] != pids[2]);
     for (int i = 0; i < 3; i++)
         cr_assert(pids[i] != getpid());
@@ -211,9 +206,8 @@ Test(pool, map_of_100000_tiny_tasks_gives_every_result_in_order)
     /* chunksize 1 and a chunksize that does not divide n as well */
     memset(res, 0, n * sizeof *res);
     cr_assert_eq(fipc_pool_map(p, square, args, 1000, sizeof *args, res, sizeof *res, 1), 0);
-    cr_assert_eq(fipc_pool_map(p, square, args + 1000, 9999, sizeof *args, res + 1000, sizeof *res,
-                               7),
-                 0);
+    cr_assert_eq(
+        fipc_pool_map(p, square, args + 1000, 9999, sizeof *args, res + 1000, sizeof *res, 7), 0);
     for (size_t i = 0; i < 10999; i++)
         cr_assert_eq(res[i], (int64_t)args[i] * args[i], "result %zu", i);
     free(args);
@@ -230,8 +224,7 @@ Test(pool, chunksize_zero_picks_chunks_as_python_does)
     cr_assert_eq(fipc_pool_map(p, my_pid, args, 100, sizeof *args, pids, sizeof *pids, 0), 0);
     int chunks = 1;
     for (int i = 1; i < 100; i++) {
-        if (pids[i] != pids[i - 1])
-            chunks++;
+        if (pids[i] != pids[i - 1]) chunks++;
         if (i % 13 != 0)
             cr_assert_eq(pids[i], pids[i - 1], "argument %d is in the chunk of %d", i, i - 1);
     }
@@ -308,12 +301,9 @@ static struct cb_log cblog;
 
 static void cb_check(void)
 {
-    if (__atomic_exchange_n(&cblog.in_callback, 1, __ATOMIC_ACQ_REL))
-        cblog.overlap = true;
-    if (getpid() != cblog.parent)
-        cblog.wrong_process = true;
-    if (pthread_equal(pthread_self(), cblog.test_thread))
-        cblog.on_test_thread = true;
+    if (__atomic_exchange_n(&cblog.in_callback, 1, __ATOMIC_ACQ_REL)) cblog.overlap = true;
+    if (getpid() != cblog.parent) cblog.wrong_process = true;
+    if (pthread_equal(pthread_self(), cblog.test_thread)) cblog.on_test_thread = true;
 }
 
 static void cb_count(void *user, int status, const void *res, size_t len)
@@ -322,8 +312,7 @@ static void cb_count(void *user, int status, const void *res, size_t len)
     int64_t y;
     memcpy(&y, res, sizeof y);
     uintptr_t i = (uintptr_t)user;
-    if (status != 0 || len != sizeof y || y != (int64_t)i * (int64_t)i)
-        cblog.errors++;
+    if (status != 0 || len != sizeof y || y != (int64_t)i * (int64_t)i) cblog.errors++;
     cblog.counts[i]++;
     __atomic_store_n(&cblog.in_callback, 0, __ATOMIC_RELEASE);
 }
@@ -332,8 +321,7 @@ static void cb_order(void *user, int status, const void *res, size_t len)
 {
     cb_check();
     cblog.order[cblog.n++] = (int)(uintptr_t)user;
-    if (status != 0)
-        cblog.errors++;
+    if (status != 0) cblog.errors++;
     __atomic_store_n(&cblog.in_callback, 0, __ATOMIC_RELEASE);
 }
 
@@ -352,9 +340,8 @@ Test(pool, ten_thousand_callbacks_run_each_exactly_once_in_the_parent_before_joi
     fipc_pool *p = make_pool(4, 0);
     for (uintptr_t i = 0; i < n; i++) {
         int32_t x = (int32_t)i;
-        cr_assert_eq(fipc_pool_apply_async(p, square, &x, sizeof x, cb_count, NULL, (void *)i,
-                                           NULL),
-                     0);
+        cr_assert_eq(
+            fipc_pool_apply_async(p, square, &x, sizeof x, cb_count, NULL, (void *)i, NULL), 0);
     }
     cr_assert_eq(fipc_pool_close(p), 0);
     cr_assert_eq(fipc_pool_join(p), 0);
@@ -376,7 +363,8 @@ Test(pool, callbacks_run_in_completion_order_one_at_a_time)
     /* Submitted first, completes last: it waits for the test. */
     cr_assert_eq(fipc_pool_apply_async(p, blocked, NULL, 0, cb_order, NULL, (void *)1, &slow), 0);
     cr_assert(TEST_WAIT_UNTIL(test_flag_get(&sh->started) == 1, HANDSHAKE_NS));
-    cr_assert_eq(fipc_pool_apply_async(p, square, &x, sizeof x, cb_order, NULL, (void *)2, NULL), 0);
+    cr_assert_eq(fipc_pool_apply_async(p, square, &x, sizeof x, cb_order, NULL, (void *)2, NULL),
+                 0);
     cr_assert_eq(fipc_pool_apply_async(p, fails, NULL, 0, NULL, cb_err, NULL, NULL), 0);
     /* Both ran and called back while the first still blocks. */
     cr_assert(TEST_WAIT_UNTIL(__atomic_load_n(&cblog.n, __ATOMIC_ACQUIRE) == 2, HANDSHAKE_NS));
@@ -461,8 +449,7 @@ Test(pool, a_callback_may_submit_but_not_wait)
 static bool has_pid(const int *pids, size_t n, int pid)
 {
     for (size_t i = 0; i < n; i++)
-        if (pids[i] == pid)
-            return true;
+        if (pids[i] == pid) return true;
     return false;
 }
 
@@ -498,8 +485,7 @@ static void death_case(int how)
     }
     /* The pool keeps its size: a replacement for the dead worker. */
     int now[3];
-    cr_assert(TEST_WAIT_UNTIL(fipc_pool_pids(p, now, 3) == 3 &&
-                                  !(dead && has_pid(now, 3, dead)),
+    cr_assert(TEST_WAIT_UNTIL(fipc_pool_pids(p, now, 3) == 3 && !(dead && has_pid(now, 3, dead)),
                               HANDSHAKE_NS));
     int64_t y;
     int32_t x = 12;
@@ -553,8 +539,7 @@ static void die_on_555(const void *args, size_t len)
 {
     int32_t x;
     memcpy(&x, args, sizeof x);
-    if (x == 555)
-        raise(SIGKILL);
+    if (x == 555) raise(SIGKILL);
 }
 
 Test(pool, a_task_lost_with_a_worker_that_died_inside_get_fails_with_echild)
@@ -597,8 +582,7 @@ static void *kill_at_random(void *arg)
     while (!test_flag_get(&k->stop)) {
         int pids[8];
         size_t n = fipc_pool_pids(k->pool, pids, 8);
-        if (n > 0 && kill(pids[rand_r(&seed) % n], SIGKILL) == 0)
-            k->kills++;
+        if (n > 0 && kill(pids[rand_r(&seed) % n], SIGKILL) == 0) k->kills++;
         usleep(500 + rand_r(&seed) % 3000); /* pacing the kills, not a wait */
     }
     return NULL;
@@ -785,8 +769,7 @@ Test(pool, a_replacement_whose_initializer_fails_fails_the_tasks_without_a_respa
     fipc_pool *p;
     cr_assert_eq(fipc_pool_create(&p, &o), 0);
     int32_t args[10] = {0}, pids[10];
-    cr_assert_eq(fipc_pool_map(p, my_pid, args, 10, sizeof *args, pids, sizeof *pids, 1),
-                 -ENOTSUP);
+    cr_assert_eq(fipc_pool_map(p, my_pid, args, 10, sizeof *args, pids, sizeof *pids, 1), -ENOTSUP);
     cr_assert_eq(fipc_pool_apply(p, my_pid, NULL, 0, pids, sizeof pids, NULL), -ENOTSUP);
     cr_assert_leq(test_flag_get(&sh->init_runs), 4);
     cr_assert_eq(fipc_pool_pids(p, pids, 2), 0);
@@ -843,8 +826,7 @@ Test(pool, bad_input_is_einval)
     cr_assert_eq(fipc_pool_map(p, square, a, 2, 4, NULL, 8, 0), -EINVAL);
     cr_assert_eq(fipc_pool_map(p, square, a, 2, 0, r, 8, 0), -EINVAL);
     cr_assert_eq(fipc_pool_map(p, square, a, 2, 4, r, 0, 0), -EINVAL);
-    cr_assert_eq(fipc_pool_map_async(p, square, a, 2, 0, r, 8, 0, NULL, NULL, NULL, NULL),
-                 -EINVAL);
+    cr_assert_eq(fipc_pool_map_async(p, square, a, 2, 0, r, 8, 0, NULL, NULL, NULL, NULL), -EINVAL);
     cr_assert_eq(fipc_result_get(NULL, NULL, 0, NULL, 0), -EINVAL);
     cr_assert_eq(fipc_result_wait(NULL, 0), -EINVAL);
     cr_assert(!fipc_result_ready(NULL));

@@ -95,8 +95,7 @@ FIPC_EXPORT int fipc_pool_apply_async(fipc_pool *pool, fipc_task_fn fn, const vo
  * -EMSGSIZE (arg_size > max_arg or result_size > max_result); -EPIPE;
  * -ECANCELED; -EDEADLK from a callback. */
 FIPC_EXPORT int fipc_pool_map(fipc_pool *pool, fipc_task_fn fn, const void *args, size_t n,
-                              size_t arg_size, void *results, size_t result_size,
-                              size_t chunksize);
+                              size_t arg_size, void *results, size_t result_size, size_t chunksize);
 
 /* map without waiting: args are copied; results must stay valid until the
  * result is ready or freed.  cb / err_cb run once, for the whole map. */
