@@ -203,6 +203,7 @@ struct fipc_pool {
 
     unsigned char *collect_buf; /* the collector's: COLLECT_BATCH results */
     unsigned char *worker_buf;  /* a task and a result, used by each worker's copy */
+    sigset_t worker_mask;       /* the signal mask of the thread that called create */
 };
 
 static bool on_collector(const fipc_pool *pool)
@@ -255,6 +256,9 @@ static int worker_main(void *arg)
     fipc_pool *pool = wa->pool;
     struct worker_slot *slot = &pool->slots[wa->idx];
     bool first = pool->first[wa->idx];
+    /* The watcher that forked us blocks every signal; a worker has the
+     * mask of the thread that created the pool. */
+    pthread_sigmask(SIG_SETMASK, &pool->worker_mask, NULL);
     /* The parent's buffer, private to us since the fork: the child calls
      * no allocator of its own before its initializer (another thread of
      * the parent may have held an allocator's lock at the fork). */
@@ -930,6 +934,7 @@ int fipc_pool_create(fipc_pool **out, const fipc_pool_opts *opts)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    pool->worker_mask = old;
     r = -pthread_create(&pool->watcher, NULL, watcher_main, pool);
     if (r == 0) {
         r = -pthread_create(&pool->collector, NULL, collector_main, pool);

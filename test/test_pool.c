@@ -73,14 +73,17 @@ static int victim(const void *arg, size_t len, void *res, size_t *res_len)
     return 0;
 }
 
+static int *volatile nowhere;
+
 static int crash(const void *arg, size_t len, void *res, size_t *res_len)
 {
     int how;
     memcpy(&how, arg, sizeof how);
     test_flag_add(&sh->started);
-    if (how == 1) raise(SIGSEGV);
-    if (how == 2) _exit(3);
-    raise(SIGKILL);
+    if (how == 1)
+        *nowhere = 1; /* a real fault, not a raise */
+    else
+        _exit(3);
     return 0;
 }
 
@@ -843,6 +846,30 @@ Test(pool, bad_input_is_einval)
     cr_assert_eq(fipc_result_get(res, NULL, 8, NULL, HANDSHAKE_NS), -EINVAL);
     cr_assert_eq(fipc_result_wait(res, HANDSHAKE_NS), 0);
     fipc_result_free(res);
+    fipc_pool_free(p);
+}
+
+static int blocked_signals(const void *arg, size_t len, void *res, size_t *res_len)
+{
+    sigset_t now;
+    pthread_sigmask(SIG_SETMASK, NULL, &now);
+    int mask = sigismember(&now, SIGTERM) | sigismember(&now, SIGUSR1) << 1;
+    memcpy(res, &mask, sizeof mask);
+    *res_len = sizeof mask;
+    return 0;
+}
+
+Test(pool, workers_have_the_signal_mask_of_the_thread_that_created_the_pool)
+{
+    sigset_t usr1, old;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, &old);
+    fipc_pool *p = make_pool(1, 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int mask = -1;
+    cr_assert_eq(fipc_pool_apply(p, blocked_signals, NULL, 0, &mask, sizeof mask, NULL), 0);
+    cr_assert_eq(mask, 2, "SIGTERM must reach a worker, SIGUSR1 stays blocked as in the creator");
     fipc_pool_free(p);
 }
 
