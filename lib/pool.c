@@ -124,6 +124,9 @@ struct result_hdr {
  * pool stops replacing workers (it is then broken: -ECHILD). */
 #define INIT_DEATHS_MAX 3
 
+/* Arguments and results up to this long are kept inside the record. */
+#define RECORD_INLINE 64
+
 struct inflight {
     uint64_t seq;
     fipc_result *r;
@@ -148,6 +151,7 @@ struct fipc_result {
     unsigned char *out; /* apply: a buffer of max_result; map: the caller's */
     size_t out_len;
     size_t result_size;
+    bool out_owned; /* out was allocated for this record */
     int status;
     bool resolved; /* status final; nothing more is written to out */
     bool ready;    /* and its callback has run */
@@ -155,6 +159,9 @@ struct fipc_result {
     bool in_backlog;
     fipc_result *next;  /* backlog */
     fipc_result *cnext; /* the collector's list of completed records */
+    /* Short arguments and results live here, saving an allocation each. */
+    unsigned char inline_arg[RECORD_INLINE];
+    unsigned char inline_out[RECORD_INLINE];
 };
 
 /* Where a worker's result is built in worker_buf: aligned for its header. */
@@ -479,16 +486,22 @@ static void *watcher_main(void *arg)
 
 static void destroy_pool(fipc_pool *pool);
 
+static void record_release_memory(fipc_result *r)
+{
+    if (r->args != r->inline_arg)
+        free(r->args);
+    if (r->out_owned)
+        free(r->out);
+    free(r);
+}
+
 /* Free r if nothing refers to it any more; true if the pool must then be
  * destroyed (the caller does that after unlocking). */
 static bool record_maybe_free(fipc_pool *pool, fipc_result *r)
 {
     if (!r->released || !r->ready || r->in_backlog || r->finished < r->queued)
         return false;
-    free(r->args);
-    if (!r->is_map)
-        free(r->out);
-    free(r);
+    record_release_memory(r);
     return --pool->refs == 0;
 }
 
@@ -683,6 +696,12 @@ static void take_result(fipc_pool *pool, const struct result_hdr *m, const unsig
         resolve(pool, r, -EPROTO, tail);
         return;
     }
+    r->out = m->len <= RECORD_INLINE ? r->inline_out : malloc(m->len);
+    if (!r->out) {
+        resolve(pool, r, -ENOMEM, tail);
+        return;
+    }
+    r->out_owned = r->out != r->inline_out;
     memcpy(r->out, data, m->len);
     r->out_len = m->len;
     resolve(pool, r, 0, tail);
@@ -712,22 +731,29 @@ static void stop_all(fipc_pool *pool, int status, fipc_result ***tail)
  * ready.  Called without the lock. */
 static void run_callbacks(fipc_pool *pool, fipc_result *list)
 {
-    while (list) {
-        fipc_result *r = list;
-        list = r->cnext;
+    if (!list)
+        return;
+    /* A record is made ready after its callback, in the same order; the
+     * records of one batch are made ready together, under one lock.  The
+     * list is the collector's until then: nobody else touches cnext. */
+    for (fipc_result *r = list; r; r = r->cnext) {
         if (r->status == 0 && r->cb)
             r->cb(r->user, 0, r->is_map ? NULL : r->out,
                   r->is_map ? r->n * r->result_size : r->out_len);
         else if (r->status != 0 && r->err_cb)
             r->err_cb(r->user, r->status, NULL, 0);
-        pthread_mutex_lock(&pool->lock);
-        r->ready = true;
-        pthread_cond_broadcast(&pool->cv); /* wakes the waiters of get/wait */
-        bool destroy = record_maybe_free(pool, r);
-        pthread_mutex_unlock(&pool->lock);
-        if (destroy)
-            destroy_pool(pool);
     }
+    pthread_mutex_lock(&pool->lock);
+    while (list) {
+        fipc_result *r = list;
+        list = r->cnext;
+        r->ready = true;
+        /* Never the pool's last reference: the handle holds one while the
+         * collector runs. */
+        record_maybe_free(pool, r);
+    }
+    pthread_cond_broadcast(&pool->cv); /* wakes the waiters of get/wait */
+    pthread_mutex_unlock(&pool->lock);
 }
 
 static void *collector_main(void *arg)
@@ -1066,12 +1092,8 @@ static int submit(fipc_pool *pool, fipc_result *r, fipc_result **out)
             *out = r;
     }
     pthread_mutex_unlock(&pool->lock);
-    if (err) {
-        free(r->args);
-        if (!r->is_map)
-            free(r->out);
-        free(r);
-    }
+    if (err)
+        record_release_memory(r);
     return err;
 }
 
@@ -1085,11 +1107,8 @@ int fipc_pool_apply_async(fipc_pool *pool, fipc_task_fn fn, const void *arg, siz
     fipc_result *r = calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
-    r->args = malloc(arg_len ? arg_len : 1);
-    r->out = malloc(pool->opts.max_result);
-    if (!r->args || !r->out) {
-        free(r->args);
-        free(r->out);
+    r->args = arg_len <= RECORD_INLINE ? r->inline_arg : malloc(arg_len);
+    if (!r->args) {
         free(r);
         return -ENOMEM;
     }
