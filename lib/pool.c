@@ -361,6 +361,7 @@ static int start_worker(fipc_pool *pool, unsigned i)
     }
     pool->procs[i] = p;
     pool->pidfds[i] = fd;
+    /* Relaxed: fipc_pool_pids reads a snapshot and nothing through it. */
     store_relaxed(&pool->pids[i], fipc_process_pid(p));
     pool->live++;
     return 0;
@@ -382,7 +383,7 @@ static void worker_ended(fipc_pool *pool, unsigned i, bool terminating)
     close(pool->pidfds[i]);
     pool->procs[i] = NULL;
     pool->pidfds[i] = -1;
-    store_relaxed(&pool->pids[i], 0);
+    store_relaxed(&pool->pids[i], 0); /* relaxed: as in start_worker */
     pool->live--;
     /* Acquire pairs with the worker's last slot_set; it has ended, so the
      * word no longer changes. */
