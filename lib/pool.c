@@ -106,6 +106,7 @@ struct task_hdr {
 #define MSG_RESULT 1
 #define MSG_DEATH  2 /* a worker died: word is its slot */
 #define MSG_STOP   3 /* no worker is left: status fails what remains */
+#define MSG_NUDGE  4 /* a submitter's backlog stalled: feed it */
 struct result_hdr {
     uint64_t seq; /* MSG_RESULT: the task; MSG_DEATH: the slot word */
     int32_t kind;
@@ -119,6 +120,7 @@ struct result_hdr {
 #define SWEEP_TICK_NS  FIPC_MSEC(20)
 #define SWEEP_GRACE_NS FIPC_MSEC(200)
 #define COLLECT_BATCH  16
+#define FEED_REPAIR_NS FIPC_MSEC(10)
 
 /* Replacements that may die in their initializer in a row before the
  * pool stops replacing workers (it is then broken: -ECHILD). */
@@ -190,6 +192,7 @@ struct fipc_pool {
     fipc_result *backlog, *backlog_tail;
     unsigned char *scratch; /* a task message being built */
     bool started;           /* the watcher has started the first workers */
+    bool feed_stalled;      /* the last feed left the backlog with a put refused */
     bool closed, terminating, tasks_closed, stopped, joining, joined;
     int broken;        /* 0, or why the pool can no longer replace workers */
     unsigned suspects; /* deaths that may have lost a task inside get */
@@ -234,6 +237,8 @@ static void slot_set(struct worker_slot *slot, uint64_t seq, unsigned state)
  * worker between its get returning a task and its slot saying so, the
  * window in which a death loses the task as a death inside get does. */
 void (*fipc__pool_after_get)(const void *args, size_t len);
+/* Called by a worker before each get from the task queue. */
+void (*fipc__pool_before_get)(fipc_queue *tasks);
 #endif
 
 static void run_chunk(const struct task_hdr *t, const unsigned char *args, unsigned char *out,
@@ -291,6 +296,10 @@ static int worker_main(void *arg)
     unsigned long ran = 0;
     for (;;) {
         size_t len;
+#ifdef FIPC_TEST_HOOKS
+        if (fipc__pool_before_get)
+            fipc__pool_before_get(pool->tasks);
+#endif
         r = fipc_queue_get(pool->tasks, buf, pool->task_item, &len, FIPC_FOREVER);
         if (r == -EPIPE) {
             slot_set(slot, 0, SLOT_EXITING);
@@ -367,12 +376,13 @@ static int start_worker(fipc_pool *pool, unsigned i)
     return 0;
 }
 
-static void put_message(fipc_pool *pool, int kind, uint64_t seq, int status)
+static void put_message(fipc_pool *pool, int kind, uint64_t seq, int status, int64_t timeout_ns)
 {
     struct result_hdr m = {.seq = seq, .kind = kind, .status = status};
-    /* The collector drains the queue until it takes a STOP, so this put
-     * ends; -EPIPE cannot happen (the results queue is never closed). */
-    fipc_queue_put(pool->results, &m, sizeof m, FIPC_FOREVER);
+    /* The collector drains the queue until it takes a STOP, so a put
+     * without timeout ends; -EPIPE cannot happen (the results queue is
+     * never closed). */
+    fipc_queue_put(pool->results, &m, sizeof m, timeout_ns);
 }
 
 /* Worker i has ended: reap it, say what it cost, replace it. */
@@ -414,7 +424,7 @@ static void worker_ended(fipc_pool *pool, unsigned i, bool terminating)
     if (state == SLOT_INIT && first)
         fipc_sem_release(pool->init_sem); /* no initializer: it had nothing to fail */
     if (state != SLOT_RETIRED && state != SLOT_INIT)
-        put_message(pool, MSG_DEATH, word, -ECHILD);
+        put_message(pool, MSG_DEATH, word, -ECHILD, FIPC_FOREVER);
     pthread_mutex_lock(&pool->lock);
     bool replace = !pool->broken && !pool->terminating;
     pthread_mutex_unlock(&pool->lock);
@@ -477,7 +487,7 @@ static void *watcher_main(void *arg)
             if (pfd[i + 1].fd >= 0 && pfd[i + 1].revents)
                 worker_ended(pool, i, terminating);
     }
-    put_message(pool, MSG_STOP, 0, status);
+    put_message(pool, MSG_STOP, 0, status, FIPC_FOREVER);
     return NULL;
 }
 
@@ -522,11 +532,21 @@ static void window_advance(fipc_pool *pool)
         pool->lo_seq++;
 }
 
-/* Queue what the backlog holds while there is room; close the task queue
- * once closed and nothing is left to queue. */
-static void feed(fipc_pool *pool)
+/*
+ * Queue what the backlog holds while there is room; close the task queue
+ * once closed and nothing is left to queue.  Submitters put with timeout
+ * 0 and never wait.  But a worker killed inside get between its claim and
+ * its release leaves its ring slot claimed, and only a producer that
+ * waits repairs such a slot (docs/queue.md): so the collector (may_wait),
+ * when a put fails while the queue holds fewer messages than its
+ * capacity (a claim is in the way, not a full queue), waits up to
+ * FEED_REPAIR_NS, which passes a dead claim.  A stalled backlog makes the
+ * collector tick, so that it retries even when no result comes.
+ */
+static void feed(fipc_pool *pool, bool may_wait)
 {
     fipc_result *r;
+    pool->feed_stalled = false;
     while ((r = pool->backlog)) {
         if (r->resolved || r->queued == r->nchunks) {
             pool->backlog = r->next;
@@ -552,8 +572,16 @@ static void feed(fipc_pool *pool)
         size_t len = count * r->arg_size;
         if (len)
             memcpy(pool->scratch + sizeof *t, r->args + first * r->arg_size, len);
-        if (fipc_queue_put(pool->tasks, pool->scratch, sizeof *t + len, 0) < 0)
-            break; /* full (the collector feeds again as results come), or terminated */
+        int64_t timeout = 0;
+        if (may_wait && fipc_queue_qsize(pool->tasks) < fipc_queue_capacity(pool->tasks))
+            timeout = FEED_REPAIR_NS;
+        int e = fipc_queue_put(pool->tasks, pool->scratch, sizeof *t + len, timeout);
+        if (e < 0) {
+            /* Full: the collector feeds again as results come, or at its
+             * tick; -EPIPE: terminated. */
+            pool->feed_stalled = e != -EPIPE;
+            break;
+        }
         pool->ring[pool->next_seq & pool->ring_mask] = (struct inflight){
             .seq = pool->next_seq, .r = r, .chunk = c, .live = true};
         pool->next_seq++;
@@ -765,7 +793,7 @@ static void *collector_main(void *arg)
     bool stop = false;
     while (!stop) {
         pthread_mutex_lock(&pool->lock);
-        int64_t timeout = pool->suspects ? SWEEP_TICK_NS : FIPC_FOREVER;
+        int64_t timeout = pool->suspects || pool->feed_stalled ? SWEEP_TICK_NS : FIPC_FOREVER;
         pthread_mutex_unlock(&pool->lock);
         /* Woken by a result, a DEATH or the STOP (the watcher sends one
          * before it ends); the tick only while a suspect is swept for. */
@@ -791,7 +819,7 @@ static void *collector_main(void *arg)
             }
         }
         sweep(pool, &tail);
-        feed(pool);
+        feed(pool, true);
         pthread_mutex_unlock(&pool->lock);
         run_callbacks(pool, done);
     }
@@ -1004,7 +1032,7 @@ int fipc_pool_close(fipc_pool *pool)
         return -EINVAL;
     pthread_mutex_lock(&pool->lock);
     pool->closed = true;
-    feed(pool); /* closes the task queue if the backlog is empty */
+    feed(pool, false); /* closes the task queue if the backlog is empty */
     pthread_mutex_unlock(&pool->lock);
     return 0;
 }
@@ -1088,7 +1116,13 @@ static int submit(fipc_pool *pool, fipc_result *r, fipc_result **out)
         else
             pool->backlog = r;
         pool->backlog_tail = r;
-        feed(pool);
+        bool stalled = pool->feed_stalled;
+        feed(pool, false);
+        /* A backlog that just stalled: the collector may be asleep with no
+         * result to come (the slot in the way is a dead claim); wake it.
+         * Timeout 0: a full results queue means it is awake anyway. */
+        if (pool->feed_stalled && !stalled)
+            put_message(pool, MSG_NUDGE, 0, 0, 0);
         if (out)
             *out = r;
     }

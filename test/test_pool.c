@@ -7,6 +7,7 @@
  * started by a counter, and waits for the test on an event there.
  */
 #include "common.h"
+#include "test_hooks.h"
 
 TestSuite(pool, .timeout = 240);
 
@@ -73,16 +74,17 @@ static int victim(const void *arg, size_t len, void *res, size_t *res_len)
     return 0;
 }
 
-static int *volatile nowhere;
-
 static int crash(const void *arg, size_t len, void *res, size_t *res_len)
 {
     int how;
     memcpy(&how, arg, sizeof how);
     test_flag_add(&sh->started);
-    if (how == 1)
-        *nowhere = 1; /* a real fault, not a raise */
-    else
+    if (how == 1) {
+        /* A real fault, not a raise (and not a null store, which UBSan
+         * would report instead of letting it fault). */
+        int *nowhere = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        *(volatile int *)nowhere = 1;
+    } else
         _exit(3);
     return 0;
 }
@@ -567,6 +569,64 @@ Test(pool, a_task_lost_with_a_worker_that_died_inside_get_fails_with_echild)
     cr_assert_eq(fipc_pool_map(p, square, args, 1000, sizeof *args, res, sizeof *res, 1), -ECHILD);
     args[555] = 0;
     cr_assert_eq(fipc_pool_map(p, square, args, 1000, sizeof *args, res, sizeof *res, 1), 0);
+    cr_assert_eq(fipc_pool_close(p), 0);
+    cr_assert_eq(fipc_pool_join(p), 0);
+    fipc_pool_free(p);
+}
+
+/* lib/pool.c's seam: runs in a worker before each get of a task. */
+extern void (*fipc__pool_before_get)(fipc_queue *tasks);
+
+static void claim_then_die(fipc_queue *tasks)
+{
+    uint32_t armed = 1;
+    /* Once: the test arms it after the first map. */
+    if (__atomic_compare_exchange_n(&sh->started, &armed, 2, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        /* Wait for a task to claim, as a get does, then die holding the
+         * claim: the queue loses that task and keeps its slot until a
+         * producer that waits repairs it. */
+        while (fipc__queue_mpmc_get_claim_only(tasks, 1) != 1)
+            sched_yield();
+        raise(SIGKILL);
+    }
+}
+
+Test(pool, a_worker_killed_holding_a_claim_in_get_neither_loses_the_pool_nor_the_ring_slot)
+{
+    shared_setup(0);
+    fipc__pool_before_get = claim_then_die;
+    /* One worker: asleep in get when the hook is armed, it takes the first
+     * task of the next map, runs it, then claims the second and dies. */
+    fipc_pool *p = make_pool(1, 0);
+    enum { N = 2000 }; /* far more than the task queue's slots: the ring wraps */
+    static int32_t args[N];
+    static int64_t res[N];
+    for (int i = 0; i < N; i++)
+        args[i] = i;
+    cr_assert_eq(fipc_pool_map(p, square, args, N, sizeof *args, res, sizeof *res, 1), 0);
+    test_flag_set(&sh->started, 1); /* the next get of some worker claims and dies */
+    fipc_result *r;
+    cr_assert_eq(fipc_pool_map_async(p, square, args, N, sizeof *args, res, sizeof *res, 1, NULL,
+                                     NULL, NULL, &r),
+                 0);
+    cr_assert_eq(fipc_result_wait(r, HANDSHAKE_NS), 0, "the map hangs");
+    int e = fipc_result_get(r, NULL, 0, NULL, 0);
+    cr_assert_eq(e, -ECHILD, "the map: %s", fipc_strerror(e));
+    fipc_result_free(r);
+    cr_assert_eq(test_flag_get(&sh->started), 2);
+    /* Every slot of the ring is used again. */
+    for (int round = 0; round < 3; round++) {
+        memset(res, 0, sizeof res);
+        cr_assert_eq(fipc_pool_map_async(p, square, args, N, sizeof *args, res, sizeof *res, 1,
+                                         NULL, NULL, NULL, &r),
+                     0);
+        cr_assert_eq(fipc_result_wait(r, HANDSHAKE_NS), 0, "round %d hangs", round);
+        cr_assert_eq(fipc_result_get(r, NULL, 0, NULL, 0), 0);
+        fipc_result_free(r);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(res[i], (int64_t)i * i);
+    }
     cr_assert_eq(fipc_pool_close(p), 0);
     cr_assert_eq(fipc_pool_join(p), 0);
     fipc_pool_free(p);

@@ -58,8 +58,9 @@ typedef struct fipc_pool_opts {
 } fipc_pool_opts;
 
 /* Start a pool and wait until every worker has run its initializer.  opts
- * may be NULL.  Errors: -EINVAL (out NULL, a size above what a queue
- * message holds); -ENOMEM; fork and thread failures (-EAGAIN ...); if an
+ * may be NULL.  Errors: -EINVAL (out NULL, more than 1024 processes, a
+ * size above what a queue message holds); -ENOMEM; -EPERM (the caller is
+ * a daemon child); fork and thread failures (-EAGAIN ...); if an
  * initializer fails, no pool: its return value when that is a negative
  * errno, -EIO for another non-zero value, -ECHILD when the worker died in
  * it. */
