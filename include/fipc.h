@@ -16,5 +16,6 @@
 #include <fipc/process.h>
 #include <fipc/queue.h>
 #include <fipc/jqueue.h>
+#include <fipc/value.h>
 
 #endif
