@@ -17,5 +17,6 @@
 #include <fipc/queue.h>
 #include <fipc/jqueue.h>
 #include <fipc/value.h>
+#include <fipc/conn.h>
 
 #endif
