@@ -17,6 +17,7 @@
 #include <fipc/queue.h>
 #include <fipc/jqueue.h>
 #include <fipc/value.h>
+#include <fipc/dict.h>
 #include <fipc/conn.h>
 
 #endif

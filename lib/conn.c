@@ -141,6 +141,8 @@ static void notify_receiver(const fipc_conn *c, struct conn_dir *d)
 
 static void ring_write(char *ring, uint64_t pos, const void *src, size_t n)
 {
+    if (n == 0)
+        return; /* src may be NULL */
     size_t off = (size_t)(pos & MASK), first = n < RING - off ? n : (size_t)(RING - off);
     memcpy(ring + off, src, first);
     memcpy(ring, (const char *)src + first, n - first);
@@ -148,6 +150,8 @@ static void ring_write(char *ring, uint64_t pos, const void *src, size_t n)
 
 static void ring_read(const char *ring, uint64_t pos, void *dst, size_t n)
 {
+    if (n == 0)
+        return; /* dst may be NULL */
     size_t off = (size_t)(pos & MASK), first = n < RING - off ? n : (size_t)(RING - off);
     memcpy(dst, ring + off, first);
     memcpy((char *)dst + first, ring, n - first);

@@ -13,6 +13,7 @@
 #include <fipc.h>
 
 #include "compiler.h"
+#include "dict_impl.h"
 #include "jqueue_impl.h"
 #include "queue_impl.h"
 #include "value_impl.h"
@@ -152,5 +153,27 @@ int fipc_array_new(fipc_array **out, fipc_arena *a, size_t elem_size, size_t n)
     arr->n = n;
     fipc_lock_init(&arr->lock);
     *out = arr;
+    return 0;
+}
+
+int fipc_dict_create(fipc_dict **out, fipc_arena *a, size_t max_keys, size_t max_key,
+                     size_t max_val)
+{
+    if (!out || max_keys == 0 || max_key == 0 || max_val == 0 || max_keys > DICT_DIM_MAX ||
+        max_key >= DICT_DIM_MAX || max_val >= DICT_DIM_MAX)
+        return -EINVAL;
+    struct dict_geom g;
+    dict_geometry(&g, max_keys, max_key, max_val);
+    struct dict_header *h = alloc(a, g.size, FIPC_CACHELINE);
+    if (!h)
+        return -ENOMEM;
+    /* Arena memory comes zeroed: every slot is SLOT_EMPTY. */
+    for (size_t s = 0; s < g.stripes; s++)
+        fipc_lock_init((fipc_lock *)((char *)h + g.stripes_off + s * FIPC_CACHELINE));
+    h->max_keys = max_keys;
+    h->max_key = max_key;
+    h->max_val = max_val;
+    h->magic = DICT_MAGIC;
+    *out = (fipc_dict *)h;
     return 0;
 }
