@@ -27,7 +27,7 @@
  *
  * An end is a small private handle (malloc'ed), valid in the process that
  * made it and in children made by fork; it cannot be sent to an unrelated
- * process.  Each pipe holds four file descriptors, six when duplex, marked
+ * process.  Each pipe holds five file descriptors, six when duplex, marked
  * close-on-exec.
  */
 #ifndef FIPC_CONN_H
