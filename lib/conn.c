@@ -42,6 +42,11 @@
  *              repeat).  The repairer publishes later records only after
  *              these stores, so a receiver whose tail (A1) covers them sees
  *              the abort.
+ *   locks      send_cur and send_end are written and read only under
+ *              send_lock, rmsg_start and rmsg_end only under recv_lock, and
+ *              tail and head by their side only under its lock: relaxed,
+ *              since the lock's acquire and release order them (also after
+ *              a holder's death: the next holder acquires the lock).
  *   F1 <-> F2  sleeping: the eventcounts (eventcount.h), and the same
  *              Dekker handshake for fd_wait: the receiver stores fd_wait
  *              and fences before it looks at tail again; the sender fences
@@ -363,8 +368,8 @@ static void arm_fd(fipc_conn *c, struct conn_dir *d)
     if (!load_relaxed(&d->fd_mode))
         return;
     efd_drain(c->in_efd);
-    store_relaxed(&d->fd_wait, 1);
-    fence_seqcst(); /* F1 */
+    store_relaxed(&d->fd_wait, 1); /* relaxed: F1 orders it before tail */
+    fence_seqcst();                /* F1 */
     /* relaxed: the fence orders it after the flag. */
     if (load_relaxed(&d->tail) != load_relaxed(&d->head) || peer_gone(c))
         efd_signal(c->in_efd);
@@ -561,6 +566,8 @@ int fipc_conn_fileno(fipc_conn *c)
 
 static void map_put(struct conn_map *m)
 {
+    /* acq_rel: the last end's close sees every other end's use done (the
+     * threads of this process that used the other end released it). */
     if (fetch_add_acqrel(&m->refs, -1) != 1)
         return;
     for (int i = 0; i < 2; i++)
