@@ -10,11 +10,21 @@
  *               also a pipe carrying fixed-size records
  *   conn-pingpong-8B
  *               round trips of an 8-byte message on a duplex channel
+ *   conn-vs-python-8B, conn-vs-python-4K, conn-vs-python-pingpong
+ *               the same against multiprocessing.Pipe (send_bytes and
+ *               recv_bytes; bench_py_shared.py)
+ *   dict-get-vs-python, dict-set-vs-python
+ *               one process reading or writing one 8-byte value: fipc_dict
+ *               against Manager().dict(), which pays a round trip to its
+ *               server process per access
+ *   value-add-vs-python
+ *               fipc_value_add against Value('q') updated under its lock
  *
  * The receiver checks each message's sequence number; a run fails on a
  * lost, torn or reordered message.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -138,6 +148,98 @@ static int run(struct bench_run *r)
     return rc;
 }
 
+/* ---- shared data, in one process ---- */
+
+static int run_dict(struct bench_run *r)
+{
+    bool set = r->arg != NULL;
+    fipc_arena *ar;
+    fipc_dict *d;
+    int rc = fipc_arena_create(&ar, "bench-dict", 1 << 20);
+    if (rc < 0) return bench_fail("fipc_arena_create: %s", fipc_strerror(rc));
+    if ((rc = fipc_dict_create(&d, ar, 64, 16, 64)) < 0)
+        return bench_fail("fipc_dict_create: %s", fipc_strerror(rc));
+    char v[8] = "1234567";
+    size_t len;
+    if ((rc = fipc_dict_set(d, "k", v, sizeof v)) < 0)
+        return bench_fail("fipc_dict_set: %s", fipc_strerror(rc));
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < r->iters; i++) {
+        rc = set ? fipc_dict_set(d, "k", v, sizeof v) : fipc_dict_get(d, "k", v, sizeof v, &len);
+        if (rc < 0) return bench_fail("fipc_dict: %s", fipc_strerror(rc));
+    }
+    r->ns = bench_now_ns() - t0;
+    fipc_arena_close(ar);
+    return 0;
+}
+
+static int run_value(struct bench_run *r)
+{
+    fipc_value *v;
+    int rc = fipc_value_new(&v, NULL, 0);
+    if (rc < 0) return bench_fail("fipc_value_new: %s", fipc_strerror(rc));
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < r->iters; i++)
+        fipc_value_add(v, 1);
+    r->ns = bench_now_ns() - t0;
+    if (fipc_value_get(v) != (int64_t)r->iters) return bench_fail("value differs");
+    return 0;
+}
+
+/* ---- the Python baselines ---- */
+
+#ifndef FIPC_BENCH_PY_SHARED
+#define FIPC_BENCH_PY_SHARED "bench/bench_py_shared.py"
+#endif
+
+struct py_args {
+    const char *kind;
+    const char *size; /* NULL: none */
+    uint64_t lo, hi;  /* the band of counts: Python is slow */
+};
+
+static int run_py(struct bench_run *r)
+{
+    const struct py_args *c = r->arg;
+    uint64_t n = r->quick ? c->lo : r->iters < c->lo ? c->lo : r->iters > c->hi ? c->hi : r->iters;
+    char count[24];
+    snprintf(count, sizeof count, "%" PRIu64, n);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return bench_fail("pipe: %s", strerror(errno));
+    pid_t pid = bench_fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (dup2(p[1], STDOUT_FILENO) < 0) _exit(126);
+        execlp("python3", "python3", FIPC_BENCH_PY_SHARED, c->kind, count, c->size, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    char out[128];
+    size_t got = 0;
+    for (;;) {
+        ssize_t k = read(p[0], out + got, sizeof out - 1 - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0 || (got += (size_t)k) == sizeof out - 1) break;
+    }
+    out[got] = '\0';
+    close(p[0]);
+    if (bench_reap(pid, FIPC_BENCH_PY_SHARED) < 0) return -1;
+    unsigned long long done;
+    long long ns;
+    if (sscanf(out, "ok %llu %lld", &done, &ns) != 2 || done != n || ns <= 0)
+        return bench_fail("%s printed '%.60s'", FIPC_BENCH_PY_SHARED, out);
+    r->ns = ns;
+    r->ops = n;
+    return 0;
+}
+
+static const struct py_args py8 = {"pipe", "8", 20000, 100000},
+                            py4k = {"pipe", "4096", 20000, 100000},
+                            pypp = {"pingpong", NULL, 5000, 20000},
+                            pyget = {"dict_get", NULL, 5000, 20000},
+                            pyset = {"dict_set", NULL, 5000, 20000},
+                            pyadd = {"value_add", NULL, 100000, 300000};
+
 static const struct args sock8 = {K_SOCK, 8, false}, pipe8 = {K_PIPE, 8, false},
                          conn8 = {K_CONN, 8, false};
 static const struct args sock4k = {K_SOCK, 4096, false}, pipe4k = {K_PIPE, 4096, false},
@@ -209,5 +311,89 @@ static const struct bench_case conn_cases[] = {
      .fn = run,
      .arg = &connpp,
      .goal = BENCH_GOAL_TIME_AT_MOST(0.1)},
+    {.group = "conn-vs-python-8B",
+     .name = "python_pipe",
+     .unit = BENCH_TIME,
+     .op = "msg",
+     .fn = run_py,
+     .arg = &py8,
+     .min_iters = 20000},
+    {.group = "conn-vs-python-8B",
+     .name = "fipc_conn",
+     .baseline = "python_pipe",
+     .unit = BENCH_TIME,
+     .op = "msg",
+     .fn = run,
+     .arg = &conn8},
+    {.group = "conn-vs-python-4K",
+     .name = "python_pipe",
+     .unit = BENCH_TIME,
+     .op = "msg",
+     .fn = run_py,
+     .arg = &py4k,
+     .min_iters = 20000},
+    {.group = "conn-vs-python-4K",
+     .name = "fipc_conn",
+     .baseline = "python_pipe",
+     .unit = BENCH_TIME,
+     .op = "msg",
+     .fn = run,
+     .arg = &conn4k},
+    {.group = "conn-vs-python-pingpong",
+     .name = "python_pipe",
+     .unit = BENCH_TIME,
+     .op = "rtt",
+     .fn = run_py,
+     .arg = &pypp,
+     .min_iters = 5000},
+    {.group = "conn-vs-python-pingpong",
+     .name = "fipc_conn",
+     .baseline = "python_pipe",
+     .unit = BENCH_TIME,
+     .op = "rtt",
+     .fn = run,
+     .arg = &connpp},
+    {.group = "dict-get-vs-python",
+     .name = "python_manager",
+     .unit = BENCH_TIME,
+     .op = "get",
+     .fn = run_py,
+     .arg = &pyget,
+     .min_iters = 5000},
+    {.group = "dict-get-vs-python",
+     .name = "fipc_dict",
+     .baseline = "python_manager",
+     .unit = BENCH_TIME,
+     .op = "get",
+     .fn = run_dict,
+     .goal = BENCH_GOAL_TIME_AT_MOST(0.001)},
+    {.group = "dict-set-vs-python",
+     .name = "python_manager",
+     .unit = BENCH_TIME,
+     .op = "set",
+     .fn = run_py,
+     .arg = &pyset,
+     .min_iters = 5000},
+    {.group = "dict-set-vs-python",
+     .name = "fipc_dict",
+     .baseline = "python_manager",
+     .unit = BENCH_TIME,
+     .op = "set",
+     .fn = run_dict,
+     .arg = "set",
+     .goal = BENCH_GOAL_TIME_AT_MOST(0.001)},
+    {.group = "value-add-vs-python",
+     .name = "python_value_locked",
+     .unit = BENCH_TIME,
+     .op = "add",
+     .fn = run_py,
+     .arg = &pyadd,
+     .min_iters = 100000},
+    {.group = "value-add-vs-python",
+     .name = "fipc_value_add",
+     .baseline = "python_value_locked",
+     .unit = BENCH_TIME,
+     .op = "add",
+     .fn = run_value},
 };
 BENCH_SUITE(conn, conn_cases)

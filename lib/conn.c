@@ -186,9 +186,10 @@ static uint64_t aborted(struct conn_dir *d, uint64_t m)
 typedef int (*try_fn)(void *ctx);
 
 /* Run try until it answers other than -EAGAIN: spin, then sleep on ec,
- * asking before the first sleep and then every LIVE_NS whether the peer is
- * gone (-EPIPE, after one more try), and giving up at deadline
- * (-ETIMEDOUT, after one more try).  zero: try once, and ask once. */
+ * asking whether the peer is gone (-EPIPE, after one more try) every
+ * LIVE_NS and after each wake-up that changed nothing, and giving up at
+ * deadline (-ETIMEDOUT, after one more try).  zero: try once, and ask
+ * once. */
 static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void *ctx,
                      fipc_deadline deadline, bool zero)
 {
@@ -200,14 +201,19 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
         for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
             if ((r = try(ctx)) != -EAGAIN)
                 return r;
-    int64_t next_live = 0; /* ask at once, then every LIVE_NS */
+    /* Ask now if we may not wait, else after LIVE_NS of sleep or after a
+     * wake that brought nothing (a close wakes us): a wake with data costs
+     * no system call but the futex's. */
+    int64_t next_live = zero ? 0 : fipc_now_ns() + LIVE_NS;
+    bool moved = false;
     for (;;) {
         uint32_t epoch = zero ? 0 : ec_register(ec);
         if (!zero && (r = try(ctx)) != -EAGAIN)
             return r;
         int64_t now = fipc_now_ns();
-        if (now >= next_live) {
+        if (moved || now >= next_live) {
             next_live = now + LIVE_NS;
+            moved = false;
             if (peer_gone(c)) {
                 /* It published everything before it closed its socket,
                  * which our poll saw. */
@@ -223,6 +229,8 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
         /* Woken by the other side's notify after its change, by a close of
          * the other end, or by the time (the liveness check). */
         futex_wait_until(&ec->epoch, epoch, until);
+        /* relaxed: only whether someone woke us; try() re-reads the state. */
+        moved = load_relaxed(&ec->epoch) != epoch;
         if (fipc_deadline_passed(deadline)) {
             r = try(ctx);
             return r == -EAGAIN ? -ETIMEDOUT : r;
