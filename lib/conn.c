@@ -453,7 +453,12 @@ static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, fipc_deadline de
     struct conn_dir *d = c->in;
     bool zero = timeout_ns == 0;
     int r;
-    for (;;) {
+    /* Each round either returns or moves past a message that is dropped:
+     * after a few, the deadline bounds them too (a hostile peer forging
+     * one aborted message after another). */
+    for (unsigned rounds = 0;; rounds++) {
+        if (rounds > 64 && fipc_deadline_passed(deadline))
+            return fipc_unavailable(timeout_ns);
         uint64_t h = load_relaxed(&d->head); /* ours, under recv_lock */
         if (FIPC_UNLIKELY(load_relaxed(&d->rmsg_start) != 0)) {
             if ((r = skip_record(c, h, deadline, zero)) < 0)

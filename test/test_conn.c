@@ -22,41 +22,47 @@ TestSuite(conn, .timeout = 300);
 
 /* ---- messages that check themselves ---- */
 
-/* Message k of stream s: its length and its bytes are a function of (s, k),
- * so the receiver can check each one whole and in order. */
+/* Message k of stream s: its length (1 byte to max) and its bytes are a
+ * function of (s, k), so the receiver can check each one whole and in
+ * order; one of 12 bytes or more also starts with s and k, so that a
+ * receiver of several streams can tell whose it is. */
 static size_t msg_len(uint32_t s, uint64_t k, size_t max)
 {
     uint64_t x = (k + 1) * 0x9e3779b97f4a7c15u ^ s;
     x ^= x >> 29;
     /* Mostly short, every 64th up to max. */
-    size_t len = (k % 64 == 63) ? (size_t)(x % max) + 1 : (size_t)(x % 200) + 16;
-    return len < 16 ? 16 : len;
+    return (k % 64 == 63) ? (size_t)(x % max) + 1 : (size_t)(x % 200) + 1;
 }
 
 static void msg_fill(char *buf, uint32_t s, uint64_t k, size_t len)
 {
-    memcpy(buf, &s, 4);
-    memcpy(buf + 4, &k, 8);
     uint32_t x = (uint32_t)(k * 2654435761u) ^ s;
-    for (size_t i = 12; i < len; i++) {
+    for (size_t i = 0; i < len; i++) {
         x = x * 1103515245u + 12345u;
         buf[i] = (char)(x >> 16);
+    }
+    if (len >= 12) {
+        memcpy(buf, &s, 4);
+        memcpy(buf + 4, &k, 8);
     }
 }
 
 /* Whether buf is message k of stream s (its length included). */
 static bool msg_check(const char *buf, size_t len, uint32_t s, uint64_t k, size_t max)
 {
-    uint32_t s2;
-    uint64_t k2;
-    if (len != msg_len(s, k, max) || len < 12) return false;
-    memcpy(&s2, buf, 4);
-    memcpy(&k2, buf + 4, 8);
-    if (s2 != s || k2 != k) return false;
+    if (len != msg_len(s, k, max)) return false;
     uint32_t x = (uint32_t)(k * 2654435761u) ^ s;
-    for (size_t i = 12; i < len; i++) {
+    for (size_t i = 0; i < len; i++) {
         x = x * 1103515245u + 12345u;
-        if (buf[i] != (char)(x >> 16)) return false;
+        if (i >= 12 && buf[i] != (char)(x >> 16)) return false;
+        if (i < 12 && len < 12 && buf[i] != (char)(x >> 16)) return false;
+    }
+    if (len >= 12) {
+        uint32_t s2;
+        uint64_t k2;
+        memcpy(&s2, buf, 4);
+        memcpy(&k2, buf + 4, 8);
+        if (s2 != s || k2 != k) return false;
     }
     return true;
 }
@@ -486,8 +492,8 @@ static int many_sender(int i, void *arg)
     uint64_t n = scaled(20000);
     for (uint64_t k = 0; k < n; k++) {
         /* Every 1000th message is longer than the ring: it streams. */
-        size_t len = k % 1000 == 999 ? 2 * FIPC_CONN_RING - 5 : msg_len((uint32_t)i, k, 4096);
-        msg_fill(buf, (uint32_t)i, k, len < 12 ? 12 : len);
+        size_t len = k % 1000 == 999 ? 2 * FIPC_CONN_RING - 5 : 11 + msg_len((uint32_t)i, k, 4096);
+        msg_fill(buf, (uint32_t)i, k, len);
         CHILD_CHECK(fipc_conn_send(ends[1], buf, len) == 0, 1);
     }
     fipc_conn_close(ends[1]);
@@ -512,7 +518,7 @@ Test(conn, many_senders_on_one_end_keep_every_message_whole)
         memcpy(&s, buf, 4);
         cr_assert_lt(s, SENDERS);
         uint64_t k = next[s]++;
-        size_t want = k % 1000 == 999 ? 2 * FIPC_CONN_RING - 5 : msg_len(s, k, 4096);
+        size_t want = k % 1000 == 999 ? 2 * FIPC_CONN_RING - 5 : 11 + msg_len(s, k, 4096);
         cr_assert_eq((size_t)r, want, "sender %u message %llu", s, (unsigned long long)k);
         char *ref = malloc(want);
         msg_fill(ref, s, k, want);
