@@ -7,6 +7,7 @@
  * timeouts; send to a gone end (-EPIPE, no SIGPIPE); -EMSGSIZE leaving the
  * message; the wrong direction; many senders on one end keeping every
  * message whole, also when one is killed in the middle of a long message;
+ * many receivers on one end, each message taken once and whole;
  * a receiver killed or timing out in the middle of one; bad arguments and
  * shared state a peer overwrote.
  *
@@ -755,4 +756,66 @@ Test(conn, overwritten_positions_and_lengths_give_eproto)
     free(big);
     fipc_conn_close(a);
     fipc_conn_close(b);
+}
+
+/* ---- many receivers on one end ---- */
+
+#define RECEIVERS 3
+#define RX_MSGS   20000
+
+struct rx {
+    fipc_conn *a, *b;
+    uint32_t seen[RX_MSGS];
+};
+
+static int rx_child(int i, void *arg)
+{
+    (void)i;
+    struct rx *x = arg;
+    fipc_conn_close(x->b);
+    char *buf = malloc(2 * FIPC_CONN_RING);
+    for (;;) {
+        ssize_t r = fipc_conn_recv(x->a, buf, 2 * FIPC_CONN_RING, HANDSHAKE_NS);
+        if (r == -EPIPE) break;
+        CHILD_CHECK(r >= 12, 1);
+        uint32_t s;
+        uint64_t k;
+        memcpy(&s, buf, 4);
+        memcpy(&k, buf + 4, 8);
+        CHILD_CHECK(s == 9 && k < RX_MSGS, 2);
+        size_t want = k % 500 == 499 ? FIPC_CONN_RING + 100 : 11 + msg_len(9, k, 1000);
+        CHILD_CHECK((size_t)r == want, 3);
+        char *ref = malloc(want);
+        msg_fill(ref, 9, k, want);
+        CHILD_CHECK(memcmp(ref, buf, want) == 0, 4);
+        free(ref);
+        test_flag_add(&x->seen[k]);
+    }
+    fipc_conn_close(x->a);
+    free(buf);
+    return 0;
+}
+
+Test(conn, many_receivers_on_one_end_get_each_message_once_and_whole)
+{
+    struct rx *x = test_shared(sizeof *x);
+    cr_assert_eq(fipc_pipe(&x->a, &x->b, false), 0);
+    pid_t pids[RECEIVERS];
+    for (int i = 0; i < RECEIVERS; i++)
+        pids[i] = test_fork(rx_child, i, x);
+    fipc_conn_close(x->a);
+    char *buf = malloc(FIPC_CONN_RING + 100);
+    for (uint64_t k = 0; k < RX_MSGS; k++) {
+        /* Every 500th is longer than the ring. */
+        size_t len = k % 500 == 499 ? FIPC_CONN_RING + 100 : 11 + msg_len(9, k, 1000);
+        msg_fill(buf, 9, k, len);
+        cr_assert_eq(fipc_conn_send(x->b, buf, len), 0);
+    }
+    fipc_conn_close(x->b);
+    for (int i = 0; i < RECEIVERS; i++)
+        test_expect_ok(pids[i]);
+    for (uint64_t k = 0; k < RX_MSGS; k++)
+        cr_assert_eq(x->seen[k], 1, "message %llu seen %u times", (unsigned long long)k,
+                     x->seen[k]);
+    free(buf);
 }
