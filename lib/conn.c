@@ -261,8 +261,8 @@ static int wait_room(fipc_conn *c, struct room_ctx *x)
     return conn_wait(c, &c->out->not_full, try_room, x, DEADLINE_NEVER, false);
 }
 
-/* Took send_lock from a sender that died: cut out the record it left
- * partly published, if any (R3). */
+/* Took send_lock from a sender that died, or gave up in the middle of a
+ * record: cut out the record left partly published, if any (R3). */
 static void repair_send(fipc_conn *c, struct conn_dir *d)
 {
     /* relaxed: written under send_lock, which we hold (its acquire). */
@@ -312,8 +312,13 @@ static int send_locked(fipc_conn *c, const void *msg, size_t len)
             break;
         x.pos = pos + done;
         x.want = 8;
-        if ((r = wait_room(c, &x)) < 0)
-            return r; /* the receivers are gone: nobody reads the rest */
+        if ((r = wait_room(c, &x)) < 0) {
+            /* The receivers are gone (or head is garbage): cut the record
+             * out, as for a dead sender, so that a later message is not
+             * read as its rest. */
+            repair_send(c, d);
+            return r;
+        }
     }
     store_relaxed(&d->send_cur, 0);
     return 0;

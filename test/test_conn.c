@@ -819,3 +819,45 @@ Test(conn, many_receivers_on_one_end_get_each_message_once_and_whole)
                      x->seen[k]);
     free(buf);
 }
+
+struct big_send {
+    fipc_conn *b;
+    size_t len;
+    int r;
+};
+
+static void *send_big(void *arg)
+{
+    struct big_send *s = arg;
+    char *m = calloc(1, s->len);
+    s->r = fipc_conn_send(s->b, m, s->len);
+    free(m);
+    return NULL;
+}
+
+Test(conn, sender_that_finds_head_overwritten_mid_message_cuts_that_message_out)
+{
+    fipc_conn *a, *b;
+    cr_assert_eq(fipc_pipe(&a, &b, false), 0);
+    struct big_send s = {.b = b, .len = 4 * FIPC_CONN_RING};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, send_big, &s), 0);
+    /* The first piece is out and the sender waits for room. */
+    cr_assert(TEST_WAIT_UNTIL(fipc_conn_poll(a, 0) == 1, HANDSHAKE_NS));
+    struct conn_dir *d = a->in;
+    uint64_t h = d->head;
+    d->head = d->tail + 5 * RING;
+    pthread_join(t, NULL);
+    cr_assert_eq(s.r, -EPROTO);
+    d->head = h;
+    /* The receiver drops the cut record (which fills the ring), then finds
+     * nothing; the next message arrives whole. */
+    char *buf = malloc(s.len);
+    cr_assert_eq(fipc_conn_recv(a, buf, s.len, 0), -EAGAIN);
+    cr_assert_eq(fipc_conn_send(b, "next", 4), 0);
+    cr_assert_eq(fipc_conn_recv(a, buf, s.len, HANDSHAKE_NS), 4);
+    cr_assert_eq(memcmp(buf, "next", 4), 0);
+    free(buf);
+    fipc_conn_close(a);
+    fipc_conn_close(b);
+}
