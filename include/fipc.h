@@ -17,5 +17,8 @@
 #include <fipc/queue.h>
 #include <fipc/jqueue.h>
 #include <fipc/pool.h>
+#include <fipc/value.h>
+#include <fipc/dict.h>
+#include <fipc/conn.h>
 
 #endif

@@ -13,8 +13,10 @@
 #include <fipc.h>
 
 #include "compiler.h"
+#include "dict_impl.h"
 #include "jqueue_impl.h"
 #include "queue_impl.h"
+#include "value_impl.h"
 
 /* Bytes from arena a, or from the default arena for NULL. */
 static void *alloc(fipc_arena *a, size_t size, size_t align)
@@ -107,4 +109,71 @@ int fipc_jqueue_create(fipc_jqueue **out, fipc_arena *a, size_t capacity, size_t
     if (r == 0 && (r = reserve(&mem, a, size)) == 0)
         *out = fipc__jqueue_init(mem, capacity, max_item, flags);
     return r;
+}
+
+int fipc_value_new(fipc_value **out, fipc_arena *a, int64_t init)
+{
+    if (!out)
+        return -EINVAL;
+    struct fipc_value *v = alloc(a, sizeof *v, FIPC_CACHELINE);
+    if (!v)
+        return -ENOMEM;
+    /* Arena memory comes zeroed, and nobody else knows v before *out. */
+    v->word = init;
+    fipc_lock_init(&v->lock);
+    *out = v;
+    return 0;
+}
+
+int fipc_value_new_double(fipc_value_d **out, fipc_arena *a, double init)
+{
+    if (!out)
+        return -EINVAL;
+    struct fipc_value_d *v = alloc(a, sizeof *v, FIPC_CACHELINE);
+    if (!v)
+        return -ENOMEM;
+    memcpy(&v->bits, &init, sizeof init);
+    fipc_lock_init(&v->lock);
+    *out = v;
+    return 0;
+}
+
+int fipc_array_new(fipc_array **out, fipc_arena *a, size_t elem_size, size_t n)
+{
+    if (!out || elem_size == 0 || n == 0)
+        return -EINVAL;
+    if (n > (SIZE_MAX - ARRAY_HEADER) / elem_size)
+        return -ENOMEM;
+    struct fipc_array *arr = alloc(a, ARRAY_HEADER + elem_size * n, FIPC_CACHELINE);
+    if (!arr)
+        return -ENOMEM;
+    /* The elements are zero: the arena hands out fresh zeroed pages. */
+    arr->magic = ARRAY_MAGIC;
+    arr->elem_size = elem_size;
+    arr->n = n;
+    fipc_lock_init(&arr->lock);
+    *out = arr;
+    return 0;
+}
+
+int fipc_dict_create(fipc_dict **out, fipc_arena *a, size_t max_keys, size_t max_key,
+                     size_t max_val)
+{
+    if (!out || max_keys == 0 || max_key == 0 || max_val == 0 || max_keys > DICT_DIM_MAX ||
+        max_key >= DICT_DIM_MAX || max_val >= DICT_DIM_MAX)
+        return -EINVAL;
+    struct dict_geom g;
+    dict_geometry(&g, max_keys, max_key, max_val);
+    struct dict_header *h = alloc(a, g.size, FIPC_CACHELINE);
+    if (!h)
+        return -ENOMEM;
+    /* Arena memory comes zeroed: every slot is SLOT_EMPTY. */
+    for (size_t s = 0; s < g.stripes; s++)
+        fipc_lock_init((fipc_lock *)((char *)h + g.stripes_off + s * FIPC_CACHELINE));
+    h->max_keys = max_keys;
+    h->max_key = max_key;
+    h->max_val = max_val;
+    h->magic = DICT_MAGIC;
+    *out = (fipc_dict *)h;
+    return 0;
 }
