@@ -16,5 +16,7 @@
 #include <fipc/process.h>
 #include <fipc/queue.h>
 #include <fipc/jqueue.h>
+#include <fipc/wait.h>
+#include <fipc/uring.h>
 
 #endif

@@ -49,14 +49,21 @@
 
 #include "jqueue_impl.h"
 #include "queue_impl.h"
+#include "waitable.h"
 
 /* Joiners count themselves (futex.h, the counted wait): they are woken only
  * when the count reaches zero, so there is no stream of notifications to
  * keep cheap, as there is for the queue's event counts. */
 struct joiners {
     uint32_t epoch;   /* the futex word */
-    uint32_t waiters; /* joiners in the slow path of join */
+    uint32_t waiters; /* joiners in the slow path of join, and: */
 };
+
+/* A bit of waiters: someone outside fipc (io_uring, fipc_wait_any) waits
+ * for the join and will not count itself out; the waker clears it. */
+#define JOINERS_OUTSIDE 0x80000000u
+
+static void clear_outside(fipc_jqueue *j);
 
 struct fipc_jqueue {
     uint64_t queue;
@@ -106,9 +113,12 @@ static inline uint64_t unfinished(const fipc_jqueue *j)
     return load_acquire(&j->puts) - done;
 }
 
-/* Wake the joiners: the count was zero at some moment since they slept. */
+/* Wake the joiners: the count was zero at some moment since they slept.
+ * The flag of the joiners outside fipc (JOINERS_OUTSIDE) is cleared before
+ * the epoch moves, as the event count's flag is (eventcount.h, A-E). */
 static void wake_joiners(fipc_jqueue *j)
 {
+    clear_outside(j);
     fetch_add_release(&j->joiners.epoch, 1);
     futex_wake(&j->joiners.epoch, FUTEX_WAKE_ALL);
 }
@@ -306,4 +316,53 @@ int fipc_jqueue_close(fipc_jqueue *j)
 bool fipc_jqueue_closed(const fipc_jqueue *j)
 {
     return j && fipc_queue_closed(queue_of(j));
+}
+
+/* ---- waiting from outside fipc (waitable.h) ------------------------------ */
+
+static void clear_outside(fipc_jqueue *j)
+{
+    /* acquire pairs with the release of the flag in arm_join (its CAS):
+     * the epoch increment that follows comes after the epoch that waiter
+     * read, so a waiter whose flag this clears always waits on an older
+     * epoch (eventcount.h, R-E <-> A-E).  relaxed first load: the CAS
+     * reads the word again. */
+    uint32_t w = load_relaxed(&j->joiners.waiters);
+    while ((w & JOINERS_OUTSIDE) && !cas_acquire(&j->joiners.waiters, &w, w & ~JOINERS_OUTSIDE))
+        ;
+}
+
+/* Register as a joiner that the next wake_joiners wakes, or answer 1 if
+ * the count is zero already.  The handshake is join's (see the top), with
+ * the flag in place of the count. */
+static int arm_join(fipc_jqueue *j, struct fipc__arm *w)
+{
+    /* relaxed: the release below keeps this read before the flag (R-E). */
+    uint32_t epoch = load_relaxed(&j->joiners.epoch);
+    uint32_t v = load_relaxed(&j->joiners.waiters);
+    /* seq_cst: the joiner's half of the handshake with finish and count,
+     * whose seq_cst loads of waiters then see the flag, or whose change
+     * the check below sees; also a release (R-E) that the clearer's
+     * acquire reads.  A read-modify-write even when the flag is set
+     * already, so that a clearer of that flag synchronizes with it. */
+    while (!cas_seqcst(&j->joiners.waiters, &v, v | JOINERS_OUTSIDE))
+        ;
+    fence_seqcst();
+    /* acquire pairs with the release in wake_joiners. */
+    if (unfinished(j) == 0 || load_acquire(&j->joiners.epoch) != epoch)
+        return 1;
+    w->word = &j->joiners.epoch;
+    w->value = epoch;
+    return 0;
+}
+
+int fipc__jqueue_arm(fipc_jqueue *j, unsigned what, struct fipc__arm *w)
+{
+    if (!j)
+        return -EINVAL;
+    if (what == FIPC_JOINED)
+        return arm_join(j, w);
+    if (what == (FIPC_JOINED | FIPC__ARM_PEEK))
+        return unfinished(j) == 0;
+    return fipc__queue_arm(queue_of(j), what, w);
 }

@@ -6,6 +6,7 @@
 #include "ring_mpmc.h"
 #include "ring_spsc.h"
 #include "test_hooks.h"
+#include "uring.h"
 
 void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos)
 {
@@ -40,4 +41,10 @@ int fipc__queue_mpmc_get_claim_only(struct fipc_queue *q, size_t n)
     const struct geom *g = fipc__queue_view(q);
     struct queue_claim c;
     return g ? mpmc_get_claim(q, g, n, &c) : -EINVAL;
+}
+
+void fipc__uring_pretend_unsupported(bool on)
+{
+    /* relaxed: read by the same test's calls (uring.c). */
+    store_relaxed(&fipc__uring_unsupported, on);
 }

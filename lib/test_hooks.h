@@ -28,4 +28,9 @@ int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, s
  * -EAGAIN. */
 int fipc__queue_mpmc_get_claim_only(struct fipc_queue *q, size_t n);
 
+/* Make the io_uring preparers answer -EOPNOTSUPP, and fipc_wait_any sleep
+ * without io_uring, as on a kernel without io_uring futex operations (on:
+ * true), or stop pretending (false). */
+void fipc__uring_pretend_unsupported(bool on);
+
 #endif
