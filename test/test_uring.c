@@ -95,8 +95,7 @@ static fipc_jqueue *new_jqueue(size_t capacity, size_t max_item)
 
 /* ---- For every object: ready at once, or completed by another process ---- */
 
-enum target_kind
-{
+enum target_kind {
     T_QUEUE_READ,
     T_QUEUE_WRITE,
     T_SPSC_READ,
@@ -767,8 +766,7 @@ Test(uring, bad_arguments_are_einval_and_leave_the_sqe_untouched)
     cr_assert_eq(fipc_queue_prep_wait(&sqe, q, FIPC_JOINED), -EINVAL);
     cr_assert_eq(fipc_jqueue_prep_wait(NULL, j, FIPC_READABLE), -EINVAL);
     cr_assert_eq(fipc_jqueue_prep_wait(&sqe, NULL, FIPC_READABLE), -EINVAL);
-    cr_assert_eq(fipc_jqueue_prep_wait(&sqe, j, FIPC_JOINED), -EINVAL,
-                 "join has its own call");
+    cr_assert_eq(fipc_jqueue_prep_wait(&sqe, j, FIPC_JOINED), -EINVAL, "join has its own call");
     cr_assert_eq(fipc_jqueue_prep_wait(&sqe, j, 8), -EINVAL);
     cr_assert_eq(fipc_jqueue_prep_join(NULL, j), -EINVAL);
     cr_assert_eq(fipc_jqueue_prep_join(&sqe, NULL), -EINVAL);

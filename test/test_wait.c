@@ -34,8 +34,7 @@ static fipc_jqueue *new_jqueue(size_t capacity, size_t max_item)
 }
 
 /* What a child does to the objects of struct scene, once told. */
-enum action
-{
+enum action {
     ACT_NONE,
     ACT_PUT_Q2,
     ACT_SET_EVENT,
