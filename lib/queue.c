@@ -505,5 +505,16 @@ int fipc__queue_arm(fipc_queue *q, unsigned what, struct fipc__arm *w)
         return 1;
     w->word = &ec->epoch;
     w->value = epoch;
-    return 0;
+    /* A claim in the way (MPMC): a put's at head, or a get's at tail one
+     * lap back.  Repaired if its holder died, as a patient try would. */
+    int s = stuck(q, g, what == FIPC_WRITABLE);
+    if (s == -EINPROGRESS) {
+        /* Usually a live claim a few instructions from its publish (or
+         * release): worth a short spin, as ec_block's, before asking for a
+         * timed look. */
+        for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
+            if (ready_now(q, g, what))
+                return 1;
+    }
+    return s == 0 ? 1 : s == -EINPROGRESS ? 2 : 0;
 }

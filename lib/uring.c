@@ -57,6 +57,14 @@ bool fipc__uring_has_futex(void)
     return has_futex;
 }
 
+/* How soon a loop looks again when the object asks for it (arm 2): a
+ * timeout that no wake shortens, so shorter than ec_block's EC_RECHECK_NS
+ * (which sleeps on the futex too); a claim that is still in the way costs
+ * the loop a wake-up per period.  The kernel copies it when the SQE is
+ * submitted, so it must outlive the call. */
+#define URING_RECHECK_NS 250000 /* 250 us */
+static const struct __kernel_timespec recheck = {.tv_sec = 0, .tv_nsec = URING_RECHECK_NS};
+
 /* arm: what the object's arm answered for w. */
 static int prep(struct io_uring_sqe *sqe, int arm, const struct fipc__arm *w)
 {
@@ -65,6 +73,12 @@ static int prep(struct io_uring_sqe *sqe, int arm, const struct fipc__arm *w)
     if (arm == 1) {
         io_uring_prep_nop(sqe);
         return 1;
+    }
+    if (arm == 2) {
+        /* Another process's claim is in the way: nobody announces its end
+         * if that process died, and the next look repairs it. */
+        io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&recheck, 0, 0);
+        return 0;
     }
     io_uring_prep_rw(URING_OP_FUTEX_WAIT, sqe, (int)FUTEX2_SIZE_U32, w->word, 0, w->value);
     sqe->addr3 = FUTEX_BITSET_MATCH_ANY;

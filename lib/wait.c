@@ -28,6 +28,7 @@
 
 #include <fipc/wait.h>
 
+#include "eventcount.h"
 #include "futex.h"
 #include "uring.h"
 #include "waitable.h"
@@ -126,6 +127,7 @@ struct sleep_set {
     size_t nwords;
     struct pollfd fds[FIPC_WAIT_MAX];
     size_t nfds;
+    int64_t cap; /* the longest sleep before looking again */
 };
 
 /* Arm every object in order (peek: only look): the index of the first that
@@ -135,6 +137,7 @@ static int arm_all(const fipc_waitable *objs, size_t n, bool peek, fipc_deadline
                    struct sleep_set *s)
 {
     s->nwords = s->nfds = 0;
+    s->cap = FUTEX_RECHECK_NS;
     for (size_t i = 0; i < n; i++) {
         const fipc_waitable *o = &objs[i];
         int r;
@@ -151,6 +154,10 @@ static int arm_all(const fipc_waitable *objs, size_t n, bool peek, fipc_deadline
         } else {
             struct fipc__arm w;
             r = arms[o->kind_](o->obj_, o->what_ | (peek ? FIPC__ARM_PEEK : 0), &w);
+            if (r == 2) {
+                s->cap = EC_RECHECK_NS; /* look again soon (waitable.h) */
+                r = 0;
+            }
             if (r == 0 && !peek)
                 s->words[s->nwords++] = (struct futex_waitv){
                     .val = w.value, .uaddr = (uintptr_t)w.word, .flags = FUTEX_32};
@@ -192,7 +199,7 @@ static int sleep_words(const struct sleep_set *s, fipc_deadline deadline, int64_
 static int sleep_fds(struct sleep_set *s, fipc_deadline deadline)
 {
     bool capped;
-    struct timespec ts = until(deadline, FUTEX_RECHECK_NS, &capped);
+    struct timespec ts = until(deadline, s->cap, &capped);
     int64_t left = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - fipc_now_ns();
     int ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
     /* A pidfd becomes readable when its process ends. */
@@ -217,7 +224,7 @@ static int sleep_ring(const struct sleep_set *s, fipc_deadline deadline)
     int r = io_uring_submit(&ring);
     if (r >= 0) {
         bool capped;
-        struct timespec ts = until(deadline, FUTEX_RECHECK_NS, &capped);
+        struct timespec ts = until(deadline, s->cap, &capped);
         int64_t left = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - fipc_now_ns();
         if (left < 0)
             left = 0;
@@ -237,7 +244,7 @@ static int sleep_ring(const struct sleep_set *s, fipc_deadline deadline)
 static int sleep_on(struct sleep_set *s, fipc_deadline deadline)
 {
     if (s->nfds == 0)
-        return sleep_words(s, deadline, FUTEX_RECHECK_NS);
+        return sleep_words(s, deadline, s->cap);
     if (s->nwords == 0)
         return sleep_fds(s, deadline);
     if (fipc__uring_has_futex()) {
@@ -247,7 +254,7 @@ static int sleep_on(struct sleep_set *s, fipc_deadline deadline)
     }
     /* No io_uring futex operations (or no ring): the words, with the
      * processes looked at every FALLBACK_POLL_NS. */
-    return sleep_words(s, deadline, FALLBACK_POLL_NS);
+    return sleep_words(s, deadline, s->cap < FALLBACK_POLL_NS ? s->cap : FALLBACK_POLL_NS);
 }
 
 int fipc_wait_any(const fipc_waitable *objs, size_t n, int64_t timeout_ns)

@@ -13,6 +13,12 @@
  *        that change is woken by it; one queued after finds the word
  *        changed and returns at once.  So no change between the arm and the
  *        wait is lost, however late the wait is queued.
+ *   2    as 0, but look again soon whether woken or not (io_uring: a
+ *        URING_RECHECK_NS timeout instead of the wait; wait_any: a sleep of
+ *        at most EC_RECHECK_NS)
+ *        (queues: a claim of another process is in the way, which nobody
+ *        will announce if its holder died; looking again is what repairs
+ *        it, as ec_block's -EINPROGRESS)
  *   < 0  -EINVAL (no such object, or what is not one it offers),
  *        -EPROTO (a peer overwrote the object)
  *

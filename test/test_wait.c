@@ -392,3 +392,35 @@ Test(wait, a_change_whose_wake_never_comes_is_seen_on_the_recheck)
     cr_assert_lt(test_now_ns() - t0, FIPC_SEC(10), "seen on a recheck, not at the timeout");
     test_expect_ok(pid);
 }
+
+/* ---- A producer that died holding a claim ---- */
+
+static int claim_put_and_die(int i, void *arg)
+{
+    fipc_queue *q = arg;
+    struct fipc__put_claim c;
+    CHILD_CHECK(fipc__queue_put_claim(q, 1, &c) == 1, 1);
+    raise(SIGKILL);
+    return CHILD_FAIL(2);
+}
+
+/* The item behind a dead producer's claim: wait_any's sleeps are short
+ * while the claim is in the way, and each look repairs it in time. */
+Test(wait, the_item_behind_the_claim_of_a_producer_killed_mid_put_is_seen)
+{
+    fipc_queue *q = new_queue(4, 8);
+    pid_t pid = test_fork(claim_put_and_die, 0, q);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    uint64_t x = 78, y = 0;
+    size_t len;
+    cr_assert_eq(fipc_queue_put(q, &x, sizeof x, 0), 0);
+    fipc_waitable w = fipc_waitable_queue(q, FIPC_READABLE);
+    int64_t t0 = test_now_ns();
+    while (fipc_queue_get(q, &y, sizeof y, &len, 0) != 0) {
+        cr_assert_eq(fipc_wait_any(&w, 1, HANDSHAKE_NS), 0);
+        cr_assert_lt(test_now_ns() - t0, HANDSHAKE_NS);
+    }
+    cr_assert_eq(y, 78);
+}

@@ -22,6 +22,13 @@
  * return of 1 means the object was ready already: the SQE is then a NOP,
  * whose completion comes at once, so a loop can treat both returns alike.
  *
+ * While a claim of another process is in the way of a queue (MPMC: a put
+ * that claimed the first slot and has not published it, or a get one lap
+ * back that has not released its slot), the SQE is instead a 250 us
+ * IORING_OP_TIMEOUT (res -ETIME): nothing announces the end of a claim
+ * whose holder died, and it is the loop's next prepare that passes it, as
+ * a blocking get or put would.
+ *
  * The SQE may carry IOSQE_IO_LINK to an IORING_OP_LINK_TIMEOUT (the futex
  * wait itself has no timeout), and may be cancelled by its user_data
  * (io_uring_prep_cancel64).  Closing a queue completes every wait prepared
