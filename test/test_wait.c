@@ -424,3 +424,105 @@ Test(wait, the_item_behind_the_claim_of_a_producer_killed_mid_put_is_seen)
     }
     cr_assert_eq(y, 78);
 }
+
+/* ---- Exact results under producers in other processes ---- */
+
+#define STREAMS 3
+
+struct streams {
+    fipc_queue *q[STREAMS];
+    uint64_t per;
+    uint32_t stop; /* the bystander process may leave */
+};
+
+static int stream_producer(int i, void *arg)
+{
+    struct streams *st = arg;
+    test_child_setup();
+    unsigned seed = 99u + (unsigned)i;
+    for (uint64_t k = 0; k < st->per; k++) {
+        uint64_t x = ((uint64_t)i << 40) | k;
+        CHILD_CHECK(fipc_queue_put(st->q[i], &x, sizeof x, FIPC_FOREVER) == 0, 1);
+        unsigned r = rand_r(&seed);
+        if (r % 256 == 0) sched_yield();
+    }
+    return CHILD_OK;
+}
+
+static int bystander(void *arg)
+{
+    struct streams *st = arg;
+    return test_wait_until_at_least(&st->stop, 1, FIPC_SEC(120)) ? 0 : 1;
+}
+
+/* Three producers, one queue each; the waiter takes from whichever queue
+ * wait_any names until every item came: exact count, order and checksum
+ * per queue.  with_process: a live process in the set too (the io_uring
+ * sleep beside its pidfd); force_fallback: as without io_uring futex
+ * operations. */
+static void streams_exact(uint64_t per, bool with_process, bool force_fallback)
+{
+    struct streams *st = test_shared(sizeof *st);
+    st->per = per;
+    for (int i = 0; i < STREAMS; i++)
+        st->q[i] = new_queue(16, 8);
+    fipc_process *p = NULL;
+    fipc_waitable w[STREAMS + 1];
+    for (int i = 0; i < STREAMS; i++)
+        w[i] = fipc_waitable_queue(st->q[i], FIPC_READABLE);
+    size_t n = STREAMS;
+    if (with_process) {
+        cr_assert_eq(fipc_process_start(&p, bystander, st, NULL), 0);
+        w[n++] = fipc_waitable_process(p);
+    }
+    fipc__uring_pretend_unsupported(force_fallback);
+    pid_t pids[STREAMS];
+    for (int i = 0; i < STREAMS; i++)
+        pids[i] = test_fork(stream_producer, i, st);
+    uint64_t next[STREAMS] = {0}, sum = 0, want_sum = 0, got = 0, wakes = 0;
+    for (int i = 0; i < STREAMS; i++)
+        for (uint64_t k = 0; k < per; k++)
+            want_sum += ((uint64_t)i << 40) | k;
+    while (got < STREAMS * per) {
+        int i = fipc_wait_any(w, n, HANDSHAKE_NS);
+        cr_assert(i >= 0 && i < STREAMS, "wait_any: %d with %llu of %llu taken", i,
+                  (unsigned long long)got, (unsigned long long)(STREAMS * per));
+        wakes++;
+        uint64_t x;
+        size_t len;
+        while (fipc_queue_get(st->q[i], &x, sizeof x, &len, 0) == 0) {
+            cr_assert_eq(x >> 40, (uint64_t)i, "an item of queue %d in queue %d", (int)(x >> 40),
+                         i);
+            cr_assert_eq(x & ((1ull << 40) - 1), next[i], "queue %d out of order", i);
+            next[i]++;
+            got++;
+            sum += x;
+        }
+    }
+    for (int i = 0; i < STREAMS; i++)
+        test_expect_ok(pids[i]);
+    cr_assert_eq(sum, want_sum, "checksum");
+    cr_assert_eq(fipc_wait_any(w, STREAMS, 0), -EAGAIN, "nothing left");
+    fipc__uring_pretend_unsupported(false);
+    if (p) {
+        test_flag_set(&st->stop, 1);
+        test_process_expect_ok(p);
+    }
+    cr_log_info("%llu items, %llu returns of wait_any", (unsigned long long)got,
+                (unsigned long long)wakes);
+}
+
+Test(wait, three_producers_exact_results_through_futex_waitv)
+{
+    streams_exact(test_scaled(100000), false, false);
+}
+
+Test(wait, three_producers_exact_results_with_a_process_in_the_set)
+{
+    streams_exact(test_scaled(20000), true, false);
+}
+
+Test(wait, three_producers_exact_results_with_a_process_in_the_set_without_io_uring)
+{
+    streams_exact(test_scaled(20000), true, true);
+}
