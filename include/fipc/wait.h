@@ -15,9 +15,12 @@
  * queue is ready both ways: its calls return data or -EPIPE.
  *
  * Sets of fipc objects only (no process) wait with one futex_waitv system
- * call and cost the processes that change the objects nothing while nobody
- * waits; a set with a process also waits on the process's pidfd, through
- * io_uring.  Pipe connections (fipc_conn) are not waitable yet.
+ * call; a set with a process also waits on the process's pidfd, through
+ * io_uring (or, where io_uring lacks futex operations or cannot be set up,
+ * by looking at the processes every 10 ms).  While nobody waits, the
+ * processes that change the objects make no system call; a call with
+ * timeout 0 registers nothing.  Pipe connections (fipc_conn) are not
+ * waitable yet: fipc_waitable_conn will come with fipc_pipe.
  *
  * No liburing needed; <fipc/uring.h> has the io_uring form of the same
  * waits, for an event loop of one's own.
@@ -75,9 +78,8 @@ FIPC_EXPORT fipc_waitable fipc_waitable_process(fipc_process *p);
  * if several are).  -EAGAIN (timeout_ns == 0) or -ETIMEDOUT when none
  * became ready; -EINVAL for objs NULL, n == 0, n > FIPC_WAIT_MAX, or an
  * element that describes no object (NULL, or a what the object does not
- * offer); -EPROTO for a queue a peer overwrote; -ENOMEM or -EMFILE when a
- * set with a process cannot get its io_uring instance.  Signals never end
- * the wait early.  Readiness is a hint (see the top). */
+ * offer); -EPROTO for a queue a peer overwrote.  Signals never end the
+ * wait early.  Readiness is a hint (see the top). */
 FIPC_EXPORT int fipc_wait_any(const fipc_waitable *objs, size_t n, int64_t timeout_ns);
 
 #ifdef __cplusplus
