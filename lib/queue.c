@@ -497,6 +497,13 @@ int fipc__queue_arm(fipc_queue *q, unsigned what, struct fipc__arm *w)
         return -EINVAL;
     if (peek)
         return ready_now(q, g, what);
+    /* An item (or room) that is about to come from the other CPU costs
+     * less to spin for than a registration, which makes the other side's
+     * next call a system call: the spin of ec_block, bounded the same
+     * way, and answered as "ready" (a NOP) if it ends well. */
+    for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
+        if (ready_now(q, g, what))
+            return 1;
     struct eventcount *ec = what == FIPC_READABLE ? &q->not_empty : &q->not_full;
     /* The same registration as a sleeper of ec_block: the next notifier
      * clears the flag and advances the epoch, waking a wait on it. */
