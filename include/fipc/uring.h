@@ -33,7 +33,10 @@
  * a blocking get or put would.
  *
  * The SQE may carry IOSQE_IO_LINK to an IORING_OP_LINK_TIMEOUT (the futex
- * wait itself has no timeout), and may be cancelled by its user_data
+ * wait itself has no timeout: unlike fipc's blocking calls it does not
+ * look again every 50 ms, so a process killed between its change and its
+ * wake leaves it asleep until the next change, unless a linked timeout
+ * ends it), and may be cancelled by its user_data
  * (io_uring_prep_cancel64).  Closing a queue completes every wait prepared
  * on it.  Tearing the ring down with waits pending cancels them; their
  * registrations cost the other side one needless wake each, nothing more.
