@@ -4,8 +4,10 @@
  * when the object is ready already; no lost wake-up under two producers in
  * other processes (1,000,000 items, exact count and checksum); cancel, a
  * linked timeout, close waking every prepared wait in several rings, a
- * ring torn down with waits pending, the error codes, and the forced
- * "kernel without io_uring futex operations" path.
+ * ring torn down with waits pending, the error codes, the forced "kernel
+ * without io_uring futex operations" path, a producer killed holding a
+ * claim, and a setter killed before it sets (the loop ends on its pidfd or
+ * a linked timeout).
  *
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  * The stress count may be scaled with FIPC_TEST_SCALE (e.g. 0.1).
@@ -886,4 +888,78 @@ Test(uring, a_loop_passes_the_claim_of_a_producer_killed_mid_put)
     cr_log_info("passed the dead claim after %.1f ms, %d timeouts",
                 (double)(test_now_ns() - t0) / 1e6, timeouts);
     io_uring_queue_exit(&ring);
+}
+
+/* ---- Death: the process that would make the object ready is killed ---- */
+
+struct doomed {
+    fipc_event *e;
+    uint32_t started;
+};
+
+static int late_setter(int i, void *arg)
+{
+    struct doomed *d = arg;
+    test_child_setup();
+    test_flag_add(&d->started);
+    for (;;)
+        pause(); /* killed before it ever sets */
+    fipc_event_set(d->e);
+    return CHILD_OK;
+}
+
+/* The loop waits on the event beside the setter's pidfd (and, in a second
+ * ring, with a linked timeout alone): the kill ends both waits, neither
+ * hangs, and the event was never set. */
+Test(uring, a_setter_sigkilled_ends_the_loop_on_its_pidfd_or_on_a_linked_timeout)
+{
+    need_futex_ops();
+    struct doomed *d = test_shared(sizeof *d);
+    d->e = fipc_event_new(NULL);
+    pid_t pid = test_fork(late_setter, 0, d);
+    cr_assert(test_wait_until_at_least(&d->started, 1, HANDSHAKE_NS));
+    int pidfd = test_pidfd_open(pid);
+    cr_assert_geq(pidfd, 0);
+
+    struct io_uring ring, timed;
+    ring_init(&ring, 4);
+    ring_init(&timed, 4);
+    struct io_uring_sqe *sqe = sqe_of(&ring);
+    cr_assert_eq(fipc_event_prep_wait(sqe, d->e), 0);
+    sqe->user_data = 1;
+    sqe = sqe_of(&ring);
+    io_uring_prep_poll_add(sqe, pidfd, POLLIN);
+    sqe->user_data = 2;
+    submit(&ring, 2);
+
+    sqe = sqe_of(&timed);
+    cr_assert_eq(fipc_event_prep_wait(sqe, d->e), 0);
+    sqe->user_data = 3;
+    sqe->flags |= IOSQE_IO_LINK;
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100000000};
+    sqe = sqe_of(&timed);
+    io_uring_prep_link_timeout(sqe, &ts, 0);
+    sqe->user_data = 4;
+    submit(&timed, 2);
+
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    int res;
+    uint64_t ud;
+    cr_assert(next_cqe(&ring, HANDSHAKE_NS, &res, &ud), "the loop hangs");
+    cr_assert_eq(ud, 2, "the pidfd, not the event");
+    cr_assert(res & POLLIN);
+    test_kill_and_reap(pid);
+    bool wait_ended = false;
+    for (int i = 0; i < 2; i++) {
+        cr_assert(next_cqe(&timed, HANDSHAKE_NS, &res, &ud), "the timed loop hangs");
+        if (ud == 3) {
+            cr_assert_eq(res, -ECANCELED, "ended by its timeout: %d", res);
+            wait_ended = true;
+        }
+    }
+    cr_assert(wait_ended);
+    cr_assert_not(fipc_event_is_set(d->e));
+    close(pidfd);
+    io_uring_queue_exit(&ring);
+    io_uring_queue_exit(&timed);
 }
