@@ -20,5 +20,7 @@
 #include <fipc/value.h>
 #include <fipc/dict.h>
 #include <fipc/conn.h>
+#include <fipc/wait.h>
+#include <fipc/uring.h>
 
 #endif

@@ -197,8 +197,9 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
     if (r != -EAGAIN)
         return r;
     /* A partner on another CPU usually answers within the spin. */
+    struct fipc_spin spin;
     if (!zero)
-        for (struct fipc_spin spin = {0}; fipc_spin(&spin);)
+        for (fipc_spin_begin(&spin); fipc_spin(&spin);)
             if ((r = try(ctx)) != -EAGAIN)
                 return r;
     /* Ask now if we may not wait, else after LIVE_NS of sleep or after a

@@ -1,9 +1,12 @@
 /*
  * event.c - Python's Event.
  *
- *   word bits   name        meaning
- *   0           EVENT_SET   the flag
- *   1..31       generation  advanced by every set that finds the flag clear
+ *   word bits   name           meaning
+ *   0           EVENT_SET      the flag
+ *   1..30       generation     advanced by every set that finds the flag clear
+ *   31          EVENT_OUTSIDE  someone outside fipc (io_uring, wait_any)
+ *                              waits on the word; only while the flag is
+ *                              clear: the set's CAS clears it and wakes
  *
  *   waiters     threads in the slow path of wait (asleep or about to be)
  *
@@ -17,9 +20,12 @@
 #include <fipc/event.h>
 
 #include "futex.h"
+#include "waitable.h"
 
-#define EVENT_SET 1u
-#define EVENT_GEN 2u /* one generation step */
+#define EVENT_SET     1u
+#define EVENT_GEN     2u /* one generation step */
+#define EVENT_GEN_MSK 0x7ffffffeu
+#define EVENT_OUTSIDE 0x80000000u
 
 struct event_impl {
     uint32_t word;
@@ -57,8 +63,10 @@ int fipc_event_set(fipc_event *e)
         /* seq_cst: publishes what was written before set (waiters load the
          * word with acquire) and orders this change before the waiters
          * load below. */
-    } while (!cas_seqcst(&m->word, &w, (w + EVENT_GEN) | EVENT_SET));
-    if (load_seqcst(&m->waiters) > 0)
+    } while (!cas_seqcst(&m->word, &w, ((w + EVENT_GEN) & EVENT_GEN_MSK) | EVENT_SET));
+    /* A waiter outside fipc set EVENT_OUTSIDE in the word this CAS
+     * replaced, and the CAS cleared it: no load needed to see it. */
+    if ((w & EVENT_OUTSIDE) || load_seqcst(&m->waiters) > 0)
         futex_wake(&m->word, FUTEX_WAKE_ALL);
     return 0;
 }
@@ -89,7 +97,7 @@ struct wait_ctx {
  * moved since the wait began. */
 static inline bool released(uint32_t w, uint32_t first)
 {
-    return (w & EVENT_SET) || (w & ~EVENT_SET) != (first & ~EVENT_SET);
+    return (w & EVENT_SET) || (w & EVENT_GEN_MSK) != (first & EVENT_GEN_MSK);
 }
 
 /* The counted wait's check.  seq_cst: the waiter's half of the handshake at
@@ -131,4 +139,28 @@ int fipc_event_wait(fipc_event *e, int64_t timeout_ns)
     int r = futex_wait_counted(&m->word, &m->waiters, set_or_sleep, &c, deadline);
     fipc_spin_learn(&spin, -1);
     return r;
+}
+
+/* ---- waiting from outside fipc (waitable.h) ------------------------------ */
+
+int fipc__event_arm(fipc_event *e, unsigned what, struct fipc__arm *w)
+{
+    if (!e)
+        return -EINVAL;
+    struct event_impl *m = impl(e);
+    /* relaxed: the CAS below reads the word again (and a peek is only a
+     * snapshot; the wait that follows it loads with acquire). */
+    uint32_t v = load_relaxed(&m->word);
+    if (what & FIPC__ARM_PEEK)
+        return (v & EVENT_SET) != 0;
+    do {
+        if (v & EVENT_SET)
+            return 1;
+        /* seq_cst, as set's CAS: the flag is in the futex word itself, so
+         * the set that replaces this value sees EVENT_OUTSIDE and wakes,
+         * and a wait on it finds any later value changed. */
+    } while (!cas_seqcst(&m->word, &v, v | EVENT_OUTSIDE));
+    w->word = &m->word;
+    w->value = v | EVENT_OUTSIDE;
+    return 0;
 }

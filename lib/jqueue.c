@@ -42,6 +42,10 @@
  *   - under the lock a task_done (or a takeover, which can lower puts) that
  *     brings the count to zero advances the epoch and wakes the joiners.
  *
+ * A waiter outside fipc (an io_uring wait or fipc_wait_any, waitable.h)
+ * cannot count itself out: it registers as JOINERS_OUTSIDE, which locks
+ * the counts as a joiner does, and the wake at the next zero clears it.
+ *
  * A joiner sleeps on the epoch, which only moves forward, and returns once
  * it has moved (as Python's join returns once notified), or when it finds
  * the count zero.  Outside the lock a zero is read as done, then puts:
@@ -53,6 +57,7 @@
 #include "futex.h"
 #include "jqueue_impl.h"
 #include "queue_view.h"
+#include "waitable.h"
 
 /* How long a count waits for the joiners' lock, which holders keep for a
  * few instructions, before it gives up on exactness: a peer that faked the
@@ -70,9 +75,14 @@ struct producer {
 
 struct joiners {
     uint32_t epoch;   /* the futex word */
-    uint32_t waiters; /* joiners registered, changed under lock */
+    uint32_t waiters; /* joiners registered, and JOINERS_OUTSIDE; under the lock */
     struct lock_impl lock;
 };
+
+/* A bit of waiters: someone outside fipc (io_uring, fipc_wait_any) waits
+ * for the join and will not count itself out; the wake clears it.  Counts
+ * are locked while it is set, as while a joiner waits. */
+#define JOINERS_OUTSIDE 0x80000000u
 
 struct fipc_jqueue {
     uint64_t queue;
@@ -153,9 +163,20 @@ static uint64_t unfinished(const fipc_jqueue *j)
     return puts > done ? puts - done : 0;
 }
 
-/* Wake the joiners: the count was zero at some moment since they slept. */
+static void set_locked(fipc_jqueue *j, bool on);
+
+/* Wake the joiners: the count was zero at some moment since they slept.
+ * Under the lock: the waiters outside fipc are counted out here, before
+ * the epoch moves, so each of them waits on an epoch older than this one
+ * (it read the epoch under the lock too). */
 static void wake_joiners(fipc_jqueue *j)
 {
+    uint32_t w = load_relaxed(&j->joiners.waiters);
+    if (w & JOINERS_OUTSIDE) {
+        store_relaxed(&j->joiners.waiters, w & ~JOINERS_OUTSIDE);
+        if ((w & ~JOINERS_OUTSIDE) == 0)
+            set_locked(j, false);
+    }
     fetch_add_release(&j->joiners.epoch, 1);
     futex_wake(&j->joiners.epoch, FUTEX_WAKE_ALL);
 }
@@ -464,7 +485,7 @@ static int join_register(fipc_jqueue *j, fipc_deadline deadline, uint32_t *epoch
         return -ETIMEDOUT;
     uint32_t w = load_relaxed(&j->joiners.waiters);
     store_relaxed(&j->joiners.waiters, w + 1);
-    if (w == 0)
+    if (w == 0) /* neither joiners nor JOINERS_OUTSIDE */
         set_locked(j, true);
     /* Under the lock with every count locked, the zero is exact. */
     int r = -EAGAIN;
@@ -486,7 +507,7 @@ static void join_unregister(fipc_jqueue *j)
      * counted, which costs counts the lock, not correctness. */
     bool held = jlock(j, JLOCK_BOUND_NS) == 0;
     uint32_t w = load_relaxed(&j->joiners.waiters);
-    if (w > 0) {
+    if ((w & ~JOINERS_OUTSIDE) > 0) {
         store_relaxed(&j->joiners.waiters, w - 1);
         if (w == 1)
             set_locked(j, false);
@@ -572,4 +593,42 @@ int fipc_jqueue_close(fipc_jqueue *j)
 bool fipc_jqueue_closed(const fipc_jqueue *j)
 {
     return j && fipc_queue_closed(queue_of(j));
+}
+
+/* ---- waiting from outside fipc (waitable.h) ------------------------------ */
+
+/* Register a joiner that the next wake_joiners counts out and wakes, or
+ * answer 1 if the count is zero: join_register with JOINERS_OUTSIDE in
+ * place of the count, under the lock. */
+static int arm_join(fipc_jqueue *j, struct fipc__arm *a)
+{
+    if (jlock(j, JLOCK_BOUND_NS) < 0)
+        return -EPROTO; /* a lock no holder lets go of within the bound */
+    uint32_t w = load_relaxed(&j->joiners.waiters);
+    if (w == 0)
+        set_locked(j, true);
+    store_relaxed(&j->joiners.waiters, w | JOINERS_OUTSIDE);
+    int r = 0;
+    if (unfinished(j) == 0) {
+        store_relaxed(&j->joiners.waiters, w);
+        if (w == 0)
+            set_locked(j, false);
+        r = 1;
+    }
+    /* relaxed: the lock orders it against the wake's increment. */
+    a->word = &j->joiners.epoch;
+    a->value = load_relaxed(&j->joiners.epoch);
+    junlock(j);
+    return r;
+}
+
+int fipc__jqueue_arm(fipc_jqueue *j, unsigned what, struct fipc__arm *w)
+{
+    if (!j)
+        return -EINVAL;
+    if (what == FIPC_JOINED)
+        return arm_join(j, w);
+    if (what == (FIPC_JOINED | FIPC__ARM_PEEK))
+        return unfinished(j) == 0;
+    return fipc__queue_arm(queue_of(j), what, w);
 }

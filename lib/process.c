@@ -61,6 +61,7 @@
 #include <fipc/process.h>
 
 #include "futex.h"
+#include "waitable.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -567,4 +568,21 @@ void fipc_process_free(fipc_process *p)
         close(p->pidfd);
     pthread_mutex_destroy(&p->settle_lock);
     free(p);
+}
+
+/* ---- waiting from outside fipc (waitable.h) ------------------------------ */
+
+int fipc__process_arm(fipc_process *p, fipc_deadline deadline, int64_t timeout_ns, int *fd)
+{
+    if (!p)
+        return -EINVAL;
+    /* The pidfd is needed at once (now): the child reports within its
+     * first microseconds, or its end of the socket closes. */
+    int r = settle(p, deadline, timeout_ns, true);
+    if (r < 0)
+        return r;
+    if (try_reap(p))
+        return 1;
+    *fd = p->pidfd;
+    return 0;
 }

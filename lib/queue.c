@@ -17,6 +17,7 @@
 
 #include "arena_impl.h"
 #include "queue_view.h"
+#include "waitable.h"
 
 #define QUEUE_MAGIC 0x5155455545504946ull /* "FIPEUEUQ" */
 
@@ -393,4 +394,74 @@ size_t fipc_queue_capacity(const fipc_queue *q)
 size_t fipc_queue_max_item(const fipc_queue *q)
 {
     return q ? q->max_item : 0;
+}
+
+/* ---- waiting from outside fipc (waitable.h) ------------------------------ */
+
+/* Whether a get (readable) or a put (writable) would find something to do
+ * now: a full slot at head, a free one at tail within capacity, or the
+ * queue closed (its calls return -EPIPE, or data).  Called after the
+ * registration's fence F1, so these loads and the other side's change
+ * followed by its fence F2 form the event count's handshake (eventcount.h):
+ * either they see the change, or the other side sees the registration. */
+static bool ready_now(struct fipc_queue *q, const struct geom *g, unsigned what)
+{
+    /* relaxed: after F1, which orders it after the registration; a close
+     * that set it before F1 in S is seen (the closer's store is seq_cst). */
+    if (load_relaxed(&q->closed))
+        return true;
+    /* relaxed: positions only say which slot to look at; the slot's turn
+     * says whether it can be used, and a stale position only makes the
+     * answer "not ready", which the registration covers, or "ready", which
+     * the caller checks with the call itself. */
+    if (what == FIPC_READABLE) {
+        uint64_t head = load_relaxed(&q->head);
+        /* acquire pairs with the producer's publish (R1). */
+        return load_acquire(&slot_at(g, head)->seq) == turn(head + 1);
+    }
+    uint64_t tail = load_relaxed(&q->tail);
+    uint64_t head = load_relaxed(&q->head);
+    /* acquire pairs with the consumer's release (R2). */
+    return tail - head < g->capacity && load_acquire(&slot_at(g, tail)->seq) == turn(tail);
+}
+
+int fipc__queue_arm(fipc_queue *q, unsigned what, struct fipc__arm *w)
+{
+    const struct geom *g = q ? view_of(q) : NULL;
+    if (!g)
+        return fipc__view_error(q);
+    bool peek = (what & FIPC__ARM_PEEK) != 0;
+    what &= ~FIPC__ARM_PEEK;
+    if (what != FIPC_READABLE && what != FIPC_WRITABLE)
+        return -EINVAL;
+    if (peek)
+        return ready_now(q, g, what);
+    /* An item (or room) that is about to come from the other CPU costs
+     * less to spin for than a registration, which makes the other side's
+     * next call a system call: the spin of ec_block, bounded the same
+     * way, and answered as "ready" (a NOP) if it ends well. */
+    struct fipc_spin spin;
+    for (fipc_spin_begin(&spin); fipc_spin(&spin);)
+        if (ready_now(q, g, what))
+            return 1;
+    struct eventcount *ec = what == FIPC_READABLE ? &q->not_empty : &q->not_full;
+    /* The same registration as a sleeper of ec_block: the next notifier
+     * clears the flag and advances the epoch, waking a wait on it. */
+    uint32_t epoch = ec_register(ec);
+    if (ready_now(q, g, what))
+        return 1;
+    w->word = &ec->epoch;
+    w->value = epoch;
+    /* A claim in the way (MPMC): a put's at head, or a get's at tail one
+     * lap back.  Repaired if its holder died, as a patient try would. */
+    int s = stuck(q, g, what == FIPC_WRITABLE);
+    if (s == -EINPROGRESS) {
+        /* Usually a live claim a few instructions from its publish (or
+         * release): worth a short spin, as ec_block's, before asking for a
+         * timed look. */
+        for (fipc_spin_begin(&spin); fipc_spin(&spin);)
+            if (ready_now(q, g, what))
+                return 1;
+    }
+    return s == 0 ? 1 : s == -EINPROGRESS ? 2 : 0;
 }

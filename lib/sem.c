@@ -6,6 +6,14 @@
  *   waiters   threads inside the slow path of acquire (asleep or about to be)
  *   max       largest value release may reach: FIPC_SEM_VALUE_MAX, or the
  *             initial value of a bounded semaphore
+ *   outside   the sleepers outside fipc (io_uring, wait_any), who cannot
+ *             count themselves out: bit 0 set, someone may wait on this
+ *             word; bits 1..31 an epoch.  A releaser that finds bit 0 set
+ *             adds 1, which clears it and advances the epoch in one step,
+ *             and wakes them all; a waiter waits while the word is still
+ *             the odd value it set, so a flag cleared under it always
+ *             comes with a changed word (the event count's flag and epoch,
+ *             eventcount.h, in one word)
  *
  * No lost wake-up: an acquirer increments waiters and then reads value; a
  * releaser increments value and then reads waiters.  All four are seq_cst,
@@ -17,12 +25,13 @@
 #include <fipc/sem.h>
 
 #include "futex.h"
+#include "waitable.h"
 
 struct sem_impl {
     uint32_t value;
     uint32_t waiters;
     uint32_t max;
-    uint32_t spare;
+    uint32_t outside;
 };
 static_assert(sizeof(struct sem_impl) == sizeof(fipc_sem), "sem layout");
 
@@ -30,6 +39,8 @@ static inline struct sem_impl *impl(const fipc_sem *s)
 {
     return (struct sem_impl *)s;
 }
+
+static void wake_outside(struct sem_impl *m);
 
 static int sem_setup(fipc_sem *s, uint32_t value, uint32_t max)
 {
@@ -114,6 +125,10 @@ int fipc_sem_release(fipc_sem *s)
     } while (!cas_seqcst(&m->value, &v, v + 1));
     if (load_seqcst(&m->waiters) > 0)
         futex_wake(&m->value, 1);
+    /* seq_cst: as the load of waiters, the releaser's half of the
+     * handshake with fipc__sem_arm. */
+    if (FIPC_UNLIKELY(load_seqcst(&m->outside) & 1))
+        wake_outside(m);
     return 0;
 }
 
@@ -122,4 +137,41 @@ int fipc_sem_value(const fipc_sem *s)
     if (!s)
         return -EINVAL;
     return (int)load_relaxed(&impl(s)->value);
+}
+
+/* ---- waiting from outside fipc (waitable.h) ------------------------------ */
+
+/* Out of line: it runs only while someone outside fipc waits. */
+static FIPC_COLD void wake_outside(struct sem_impl *m)
+{
+    /* relaxed: the CAS reads the word again, and the releaser's seq_cst
+     * CAS of value precedes it. */
+    uint32_t o = load_relaxed(&m->outside);
+    while (o & 1)
+        if (cas_relaxed(&m->outside, &o, o + 1)) {
+            futex_wake(&m->outside, FUTEX_WAKE_ALL);
+            return;
+        }
+}
+
+int fipc__sem_arm(fipc_sem *s, unsigned what, struct fipc__arm *w)
+{
+    if (!s)
+        return -EINVAL;
+    struct sem_impl *m = impl(s);
+    if (what & FIPC__ARM_PEEK)
+        return load_relaxed(&m->value) > 0; /* a snapshot */
+    uint32_t o = load_relaxed(&m->outside);
+    /* seq_cst: the waiter's half of the handshake (as the counted wait's
+     * increment of waiters), a read-modify-write even when bit 0 is set
+     * already.  Either the releaser's load of outside (after its increment
+     * of value) sees this bit, or the load of value below sees the unit. */
+    while (!cas_seqcst(&m->outside, &o, o | 1))
+        ;
+    o |= 1;
+    if (load_seqcst(&m->value) > 0)
+        return 1;
+    w->word = &m->outside;
+    w->value = o;
+    return 0;
 }

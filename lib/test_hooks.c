@@ -7,6 +7,7 @@
 #include "ring_mpmc.h"
 #include "ring_spsc.h"
 #include "test_hooks.h"
+#include "uring.h"
 
 void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos)
 {
@@ -56,4 +57,10 @@ void fipc__lock_force_no_robust_list(void)
 uint64_t fipc__lock_owner_check_count(void)
 {
     return load_relaxed(&fipc__lock_owner_checks); /* a statistic */
+}
+
+void fipc__uring_pretend_unsupported(bool on)
+{
+    /* relaxed: read by the same test's calls (uring.c). */
+    store_relaxed(&fipc__uring_unsupported, on);
 }

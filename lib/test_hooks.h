@@ -40,4 +40,9 @@ void fipc__lock_force_no_robust_list(void);
  * (its children count their own). */
 uint64_t fipc__lock_owner_check_count(void);
 
+/* Make the io_uring preparers answer -EOPNOTSUPP, and fipc_wait_any sleep
+ * without io_uring, as on a kernel without io_uring futex operations (on:
+ * true), or stop pretending (false). */
+void fipc__uring_pretend_unsupported(bool on);
+
 #endif
