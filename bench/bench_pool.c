@@ -216,26 +216,57 @@ static int run_python(struct bench_run *r)
     return 0;
 }
 
-#define T        BENCH_TIME
-#define AT_MOST  BENCH_GOAL_TIME_AT_MOST
+#define T           BENCH_TIME
+#define AT_MOST     BENCH_GOAL_TIME_AT_MOST
 #define PYCFG(k, n) (&(const struct py_pool_cfg){.kind = (k), .count = (n)})
 
 static const struct bench_case pool_cases[] = {
-    {.group = "pool-map-100k", .name = "python_pool_map", .unit = T, .op = "task",
-     .fn = run_python, .arg = PYCFG("map", 100000), .min_iters = 100000},
-    {.group = "pool-map-100k", .name = "fipc_pool_map", .baseline = "python_pool_map", .unit = T,
-     .op = "task", .fn = run_map_100k, .min_iters = 100000, .goal = AT_MOST(1.0 / 20)},
+    {.group = "pool-map-100k",
+     .name = "python_pool_map",
+     .unit = T,
+     .op = "task",
+     .fn = run_python,
+     .arg = PYCFG("map", 100000),
+     .min_iters = 100000},
+    {.group = "pool-map-100k",
+     .name = "fipc_pool_map",
+     .baseline = "python_pool_map",
+     .unit = T,
+     .op = "task",
+     .fn = run_map_100k,
+     .min_iters = 100000,
+     .goal = AT_MOST(1.0 / 20)},
 
-    {.group = "pool-apply-async-10k", .name = "python_apply_async", .unit = T, .op = "task",
-     .fn = run_python, .arg = PYCFG("apply_async", 10000), .min_iters = 10000},
-    {.group = "pool-apply-async-10k", .name = "fipc_apply_async", .baseline = "python_apply_async",
-     .unit = T, .op = "task", .fn = run_apply_async, .min_iters = 10000,
+    {.group = "pool-apply-async-10k",
+     .name = "python_apply_async",
+     .unit = T,
+     .op = "task",
+     .fn = run_python,
+     .arg = PYCFG("apply_async", 10000),
+     .min_iters = 10000},
+    {.group = "pool-apply-async-10k",
+     .name = "fipc_apply_async",
+     .baseline = "python_apply_async",
+     .unit = T,
+     .op = "task",
+     .fn = run_apply_async,
+     .min_iters = 10000,
      .goal = AT_MOST(1.0 / 50)},
 
-    {.group = "pool-map-500-vs-fork", .name = "fork_per_task", .unit = T, .op = "task",
-     .fn = run_fork_per_task, .min_iters = 500},
-    {.group = "pool-map-500-vs-fork", .name = "fipc_pool_map_500", .baseline = "fork_per_task",
-     .unit = T, .op = "task", .fn = run_map_500, .min_iters = 500, .goal = AT_MOST(1.0 / 10)},
+    {.group = "pool-map-500-vs-fork",
+     .name = "fork_per_task",
+     .unit = T,
+     .op = "task",
+     .fn = run_fork_per_task,
+     .min_iters = 500},
+    {.group = "pool-map-500-vs-fork",
+     .name = "fipc_pool_map_500",
+     .baseline = "fork_per_task",
+     .unit = T,
+     .op = "task",
+     .fn = run_map_500,
+     .min_iters = 500,
+     .goal = AT_MOST(1.0 / 10)},
 };
 
 /* Without an interpreter the Python cases are left out, and so are the
@@ -254,7 +285,8 @@ __attribute__((constructor)) static void bench_suite_pool(void)
         active_cases[n++] = *c;
     }
     if (!have_py)
-        fprintf(stderr, "fipc-bench: %s or %s not found: the Pool cases against Python are unavailable\n",
+        fprintf(stderr,
+                "fipc-bench: %s or %s not found: the Pool cases against Python are unavailable\n",
                 python_exe(), FIPC_BENCH_PY_POOL);
     bench_register(active_cases, n);
 }
