@@ -86,8 +86,9 @@ struct fipc__spin_state {
     bool spinning;     /* a spin began and no sleep has followed yet */
     bool ready;        /* set up in this thread */
 };
-extern _Thread_local struct fipc__spin_state fipc__spin_state
-    __attribute__((tls_model("initial-exec")));
+/* This thread's state (spin.c).  Out of line: it runs only on the way to a
+ * sleep, and keeps the thread-local variable in one file. */
+struct fipc__spin_state *fipc__spin_self(void);
 
 /* The budget when spinning is off or the thread is new. */
 int64_t fipc__spin_budget(struct fipc__spin_state *t);
@@ -102,7 +103,7 @@ struct fipc_spin {
 
 static inline void fipc_spin_begin(struct fipc_spin *s)
 {
-    struct fipc__spin_state *t = &fipc__spin_state;
+    struct fipc__spin_state *t = fipc__spin_self();
     int64_t budget = t->budget_ns;
     if (FIPC_UNLIKELY(budget == 0))
         budget = fipc__spin_budget(t);

@@ -12,7 +12,8 @@
  * repairer that finds a producer dead between claiming slots and publishing
  * them reads from the dead one's own words whether it had counted them
  * (ring_mpmc.c for MPMC: the record's tally against its base; take_over
- * below for SPSC), and a put that never delivers is never left counted.
+ * below for SPSC), and a put that never delivers counts for nothing: its
+ * undelivered items are counted done.
  *
  *   field        written by      meaning
  *   prod.puts    producers       items counted without a record
@@ -141,13 +142,21 @@ static struct claimer *records_of(const fipc_jqueue *j, uint32_t *n)
     return claimers_of(g);
 }
 
-/* Items ever counted.  acquire: pairs with the release stores of the items
- * (through the consumer that took them) only indirectly; each word is read
- * once, and only grows, but for a takeover. */
-static uint64_t puts_total(const fipc_jqueue *j)
+/* Items ever counted: every record's tally (all: every record, else those
+ * below q->records, which a task_done's bound needs no more than).  Each
+ * word is read once (acquire: the counts that reached the caller through
+ * an item's publication, or the lock, are included), and only grows.
+ *
+ * Under the lock the sum must be exact, so it reads every record: a count
+ * in a record taken just now may be visible to the lock's holder (through
+ * the relaxed CAS and set_locked's read-modify-writes of the same word)
+ * before the raise of q->records is. */
+static uint64_t puts_total(const fipc_jqueue *j, bool all)
 {
     uint32_t n;
     const struct claimer *r = records_of(j, &n);
+    if (all && r)
+        n = QUEUE_CLAIMERS;
     uint64_t t = tally_count(load_acquire(&j->prod.puts));
     for (uint32_t i = 0; i < n; i++)
         t += tally_count(load_acquire(&r[i].tally));
@@ -159,7 +168,7 @@ static uint64_t puts_total(const fipc_jqueue *j)
 static uint64_t unfinished(const fipc_jqueue *j)
 {
     uint64_t done = tally_count(load_acquire(&j->done));
-    uint64_t puts = puts_total(j);
+    uint64_t puts = puts_total(j, true);
     return puts > done ? puts - done : 0;
 }
 
@@ -255,10 +264,14 @@ static inline void add_count(fipc_jqueue *j, uint64_t *w, uint64_t k)
     add_locked(j, w, k);
 }
 
+static int finish(fipc_jqueue *j, uint64_t n);
+
 /* The SPSC producer before this one died between counting a put and
- * publishing all of it: count only what it published, as if the rest had
- * never been put (the slots are this producer's to fill again).  The words
- * read are the dead producer's, final. */
+ * publishing all of it: what it published stays counted, and what it did
+ * not is done, as a counted tombstone is (the slots are this producer's to
+ * fill again).  The count itself only grows: lowering it could take it
+ * below a done that a task_done raised meanwhile.  The words read are the
+ * dead producer's, final. */
 static FIPC_COLD void take_over(fipc_jqueue *j, const struct geom *g)
 {
     struct producer *p = &j->prod;
@@ -270,19 +283,11 @@ static FIPC_COLD void take_over(fipc_jqueue *j, const struct geom *g)
     uint64_t published = 0;
     for (uint64_t x = pos; x < pos + k; x++)
         published += load_acquire(&slot_at(g, x)->seq) != turn(x);
-    bool held = jlock(j, JLOCK_BOUND_NS) == 0;
-    uint64_t old = load_relaxed(&p->puts);
-    if (tally_count(old) == before + k) {
-        /* It had counted: keep what it published.  Under the lock, since
-         * this lowers the count and may bring it to zero. */
-        while (!cas_relaxed(&p->puts, &old, (old & TALLY_LOCKED) | (before + published)))
-            ;
-        if (held && load_relaxed(&j->joiners.waiters) != 0 && unfinished(j) == 0)
-            wake_joiners(j);
-    }
     store_relaxed(&p->pending_k, 0);
-    if (held)
-        junlock(j);
+    /* Counted (the dead producer's count moved past before): finish the
+     * rest.  -EOVERFLOW if task_done calls already made up for them. */
+    if (tally_count(load_relaxed(&p->puts)) == before + k && published < k)
+        finish(j, k - published);
 }
 
 /* Count the k messages of claim c, between claiming and publishing them. */
@@ -316,7 +321,7 @@ static inline void counted(fipc_jqueue *j, const struct fipc__put_claim *c)
 static FIPC_COLD int finish_locked(fipc_jqueue *j, uint64_t n)
 {
     bool held = jlock(j, JLOCK_BOUND_NS) == 0;
-    uint64_t puts = puts_total(j);
+    uint64_t puts = puts_total(j, true);
     store_relaxed(&j->puts_seen, puts);
     uint64_t d = load_relaxed(&j->done);
     int r = 0;
@@ -345,7 +350,7 @@ static int finish(fipc_jqueue *j, uint64_t n)
             return finish_locked(j, n);
         /* n > seen - d, not d + n > seen: n may be huge and d + n wrap. */
         if (seen < d || n > seen - d) {
-            seen = puts_total(j);
+            seen = puts_total(j, false);
             store_relaxed(&j->puts_seen, seen);
             if (seen < d || n > seen - d)
                 return -EOVERFLOW;

@@ -5,7 +5,12 @@
 
 #include "clock.h"
 
-_Thread_local struct fipc__spin_state fipc__spin_state __attribute__((tls_model("initial-exec")));
+static _Thread_local struct fipc__spin_state spin_state __attribute__((tls_model("initial-exec")));
+
+struct fipc__spin_state *fipc__spin_self(void)
+{
+    return &spin_state;
+}
 
 int64_t fipc__spin_budget(struct fipc__spin_state *t)
 {
@@ -31,7 +36,7 @@ static void spin_off(struct fipc__spin_state *t)
 
 void fipc_spin_learn(const struct fipc_spin *s, int waker_cpu)
 {
-    struct fipc__spin_state *t = &fipc__spin_state;
+    struct fipc__spin_state *t = &spin_state;
     int64_t waited = fipc_now_ns() - s->start;
     bool spun = s->end > s->start;
     t->spinning = false;
