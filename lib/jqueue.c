@@ -30,7 +30,9 @@
  * the tallies only when that is not enough.
  *
  * Join.  A joiner must return once the count has been zero at some moment
- * since it began, and not before.  Summing many words is no snapshot: a
+ * since it registered (under the lock, below), and not before; a zero that
+ * came and went before that is missed, as Python's join misses one that
+ * came before it took its lock.  Summing many words is no snapshot: a
  * count that lands between a task_done and its reading of the tallies would
  * hide the zero from both.  So while joiners wait, every change to a count
  * goes through the joiners' lock, where the zero is seen exactly:
