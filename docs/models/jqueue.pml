@@ -1,207 +1,566 @@
 /*
- * jqueue.pml - the JoinableQueue's join epoch (lib/jqueue.c: finish,
- * fipc__jqueue_count, fipc_jqueue_join; lib/futex.h: futex_wait_counted),
- * for the spin model checker (./dev models).
+ * jqueue.pml - the JoinableQueue's unfinished count and join (lib/jqueue.c:
+ * add_count, add_locked, count, take_over, finish, finish_locked, set_locked,
+ * unfinished, join_register, join_unregister, fipc_jqueue_join, finish_void;
+ * lib/ring_mpmc.c: repair_record's TOMBSTONE_COUNTED), for the spin model
+ * checker (./dev models).
  *
  * What is modelled
- *   A producer puts PUTS items one after another: count (fetch_add puts,
- *   then if waiters != 0 and done == old puts: wake) and then publish the
- *   item (the queue's release store; here avail += 1).  A consumer takes
- *   each published item and, for all but possibly the last (spin
- *   chooses), marks it done: CAS done -> d + 1 (retried), then if
- *   waiters != 0 and puts == d + 1: wake.  wake_joiners is epoch += 1,
- *   then futex_wake(all).  NJ joiners each join once: return if
- *   unfinished is 0; else read the epoch e, waiters += 1, fence, and
- *   loop: return if unfinished (done read first, then puts) is 0 or the
- *   epoch moved; futex_wait(epoch, e); then waiters -= 1.  futex_wait is
- *   an atomic compare-and-block; futex_wake(all) dequeues every waiter.
- *   puts_seen and -EOVERFLOW are left out (the consumer finishes only
- *   items it took, so done never passes puts; asserted), as are timeouts.
+ *   Count words.  MPMC (the default): NP producers, each counting in its
+ *   own word tally[p] (its claimer record's tally), so the sum of the
+ *   tallies is no snapshot.  -DSPSC: one word tally[0] (prod.puts) that
+ *   producer 0 and then producer 1 count in, one after the other (SPSC: one
+ *   producer at a time; producer 1 starts once producer 0 has ended or
+ *   died).  done is one word.  Each word carries TALLY_LOCKED (L, 64;
+ *   CNT strips it).
+ *
+ *   A producer puts PUTS items one after another: (MPMC) base[p] = its
+ *   tally (mpmc_put_claim, stored with the announcement), then count, then
+ *   publish (the queue's release store; avail += 1).  count is add_count:
+ *   a CAS from a value without L, retried; on a value with L, add_locked:
+ *   the joiners' lock, the add, unlock.  -DSPSC: count first runs
+ *   take_over if pending_k is set, then stores pending_before and
+ *   pending_k, then add_count; after publishing, counted() clears
+ *   pending_k.
+ *
+ *   Deaths (-DDEATHS=1, the default; 0: none).  MPMC: a producer may die
+ *   during its last put after storing base and before counting, or after
+ *   counting and before publishing.  A repair (run by a consumer, as the
+ *   waiter in queue.c is) tombstones the dead claim, counted
+ *   (TOMBSTONE_COUNTED) iff CNT(tally) != base; a consumer that passes a
+ *   counted tombstone finishes it (finish_void).  SPSC: producer 0 may die
+ *   after storing pending_k and before counting, after counting and before
+ *   publishing, or after publishing and before counted(); producer 1's
+ *   take_over then lowers prod.puts to before + published if it had
+ *   counted, under the lock, and wakes if that brings the count to zero
+ *   while joiners wait.
+ *
+ *   NC consumers take published items (avail) and counted tombstones and
+ *   finish each with task_done, but for one item in all, which spin may
+ *   leave unfinished (so a joiner may rightly sleep forever).  -DEXTRA: a
+ *   consumer may also make one task_done call for no item of its own (a
+ *   user's call, which must get -EOVERFLOW, and change nothing, if it
+ *   would take done past puts).  finish: d = done, seen = puts_seen; if d
+ *   has L: finish_locked; if d + 1 > seen: seen = puts_total, stored, and
+ *   -EOVERFLOW if still d + 1 > seen; CAS done d -> d + 1 (retried from
+ *   the value the CAS read).  finish_locked: the lock, puts = puts_total,
+ *   store puts_seen, d = done, -EOVERFLOW check, CAS, and wake if waiters
+ *   != 0 and d + 1 == puts; unlock.  puts_total reads each count word in
+ *   one step of its own.
+ *
+ *   NJ joiners each join up to JOINS times (spin chooses how many):
+ *   unfinished (done, then each tally) is 0: return; else join_register
+ *   under the lock: waiters += 1, the first runs set_locked(on) (one
+ *   fetch_or per word: done, then each tally), check unfinished (0:
+ *   waiters back, the first clears the bits, return), read the epoch e,
+ *   unlock.  Then loop: futex_wait(epoch, e), return if the epoch moved or
+ *   unfinished is 0; then join_unregister: under the lock, waiters -= 1,
+ *   the last clears the bits (set_locked(off): one store per word).
+ *   wake_joiners is epoch += 1, then futex_wake(all).  futex_wait is an
+ *   atomic compare-and-block; timeouts, FUTEX_RECHECK_NS rechecks and
+ *   spurious wake-ups are left out (they only wake a joiner earlier), as
+ *   are lock holders that die (jlock's -EOWNERDEAD path) and a lock a peer
+ *   fakes (JLOCK_BOUND_NS).  The lock is "lk == 0 -> lk = holder", atomic.
  *
  * What is proved (pan -DSAFETY)
- *   A joiner never sleeps forever once unfinished has reached zero after
- *   it started waiting.  "Started waiting" is its registration (waiters
- *   += 1); the ghost owed[j] records that, after it, the consumer's CAS
- *   made done equal puts (the only step that makes unfinished zero).  The
- *   consumer may leave its last item unfinished, so a joiner may rightly
- *   sleep forever (an end state): the watchdog process runs only when no
- *   other process can move (spin's timeout) and asserts that no joiner
- *   asleep then is owed a wake-up, nor unfinished 0 with a joiner asleep.
- *   The 5 -> 0 -> 5 case (a put right after the zero, before the
- *   consumer's load of puts) is among the interleavings.
+ *   1. No joiner sleeps forever once the count was zero after it
+ *      registered (owed wake-up).  registered[j] is set with waiters += 1
+ *      and cleared with waiters -= 1 (or the registration's undo); owed[j]
+ *      records that a step made the count zero in between (a CAS of done,
+ *      or a takeover's lowering: the only steps that can).  The watchdog
+ *      runs only when no other process can move (spin's timeout) and
+ *      asserts that no joiner still in join is owed a wake-up, nor asleep
+ *      with the count zero.
+ *   2. No spurious return: a joiner returns only if the count was zero at
+ *      some moment since its call began.  zseen[j] is set when the call
+ *      begins if the count is zero then, and by every step that makes it
+ *      zero while the call runs; each return asserts it.
+ *   3. done never passes the true puts (the sum of the count words): every
+ *      step that raises done or lowers a count asserts CNT(done) <= puts.
+ *      And a task_done for an item the consumer took never gets -EOVERFLOW
+ *      (asserted).
  *
  * Memory model
- *   spin is sequentially consistent.  The code makes the steps the proof
- *   needs SC: the joiner's waiters += 1 (seq_cst) and fence against
- *   finish's seq_cst CAS and seq_cst loads of waiters and puts, and
- *   count's seq_cst fetch_add and loads of waiters and done (two
- *   store-buffering handshakes, each all seq_cst).  The relaxed read of
- *   the epoch before registering is kept before the seq_cst
- *   read-modify-write of waiters.  unfinished reads done (acquire) before
- *   puts; that order matters for "never negative", which the model
- *   asserts.
+ *   spin is sequentially consistent; the code's orders make the steps the
+ *   proof relies on behave so:
+ *   - Every count word is read-modify-written only by CAS or fetch_or /
+ *     fetch_and, so each has one modification order in which the bit's
+ *     setting falls before or after a count's CAS: a CAS from a value
+ *     without L that lands after the fetch_or fails (it compares the whole
+ *     word), and the retry sees L.  Those RMWs are relaxed; that suffices
+ *     because the joiner reads every word after its own fetch_or on it
+ *     (read-after-RMW coherence), and everything after the bits are set is
+ *     ordered by the lock (acquire / release).
+ *   - Outside the lock a zero is read as done (acquire) first, then each
+ *     tally: done's value includes only items whose counts
+ *     happen-before it (count, then the item's release publication, the
+ *     consumer's acquire, its release CAS of done), so by coherence every
+ *     tally read later is at least what done counted, and tallies only
+ *     grow (SPSC: one word, lowered only under the lock to no less than
+ *     done, see below): a zero read so was true when done was read.
+ *   - The joiner's relaxed read of the epoch is under the lock, after the
+ *     check; every wake_joiners while joiners wait runs under the lock too,
+ *     so the epoch it reads is the one no later zero has moved yet.  The
+ *     acquire load of the epoch after the wait pairs with wake_joiners'
+ *     release increment.  The futex compare is atomic with the queueing.
  *
  * Mutants (each must fail; ./dev models checks that they do):
- *   -DBUG_NO_COUNT_WAKE   count does not wake: the zero that finish
- *                         missed because a put landed between its CAS and
- *                         its load of puts is lost
- *   -DBUG_EPOCH_AFTER     the joiner reads the epoch after registering and
- *                         checking: a wake between is missed
+ *   -DBUG_UNLOCKED_COUNT   add_count ignores L: a fetch_add outside the
+ *                          lock while joiners wait; finish_locked's sum
+ *                          of the tallies is then no snapshot
+ *   -DBUG_READ_PUTS_FIRST  unfinished reads the tallies before done: a
+ *                          count landing in between hides, and a zero that
+ *                          never was is read
+ *   -DBUG_NO_LOCK_FINISH   finish_locked changes done (and wakes) without
+ *                          the lock: the joiner's check under the lock, and
+ *                          the epoch it reads after it, race with it
+ *   -DBUG_NO_FINISH_WAKE   finish_locked never wakes: a zero reached while
+ *                          joiners wait is lost
+ *   -DBUG_TOMB_COUNTED     the repair counts every tombstone, counted or
+ *                          not: a death before counting then takes done
+ *                          past puts
+ *   -DSPSC -DBUG_TAKEOVER_NO_WAKE  take_over lowers prod.puts to zero
+ *                          unfinished without waking the joiners
  */
-#ifndef PUTS
-#define PUTS 2
+#define NP 2 /* producers */
+#ifndef NC
+#define NC 1 /* consumers */
 #endif
-#ifndef NJ
-#define NJ 2
+#ifndef PUTS
+#define PUTS 1 /* items per producer */
+#endif
+#define NJ 2 /* joiners */
+#ifndef JOINS
+#define JOINS 2 /* joins of joiner 0, at most; joiner 1 joins once */
+#endif
+#ifndef DEATHS
+#define DEATHS 1
 #endif
 
-byte puts = 0;
+#ifdef SPSC
+#define NW 1 /* count words: prod.puts */
+#define SUMW (CNT(tally[0]))
+#else
+#define NW NP /* count words: the producers' records' tallies */
+#define SUMW (CNT(tally[0]) + CNT(tally[1]))
+#endif
+
+#define L 64 /* TALLY_LOCKED */
+#define CNT(w) ((w) & (L - 1))
+#define EOVERFLOW 1
+
+byte tally[NW]; /* the count words */
 byte done = 0;
-byte avail = 0; /* published and not yet taken */
+byte puts_seen = 0;
+byte avail = 0; /* published items not yet taken */
+byte ended = 0; /* producers that ended or died */
+bit left = 0;   /* the one item left unfinished */
+bit extra = 0;  /* the extra task_done made */
+#ifdef SPSC
+bit pending_k = 0; /* prod.pending_k: 1 item */
+byte pending_before = 0;
+bit pending_pub = 0; /* the pending item's slot is published */
+#else
+byte base[NP];
+bit dead[NP]; /* died holding a put claim */
+bit repaired[NP];
+#endif
+byte lk = 0; /* the joiners' lock: 0 free, else the holder's _pid + 1 */
 byte epoch = 0;
 byte waiters = 0;
 bit asleep[NJ];
-bit registered[NJ]; /* ghost: between waiters += 1 and -= 1 */
-bit owed[NJ];       /* ghost: unfinished reached 0 since it registered */
-bit returned[NJ];   /* ghost */
+bit registered[NJ]; /* ghost: its check is exact, and it is in waiters */
+bit injoin[NJ];     /* ghost: inside a join call */
+bit owed[NJ];       /* ghost: the count was zero since it registered */
+bit zseen[NJ];      /* ghost: the count was zero since the call began */
 
-inline wake_joiners()
+/* The joiners' lock.  A step next to the acquire or the release that is
+ * taken into the same atomic step loses no behaviour: no other process
+ * can touch lk in between, so the merged steps commute with anything that
+ * could run between them. */
+#define JLOCK (lk == 0) -> lk = _pid + 1
+#define JUNLOCK lk = 0
+
+/* Ghost bookkeeping, in the step that changes done or lowers a count. */
+inline note_change()
 {
-    epoch++;
-    atomic {
-        for (i : 0 .. NJ - 1) {
-            asleep[i] = 0
-        }
-    }
+    assert(CNT(done) <= SUMW);
+    if
+    :: CNT(done) == SUMW ->
+        owed[0] = owed[0] | registered[0];
+        owed[1] = owed[1] | registered[1];
+        zseen[0] = zseen[0] | injoin[0];
+        zseen[1] = zseen[1] | injoin[1]
+    :: else -> skip
+    fi
 }
 
-proctype producer()
-{
-    byte n, old, i;
-    for (n : 1 .. PUTS) {
-        /* fipc__jqueue_count */
-        atomic { old = puts; puts++ }
-        if
-#ifndef BUG_NO_COUNT_WAKE
-        :: waiters != 0 && done == old -> wake_joiners()
+/* futex_wake(epoch, all), after epoch += 1 */
+#define WAKE_ALL asleep[0] = 0; asleep[1] = 0
+
+/* unfinished() == 0 into z: done first, then each tally, a step each. */
+#ifndef BUG_READ_PUTS_FIRST
+#if NW == 1
+#define UNFINISHED_ZERO(z) d = CNT(done); atomic { z = (CNT(tally[0]) <= d); d = 0 }
+#else
+#define UNFINISHED_ZERO(z)                                                                       \
+    d = CNT(done);                                                                               \
+    p = CNT(tally[0]);                                                                           \
+    atomic { z = (p + CNT(tally[1]) <= d); d = 0; p = 0 }
 #endif
-        :: else -> skip
-        fi;
-        avail++ /* the item's publication */
-    }
-}
+#else
+#if NW == 1
+#define UNFINISHED_ZERO(z) p = CNT(tally[0]); atomic { z = (p <= CNT(done)); p = 0 }
+#else
+#define UNFINISHED_ZERO(z)                                                                       \
+    p = CNT(tally[0]);                                                                           \
+    p = p + CNT(tally[1]);                                                                       \
+    atomic { z = (p <= CNT(done)); p = 0 }
+#endif
+#endif
 
-proctype consumer()
+/* puts_total into t, each word in a step of its own */
+#if NW == 1
+#define PUTS_TOTAL(t) t = CNT(tally[0])
+#else
+#define PUTS_TOTAL(t) t = CNT(tally[0]); t = t + CNT(tally[1])
+#endif
+
+/* set_locked(on), under the lock: done, then each count word, one
+ * fetch_or or fetch_and each; the last step also does "last". */
+#if NW == 1
+#define SET_LOCKED(on, last)                                                                     \
+    done = (on -> done | L : CNT(done));                                                         \
+    atomic { tally[0] = (on -> tally[0] | L : CNT(tally[0])); last }
+#else
+#define SET_LOCKED(on, last)                                                                     \
+    done = (on -> done | L : CNT(done));                                                         \
+    tally[0] = (on -> tally[0] | L : CNT(tally[0]));                                             \
+    atomic { tally[1] = (on -> tally[1] | L : CNT(tally[1])); last }
+#endif
+
+/* add_count(w, 1).  The load and the CAS are one step: a CAS that fails
+ * because the bit came between only reloads, which is this step's else. */
+inline add_count(w)
 {
-    byte n, d, i;
-    bit ok;
-    for (n : 1 .. PUTS) {
-        atomic { avail > 0; avail-- }
+#ifndef BUG_UNLOCKED_COUNT
+    atomic {
         if
-        :: n == PUTS -> skip /* leave the last one unfinished */
-        :: true ->
-            /* finish(j, 1) */
-            d = done;
-            do
-            :: atomic {
-                    if
-                    :: done == d ->
-                        assert(d + 1 <= puts);
-                        done = d + 1; ok = 1;
-                        if
-                        :: done == puts ->
-                            for (i : 0 .. NJ - 1) {
-                                owed[i] = owed[i] | registered[i]
-                            }
-                        :: else -> skip
-                        fi
-                    :: else -> d = done; ok = 0
-                    fi
-                }
-                if
-                :: ok -> break
-                :: else -> skip
-                fi
-            od;
-            if
-            :: waiters != 0 && puts == d + 1 -> wake_joiners()
-            :: else -> skip
-            fi
+        :: (tally[w] & L) == 0 -> tally[w] = tally[w] + 1; ok = 1
+        :: else -> ok = 0
         fi
     }
+    if
+    :: ok -> ok = 0
+    :: else ->
+        /* add_locked: the lock, the add (nobody else changes the word
+         * under the lock), unlock */
+        atomic { JLOCK; tally[w] = tally[w] + 1; JUNLOCK }
+    fi
+#else
+    tally[w] = tally[w] + 1 /* a fetch_add that keeps the bit */
+#endif
 }
 
-/* unfinished(): done first, then puts. */
-inline unfinished_is_zero(z)
+/* finish_locked(j, 1) into r */
+inline finish_locked(r)
 {
-    d = done;
-    p = puts;
-    assert(p >= d);
-    z = (p == d)
-}
-
-proctype joiner(byte me)
-{
-    byte e, d, p;
-    bit z;
-    unfinished_is_zero(z);
-    if
-    :: z -> goto out
-    :: else -> skip
-    fi;
-#ifndef BUG_EPOCH_AFTER
-    e = epoch; /* relaxed */
+#ifndef BUG_NO_LOCK_FINISH
+    atomic { JLOCK; p = CNT(tally[0]) }
+#else
+    p = CNT(tally[0]);
 #endif
-    atomic { waiters++; registered[me] = 1 } /* seq_cst, then the fence */
-#ifdef BUG_EPOCH_AFTER
-    unfinished_is_zero(z);
-    e = epoch;
-    if
-    :: z -> goto leave
-    :: else -> skip
-    fi;
+#if NW == 2
+    p = p + CNT(tally[1]);
 #endif
+    atomic { puts_seen = p; d = done }
     do
-    :: unfinished_is_zero(z);
+    :: atomic {
+            if
+            :: CNT(d) + 1 > p -> r = EOVERFLOW; ok = 1
+            :: else ->
+                if
+                :: done == d -> done = d + 1; note_change(); r = 0; ok = 1
+                :: else -> d = done; ok = 0
+                fi
+            fi
+        }
         if
-        :: z || epoch != e -> break
+        :: ok -> break
+        :: else -> skip
+        fi
+    od;
+    atomic {
+        if
+#ifndef BUG_NO_FINISH_WAKE
+        :: r == 0 && waiters != 0 && CNT(d) + 1 == p -> epoch++; ok = 1
+#endif
+        :: else -> ok = 0
+        fi
+    }
+#ifndef BUG_NO_LOCK_FINISH
+    atomic { if :: ok -> WAKE_ALL :: else -> skip fi; JUNLOCK; ok = 0; d = 0; p = 0 }
+#else
+    atomic { if :: ok -> WAKE_ALL :: else -> skip fi; ok = 0; d = 0; p = 0 }
+#endif
+}
+
+/* finish(j, 1) into r */
+inline finish(r)
+{
+    atomic { d = done; seen = puts_seen }
+    do
+    :: (d & L) != 0 -> finish_locked(r); break
+    :: else ->
+        if
+        :: d + 1 > seen ->
+            PUTS_TOTAL(seen);
+            atomic { puts_seen = seen; ok = (d + 1 <= seen) }
+            if
+            :: !ok -> r = EOVERFLOW; break
+            :: else -> skip
+            fi
         :: else -> skip
         fi;
         atomic {
             if
-            :: epoch == e -> asleep[me] = 1
-            :: else -> skip
+            :: done == d -> done = d + 1; note_change(); ok = 1
+            :: else -> d = done; ok = 0
             fi
         }
-        /* A valid end: the watchdog judges whether it may sleep on. */
-end_sleep:
-        asleep[me] == 0
+        if
+        :: ok -> r = 0; break
+        :: else -> skip
+        fi
     od;
-leave:
-    atomic { waiters--; registered[me] = 0; owed[me] = 0 }
-out:
-    returned[me] = 1
+    atomic { d = 0; seen = 0; ok = 0 }
 }
 
-/* Runs only once nothing else can: every joiner still asleep must have
- * had no zero since it registered, and unfinished must not be 0. */
+#ifdef SPSC
+/* take_over: the producer before died with pending_k set.  Reading the
+ * published slots is one step: the dead producer's words are final. */
+inline take_over()
+{
+    atomic { JLOCK; old = tally[0] }
+    if
+    :: CNT(old) == pending_before + 1 ->
+        atomic {
+            tally[0] = (old & L) | (pending_before + pending_pub);
+            note_change()
+        }
+        if
+#ifndef BUG_TAKEOVER_NO_WAKE
+        :: waiters != 0 ->
+            UNFINISHED_ZERO(z);
+            if
+            :: z -> epoch++; WAKE_ALL
+            :: else -> skip
+            fi
+#endif
+        :: else -> skip
+        fi
+    :: else -> skip
+    fi;
+    atomic { pending_k = 0; JUNLOCK; old = 0; z = 0 }
+}
+
+proctype producer(byte me)
+{
+    byte n, old, d, p;
+    bit ok, z;
+    if
+    :: me > 0 -> ended > 0 /* one SPSC producer at a time */
+    :: else -> skip
+    fi;
+    for (n : 1 .. PUTS) {
+        /* count() */
+        if
+        :: pending_k -> take_over()
+        :: else -> skip
+        fi;
+        atomic { pending_before = CNT(tally[0]); pending_pub = 0; pending_k = 1 }
+        if
+        :: DEATHS && me == 0 && n == PUTS -> goto gone
+        :: true -> skip
+        fi;
+        add_count(0);
+        if
+        :: DEATHS && me == 0 && n == PUTS -> goto gone
+        :: true -> skip
+        fi;
+        atomic { avail++; pending_pub = 1 } /* publish */
+        if
+        :: DEATHS && me == 0 && n == PUTS -> goto gone
+        :: true -> skip
+        fi;
+        pending_k = 0 /* counted() */
+    }
+gone:
+    ended++
+}
+#else
+proctype producer(byte me)
+{
+    byte n;
+    bit ok;
+    for (n : 1 .. PUTS) {
+        base[me] = CNT(tally[me]); /* mpmc_put_claim, then the claim's CAS */
+        if
+        :: DEATHS && me == 1 && n == PUTS -> dead[me] = 1; goto gone
+        :: true -> skip
+        fi;
+        add_count(me);
+        if
+        :: DEATHS && me == 1 && n == PUTS -> dead[me] = 1; goto gone
+        :: true -> skip
+        fi;
+        avail++ /* publish */
+    }
+gone:
+    ended++
+}
+#endif
+
+/* All producers are over, and every item and tombstone passed. */
+#ifdef SPSC
+#define ALL_PASSED (ended == NP && avail == 0)
+#else
+#define ALL_PASSED (ended == NP && avail == 0 && !(dead[0] && !repaired[0]) && !(dead[1] && !repaired[1]))
+#endif
+
+/* repair_record of producer q's claim, and the get that passes its slot:
+ * counted (TOMBSTONE_COUNTED) iff the tally moved past base. */
+#ifndef BUG_TOMB_COUNTED
+#define TOMB(q) (CNT(tally[q]) != base[q])
+#else
+#define TOMB(q) 1
+#endif
+
+proctype consumer()
+{
+    byte d, p, seen;
+    bit ok, r, tomb;
+    do
+    :: atomic { avail > 0 -> avail-- }
+        if
+        :: atomic { !left -> left = 1 } /* leave it unfinished */
+        :: true -> finish(r); assert(r == 0)
+        fi
+#ifndef SPSC
+    :: atomic { dead[0] && !repaired[0] -> repaired[0] = 1; tomb = TOMB(0) }
+        if
+        :: tomb -> tomb = 0; finish(r); assert(r == 0) /* finish_void */
+        :: else -> skip
+        fi
+    :: atomic { dead[1] && !repaired[1] -> repaired[1] = 1; tomb = TOMB(1) }
+        if
+        :: tomb -> tomb = 0; finish(r); assert(r == 0)
+        :: else -> skip
+        fi
+#endif
+#ifdef EXTRA
+    :: atomic { !extra -> extra = 1 }
+        finish(r);
+        r = 0
+#endif
+    :: ALL_PASSED -> break
+    od
+}
+
+proctype joiner(byte me)
+{
+    byte e, d, p, w, n;
+    bit z, rc;
+    do
+    :: (me == 0 && n < JOINS) || n < 1 ->
+        n++;
+        atomic { injoin[me] = 1; zseen[me] = (CNT(done) == SUMW) }
+        /* the unlocked check */
+        UNFINISHED_ZERO(z);
+        if
+        :: z -> goto ret
+        :: else -> skip
+        fi;
+        /* join_register: jlock, waiters += 1, the first sets the bits;
+         * then the check is exact: registered. */
+        atomic { JLOCK; w = waiters; waiters = w + 1; registered[me] = (w != 0) }
+        if
+        :: w == 0 -> SET_LOCKED(1, registered[me] = 1)
+        :: else -> skip
+        fi;
+        UNFINISHED_ZERO(z);
+        if
+        :: z ->
+            atomic { waiters = w; registered[me] = 0; owed[me] = 0 }
+            if
+            :: w == 0 -> SET_LOCKED(0, JUNLOCK)
+            :: else -> JUNLOCK
+            fi;
+            goto ret
+        :: else -> skip
+        fi;
+        atomic { e = epoch; JUNLOCK } /* relaxed, under the lock */
+        do
+        :: atomic {
+                if
+                :: epoch == e -> asleep[me] = 1
+                :: else -> skip
+                fi
+            }
+            /* A valid end: the watchdog judges whether it may sleep on. */
+end_sleep:
+            if
+            :: asleep[me] == 0
+#ifndef NORC
+            :: atomic { me == 0 && !rc -> rc = 1; asleep[me] = 0 } /* one recheck */
+#endif
+            fi;
+            if
+            :: epoch != e -> break
+            :: else -> skip
+            fi;
+            UNFINISHED_ZERO(z);
+            if
+            :: z -> break
+            :: else -> skip
+            fi
+        od;
+        /* join_unregister */
+        atomic { JLOCK; w = waiters; waiters = w - 1; registered[me] = 0; owed[me] = 0 }
+        if
+        :: w == 1 -> SET_LOCKED(0, JUNLOCK)
+        :: else -> JUNLOCK
+        fi;
+ret:
+        /* every return here is a 0 */
+        atomic { assert(zseen[me]); injoin[me] = 0; zseen[me] = 0; z = 0; e = 0; w = 0; rc = 0 }
+        if
+        :: true -> skip
+        :: true -> break /* join no more */
+        fi
+    :: else -> break
+    od
+}
+
+/* Runs only once nothing else can: a joiner still in join must have had no
+ * zero since it registered, and the count must not be zero. */
 active proctype watchdog()
 {
-    byte j;
     timeout ->
-    for (j : 0 .. NJ - 1) {
-        assert(returned[j] || (!owed[j] && puts != done))
-    }
+    assert(!injoin[0] || (!owed[0] && CNT(done) != SUMW));
+    assert(!injoin[1] || (!owed[1] && CNT(done) != SUMW))
 }
 
 init
 {
-    byte n;
     atomic {
-        run producer();
+        run producer(0);
+        run producer(1);
         run consumer();
-        for (n : 0 .. NJ - 1) {
-            run joiner(n)
-        }
+#if NC == 2
+        run consumer();
+#endif
+        run joiner(0);
+        run joiner(1)
     }
 }
