@@ -1,126 +1,168 @@
 /*
  * jqueue.pml - the JoinableQueue's unfinished count and join (lib/jqueue.c:
- * add_count, add_locked, count, take_over, finish, finish_locked, set_locked,
- * unfinished, join_register, join_unregister, fipc_jqueue_join, finish_void;
- * lib/ring_mpmc.c: repair_record's TOMBSTONE_COUNTED), for the spin model
- * checker (./dev models).
+ * add_count, add_locked, count, counted, take_over, finish, finish_locked,
+ * set_locked, puts_total, unfinished, wake_joiners, join_register,
+ * join_unregister, fipc_jqueue_join, finish_void; lib/ring_mpmc.h
+ * mpmc_put_claim's base; lib/ring_mpmc.c repair_record's
+ * TOMBSTONE_COUNTED), for the spin model checker (./dev models).
  *
  * What is modelled
- *   Count words.  MPMC (the default): NP producers, each counting in its
- *   own word tally[p] (its claimer record's tally), so the sum of the
- *   tallies is no snapshot.  -DSPSC: one word tally[0] (prod.puts) that
- *   producer 0 and then producer 1 count in, one after the other (SPSC: one
- *   producer at a time; producer 1 starts once producer 0 has ended or
- *   died).  done is one word.  Each word carries TALLY_LOCKED (L, 64;
- *   CNT strips it).
+ *   Count words, each with TALLY_LOCKED (L = 64 here; CNT strips it).
+ *   MPMC (the default): producers 0 and 1 count each in its own word
+ *   tally[p] (its claimer record's tally), so that the sum of the tallies
+ *   read one by one is no snapshot.  -DSPSC: one word tally[0]
+ *   (prod.puts), which producer 0 and then producer 1 count in (one SPSC
+ *   producer at a time: producer 1 starts once producer 0 has ended or
+ *   died).  done is one word.
  *
- *   A producer puts PUTS items one after another: (MPMC) base[p] = its
- *   tally (mpmc_put_claim, stored with the announcement), then count, then
- *   publish (the queue's release store; avail += 1).  count is add_count:
- *   a CAS from a value without L, retried; on a value with L, add_locked:
- *   the joiners' lock, the add, unlock.  -DSPSC: count first runs
- *   take_over if pending_k is set, then stores pending_before and
- *   pending_k, then add_count; after publishing, counted() clears
- *   pending_k.
+ *   A producer puts PUTS items one after another.  MPMC: base[p] = its
+ *   tally (mpmc_put_claim, before the claim), then count, then publish
+ *   (the queue's release store: avail += 1).  count is add_count: a CAS
+ *   from a value without L (the load and the CAS are one step: a CAS that
+ *   fails on the bit only reloads); on a value with L, add_locked: take
+ *   the lock, add, unlock.  SPSC (count, counted): take_over first if
+ *   pending_k is set, then pending_before = the count and pending_k = 1,
+ *   then add_count, publish, pending_k = 0.
  *
- *   Deaths (-DDEATHS=1, the default; 0: none).  MPMC: a producer may die
- *   during its last put after storing base and before counting, or after
- *   counting and before publishing.  A repair (run by a consumer, as the
- *   waiter in queue.c is) tombstones the dead claim, counted
- *   (TOMBSTONE_COUNTED) iff CNT(tally) != base; a consumer that passes a
- *   counted tombstone finishes it (finish_void).  SPSC: producer 0 may die
- *   after storing pending_k and before counting, after counting and before
- *   publishing, or after publishing and before counted(); producer 1's
- *   take_over then lowers prod.puts to before + published if it had
- *   counted, under the lock, and wakes if that brings the count to zero
- *   while joiners wait.
+ *   Deaths (-DDEATHS=0: none).  MPMC: producer 1 may die in its last put
+ *   after storing base and before counting, or after counting and before
+ *   publishing (dead[1]).  A consumer (as the waiter of queue.c does)
+ *   repairs the claim and passes its slot in one step: a counted tombstone
+ *   (TOMBSTONE_COUNTED) iff CNT(tally) != base, which it finishes
+ *   (finish_void).  SPSC: producer 0 may die after setting pending_k and
+ *   before counting, after counting and before publishing, or after
+ *   publishing and before clearing pending_k; producer 1's take_over then
+ *   runs under the lock: if the word is pending_before + 1 it lowers it to
+ *   pending_before + published (the slot check, one step: the dead
+ *   producer's words are final) and, if joiners wait and unfinished is 0,
+ *   wakes them.
  *
- *   NC consumers take published items (avail) and counted tombstones and
- *   finish each with task_done, but for one item in all, which spin may
- *   leave unfinished (so a joiner may rightly sleep forever).  -DEXTRA: a
- *   consumer may also make one task_done call for no item of its own (a
- *   user's call, which must get -EOVERFLOW, and change nothing, if it
- *   would take done past puts).  finish: d = done, seen = puts_seen; if d
- *   has L: finish_locked; if d + 1 > seen: seen = puts_total, stored, and
- *   -EOVERFLOW if still d + 1 > seen; CAS done d -> d + 1 (retried from
- *   the value the CAS read).  finish_locked: the lock, puts = puts_total,
- *   store puts_seen, d = done, -EOVERFLOW check, CAS, and wake if waiters
- *   != 0 and d + 1 == puts; unlock.  puts_total reads each count word in
- *   one step of its own.
+ *   A consumer (-DNC=2: two) takes published items and finishes each with
+ *   task_done, but for one item in all that spin may leave unfinished (so
+ *   that a joiner may rightly sleep forever).  -DEXTRA: one task_done for
+ *   no item (a user's call, which must change nothing if it would take
+ *   done past puts).  finish: d = done and seen = puts_seen; d with L:
+ *   finish_locked; d + 1 > seen: seen = puts_total (stored), -EOVERFLOW if
+ *   still d + 1 > seen; CAS done d -> d + 1, retried from the value read.
+ *   finish_locked: the lock; puts = puts_total, stored in puts_seen; d =
+ *   done; -EOVERFLOW check and CAS (retried); wake if waiters != 0 and
+ *   CNT(d) + 1 == puts; unlock.  puts_total and unfinished read each word
+ *   in a step of its own, unfinished done first.
  *
- *   NJ joiners each join up to JOINS times (spin chooses how many):
- *   unfinished (done, then each tally) is 0: return; else join_register
- *   under the lock: waiters += 1, the first runs set_locked(on) (one
- *   fetch_or per word: done, then each tally), check unfinished (0:
- *   waiters back, the first clears the bits, return), read the epoch e,
- *   unlock.  Then loop: futex_wait(epoch, e), return if the epoch moved or
- *   unfinished is 0; then join_unregister: under the lock, waiters -= 1,
- *   the last clears the bits (set_locked(off): one store per word).
- *   wake_joiners is epoch += 1, then futex_wake(all).  futex_wait is an
- *   atomic compare-and-block; timeouts, FUTEX_RECHECK_NS rechecks and
- *   spurious wake-ups are left out (they only wake a joiner earlier), as
- *   are lock holders that die (jlock's -EOWNERDEAD path) and a lock a peer
- *   fakes (JLOCK_BOUND_NS).  The lock is "lk == 0 -> lk = holder", atomic.
+ *   Joiner 0 joins up to JOINS times (spin chooses how many), joiner 1
+ *   once: unfinished is 0: return; else join_register: the lock, waiters
+ *   += 1, the first sets L in done and then in each count word (a
+ *   fetch_or each); check unfinished (0: waiters back, the first clears
+ *   the bits, unlock, return); read the epoch e; unlock.  Then loop:
+ *   futex_wait(epoch, e); return if the epoch moved or unfinished is 0;
+ *   then join_unregister: the lock, waiters -= 1, the last clears the
+ *   bits, unlock.  wake_joiners is epoch += 1, then futex_wake(all);
+ *   futex_wait an atomic compare-and-block.  Joiner 0 may also return once
+ *   from futex_wait unwoken, as after FUTEX_RECHECK_NS, so that the loop's
+ *   unfinished is checked too; more of those only wake it earlier.
+ *   Left out: timeouts, a holder of the joiners' lock that dies (jlock's
+ *   -EOWNERDEAD) or that a peer fakes (JLOCK_BOUND_NS), puts of several
+ *   items, a put lost to close, and threads without a claimer record (they
+ *   share prod.puts, which then is one more word counted as the tallies).
+ *   The lock is "lk == 0 -> lk = holder", atomic; a step next to its
+ *   acquire or release is merged into that step, which loses no
+ *   behaviour: nothing else touches lk in between, so the merged steps
+ *   commute with whatever another process could run between them.
  *
  * What is proved (pan -DSAFETY)
- *   1. No joiner sleeps forever once the count was zero after it
- *      registered (owed wake-up).  registered[j] is set with waiters += 1
- *      and cleared with waiters -= 1 (or the registration's undo); owed[j]
- *      records that a step made the count zero in between (a CAS of done,
- *      or a takeover's lowering: the only steps that can).  The watchdog
- *      runs only when no other process can move (spin's timeout) and
- *      asserts that no joiner still in join is owed a wake-up, nor asleep
- *      with the count zero.
+ *   1. Owed wake-up: no joiner sleeps forever once the count was zero
+ *      after it registered.  It is registered from the step after which
+ *      every change of a count goes through the lock (the first joiner's
+ *      last fetch_or, or the acquire of a later one) until it leaves
+ *      waiters; owed[j] records that a step made the count zero in
+ *      between (a CAS of done, or take_over's lowering: the only steps
+ *      that can).  The watchdog runs only when no other process can move
+ *      (spin's timeout) and asserts that no joiner still in join is owed,
+ *      nor waits with the count zero.  A zero between the call's start and
+ *      its check under the lock, gone again by the check, is not owed: the
+ *      check is the join's one moment, as in Python's join.
  *   2. No spurious return: a joiner returns only if the count was zero at
  *      some moment since its call began.  zseen[j] is set when the call
  *      begins if the count is zero then, and by every step that makes it
- *      zero while the call runs; each return asserts it.
- *   3. done never passes the true puts (the sum of the count words): every
- *      step that raises done or lowers a count asserts CNT(done) <= puts.
- *      And a task_done for an item the consumer took never gets -EOVERFLOW
- *      (asserted).
+ *      zero while the call runs; every return asserts it.
+ *   3. done never passes the true puts (the sum of the count words):
+ *      every step that raises done or lowers a count asserts it.  And a
+ *      task_done for an item taken (or a counted tombstone) never gets
+ *      -EOVERFLOW, unless an extra task_done came first (asserted).
  *
  * Memory model
- *   spin is sequentially consistent; the code's orders make the steps the
- *   proof relies on behave so:
- *   - Every count word is read-modify-written only by CAS or fetch_or /
- *     fetch_and, so each has one modification order in which the bit's
- *     setting falls before or after a count's CAS: a CAS from a value
- *     without L that lands after the fetch_or fails (it compares the whole
- *     word), and the retry sees L.  Those RMWs are relaxed; that suffices
- *     because the joiner reads every word after its own fetch_or on it
- *     (read-after-RMW coherence), and everything after the bits are set is
- *     ordered by the lock (acquire / release).
- *   - Outside the lock a zero is read as done (acquire) first, then each
- *     tally: done's value includes only items whose counts
- *     happen-before it (count, then the item's release publication, the
- *     consumer's acquire, its release CAS of done), so by coherence every
- *     tally read later is at least what done counted, and tallies only
- *     grow (SPSC: one word, lowered only under the lock to no less than
- *     done, see below): a zero read so was true when done was read.
- *   - The joiner's relaxed read of the epoch is under the lock, after the
- *     check; every wake_joiners while joiners wait runs under the lock too,
- *     so the epoch it reads is the one no later zero has moved yet.  The
- *     acquire load of the epoch after the wait pairs with wake_joiners'
- *     release increment.  The futex compare is atomic with the queueing.
+ *   spin interleaves whole steps, sequentially consistent; the code's
+ *   orders make the steps the proof relies on behave so:
+ *   - A count word changes only by read-modify-writes (CAS, fetch_or,
+ *     fetch_and), so each has one modification order, in which the first
+ *     joiner's fetch_or falls before or after a count's CAS: a CAS from a
+ *     value without L that comes after it fails (it compares the whole
+ *     word), and the retry sees L and takes the lock.  These RMWs may be
+ *     relaxed: the joiner reads each word after its own fetch_or on it
+ *     (coherence), and all it does after the bits are set, until it
+ *     unlocks, is ordered by the lock's acquire and release against every
+ *     other change, which is then under the lock too.
+ *   - Outside the lock a zero is read as done (acquire), then the
+ *     tallies: done counts only items whose counts happen-before it (the
+ *     count, then the item's release publication, the consumer's acquire,
+ *     its release CAS of done), so coherence makes every tally read later
+ *     at least what done counted, and tallies only grow (an SPSC takeover
+ *     lowers its one word under the lock): a zero so read was true when
+ *     done was read.  In the model every read is in order.
+ *   - The joiner reads the epoch (relaxed) under the lock, after its
+ *     check; while joiners wait, every wake_joiners runs under the lock,
+ *     so no zero after the check has moved that epoch yet.  The acquire
+ *     load of the epoch after the wait pairs with wake_joiners' release
+ *     increment.  The futex compare is atomic with the queueing (kernel).
+ *   The model is no proof of the relaxed orders themselves; that a record
+ *   first used while a joiner sums the tallies is seen (q->records, read
+ *   acquire, against note_record's release) is outside it too.
  *
- * Mutants (each must fail; ./dev models checks that they do):
- *   -DBUG_UNLOCKED_COUNT   add_count ignores L: a fetch_add outside the
- *                          lock while joiners wait; finish_locked's sum
- *                          of the tallies is then no snapshot
- *   -DBUG_READ_PUTS_FIRST  unfinished reads the tallies before done: a
- *                          count landing in between hides, and a zero that
- *                          never was is read
- *   -DBUG_NO_LOCK_FINISH   finish_locked changes done (and wakes) without
- *                          the lock: the joiner's check under the lock, and
- *                          the epoch it reads after it, race with it
- *   -DBUG_NO_FINISH_WAKE   finish_locked never wakes: a zero reached while
- *                          joiners wait is lost
- *   -DBUG_TOMB_COUNTED     the repair counts every tombstone, counted or
- *                          not: a death before counting then takes done
- *                          past puts
- *   -DSPSC -DBUG_TAKEOVER_NO_WAKE  take_over lowers prod.puts to zero
- *                          unfinished without waking the joiners
+ * Mutants (each must fail; ./dev models checks that they do), with the
+ * counterexample spin finds:
+ *   -DBUG_UNLOCKED_COUNT   add_count ignores L (a fetch_add outside the
+ *                          lock while joiners wait).  Producer 1 counts and
+ *                          dies; joiner 0 registers (count 1) and sleeps;
+ *                          the consumer's finish_locked of the counted
+ *                          tombstone sums the tallies (1), producer 0 then
+ *                          counts outside the lock, the CAS takes done to
+ *                          1 = the sum as read, and it wakes: joiner 0
+ *                          returns though the count went 1, 2, 1 (zseen).
+ *   -DBUG_READ_PUTS_FIRST  unfinished reads the tallies before done.
+ *                          Producer 1 counts and dies; joiner 0 registers
+ *                          and sleeps; at its recheck it reads the tallies
+ *                          (0 + 1); producer 0 counts (under the lock),
+ *                          the consumer finishes the counted tombstone
+ *                          (done 1, count 1, no wake); the joiner reads
+ *                          done 1 and returns: the count was never zero.
+ *   -DBUG_NO_LOCK_FINISH   finish_locked changes done, and wakes, without
+ *                          the lock.  Producer 1 counts and dies; joiner 0,
+ *                          holding the lock, registers and finds the count
+ *                          1; the consumer finishes the counted tombstone
+ *                          (done 1, count 0) and advances the epoch before
+ *                          joiner 0 reads it; joiner 0 sleeps on the new
+ *                          epoch and the wake-all finds it not yet asleep;
+ *                          producer 0's item is left unfinished: joiner 0
+ *                          sleeps forever, owed (watchdog).
+ *   -DBUG_NO_FINISH_WAKE   finish_locked never wakes: joiner 0 sleeps
+ *                          through the task_done that makes the count zero,
+ *                          owed (watchdog).
+ *   -DBUG_TOMB_COUNTED     the repair counts every tombstone: producer 1
+ *                          dies before counting, and the consumer's
+ *                          task_done of its tombstone gets -EOVERFLOW (had
+ *                          another item been unfinished, it would have
+ *                          finished that one).
+ *   -DSPSC -DBUG_TAKEOVER_NO_WAKE  take_over does not wake: producer 0
+ *                          counts and dies before publishing, joiner 0
+ *                          registers (count 1) and sleeps, producer 1's
+ *                          take_over lowers prod.puts to zero unfinished,
+ *                          and joiner 0 sleeps forever, owed (watchdog).
+ *
+ * Known counterexample in lib/jqueue.c (reported, not a mutant): -DSPSC
+ * -DEXTRA fails.  A task_done while producer 0's item is counted and not
+ * yet published succeeds (unfinished is 1; done 1); producer 0 dies before
+ * publishing; producer 1's take_over lowers prod.puts to 0, below done
+ * (assertion 3).
  */
 #define NP 2 /* producers */
 #ifndef NC
@@ -444,17 +486,17 @@ proctype consumer()
     :: atomic { avail > 0 -> avail-- }
         if
         :: atomic { !left -> left = 1 } /* leave it unfinished */
-        :: true -> finish(r); assert(r == 0)
+        :: true -> finish(r); assert(r == 0 || extra)
         fi
 #ifndef SPSC
     :: atomic { dead[0] && !repaired[0] -> repaired[0] = 1; tomb = TOMB(0) }
         if
-        :: tomb -> tomb = 0; finish(r); assert(r == 0) /* finish_void */
+        :: tomb -> tomb = 0; finish(r); assert(r == 0 || extra) /* finish_void */
         :: else -> skip
         fi
     :: atomic { dead[1] && !repaired[1] -> repaired[1] = 1; tomb = TOMB(1) }
         if
-        :: tomb -> tomb = 0; finish(r); assert(r == 0)
+        :: tomb -> tomb = 0; finish(r); assert(r == 0 || extra)
         :: else -> skip
         fi
 #endif
@@ -511,9 +553,7 @@ proctype joiner(byte me)
 end_sleep:
             if
             :: asleep[me] == 0
-#ifndef NORC
             :: atomic { me == 0 && !rc -> rc = 1; asleep[me] = 0 } /* one recheck */
-#endif
             fi;
             if
             :: epoch != e -> break
