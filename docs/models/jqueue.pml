@@ -162,7 +162,11 @@
  * -DEXTRA fails.  A task_done while producer 0's item is counted and not
  * yet published succeeds (unfinished is 1; done 1); producer 0 dies before
  * publishing; producer 1's take_over lowers prod.puts to 0, below done
- * (assertion 3).
+ * (assertion 3).  unfinished then reads 0 while producer 1's next item is
+ * unfinished.  -DFIX_TAKEOVER_FINISH models a candidate fix: take_over
+ * leaves the count and finishes the items it finds unpublished, as a get
+ * finishes a counted tombstone (finish refuses to pass puts); with it
+ * -DSPSC -DEXTRA passes.
  */
 #define NP 2 /* producers */
 #ifndef NC
@@ -383,6 +387,7 @@ inline finish(r)
  * published slots is one step: the dead producer's words are final. */
 inline take_over()
 {
+#ifndef FIX_TAKEOVER_FINISH
     atomic { JLOCK; old = tally[0] }
     if
     :: CNT(old) == pending_before + 1 ->
@@ -404,12 +409,23 @@ inline take_over()
     :: else -> skip
     fi;
     atomic { pending_k = 0; JUNLOCK; old = 0; z = 0 }
+#else
+    /* A candidate fix: the count stays, and the items it never published
+     * are finished (as a counted tombstone is), which never takes done
+     * past puts. */
+    atomic { ok = (CNT(tally[0]) == pending_before + 1 && !pending_pub); pending_k = 0 }
+    if
+    :: ok -> finish(r)
+    :: else -> skip
+    fi;
+    atomic { ok = 0; r = 0 }
+#endif
 }
 
 proctype producer(byte me)
 {
-    byte n, old, d, p;
-    bit ok, z;
+    byte n, old, d, p, seen;
+    bit ok, z, r;
     if
     :: me > 0 -> ended > 0 /* one SPSC producer at a time */
     :: else -> skip
