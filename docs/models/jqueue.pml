@@ -51,8 +51,8 @@
  *
  *   Joiner 0 joins up to JOINS times (spin chooses how many), joiner 1
  *   once: unfinished is 0: return; else join_register: the lock, waiters
- *   += 1, the first sets L in done and then in each count word (a
- *   fetch_or each); check unfinished (0: waiters back, the first clears
+ *   += 1, the first sets L in each word (a fetch_or each, in set_locked's
+ *   order: prod.puts, done, the records' tallies); check unfinished (0: waiters back, the first clears
  *   the bits, unlock, return); read the epoch e; unlock.  Then loop:
  *   futex_wait(epoch, e); return if the epoch moved or unfinished is 0;
  *   then join_unregister: the lock, waiters -= 1, the last clears the
@@ -272,12 +272,13 @@ inline note_change()
 #define PUTS_TOTAL(t) t = CNT(tally[0]); t = t + CNT(tally[1])
 #endif
 
-/* set_locked(on), under the lock: done, then each count word, one
- * fetch_or or fetch_and each; the last step also does "last". */
+/* set_locked(on), under the lock, in the code's order: prod.puts, done,
+ * then each record's tally; one fetch_or or fetch_and each; the last step
+ * also does "last". */
 #if NW == 1
 #define SET_LOCKED(on, last)                                                                     \
-    done = (on -> done | L : CNT(done));                                                         \
-    atomic { tally[0] = (on -> tally[0] | L : CNT(tally[0])); last }
+    tally[0] = (on -> tally[0] | L : CNT(tally[0]));                                             \
+    atomic { done = (on -> done | L : CNT(done)); last }
 #else
 #define SET_LOCKED(on, last)                                                                     \
     done = (on -> done | L : CNT(done));                                                         \
