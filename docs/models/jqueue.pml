@@ -52,11 +52,11 @@
  *   Joiner 0 joins up to JOINS times (spin chooses how many), joiner 1
  *   once: unfinished is 0: return; else join_register: the lock, waiters
  *   += 1, the first sets L in each word (a fetch_or each, in set_locked's
- *   order: prod.puts, done, the records' tallies); check unfinished (0: waiters back, the first clears
- *   the bits, unlock, return); read the epoch e; unlock.  Then loop:
- *   futex_wait(epoch, e); return if the epoch moved or unfinished is 0;
- *   then join_unregister: the lock, waiters -= 1, the last clears the
- *   bits, unlock.  wake_joiners is epoch += 1, then futex_wake(all);
+ *   order: prod.puts, done, the records' tallies); check unfinished (0:
+ *   waiters back, the first clears the bits, unlock, return); read the
+ *   epoch e; unlock.  Then loop: futex_wait(epoch, e); return if the
+ *   epoch moved or unfinished is 0; then join_unregister: the lock,
+ *   waiters -= 1, the last clears the bits, unlock.  wake_joiners is epoch += 1, then futex_wake(all);
  *   futex_wait an atomic compare-and-block.  Joiner 0 may also return once
  *   from futex_wait unwoken, as after FUTEX_RECHECK_NS, so that the loop's
  *   unfinished is checked too; more of those only wake it earlier.
@@ -484,7 +484,8 @@ gone:
 #ifdef SPSC
 #define ALL_PASSED (ended == NP && avail == 0)
 #else
-#define ALL_PASSED (ended == NP && avail == 0 && !(dead[0] && !repaired[0]) && !(dead[1] && !repaired[1]))
+#define ALL_PASSED                                                                               \
+    (ended == NP && avail == 0 && !(dead[0] && !repaired[0]) && !(dead[1] && !repaired[1]))
 #endif
 
 /* repair_record of producer q's claim, and the get that passes its slot:
