@@ -1159,6 +1159,50 @@ static void jq_producer_dies(unsigned flags)
     cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, DEATH_REAP_NS), -EPIPE);
 }
 
+/* docs/death.md: jqueue-get-claim-dies */
+Test(death, jqueue_an_item_whose_consumer_died_inside_get_is_delivered_again_and_counted_once)
+{
+    fipc_jqueue *j;
+    cr_assert_eq(fipc_jqueue_create(&j, test_arena(), 4, sizeof(int), 0), 0);
+    fipc_queue *q = fipc_jqueue_queue(j);
+    const struct geom *g = fipc__queue_view(q);
+    cr_assert_not_null(g);
+    int v = 10;
+    size_t len;
+    /* Position 0: a dead producer's counted item, already repaired into a
+     * counted tombstone (the slot as the repair leaves it: death/jqueue_a_
+     * producer_killed_inside_put_...); position 1: a real item. */
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    slot_at(g, 0)->len = TOMBSTONE_COUNTED;
+    v = 11;
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(j), 2);
+    /* A consumer dies inside a get of both. */
+    play_death(get_claim_and_die, 2, q);
+    /* The producers of the next lap reach its slots: both are put again,
+     * as they were. */
+    for (v = 12; v < 14; v++)
+        cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, 0), 0);
+    cr_assert_eq(v, 12);
+    cr_assert_eq(fipc_jqueue_task_done(j), 0);
+    v = 14;
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, DEATH_REAP_NS), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(j), 4);
+    int want[] = {13, 11, 14}; /* the counted tombstone is passed before 11 */
+    for (int i = 0; i < 3; i++) {
+        v = -1;
+        cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, 0), 0);
+        cr_assert_eq(v, want[i]);
+        cr_assert_eq(fipc_jqueue_task_done(j), 0);
+    }
+    cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, 0), -EAGAIN);
+    /* Each counted exactly once: the tombstone by the get that passed it. */
+    cr_assert_eq(fipc_jqueue_unfinished(j), 0);
+    cr_assert_eq(fipc_jqueue_join(j, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done(j), -EOVERFLOW);
+}
+
 /* ==== Arena ============================================================== */
 
 /* The directory's lock lies 32 bytes into the arena (docs/arena.md, Layout
