@@ -298,6 +298,130 @@ Test(queue_death, mpmc_a_consumer_killed_inside_a_batch_get_takes_only_what_it_r
     cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &(size_t){0}, 0), -EAGAIN);
 }
 
+/* A producer killed inside the repair of a dead consumer's claim, between
+ * claiming the position a lap on (announced, then tail moved) and
+ * publishing the slot there, holding the repair lock. */
+static int republish_claim_and_die(int i, void *arg)
+{
+    fipc_queue *q = arg;
+    const struct geom *g = fipc__queue_view(q);
+    CHILD_CHECK(g && g->me, 1);
+    CHILD_CHECK(fipc__lock_acquire(&q->repair, 0) == 0, 2);
+    uint64_t y = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->me->claim, claim_word(y, CLAIM_REPUB_K, 0), __ATOMIC_RELEASE);
+    CHILD_CHECK(__atomic_compare_exchange_n(&q->tail, &y, y + 1, false, __ATOMIC_SEQ_CST,
+                                            __ATOMIC_SEQ_CST),
+                3);
+    raise(SIGKILL);
+    return CHILD_FAIL(4);
+}
+
+Test(queue_death, mpmc_a_repairer_killed_before_publishing_is_finished_by_a_consumer)
+{
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    for (int i = 0; i < 4; i++)
+        put_int(q, i);
+    expect_killed(test_fork(claim_get_and_die, 1, q)); /* inside the get of message 0 */
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(get_int(q), i);
+    expect_killed(test_fork(republish_claim_and_die, 0, q));
+    cr_assert_eq(fipc_queue_qsize(q), 1, "position 4 is claimed");
+    int v = -1;
+    size_t len;
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, DEATH_WAIT_NS), 0);
+    cr_log_info("dead repairer: finished after %.1f ms", (double)(test_now_ns() - t0) / 1e6);
+    cr_assert_eq(v, 0, "message 0, as the dead consumer left it");
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, 0), -EAGAIN);
+    for (int i = 4; i < 4 + 12; i++) {
+        put_int(q, i);
+        cr_assert_eq(get_int(q), i);
+    }
+}
+
+struct reaped {
+    fipc_queue *q;
+    int got;
+};
+
+static int get_with_a_new_record(int i, void *arg)
+{
+    struct reaped *c = arg;
+    int v = -1;
+    size_t len;
+    CHILD_CHECK(fipc_queue_get(c->q, &v, sizeof v, &len, 0) == 0, 1);
+    c->got = v;
+    return CHILD_OK;
+}
+
+Test(queue_death, mpmc_a_dead_consumers_record_taken_by_a_new_thread_loses_only_its_claim)
+{
+    enum { N = 2 * QUEUE_CLAIMERS };
+    struct reaped *c = test_shared(sizeof *c);
+    c->q = new_queue(N, sizeof(int), 0);
+    for (int i = 0; i < N; i++)
+        put_int(c->q, i); /* this thread takes a record */
+    /* Every other record is held by a consumer that died inside get. */
+    for (int i = 0; i < QUEUE_CLAIMERS - 1; i++)
+        expect_killed(test_fork(claim_get_and_die, 1, c->q));
+    /* A new process needs a record: it settles a dead one, releasing its
+     * slot, and gets the next message. */
+    test_expect_ok(test_fork(get_with_a_new_record, 0, c));
+    cr_assert_eq(c->got, QUEUE_CLAIMERS - 1);
+    uint8_t seen[N + QUEUE_CLAIMERS] = {0};
+    for (int i = QUEUE_CLAIMERS; i < N; i++)
+        cr_assert_eq(get_int(c->q), i);
+    /* The producers of the next lap pass every dead claim: all but the
+     * settled one are put again. */
+    for (int i = 0; i < QUEUE_CLAIMERS; i++) {
+        int v = N + i;
+        cr_assert_eq(fipc_queue_put(c->q, &v, sizeof v, DEATH_WAIT_NS), 0, "put %d", v);
+    }
+    int v, got = 0, missing = -1;
+    size_t len;
+    while (fipc_queue_get(c->q, &v, sizeof v, &len, 0) == 0) {
+        cr_assert(v >= 0 && v < N + QUEUE_CLAIMERS && !seen[v], "message %d", v);
+        seen[v] = 1;
+        got++;
+    }
+    for (int i = 0; i < QUEUE_CLAIMERS - 1; i++)
+        if (!seen[i]) {
+            cr_assert_eq(missing, -1, "messages %d and %d lost", missing, i);
+            missing = i;
+        }
+    cr_log_info("message %d lost with the settled record", missing);
+    cr_assert_neq(missing, -1, "the settled record's message was delivered");
+    cr_assert_eq(got, QUEUE_CLAIMERS - 2 + QUEUE_CLAIMERS);
+    cr_assert(fipc_queue_empty(c->q));
+}
+
+/* A consumer that dies inside get without a robust list. */
+static int claim_get_without_a_robust_list_and_die(int i, void *arg)
+{
+    fipc__lock_force_no_robust_list();
+    return claim_get_and_die(i, arg);
+}
+
+Test(queue_death, mpmc_a_claimer_without_a_robust_list_is_never_repaired)
+{
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    for (int i = 0; i < 4; i++)
+        put_int(q, i);
+    expect_killed(test_fork(claim_get_without_a_robust_list_and_die, 1, q));
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(get_int(q), i);
+    /* Its record still names it: nobody tells it from a live claimer. */
+    const struct geom g = geom_of(q);
+    int alive = 0;
+    for (int i = 0; i < QUEUE_CLAIMERS; i++)
+        alive += (claimers_of(&g)[i].owner.word & FUTEX_TID_MASK) != 0 &&
+                 claimers_of(&g)[i].claim != 0;
+    cr_assert_eq(alive, 1);
+    int v = 4;
+    cr_assert_eq(fipc_queue_put(q, &v, sizeof v, FIPC_MSEC(300)), -ETIMEDOUT);
+    cr_assert_eq(fipc_queue_qsize(q), 0);
+}
+
 /* A message whose content says its id, so that a torn or mixed copy shows. */
 struct tagged {
     uint32_t id, check;
