@@ -962,7 +962,8 @@ Test(death, queue_after_close_a_waiting_get_ends_in_epipe_whoever_died)
     reap(&pid, &status, 1);
     expect_ok(status, "the draining consumer");
 
-    /* MPMC: a dead consumer's claim, then close. */
+    /* MPMC: a dead consumer's claim, then close: no put runs to put its
+     * message 1 again, so it is lost (docs/death.md: queue-mid-get-closed). */
     q = new_queue(4, sizeof(int), 0);
     put_int(q, 1);
     put_int(q, 2);
