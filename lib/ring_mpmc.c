@@ -2,8 +2,9 @@
  * ring_mpmc.c - repairing MPMC claims whose holder died (ring_mpmc.h,
  * Death), out of line: it runs only in calls that already wait.
  *
- * Model: docs/models/ring_mpmc.pml (the repair of a producer's claim; the
- * re-publication of a consumer's is not modelled there)
+ * Models: docs/models/ring_mpmc.pml (the repair of a producer's claim) and
+ * docs/models/ring_mpmc_get.pml (a consumer's, re-published; one position
+ * per claim, no close)
  *
  * A producer that dies between claiming positions (its CAS on tail) and
  * publishing them leaves them unpublished: consumers stop there.  A
