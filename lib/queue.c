@@ -142,6 +142,23 @@ static int stuck(struct fipc_queue *q, const struct geom *g, bool put_side)
     return g->spsc ? -EAGAIN : fipc__mpmc_stuck(q, g, put_side, hole_of(g));
 }
 
+/* A call that does not wait (timeout_ns == 0) is about to report -EAGAIN:
+ * whether a claim that was never handed over is in the way and is now
+ * repaired (then the caller tries once more).  The hole and its grace
+ * period live in this thread's view, as for a waiting call, so repeated
+ * calls reach the repair once the claim has been in the way for the grace
+ * period; nothing in the way costs no clock read.  relaxed: only a
+ * filter, so that a ring that is simply empty (head == tail) or has every
+ * slot full (tail - head == ring) costs no call; stuck reads what it
+ * decides on again. */
+static bool stuck_now(struct fipc_queue *q, const struct geom *g, bool put_side)
+{
+    uint64_t used = load_relaxed(&q->tail) - load_relaxed(&q->head);
+    if (g->spsc || (put_side ? used >= g->ring : used == 0))
+        return false;
+    return fipc__mpmc_stuck(q, g, put_side, hole_of(g)) == 0;
+}
+
 /* The error for a queue that has no view: as fipc__view_open says. */
 FIPC_NOINLINE int fipc__view_error(const struct fipc_queue *q)
 {
@@ -183,6 +200,10 @@ static int try_put_patiently(void *arg, bool patient)
 int fipc__queue_block_put(fipc_queue *q, ec_try_fn try, void *ctx, int64_t timeout_ns)
 {
     struct patient_put p = {q, try, ctx};
+    if (timeout_ns == 0) {
+        const struct geom *g = view_of(q);
+        return g && stuck_now(q, g, true) ? try(ctx, false) : -EAGAIN;
+    }
     return ec_block(&q->not_full, try_put_patiently, &p, timeout_ns);
 }
 
@@ -223,6 +244,8 @@ int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int6
     r = put_now(&c);
     if (FIPC_LIKELY(r != -EAGAIN))
         return r;
+    if (timeout_ns == 0)
+        return stuck_now(q, c.g, true) ? put_now(&c) : -EAGAIN;
     return ec_block(&q->not_full, try_put, &c, timeout_ns);
 }
 
@@ -287,7 +310,9 @@ static int get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_
     if (!buf || !lens || n == 0 || stride < c.g->max_item)
         return -EINVAL;
     int r = get_now(&c);
-    if (FIPC_UNLIKELY(r == -EAGAIN))
+    if (FIPC_UNLIKELY(r == -EAGAIN) && timeout_ns == 0)
+        r = stuck_now(q, c.g, false) ? get_now(&c) : -EAGAIN;
+    else if (FIPC_UNLIKELY(r == -EAGAIN))
         r = ec_block(&q->not_empty, try_get, &c, timeout_ns);
     if (counted)
         *counted += c.counted;

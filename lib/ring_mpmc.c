@@ -2,7 +2,9 @@
  * ring_mpmc.c - repairing MPMC claims whose holder died (ring_mpmc.h,
  * Death), out of line: it runs only in calls that already wait.
  *
- * Model: docs/models/ring_mpmc.pml
+ * Models: docs/models/ring_mpmc.pml (the repair of a producer's claim) and
+ * docs/models/ring_mpmc_get.pml (a consumer's, re-published; one position
+ * per claim, no close)
  *
  * A producer that dies between claiming positions (its CAS on tail) and
  * publishing them leaves them unpublished: consumers stop there.  A
@@ -31,8 +33,15 @@
  * claimer lives, (b) or (c) fails.  A dead record's stale announcement of a
  * position it lost to another claimer changes nothing: that claimer is
  * either alive (c fails) or dead too (the repair is right).  The repair
- * tombstones an unpublished put's slot, and releases an unreleased get's
- * slot (its message is lost with the consumer that took it).  The dead
+ * tombstones an unpublished put's slot.  An unreleased get's slot still
+ * holds its message, intact: the repair puts it again (republish) at the
+ * position a lap on, the one the producers wait for, claiming that
+ * position for the repairing thread as a put would (announced in its own
+ * record, so that the repairer's death is repaired too: that claim's
+ * slot shows the turn of the lap before, and its repair publishes it as
+ * it is).  Only where that cannot be done (the repairer has no record, as
+ * in reap; the queue is closed; tail is not at that position) is the slot
+ * released, and its message lost with the consumer that took it.  The dead
  * record is cleared only if no live record announced any of its positions:
  * one that did may be about to lose its CAS to the dead holder, which
  * would leave the position announced by nobody.  The model checked with
@@ -143,6 +152,52 @@ static bool live_claim(const struct geom *g, uint64_t p, uint64_t side, struct c
     return false;
 }
 
+/* Make the message in slot s one that nobody receives, for a queue found
+ * closed, as a put that loses to close does (C1); a counted tombstone
+ * stays one, so the get that passes it still counts it done. */
+static void tombstone_kept(struct slot *s)
+{
+    if (s->len != TOMBSTONE_COUNTED)
+        s->len = TOMBSTONE;
+}
+
+/* Position x is a dead consumer's claim, its slot still full (turn x + 1):
+ * deliver its message to another consumer instead of releasing the slot.
+ * Under the repair lock, when the producers of the next lap wait for the
+ * slot (tail == x + ring, which no producer can move past while the slot
+ * is held, A2), claim x + ring for this thread as a producer would
+ * (announced first, so that its own death is repairable too), and publish
+ * the slot for x + ring as it is: the message, or the tombstone (counted
+ * or not), that it held.  Consumers then receive it after every message
+ * put before it.  Whether it did; if not (this thread has no record, the
+ * queue is closed, or tail is elsewhere), the caller releases the slot. */
+static bool republish(struct fipc_queue *q, const struct geom *g, uint64_t x)
+{
+    uint64_t y = x + g->ring;
+    /* relaxed: an early answer; the CAS decides, and the load of closed
+     * after it settles a race with close (C1). */
+    uint64_t t = load_relaxed(&q->tail);
+    if (!g->me || t != y || load_relaxed(&q->closed))
+        return false;
+    claim_announce(g, claim_word(y, CLAIM_REPUB_K, 0));
+    /* C1: seq_cst, as a put's claim, and a release of the announcement
+     * to a repairer that reads tail (RA1). */
+    if (!cas_seqcst(&q->tail, &t, y + 1)) {
+        claim_announce(g, 0);
+        return false;
+    }
+    struct slot *s = slot_at(g, y);
+    if (load_seqcst(&q->closed)) /* C1 */
+        tombstone_kept(s);
+    /* R1: release; pairs with the acquire (A1) of the consumer of y.  The
+     * message was complete before the dead consumer's A1, and this thread
+     * read the turn with acquire (repair_record). */
+    store_release(&s->seq, turn(y + 1));
+    claim_announce(g, 0);
+    ec_notify(&q->not_empty);
+    return true;
+}
+
 /* The positions that dead record d announced in claim word w and that are
  * claimed, unfinished and announced by no live record: hand each over as
  * its holder would have, then clear d, unless a live record announced one
@@ -159,7 +214,7 @@ static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct
 {
     if (owner_alive(d) || load_acquire(&d->claim) != w)
         return 0;
-    uint32_t k = (uint32_t)(w >> 32) & 0x7fffffff;
+    uint32_t k = claim_len(w);
     if (k > g->ring)
         k = (uint32_t)g->ring; /* a peer wrote it; a ring is all a claim can hold */
     uint64_t first = near - (uint32_t)(turn(near) - (uint32_t)w);
@@ -187,12 +242,20 @@ static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct
         struct slot *s = slot_at(g, x);
         /* acquire: as A1/A2, the slot's state before it is changed. */
         uint32_t seq = load_acquire(&s->seq);
-        if (side == 0 && seq == turn(x)) {
+        if (side == 0 && claim_repub(w) && seq == turn(x + 1 - g->ring)) {
+            /* A repairer that died re-publishing x: finish it.  seq_cst:
+             * as C1; its CAS on tail came before. */
+            if (load_seqcst(&q->closed))
+                tombstone_kept(s);
+            store_release(&s->seq, turn(x + 1)); /* R1, for the dead repairer */
+            fixed++;
+        } else if (side == 0 && !claim_repub(w) && seq == turn(x)) {
             s->len = tomb;
             store_release(&s->seq, turn(x + 1)); /* R1, for the dead producer */
             fixed++;
         } else if (side == CLAIM_GET && seq == turn(x + 1)) {
-            store_release(&s->seq, turn(x + g->ring)); /* R2, for the dead consumer */
+            if (!republish(q, g, x))
+                store_release(&s->seq, turn(x + g->ring)); /* R2, for the dead consumer */
             fixed++;
         }
     }
@@ -246,8 +309,12 @@ int fipc__mpmc_stuck(struct fipc_queue *q, const struct geom *g, bool put_side, 
         if ((int64_t)(load_relaxed(&q->tail) - p) <= 0)
             return -EAGAIN; /* simply empty */
     }
-    /* relaxed: compared only; the repair reads it again with acquire. */
-    if (load_relaxed(&slot_at(g, p)->seq) != held)
+    /* relaxed: compared only; the repair reads it again with acquire.  A
+     * consumer also waits behind a re-publication (republish) between its
+     * claim and its store: the slot still shows the turn of the lap
+     * before, p + 1 - ring, which with tail > p nothing else leaves. */
+    uint32_t seq = load_relaxed(&slot_at(g, p)->seq);
+    if (seq != held && (put_side || seq != turn(p + 1 - g->ring)))
         return -EAGAIN; /* moved on meanwhile: look again */
     int64_t now = fipc_now_ns();
     if (h->pos != p || h->since == 0) {

@@ -47,11 +47,27 @@ static inline uint64_t claim_word(uint64_t first, size_t k, uint64_t side)
     return turn(first) | (uint64_t)k << 32 | side;
 }
 
+/* The k of a repairer's put claim of one position whose slot still holds,
+ * intact, a message that a consumer claimed and died with (ring_mpmc.c,
+ * republish): a count no claim has (a claim holds at most a ring, 2^30). */
+#define CLAIM_REPUB_K UINT32_C(0x7fffffff)
+
+/* Whether claim word w is such a re-publication. */
+static inline bool claim_repub(uint64_t w)
+{
+    return ((uint32_t)(w >> 32) & 0x7fffffff) == CLAIM_REPUB_K;
+}
+
+/* How many positions claim word w covers. */
+static inline uint32_t claim_len(uint64_t w)
+{
+    return claim_repub(w) ? 1 : (uint32_t)(w >> 32) & 0x7fffffff;
+}
+
 /* Whether claim word w of side covers position p. */
 static inline bool claim_covers(uint64_t w, uint64_t p, uint64_t side)
 {
-    uint32_t k = (uint32_t)(w >> 32) & 0x7fffffff;
-    return (w & CLAIM_GET) == side && (uint32_t)(turn(p) - (uint32_t)w) < k;
+    return (w & CLAIM_GET) == side && (uint32_t)(turn(p) - (uint32_t)w) < claim_len(w);
 }
 
 /* Announce, before the CAS that takes them, the positions this thread is

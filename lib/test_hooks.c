@@ -47,6 +47,16 @@ int fipc__queue_mpmc_get_claim_only(struct fipc_queue *q, size_t n)
     return g ? mpmc_get_claim(q, g, n, &c) : -EINVAL;
 }
 
+int fipc__queue_mpmc_get_claim_release_some(struct fipc_queue *q, size_t n, size_t released)
+{
+    const struct geom *g = fipc__queue_view(q);
+    struct queue_claim c;
+    int r = g ? mpmc_get_claim(q, g, n, &c) : -EINVAL;
+    if (r > 0)
+        ring_release(g, c.pos, released < c.k ? released : c.k);
+    return r;
+}
+
 void fipc__lock_force_no_robust_list(void)
 {
     /* relaxed: read by this process's threads (and inherited by children)

@@ -29,6 +29,11 @@ int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, s
  * -EAGAIN. */
 int fipc__queue_mpmc_get_claim_only(struct fipc_queue *q, size_t n);
 
+/* The same, but it hands the first `released` slots of its claim back
+ * first, as a consumer killed inside a batch get after copying those out
+ * would: how many it claimed, or -EAGAIN. */
+int fipc__queue_mpmc_get_claim_release_some(struct fipc_queue *q, size_t n, size_t released);
+
 /* From now on, every thread that sets up its lock state (its first lock
  * call, in this process or in a child forked later) finds no robust list,
  * as on a C library whose list fipc cannot use: owner death is then found

@@ -708,14 +708,17 @@ Test(death, queue_mpmc_a_consumer_killed_between_claim_and_release_is_passed_wit
     fipc_queue *q = new_queue(4, sizeof(int), 0);
     for (int i = 0; i < 4; i++)
         put_int(q, i);
-    play_death(get_claim_and_die, 1, q); /* message 0 is lost with it */
+    play_death(get_claim_and_die, 1, q); /* inside the get of message 0 */
     for (int i = 1; i < 4; i++)
         cr_assert_eq(get_int(q, 0), i);
     int v = 4;
     int64_t t0 = now_ns();
     cr_assert_eq(fipc_queue_put(q, &v, sizeof v, DEATH_REAP_NS), 0);
-    expect_within_bound(t0, now_ns(), "the producer reused the dead consumer's slot");
+    expect_within_bound(t0, now_ns(), "the producer passed the dead consumer's slot");
+    /* Message 0 was put again in the dead consumer's place, before 4. */
+    cr_assert_eq(get_int(q, 0), 0);
     cr_assert_eq(get_int(q, 0), 4);
+    cr_assert_eq(get_r(q, 0), -EAGAIN);
 }
 
 static int get_one_and_die(int i, void *arg)
@@ -836,18 +839,71 @@ Test(death, queue_empty_over_a_dead_consumers_slot_means_a_waiting_put_succeeds)
     cr_assert(fipc_queue_empty(q));
     cr_assert_eq(fipc_queue_qsize(q), 0);
     int v = 4;
-    /* A call that does not wait does not repair... */
+    /* The first call that does not wait finds no room (the claim's grace
+     * period starts there)... */
     cr_assert_eq(fipc_queue_put(q, &v, sizeof v, 0), -EAGAIN);
-    /* ...one that waits does. */
+    /* ...one that waits passes it: message 0 is put again, then 4. */
     cr_assert_eq(fipc_queue_put(q, &v, sizeof v, DEATH_REAP_NS), 0);
-    cr_assert_eq(fipc_queue_qsize(q), 1);
+    cr_assert_eq(fipc_queue_qsize(q), 2);
     cr_assert_not(fipc_queue_full(q));
-    for (int i = 5; i < 8; i++)
+    for (int i = 5; i < 7; i++)
         put_int(q, i);
     cr_assert(fipc_queue_full(q));
-    for (int i = 4; i < 8; i++)
+    cr_assert_eq(get_int(q, 0), 0);
+    for (int i = 4; i < 7; i++)
         cr_assert_eq(get_int(q, 0), i);
     cr_assert(fipc_queue_empty(q));
+}
+
+/* Call a put or get that does not wait until it gives other than -EAGAIN,
+ * for DEATH_BOUND_NS at most; its result. */
+static int put_nowait_until_done(fipc_queue *q, int v)
+{
+    int r;
+    int64_t end = now_ns() + DEATH_BOUND_NS;
+    while ((r = fipc_queue_put(q, &v, sizeof v, 0)) == -EAGAIN && now_ns() < end)
+        sched_yield();
+    return r;
+}
+
+static int get_nowait_until_done(fipc_queue *q, int *v)
+{
+    int r;
+    size_t len;
+    int64_t end = now_ns() + DEATH_BOUND_NS;
+    while ((r = fipc_queue_get(q, v, sizeof *v, &len, 0)) == -EAGAIN && now_ns() < end)
+        sched_yield();
+    return r;
+}
+
+/* docs/death.md: queue-nowait-repairs */
+Test(death, queue_mpmc_calls_that_do_not_wait_pass_a_dead_claim_after_its_grace_period)
+{
+    /* A get behind a dead producer's claim. */
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    play_death(put_claim_and_die, 2, q);
+    put_int(q, 1);
+    int v = -1;
+    int64_t t0 = now_ns();
+    cr_assert_eq(get_nowait_until_done(q, &v), 0);
+    expect_within_bound(t0, now_ns(), "gets that do not wait passed the dead claim");
+    cr_assert_eq(v, 1);
+    cr_assert_eq(get_r(q, 0), -EAGAIN);
+    cr_assert(fipc_queue_empty(q));
+
+    /* A put behind a dead consumer's claim. */
+    q = new_queue(4, sizeof(int), 0);
+    for (int i = 0; i < 4; i++)
+        put_int(q, i);
+    play_death(get_claim_and_die, 1, q);
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(get_int(q, 0), i);
+    t0 = now_ns();
+    cr_assert_eq(put_nowait_until_done(q, 4), 0);
+    expect_within_bound(t0, now_ns(), "puts that do not wait passed the dead claim");
+    cr_assert_eq(get_int(q, 0), 0);
+    cr_assert_eq(get_int(q, 0), 4);
+    cr_assert_eq(get_r(q, 0), -EAGAIN);
 }
 
 /* docs/death.md: queue-snapshot-spsc */
@@ -906,7 +962,8 @@ Test(death, queue_after_close_a_waiting_get_ends_in_epipe_whoever_died)
     reap(&pid, &status, 1);
     expect_ok(status, "the draining consumer");
 
-    /* MPMC: a dead consumer's claim, then close. */
+    /* MPMC: a dead consumer's claim, then close: no put runs to put its
+     * message 1 again, so it is lost (docs/death.md: queue-mid-get-closed). */
     q = new_queue(4, sizeof(int), 0);
     put_int(q, 1);
     put_int(q, 2);
@@ -946,7 +1003,7 @@ Test(death, queue_after_close_a_waiting_get_ends_in_epipe_whoever_died)
  * keeps apart.  A consumer that drains a closed queue with non-blocking
  * gets spins for ever, unless some call that waits passes the claim.
  */
-Test(death, queue_after_close_a_nonblocking_get_ends_in_epipe_over_a_dead_claim, .disabled = true)
+Test(death, queue_after_close_a_nonblocking_get_ends_in_epipe_over_a_dead_claim)
 {
     fipc_queue *q = new_queue(4, sizeof(int), 0);
     play_death(put_claim_and_die, 1, q);
@@ -992,15 +1049,26 @@ Test(death, queue_every_put_that_returned_0_is_delivered_once_around_dead_produc
  * its get returned") does not hold for MPMC.  SPSC keeps it
  * (queue_spsc_a_side_killed_before_handing_its_slot_over_...).
  */
-Test(death, queue_mpmc_a_message_whose_consumer_died_inside_get_is_delivered_to_another,
-     .disabled = true)
+Test(death, queue_mpmc_a_message_whose_consumer_died_inside_get_is_delivered_to_another)
 {
     fipc_queue *q = new_queue(4, sizeof(int), 0);
     put_int(q, 1);
     put_int(q, 2);
     play_death(get_claim_and_die, 1, q); /* inside the get of message 1 */
-    cr_assert_eq(get_int(q, DEATH_REAP_NS), 1, "message 1 was lost");
-    cr_assert_eq(get_int(q, DEATH_REAP_NS), 2);
+    cr_assert_eq(get_int(q, 0), 2);
+    /* The producers of the next lap reach the dead consumer's slot: a put
+     * that waits there puts message 1 again, behind 3 and 4. */
+    put_int(q, 3);
+    put_int(q, 4);
+    int v = 5;
+    int64_t t0 = now_ns();
+    cr_assert_eq(fipc_queue_put(q, &v, sizeof v, DEATH_REAP_NS), 0);
+    expect_within_bound(t0, now_ns(), "the put passed the dead consumer's slot");
+    cr_assert_eq(get_int(q, 0), 3);
+    cr_assert_eq(get_int(q, 0), 4);
+    cr_assert_eq(get_int(q, 0), 1, "message 1 was lost");
+    cr_assert_eq(get_int(q, 0), 5);
+    cr_assert_eq(get_r(q, 0), -EAGAIN);
 }
 
 struct crowd {
@@ -1090,6 +1158,50 @@ static void jq_producer_dies(unsigned flags)
     /* And close still ends every get in -EPIPE. */
     cr_assert_eq(fipc_jqueue_close(j), 0);
     cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, DEATH_REAP_NS), -EPIPE);
+}
+
+/* docs/death.md: jqueue-get-claim-dies */
+Test(death, jqueue_an_item_whose_consumer_died_inside_get_is_delivered_again_and_counted_once)
+{
+    fipc_jqueue *j;
+    cr_assert_eq(fipc_jqueue_create(&j, test_arena(), 4, sizeof(int), 0), 0);
+    fipc_queue *q = fipc_jqueue_queue(j);
+    const struct geom *g = fipc__queue_view(q);
+    cr_assert_not_null(g);
+    int v = 10;
+    size_t len;
+    /* Position 0: a dead producer's counted item, already repaired into a
+     * counted tombstone (the slot as the repair leaves it: death/jqueue_a_
+     * producer_killed_inside_put_...); position 1: a real item. */
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    slot_at(g, 0)->len = TOMBSTONE_COUNTED;
+    v = 11;
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(j), 2);
+    /* A consumer dies inside a get of both. */
+    play_death(get_claim_and_die, 2, q);
+    /* The producers of the next lap reach its slots: both are put again,
+     * as they were. */
+    for (v = 12; v < 14; v++)
+        cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, 0), 0);
+    cr_assert_eq(v, 12);
+    cr_assert_eq(fipc_jqueue_task_done(j), 0);
+    v = 14;
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, DEATH_REAP_NS), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(j), 4);
+    int want[] = {13, 11, 14}; /* the counted tombstone is passed before 11 */
+    for (int i = 0; i < 3; i++) {
+        v = -1;
+        cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, 0), 0);
+        cr_assert_eq(v, want[i]);
+        cr_assert_eq(fipc_jqueue_task_done(j), 0);
+    }
+    cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, 0), -EAGAIN);
+    /* Each counted exactly once: the tombstone by the get that passed it. */
+    cr_assert_eq(fipc_jqueue_unfinished(j), 0);
+    cr_assert_eq(fipc_jqueue_join(j, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done(j), -EOVERFLOW);
 }
 
 /* ==== Arena ============================================================== */

@@ -195,19 +195,329 @@ Test(queue_death, mpmc_producers_pass_a_consumer_killed_between_claim_and_releas
     fipc_queue *q = new_queue(4, sizeof(int), 0);
     for (int i = 0; i < 4; i++)
         put_int(q, i);
-    expect_killed(test_fork(claim_get_and_die, 1, q)); /* takes message 0 with it */
+    expect_killed(test_fork(claim_get_and_die, 1, q)); /* inside the get of message 0 */
     for (int i = 1; i < 4; i++)
         cr_assert_eq(get_int(q), i);
-    /* Position 4 reuses the dead consumer's slot: a waiting put frees it. */
+    /* Position 4 reuses the dead consumer's slot: a waiting put passes it,
+     * putting message 0 there again. */
     int v = 4;
     cr_assert_eq(fipc_queue_put(q, &v, sizeof v, 0), -EAGAIN);
     int64_t t0 = test_now_ns();
     cr_assert_eq(fipc_queue_put(q, &v, sizeof v, DEATH_WAIT_NS), 0);
     cr_log_info("dead consumer: repaired after %.1f ms", (double)(test_now_ns() - t0) / 1e6);
-    for (int i = 5; i < 8; i++)
+    for (int i = 5; i < 7; i++)
         put_int(q, i);
-    for (int i = 4; i < 8; i++)
+    cr_assert_eq(get_int(q), 0);
+    for (int i = 4; i < 7; i++)
         cr_assert_eq(get_int(q), i);
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &(size_t){0}, 0), -EAGAIN);
+}
+
+static size_t ring_of(size_t capacity)
+{
+    size_t r = 2;
+    while (r < capacity)
+        r <<= 1;
+    return r;
+}
+
+/* A consumer dies holding a claim of `claimed` messages: they are put
+ * again, in order, after every message put before the repair. */
+static void a_dead_consumers_claim_is_put_again(size_t capacity, int claimed)
+{
+    fipc_queue *q = new_queue(capacity, sizeof(int), 0);
+    int cap = (int)capacity, ring = (int)ring_of(capacity);
+    for (int i = 0; i < cap; i++)
+        put_int(q, i);
+    expect_killed(test_fork(claim_get_and_die, claimed, q));
+    for (int i = claimed; i < cap; i++)
+        cr_assert_eq(get_int(q), i);
+    /* Fill the rest of the first lap; then the next put waits for the
+     * dead consumer's first slot. */
+    for (int i = 0; i < ring - cap; i++)
+        put_int(q, 100 + i);
+    int v = 200;
+    /* The messages put again count against the capacity as they did
+     * before their consumer took them: the put finds room after them only
+     * if there is some. */
+    bool room = ring - cap + claimed < cap;
+    cr_assert_eq(fipc_queue_put(q, &v, sizeof v, room ? DEATH_WAIT_NS : FIPC_MSEC(300)),
+                 room ? 0 : -ETIMEDOUT, "capacity %zu, %d claimed", capacity, claimed);
+    cr_assert_eq(fipc_queue_qsize(q), (size_t)(ring - cap + claimed + room) < capacity
+                                          ? (size_t)(ring - cap + claimed + room)
+                                          : capacity);
+    for (int i = 0; i < ring - cap; i++)
+        cr_assert_eq(get_int(q), 100 + i);
+    for (int i = 0; i < claimed; i++)
+        cr_assert_eq(get_int(q), i, "capacity %zu, %d claimed", capacity, claimed);
+    if (!room)
+        put_int(q, 200);
+    cr_assert_eq(get_int(q), 200);
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &(size_t){0}, 0), -EAGAIN);
+    /* The queue goes on as usual. */
+    for (int i = 0; i < 3 * ring; i++) {
+        put_int(q, 300 + i);
+        cr_assert_eq(get_int(q), 300 + i);
+    }
+}
+
+Test(queue_death, mpmc_a_dead_consumers_batch_claim_is_put_again_after_what_came_before)
+{
+    a_dead_consumers_claim_is_put_again(4, 1);
+    a_dead_consumers_claim_is_put_again(4, 2);
+    a_dead_consumers_claim_is_put_again(3, 1);
+    a_dead_consumers_claim_is_put_again(3, 3);
+    a_dead_consumers_claim_is_put_again(8, 3);
+    a_dead_consumers_claim_is_put_again(8, 8);
+}
+
+static int claim_release_one_get_and_die(int i, void *arg)
+{
+    CHILD_CHECK(fipc__queue_mpmc_get_claim_release_some(arg, (size_t)i, 1) == i, 1);
+    raise(SIGKILL);
+    return CHILD_FAIL(2);
+}
+
+/* The exception: a consumer killed inside a batch get after it copied out
+ * and released the first slots of its claim takes those messages with it
+ * (its get never returned them); the rest are put again. */
+Test(queue_death, mpmc_a_consumer_killed_inside_a_batch_get_takes_only_what_it_released)
+{
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    for (int i = 0; i < 4; i++)
+        put_int(q, i);
+    expect_killed(test_fork(claim_release_one_get_and_die, 3, q)); /* 0 released */
+    cr_assert_eq(get_int(q), 3);
+    put_int(q, 4); /* into the released slot */
+    int v = 5;
+    cr_assert_eq(fipc_queue_put(q, &v, sizeof v, DEATH_WAIT_NS), 0);
+    cr_assert_eq(get_int(q), 4);
+    cr_assert_eq(get_int(q), 1);
+    cr_assert_eq(get_int(q), 2);
+    cr_assert_eq(get_int(q), 5);
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &(size_t){0}, 0), -EAGAIN);
+}
+
+/* A producer killed inside the repair of a dead consumer's claim, between
+ * claiming the position a lap on (announced, then tail moved) and
+ * publishing the slot there, holding the repair lock. */
+static int republish_claim_and_die(int i, void *arg)
+{
+    fipc_queue *q = arg;
+    const struct geom *g = fipc__queue_view(q);
+    CHILD_CHECK(g && g->me, 1);
+    CHILD_CHECK(fipc__lock_acquire(&q->repair, 0) == 0, 2);
+    uint64_t y = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->me->claim, claim_word(y, CLAIM_REPUB_K, 0), __ATOMIC_RELEASE);
+    CHILD_CHECK(__atomic_compare_exchange_n(&q->tail, &y, y + 1, false, __ATOMIC_SEQ_CST,
+                                            __ATOMIC_SEQ_CST),
+                3);
+    raise(SIGKILL);
+    return CHILD_FAIL(4);
+}
+
+Test(queue_death, mpmc_a_repairer_killed_before_publishing_is_finished_by_a_consumer)
+{
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    for (int i = 0; i < 4; i++)
+        put_int(q, i);
+    expect_killed(test_fork(claim_get_and_die, 1, q)); /* inside the get of message 0 */
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(get_int(q), i);
+    expect_killed(test_fork(republish_claim_and_die, 0, q));
+    cr_assert_eq(fipc_queue_qsize(q), 1, "position 4 is claimed");
+    int v = -1;
+    size_t len;
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, DEATH_WAIT_NS), 0);
+    cr_log_info("dead repairer: finished after %.1f ms", (double)(test_now_ns() - t0) / 1e6);
+    cr_assert_eq(v, 0, "message 0, as the dead consumer left it");
+    cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &len, 0), -EAGAIN);
+    for (int i = 4; i < 4 + 12; i++) {
+        put_int(q, i);
+        cr_assert_eq(get_int(q), i);
+    }
+}
+
+struct reaped {
+    fipc_queue *q;
+    int got;
+};
+
+static int get_with_a_new_record(int i, void *arg)
+{
+    struct reaped *c = arg;
+    int v = -1;
+    size_t len;
+    CHILD_CHECK(fipc_queue_get(c->q, &v, sizeof v, &len, 0) == 0, 1);
+    c->got = v;
+    return CHILD_OK;
+}
+
+Test(queue_death, mpmc_a_dead_consumers_record_taken_by_a_new_thread_loses_only_its_claim)
+{
+    enum { N = 2 * QUEUE_CLAIMERS };
+    struct reaped *c = test_shared(sizeof *c);
+    c->q = new_queue(N, sizeof(int), 0);
+    for (int i = 0; i < N; i++)
+        put_int(c->q, i); /* this thread takes a record */
+    /* Every other record is held by a consumer that died inside get. */
+    for (int i = 0; i < QUEUE_CLAIMERS - 1; i++)
+        expect_killed(test_fork(claim_get_and_die, 1, c->q));
+    /* A new process needs a record: it settles a dead one, releasing its
+     * slot, and gets the next message. */
+    test_expect_ok(test_fork(get_with_a_new_record, 0, c));
+    cr_assert_eq(c->got, QUEUE_CLAIMERS - 1);
+    uint8_t seen[N + QUEUE_CLAIMERS] = {0};
+    for (int i = QUEUE_CLAIMERS; i < N; i++)
+        cr_assert_eq(get_int(c->q), i);
+    /* The producers of the next lap pass every dead claim: all but the
+     * settled one are put again. */
+    for (int i = 0; i < QUEUE_CLAIMERS; i++) {
+        int v = N + i;
+        cr_assert_eq(fipc_queue_put(c->q, &v, sizeof v, DEATH_WAIT_NS), 0, "put %d", v);
+    }
+    int v, got = 0, missing = -1;
+    size_t len;
+    while (fipc_queue_get(c->q, &v, sizeof v, &len, 0) == 0) {
+        cr_assert(v >= 0 && v < N + QUEUE_CLAIMERS && !seen[v], "message %d", v);
+        seen[v] = 1;
+        got++;
+    }
+    for (int i = 0; i < QUEUE_CLAIMERS - 1; i++)
+        if (!seen[i]) {
+            cr_assert_eq(missing, -1, "messages %d and %d lost", missing, i);
+            missing = i;
+        }
+    cr_log_info("message %d lost with the settled record", missing);
+    cr_assert_neq(missing, -1, "the settled record's message was delivered");
+    cr_assert_eq(got, QUEUE_CLAIMERS - 2 + QUEUE_CLAIMERS);
+    cr_assert(fipc_queue_empty(c->q));
+}
+
+/* A consumer that dies inside get without a robust list. */
+static int claim_get_without_a_robust_list_and_die(int i, void *arg)
+{
+    fipc__lock_force_no_robust_list();
+    return claim_get_and_die(i, arg);
+}
+
+Test(queue_death, mpmc_a_claimer_without_a_robust_list_is_never_repaired)
+{
+    fipc_queue *q = new_queue(4, sizeof(int), 0);
+    for (int i = 0; i < 4; i++)
+        put_int(q, i);
+    expect_killed(test_fork(claim_get_without_a_robust_list_and_die, 1, q));
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(get_int(q), i);
+    /* Its record still names it: nobody tells it from a live claimer. */
+    const struct geom g = geom_of(q);
+    int alive = 0;
+    for (int i = 0; i < QUEUE_CLAIMERS; i++)
+        alive += (claimers_of(&g)[i].owner.word & FUTEX_TID_MASK) != 0 &&
+                 claimers_of(&g)[i].claim != 0;
+    cr_assert_eq(alive, 1);
+    int v = 4;
+    cr_assert_eq(fipc_queue_put(q, &v, sizeof v, FIPC_MSEC(300)), -ETIMEDOUT);
+    cr_assert_eq(fipc_queue_qsize(q), 0);
+}
+
+/* A message whose content says its id, so that a torn or mixed copy shows. */
+struct tagged {
+    uint32_t id, check;
+};
+
+static uint32_t tag_of(uint32_t id)
+{
+    return id * 2654435761u ^ 0x5bd1e995u;
+}
+
+struct tally {
+    uint8_t seen[4096];
+    uint32_t got, sum;
+};
+
+static void take(struct tally *t, const struct tagged *m)
+{
+    cr_assert_eq(m->check, tag_of(m->id), "message %u corrupt", m->id);
+    cr_assert(m->id < sizeof t->seen, "id %u", m->id);
+    cr_assert_eq(t->seen[m->id], 0, "message %u delivered twice", m->id);
+    t->seen[m->id] = 1;
+    t->got++;
+    t->sum += m->id;
+}
+
+/* Put message id with calls that do not wait, making room with gets that
+ * do not wait: both pass dead claims after their grace period. */
+static void put_making_room(fipc_queue *q, uint32_t id, struct tally *t)
+{
+    struct tagged m = {id, tag_of(id)}, out;
+    size_t len;
+    int64_t end = test_now_ns() + DEATH_WAIT_NS;
+    for (;;) {
+        int r = fipc_queue_put(q, &m, sizeof m, 0);
+        if (r == 0)
+            return;
+        cr_assert_eq(r, -EAGAIN);
+        r = fipc_queue_get(q, &out, sizeof out, &len, 0);
+        if (r == 0) {
+            cr_assert_eq(len, sizeof out);
+            take(t, &out);
+        } else {
+            cr_assert_eq(r, -EAGAIN);
+            cr_assert(test_now_ns() < end, "put %u stuck", id);
+            sched_yield();
+        }
+    }
+}
+
+/* A consumer killed inside a get of up to i messages (if there is one). */
+static int maybe_claim_get_and_die(int i, void *arg)
+{
+    int r = fipc__queue_mpmc_get_claim_only(arg, (size_t)i);
+    if (r == -EAGAIN)
+        return CHILD_OK;
+    CHILD_CHECK(r > 0, 1);
+    raise(SIGKILL);
+    return CHILD_FAIL(2);
+}
+
+Test(queue_death, mpmc_consumers_killed_inside_get_round_after_round_lose_and_double_nothing)
+{
+    fipc_queue *q = new_queue(8, sizeof(struct tagged), 0);
+    struct tally *t = calloc(1, sizeof *t);
+    cr_assert_not_null(t);
+    uint32_t next = 0, sum = 0;
+    int kills = 0;
+    for (int round = 0; round < 60; round++) {
+        for (int m = 0; m <= round % 3; m++) {
+            sum += next;
+            put_making_room(q, next++, t);
+        }
+        int status;
+        pid_t pid = test_fork(maybe_claim_get_and_die, 1 + (round * 7) % 4, q);
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+            kills++;
+        else
+            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+    }
+    /* A ring's worth of puts more takes the producers past every slot a
+     * dead consumer held. */
+    for (int m = 0; m < 8; m++) {
+        sum += next;
+        put_making_room(q, next++, t);
+    }
+    struct tagged out;
+    size_t len;
+    while (fipc_queue_get(q, &out, sizeof out, &len, 0) == 0)
+        take(t, &out);
+    cr_log_info("%d consumers killed inside get; %u messages", kills, next);
+    cr_assert_eq(kills, 60, "every round has a message at head: %d kills", kills);
+    cr_assert_eq(t->got, next, "lost %u", next - t->got);
+    cr_assert_eq(t->sum, sum);
+    cr_assert(fipc_queue_empty(q));
+    free(t);
 }
 
 /* A claimer that lives, however slow, is never repaired. */

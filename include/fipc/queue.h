@@ -22,21 +22,28 @@
  *
  * Guarantees, whoever dies and at whatever instruction:
  *   - a put that returned 0 is delivered exactly once, unless the consumer
- *     that received it died after its get returned or, in MPMC mode,
- *     inside the get that was receiving it (the message is then lost);
- *   - after close, every get that waits (timeout_ns != 0) ends in -EPIPE
- *     once the queue is drained, whoever died.  A get with timeout_ns == 0
- *     repairs nothing: in front of an MPMC claim whose producer died it
- *     returns -EAGAIN until a call that waits has passed the claim;
+ *     that received it died after its get returned.  In MPMC mode, the
+ *     messages of a consumer that died inside get are put again, in their
+ *     order, behind the messages put before that, once the producers of
+ *     the next lap reach their slots; they are lost only if the queue is
+ *     closed first, if that consumer had already released them (a batch
+ *     get that copied out part of its claim), or if a thread that needed
+ *     a claimer record when all 64 were taken settled the dead record;
+ *   - after close, every get ends in -EPIPE once the queue is drained,
+ *     whoever died: a get that waits, or gets with timeout_ns == 0 called
+ *     again (a call that does not wait repairs a claim that has been in
+ *     its way for 1 ms, as one that waits does);
  *   - qsize, empty and full never report a state in which no call that
  *     waits can make progress: a dead MPMC producer's claim counts in qsize
  *     until a waiting get passes it; a dead MPMC consumer's slots no longer
- *     count, and a waiting put releases them; an SPSC side that died before
+ *     count until a waiting put puts them again; an SPSC side that died before
  *     storing its position skews qsize until its replacement's next call,
  *     while puts and gets go by the slots themselves;
  *   - a process that waits passes a claim whose holder died within a few
  *     milliseconds (MPMC; a thread that finds all 64 claimer records of a
- *     queue taken by live threads turns this off for that queue), and an
+ *     queue taken by live threads turns this off for that queue, and a
+ *     claimer on a C library whose robust list fipc cannot use is never
+ *     seen dead), and an
  *     SPSC side that replaces a dead one carries on from the last position
  *     handed over;
  *   - a peer that writes garbage into the queue's memory can make calls
