@@ -142,7 +142,11 @@ static bool live_claim(const struct geom *g, uint64_t p, uint64_t side, struct c
         uint64_t w = load_acquire(&r->claim);
         if (!claim_covers(w, p, side))
             continue;
-        if (owner_alive(r))
+        /* A holder without a robust list is never marked by the kernel:
+         * its record's lock is checked as a waiter on it would be (a
+         * liveness check of the recorded owner, which reads /proc only for
+         * such a record). */
+        if (owner_alive(r) && !fipc__lock_owner_gone(&r->owner))
             return true;
         if (dead) {
             *dead = r;
