@@ -250,8 +250,7 @@ static void a_dead_consumers_claim_is_put_again(size_t capacity, int claimed)
         cr_assert_eq(get_int(q), 100 + i);
     for (int i = 0; i < claimed; i++)
         cr_assert_eq(get_int(q), i, "capacity %zu, %d claimed", capacity, claimed);
-    if (!room)
-        put_int(q, 200);
+    if (!room) put_int(q, 200);
     cr_assert_eq(get_int(q), 200);
     cr_assert_eq(fipc_queue_get(q, &v, sizeof v, &(size_t){0}, 0), -EAGAIN);
     /* The queue goes on as usual. */
@@ -309,9 +308,9 @@ static int republish_claim_and_die(int i, void *arg)
     CHILD_CHECK(fipc__lock_acquire(&q->repair, 0) == 0, 2);
     uint64_t y = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
     __atomic_store_n(&g->me->claim, claim_word(y, CLAIM_REPUB_K, 0), __ATOMIC_RELEASE);
-    CHILD_CHECK(__atomic_compare_exchange_n(&q->tail, &y, y + 1, false, __ATOMIC_SEQ_CST,
-                                            __ATOMIC_SEQ_CST),
-                3);
+    CHILD_CHECK(
+        __atomic_compare_exchange_n(&q->tail, &y, y + 1, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST),
+        3);
     raise(SIGKILL);
     return CHILD_FAIL(4);
 }
@@ -460,8 +459,7 @@ static void put_making_room(fipc_queue *q, uint32_t id, struct tally *t)
     int64_t end = test_now_ns() + DEATH_WAIT_NS;
     for (;;) {
         int r = fipc_queue_put(q, &m, sizeof m, 0);
-        if (r == 0)
-            return;
+        if (r == 0) return;
         cr_assert_eq(r, -EAGAIN);
         r = fipc_queue_get(q, &out, sizeof out, &len, 0);
         if (r == 0) {
@@ -479,8 +477,7 @@ static void put_making_room(fipc_queue *q, uint32_t id, struct tally *t)
 static int maybe_claim_get_and_die(int i, void *arg)
 {
     int r = fipc__queue_mpmc_get_claim_only(arg, (size_t)i);
-    if (r == -EAGAIN)
-        return CHILD_OK;
+    if (r == -EAGAIN) return CHILD_OK;
     CHILD_CHECK(r > 0, 1);
     raise(SIGKILL);
     return CHILD_FAIL(2);
