@@ -584,8 +584,8 @@ static void claim_then_die(fipc_queue *tasks)
     if (__atomic_compare_exchange_n(&sh->started, &armed, 2, false, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
         /* Wait for a task to claim, as a get does, then die holding the
-         * claim: the queue loses that task and keeps its slot until a
-         * producer that waits repairs it. */
+         * claim: the queue keeps its slot until a producer that waits
+         * repairs it, putting the task again. */
         while (fipc__queue_mpmc_get_claim_only(tasks, 1) != 1)
             sched_yield();
         raise(SIGKILL);
@@ -611,8 +611,14 @@ Test(pool, a_worker_killed_holding_a_claim_in_get_neither_loses_the_pool_nor_the
                                      NULL, NULL, &r),
                  0);
     cr_assert_eq(fipc_result_wait(r, HANDSHAKE_NS), 0, "the map hangs");
+    /* The queue puts the claimed task again once the ring comes round to
+     * its slot (docs/death.md, queue-exactly-once-mid-get), so another worker may
+     * run it before the pool's sweep gives it up: the map succeeds, with
+     * every result right, or fails with -ECHILD; it never hangs. */
     int e = fipc_result_get(r, NULL, 0, NULL, 0);
-    cr_assert_eq(e, -ECHILD, "the map: %s", fipc_strerror(e));
+    cr_assert(e == 0 || e == -ECHILD, "the map: %s", fipc_strerror(e));
+    for (int i = 0; e == 0 && i < N; i++)
+        cr_assert_eq(res[i], (int64_t)i * i, "result %d", i);
     fipc_result_free(r);
     cr_assert_eq(test_flag_get(&sh->started), 2);
     /* Every slot of the ring is used again. */
