@@ -629,7 +629,7 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, struct self 
      * section on the other CPU ends sooner than a futex round trip. */
     struct fipc_spin spin;
     if (timeout_ns != 0)
-        fipc_spin_begin(&spin);
+        fipc_spin_fixed(&spin, FIPC_SPIN_LOCK_NS);
     for (; timeout_ns != 0;) {
         if ((cur & LOCK_TID_MASK) == 0) {
             if ((r = try_take_free(m, cur, tid)) != 1)
@@ -657,16 +657,12 @@ static __attribute__((noinline)) int lock_slow(struct lock_impl *m, struct self 
         if ((cur & LOCK_TID_MASK) == 0) {
             /* After sleeping we cannot know whether others still sleep,
              * so take the word with WAITERS set. */
-            if ((r = try_take_free(m, cur, tid | LOCK_WAITERS)) != 1) {
-                fipc_spin_learn(&spin, -1);
+            if ((r = try_take_free(m, cur, tid | LOCK_WAITERS)) != 1)
                 return r;
-            }
             continue;
         }
-        if (timed_out) {
-            fipc_spin_learn(&spin, -1);
+        if (timed_out)
             return -ETIMEDOUT;
-        }
         if (!(cur & LOCK_WAITERS)) {
             if (!cas_relaxed(&m->word, &cur, cur | LOCK_WAITERS))
                 continue;

@@ -275,13 +275,13 @@ static inline int mpmc_get(struct fipc_queue *q, const struct geom *view, const 
         if (r < 0)
             return r;
         /* copy and release: each slot goes back as soon as it is read. */
-        size_t got = 0;
+        size_t got = 0, voided = 0;
         bool corrupt = false;
         for (size_t i = 0; i < c.k; i++) {
             struct slot *s = slot_at(g, c.pos + i);
             enum drained d = slot_drain(g, b, got, s);
             got += d == DRAINED;
-            *counted += d == SKIPPED_COUNTED;
+            voided += d == SKIPPED_COUNTED;
             corrupt |= d == CORRUPT;
             /* R2: release; read out before the next lap's producer (A2)
              * overwrites it. */
@@ -289,6 +289,8 @@ static inline int mpmc_get(struct fipc_queue *q, const struct geom *view, const 
         }
         claim_announce(g, 0);
         ec_notify(&q->not_full);
+        if (FIPC_UNLIKELY(voided))
+            *counted += voided;
         if (got > 0)
             return (int)got;
         if (corrupt)
