@@ -12,6 +12,9 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <limits.h>
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <sched.h>
@@ -158,6 +161,62 @@ int bench_reap(pid_t pid, const char *what)
     if (WIFSIGNALED(status)) return bench_fail("%s: killed by signal %d", what, WTERMSIG(status));
     if (WEXITSTATUS(status) != 0)
         return bench_fail("%s: exited with status %d", what, WEXITSTATUS(status));
+    return 0;
+}
+
+const char *bench_python_exe(void)
+{
+    const char *p = getenv("FIPC_BENCH_PYTHON");
+    return p && *p ? p : "python3";
+}
+
+bool bench_executable_on_path(const char *exe)
+{
+    if (strchr(exe, '/')) return access(exe, X_OK) == 0;
+    const char *path = getenv("PATH");
+    if (!path) return false;
+    char dir[PATH_MAX];
+    for (const char *p = path; *p;) {
+        const char *e = strchr(p, ':');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n > 0 && n < sizeof dir - strlen(exe) - 2) {
+            snprintf(dir, sizeof dir, "%.*s/%s", (int)n, p, exe);
+            if (access(dir, X_OK) == 0) return true;
+        }
+        p += n + (e != NULL);
+    }
+    return false;
+}
+
+int bench_python(const char *script, const char *a, const char *b, const char *c,
+                 unsigned long long *count, long long *ns)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return bench_fail("pipe: %s", strerror(errno));
+    const char *exe = bench_python_exe();
+    pid_t pid = bench_fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (dup2(p[1], STDOUT_FILENO) < 0) _exit(126);
+        execlp(exe, exe, script, a, b, c, (char *)NULL);
+        fprintf(stderr, "fipc-bench: %s: %s\n", exe, strerror(errno));
+        _exit(127);
+    }
+    close(p[1]);
+    char out[256];
+    size_t got = 0;
+    for (;;) {
+        ssize_t k = read(p[0], out + got, sizeof out - 1 - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        got += (size_t)k;
+        if (got == sizeof out - 1) break;
+    }
+    out[got] = '\0';
+    close(p[0]);
+    if (bench_reap(pid, script) < 0) return -1;
+    if (sscanf(out, "ok %llu %lld", count, ns) != 2 || *ns <= 0)
+        return bench_fail("%s printed '%.60s', not 'ok COUNT NS'", script, out);
     return 0;
 }
 

@@ -109,6 +109,18 @@ pid_t bench_fork(void);
 /* Reap a helper; 0 if it exited with status 0, else bench_fail(...). */
 int bench_reap(pid_t pid, const char *what);
 
+/* The Python the baselines run: $FIPC_BENCH_PYTHON, else python3. */
+const char *bench_python_exe(void);
+
+/* Whether exe can be run: a path, or a name found on PATH. */
+bool bench_executable_on_path(const char *exe);
+
+/* Run the Python baseline script with its arguments (up to three; NULL
+ * ends them early) and read the line it prints, "ok COUNT NS": 0 with
+ * *count and *ns, else bench_fail(...). */
+int bench_python(const char *script, const char *a, const char *b, const char *c,
+                 unsigned long long *count, long long *ns);
+
 /* Pin the calling process to the index-th CPU (0, 1, ...) of the set the
  * harness was allowed to run on.  Safe in a case: every run is a fresh
  * process, so the pinning ends with it.  0, or bench_fail(...) if there is

@@ -204,30 +204,11 @@ static int run_py(struct bench_run *r)
     uint64_t n = r->quick ? c->lo : r->iters < c->lo ? c->lo : r->iters > c->hi ? c->hi : r->iters;
     char count[24];
     snprintf(count, sizeof count, "%" PRIu64, n);
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0) return bench_fail("pipe: %s", strerror(errno));
-    pid_t pid = bench_fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        if (dup2(p[1], STDOUT_FILENO) < 0) _exit(126);
-        execlp("python3", "python3", FIPC_BENCH_PY_SHARED, c->kind, count, c->size, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    char out[128];
-    size_t got = 0;
-    for (;;) {
-        ssize_t k = read(p[0], out + got, sizeof out - 1 - got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0 || (got += (size_t)k) == sizeof out - 1) break;
-    }
-    out[got] = '\0';
-    close(p[0]);
-    if (bench_reap(pid, FIPC_BENCH_PY_SHARED) < 0) return -1;
     unsigned long long done;
     long long ns;
-    if (sscanf(out, "ok %llu %lld", &done, &ns) != 2 || done != n || ns <= 0)
-        return bench_fail("%s printed '%.60s'", FIPC_BENCH_PY_SHARED, out);
+    if (bench_python(FIPC_BENCH_PY_SHARED, c->kind, count, c->size, &done, &ns) < 0) return -1;
+    if (done != n)
+        return bench_fail("%s counted %llu, not %" PRIu64, FIPC_BENCH_PY_SHARED, done, n);
     r->ns = ns;
     r->ops = n;
     return 0;

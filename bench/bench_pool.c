@@ -145,31 +145,6 @@ static int run_fork_per_task(struct bench_run *r)
     return 0;
 }
 
-static const char *python_exe(void)
-{
-    const char *p = getenv("FIPC_BENCH_PYTHON");
-    return p && *p ? p : "python3";
-}
-
-/* Whether exe can be run: a path, or a name found on PATH. */
-static bool executable_on_path(const char *exe)
-{
-    if (strchr(exe, '/')) return access(exe, X_OK) == 0;
-    const char *path = getenv("PATH");
-    if (!path) return false;
-    char dir[PATH_MAX];
-    for (const char *p = path; *p;) {
-        const char *e = strchr(p, ':');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n > 0 && n < sizeof dir - strlen(exe) - 2) {
-            snprintf(dir, sizeof dir, "%.*s/%s", (int)n, p, exe);
-            if (access(dir, X_OK) == 0) return true;
-        }
-        p += n + (e != NULL);
-    }
-    return false;
-}
-
 /* The script does a fixed count (arg: "map 100000" or "apply_async 10000"),
  * whatever calibration asks for: one Python run takes long enough. */
 struct py_pool_cfg {
@@ -183,34 +158,11 @@ static int run_python(struct bench_run *r)
     char count[24], procs[16];
     snprintf(count, sizeof count, "%u", c->count);
     snprintf(procs, sizeof procs, "%d", POOL_PROCS);
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0) return bench_fail("pipe: %s", strerror(errno));
-    const char *exe = python_exe();
-    pid_t pid = bench_fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        if (dup2(p[1], STDOUT_FILENO) < 0) _exit(126);
-        execlp(exe, exe, FIPC_BENCH_PY_POOL, c->kind, count, procs, (char *)NULL);
-        fprintf(stderr, "fipc-bench: %s: %s\n", exe, strerror(errno));
-        _exit(127);
-    }
-    close(p[1]);
-    char out[256];
-    size_t got = 0;
-    for (;;) {
-        ssize_t k = read(p[0], out + got, sizeof out - 1 - got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        got += (size_t)k;
-        if (got == sizeof out - 1) break;
-    }
-    out[got] = '\0';
-    close(p[0]);
-    if (bench_reap(pid, FIPC_BENCH_PY_POOL) < 0) return -1;
     unsigned long long done;
     long long ns;
-    if (sscanf(out, "ok %llu %lld", &done, &ns) != 2 || done != c->count || ns <= 0)
-        return bench_fail("%s printed '%.60s', not 'ok %u NS'", FIPC_BENCH_PY_POOL, out, c->count);
+    if (bench_python(FIPC_BENCH_PY_POOL, c->kind, count, procs, &done, &ns) < 0) return -1;
+    if (done != c->count)
+        return bench_fail("%s counted %llu, not %u", FIPC_BENCH_PY_POOL, done, c->count);
     r->ns = ns;
     r->ops = done;
     return 0;
@@ -275,7 +227,8 @@ static struct bench_case active_cases[sizeof pool_cases / sizeof pool_cases[0]];
 
 __attribute__((constructor)) static void bench_suite_pool(void)
 {
-    bool have_py = executable_on_path(python_exe()) && access(FIPC_BENCH_PY_POOL, R_OK) == 0;
+    bool have_py = bench_executable_on_path(bench_python_exe()) &&
+                   access(FIPC_BENCH_PY_POOL, R_OK) == 0;
     size_t n = 0;
     for (size_t i = 0; i < sizeof pool_cases / sizeof pool_cases[0]; i++) {
         const struct bench_case *c = &pool_cases[i];
@@ -287,6 +240,6 @@ __attribute__((constructor)) static void bench_suite_pool(void)
     if (!have_py)
         fprintf(stderr,
                 "fipc-bench: %s or %s not found: the Pool cases against Python are unavailable\n",
-                python_exe(), FIPC_BENCH_PY_POOL);
+                bench_python_exe(), FIPC_BENCH_PY_POOL);
     bench_register(active_cases, n);
 }

@@ -805,31 +805,6 @@ struct py_cfg {
     uint32_t size;
 };
 
-static const char *python_exe(void)
-{
-    const char *p = getenv("FIPC_BENCH_PYTHON");
-    return p && *p ? p : "python3";
-}
-
-/* Whether exe can be run: a path, or a name found on PATH. */
-static bool executable_on_path(const char *exe)
-{
-    if (strchr(exe, '/')) return access(exe, X_OK) == 0;
-    const char *path = getenv("PATH");
-    if (!path) return false;
-    char dir[PATH_MAX];
-    for (const char *p = path; *p;) {
-        const char *e = strchr(p, ':');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n > 0 && n < sizeof dir - strlen(exe) - 2) {
-            snprintf(dir, sizeof dir, "%.*s/%s", (int)n, p, exe);
-            if (access(dir, X_OK) == 0) return true;
-        }
-        p += n + (e != NULL);
-    }
-    return false;
-}
-
 static int run_python(struct bench_run *r)
 {
     const struct py_cfg *c = r->arg;
@@ -842,34 +817,10 @@ static int run_python(struct bench_run *r)
     snprintf(count, sizeof count, "%" PRIu64, n);
     snprintf(size, sizeof size, "%u", c->size);
 
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0) return bench_fail("pipe: %s", strerror(errno));
-    const char *exe = python_exe();
-    pid_t pid = bench_fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        if (dup2(p[1], STDOUT_FILENO) < 0) _exit(126);
-        execlp(exe, exe, FIPC_BENCH_PY, c->kind, count, size, (char *)NULL);
-        fprintf(stderr, "fipc-bench: %s: %s\n", exe, strerror(errno));
-        _exit(127);
-    }
-    close(p[1]);
-    char out[256];
-    size_t got = 0;
-    for (;;) {
-        ssize_t k = read(p[0], out + got, sizeof out - 1 - got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        got += (size_t)k;
-        if (got == sizeof out - 1) break;
-    }
-    out[got] = '\0';
-    close(p[0]);
-    if (bench_reap(pid, FIPC_BENCH_PY) < 0) return -1;
     unsigned long long done;
     long long ns;
-    if (sscanf(out, "ok %llu %lld", &done, &ns) != 2 || done != n || ns <= 0)
-        return bench_fail("%s printed '%.60s', not 'ok %" PRIu64 " NS'", FIPC_BENCH_PY, out, n);
+    if (bench_python(FIPC_BENCH_PY, c->kind, count, size, &done, &ns) < 0) return -1;
+    if (done != n) return bench_fail("%s counted %llu, not %" PRIu64, FIPC_BENCH_PY, done, n);
     r->ns = ns;
     r->ops = n;
     return 0;
@@ -1105,7 +1056,7 @@ static bool not_built(const struct bench_case *c)
 
 __attribute__((constructor)) static void bench_suite_queue(void)
 {
-    bool have_py = executable_on_path(python_exe()) && access(FIPC_BENCH_PY, R_OK) == 0;
+    bool have_py = bench_executable_on_path(bench_python_exe()) && access(FIPC_BENCH_PY, R_OK) == 0;
     size_t n = 0;
     for (size_t i = 0; i < sizeof queue_cases / sizeof queue_cases[0]; i++) {
         if ((queue_cases[i].fn == run_python && !have_py) || not_built(&queue_cases[i])) continue;
@@ -1114,7 +1065,7 @@ __attribute__((constructor)) static void bench_suite_queue(void)
     if (!have_py)
         fprintf(stderr,
                 "fipc-bench: %s or %s not found: the multiprocessing cases are unavailable\n",
-                python_exe(), FIPC_BENCH_PY);
+                bench_python_exe(), FIPC_BENCH_PY);
     if (!FIPC_BENCH_HAVE_CK)
         fprintf(stderr,
                 "fipc-bench: built without <ck_ring.h>: the ck_ring cases are unavailable\n");
