@@ -381,7 +381,8 @@ Test(wait, a_change_whose_wake_never_comes_is_seen_on_the_recheck)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         test_child_setup();
-        usleep(20000);
+        /* Once the waiter sleeps, so that only its recheck can see this. */
+        if (!test_wait_sleeping(getppid(), HANDSHAKE_NS)) _exit(1);
         /* What a release killed before its wake leaves: the value up, no
          * wake. */
         __atomic_store_n((uint32_t *)s, 1, __ATOMIC_SEQ_CST);
