@@ -309,11 +309,24 @@ static int get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_
         return fipc__view_error(q);
     if (!buf || !lens || n == 0 || stride < c.g->max_item)
         return -EINVAL;
-    int r = get_now(&c);
-    if (FIPC_UNLIKELY(r == -EAGAIN) && timeout_ns == 0)
-        r = stuck_now(q, c.g, false) ? get_now(&c) : -EAGAIN;
-    else if (FIPC_UNLIKELY(r == -EAGAIN))
-        r = ec_block(&q->not_empty, try_get, &c, timeout_ns);
+    int r;
+    for (;;) {
+        r = get_now(&c);
+        if (FIPC_UNLIKELY(r == -EAGAIN) && timeout_ns == 0)
+            r = stuck_now(q, c.g, false) ? get_now(&c) : -EAGAIN;
+        else if (FIPC_UNLIKELY(r == -EAGAIN))
+            r = ec_block(&q->not_empty, try_get, &c, timeout_ns);
+        if (FIPC_LIKELY(r != -EPIPE) || c.g->spsc)
+            break;
+        /* Closed and drained: what a consumer that died inside its get
+         * left claimed is this get's rather than nobody's; -EAGAIN: a
+         * repair put such a message again meanwhile, look again. */
+        int k = fipc__mpmc_adopt(q, c.g, &c.b, c.n, &c.counted);
+        if (k != -EAGAIN) {
+            r = k > 0 ? k : r;
+            break;
+        }
+    }
     if (counted)
         *counted += c.counted;
     return r;
@@ -349,8 +362,10 @@ static FIPC_ALWAYS_INLINE int get_one(fipc_queue *q, void *buf, size_t cap, size
     if (FIPC_LIKELY(g && buf && len && cap >= g->max_item)) {
         const struct get_buf b = {buf, cap, len};
         int r = g->spsc ? spsc_get_one(q, g, buf, cap, len) : mpmc_get(q, g, &b, 1, counted);
-        if (FIPC_LIKELY(r != -EAGAIN))
-            return r > 0 ? 0 : r;
+        if (FIPC_LIKELY(r > 0))
+            return 0;
+        if (r != -EAGAIN && r != -EPIPE)
+            return r;
     }
     return get_one_slow(q, buf, cap, len, timeout_ns, counted);
 }

@@ -40,8 +40,12 @@
  * record, so that the repairer's death is repaired too: that claim's
  * slot shows the turn of the lap before, and its repair publishes it as
  * it is).  Only where that cannot be done (the repairer has no record, as
- * in reap; the queue is closed; tail is not at that position) is the slot
- * released, and its message lost with the consumer that took it.  The dead
+ * in reap, or tail is not at that position) is the slot released, and its
+ * message lost with the consumer that took it.  After close no producer
+ * comes round to such a slot: a get that finds the queue closed and
+ * drained repairs it under the same conditions by taking the message
+ * itself (fipc__mpmc_adopt: copied out of the held slot, then released).
+ * The dead
  * record is cleared only if no live record announced any of its positions:
  * one that did may be about to lose its CAS to the dead holder, which
  * would leave the position announced by nobody.  The model checked with
@@ -156,15 +160,6 @@ static bool live_claim(const struct geom *g, uint64_t p, uint64_t side, struct c
     return false;
 }
 
-/* Make the message in slot s one that nobody receives, for a queue found
- * closed, as a put that loses to close does (C1); a counted tombstone
- * stays one, so the get that passes it still counts it done. */
-static void tombstone_kept(struct slot *s)
-{
-    if (s->len != TOMBSTONE_COUNTED)
-        s->len = TOMBSTONE;
-}
-
 /* Position x is a dead consumer's claim, its slot still full (turn x + 1):
  * deliver its message to another consumer instead of releasing the slot.
  * Under the repair lock, when the producers of the next lap wait for the
@@ -173,15 +168,17 @@ static void tombstone_kept(struct slot *s)
  * (announced first, so that its own death is repairable too), and publish
  * the slot for x + ring as it is: the message, or the tombstone (counted
  * or not), that it held.  Consumers then receive it after every message
- * put before it.  Whether it did; if not (this thread has no record, the
- * queue is closed, or tail is elsewhere), the caller releases the slot. */
+ * put before it.  Closed or not: a get that finds the queue closed and
+ * drained takes the repair lock and then looks at the ring again
+ * (fipc__mpmc_adopt), so it sees the message.  Whether it did; if not
+ * (this thread has no record, or tail is elsewhere), the caller releases
+ * the slot. */
 static bool republish(struct fipc_queue *q, const struct geom *g, uint64_t x)
 {
     uint64_t y = x + g->ring;
-    /* relaxed: an early answer; the CAS decides, and the load of closed
-     * after it settles a race with close (C1). */
+    /* relaxed: an early answer; the CAS decides. */
     uint64_t t = load_relaxed(&q->tail);
-    if (!g->me || t != y || load_relaxed(&q->closed))
+    if (!g->me || t != y)
         return false;
     claim_announce(g, claim_word(y, CLAIM_REPUB_K, 0));
     /* C1: seq_cst, as a put's claim, and a release of the announcement
@@ -191,8 +188,6 @@ static bool republish(struct fipc_queue *q, const struct geom *g, uint64_t x)
         return false;
     }
     struct slot *s = slot_at(g, y);
-    if (load_seqcst(&q->closed)) /* C1 */
-        tombstone_kept(s);
     /* R1: release; pairs with the acquire (A1) of the consumer of y.  The
      * message was complete before the dead consumer's A1, and this thread
      * read the turn with acquire (repair_record). */
@@ -202,19 +197,32 @@ static bool republish(struct fipc_queue *q, const struct geom *g, uint64_t x)
     return true;
 }
 
+/* Where a get that found the queue closed takes a dead consumer's
+ * messages (fipc__mpmc_adopt): the caller's buffer, n messages at most. */
+struct adopt {
+    const struct get_buf *b;
+    size_t n;
+    size_t got;     /* messages copied into b */
+    size_t counted; /* counted tombstones passed */
+};
+
 /* The positions that dead record d announced in claim word w and that are
  * claimed, unfinished and announced by no live record: hand each over as
  * its holder would have, then clear d, unless a live record announced one
  * of them (it may be about to lose its CAS to the dead holder, and the
  * position would then have no record that names it).  near: a position
  * at or after the announced first one, less than 2^32 after it; limit:
- * tail or head as read (a).  Returns how many positions were repaired.
+ * tail or head as read (a).  A dead consumer's slot goes to to, if given
+ * and not full (the slots that do not fit stay claimed by d for the next
+ * call), else to a producer (republish).  Returns how many positions were
+ * repaired.
  *
  * d's owner was seen dead after w was read, but w may predate the owner's
  * last announcement (it handed those positions over, announced others and
  * died): only if d still holds w is w what the dead holder left. */
 static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct claimer *d,
-                              uint64_t w, uint64_t near, uint64_t limit, uint64_t side)
+                              uint64_t w, uint64_t near, uint64_t limit, uint64_t side,
+                              struct adopt *to)
 {
     if (owner_alive(d) || load_acquire(&d->claim) != w)
         return 0;
@@ -247,10 +255,8 @@ static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct
         /* acquire: as A1/A2, the slot's state before it is changed. */
         uint32_t seq = load_acquire(&s->seq);
         if (side == 0 && claim_repub(w) && seq == turn(x + 1 - g->ring)) {
-            /* A repairer that died re-publishing x: finish it.  seq_cst:
-             * as C1; its CAS on tail came before. */
-            if (load_seqcst(&q->closed))
-                tombstone_kept(s);
+            /* A repairer that died re-publishing x: finish it (closed or
+             * not, as republish does). */
             store_release(&s->seq, turn(x + 1)); /* R1, for the dead repairer */
             fixed++;
         } else if (side == 0 && !claim_repub(w) && seq == turn(x)) {
@@ -258,7 +264,18 @@ static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct
             store_release(&s->seq, turn(x + 1)); /* R1, for the dead producer */
             fixed++;
         } else if (side == CLAIM_GET && seq == turn(x + 1)) {
-            if (!republish(q, g, x))
+            if (to && to->got == to->n) {
+                kept = true; /* for the adopter's next call */
+                continue;
+            }
+            if (to) {
+                /* The slot is held (turn x + 1, the claim unreleased):
+                 * nobody else reads or writes it until the store below. */
+                enum drained got = slot_drain(g, to->b, to->got, s);
+                to->got += got == DRAINED;
+                to->counted += got == SKIPPED_COUNTED;
+            }
+            if (to || !republish(q, g, x))
                 store_release(&s->seq, turn(x + g->ring)); /* R2, for the dead consumer */
             fixed++;
         }
@@ -282,7 +299,7 @@ static bool repair(struct fipc_queue *q, const struct geom *g, uint64_t p, uint6
     uint64_t w = 0;
     if (!load_relaxed(&q->unrecorded) && (int64_t)(limit - p) > 0 &&
         !live_claim(g, p, side, &dead, &w) && dead)
-        fixed = repair_record(q, g, dead, w, p, limit, side);
+        fixed = repair_record(q, g, dead, w, p, limit, side, NULL);
     fipc__lock_release(&q->repair);
     if (fixed)
         ec_notify(side == 0 ? &q->not_empty : &q->not_full);
@@ -347,11 +364,50 @@ static bool reap(struct fipc_queue *q, const struct geom *g, struct claimer *d)
         uint64_t side = w & CLAIM_GET;
         /* RA1 / RA2, as in repair. */
         uint64_t limit = load_acquire(side ? &q->head : &q->tail);
-        unsigned fixed = repair_record(q, g, d, w, limit, limit, side);
+        unsigned fixed = repair_record(q, g, d, w, limit, limit, side, NULL);
         if (fixed)
             ec_notify(side ? &q->not_full : &q->not_empty);
         done = load_relaxed(&d->claim) == 0;
     }
     fipc__lock_release(&q->repair);
     return done;
+}
+
+/* How long a get that found the queue closed waits for the repair lock
+ * before it leaves dead consumers' messages to whoever holds it: a holder
+ * that lives repairs within microseconds; one that died is passed at once
+ * (-EOWNERDEAD). */
+#define ADOPT_LOCK_NS ((int64_t)100000000) /* 100 ms */
+
+int fipc__mpmc_adopt(struct fipc_queue *q, const struct geom *g, const struct get_buf *b, size_t n,
+                     size_t *counted)
+{
+    /* relaxed: as in repair; a thread that claimed without a record set
+     * it before its first claim, and then no claim is repaired. */
+    if (g->spsc || load_relaxed(&q->unrecorded))
+        return 0;
+    int e = fipc__lock_acquire(&q->repair, ADOPT_LOCK_NS);
+    if (e != 0 && e != -EOWNERDEAD)
+        return 0;
+    struct adopt to = {b, n, 0, 0};
+    unsigned fixed = 0;
+    for (unsigned i = 0; i < QUEUE_CLAIMERS && to.got < n; i++) {
+        struct claimer *d = &claimers_of(g)[i];
+        /* RA3: acquire pairs with the announcing and clearing stores. */
+        uint64_t w = load_acquire(&d->claim);
+        if (!(w & CLAIM_GET) || (owner_alive(d) && !fipc__lock_owner_gone(&d->owner)))
+            continue;
+        /* RA2, as in repair: after w, so that head includes its claim. */
+        uint64_t limit = load_acquire(&q->head);
+        fixed += repair_record(q, g, d, w, limit, limit, CLAIM_GET, &to);
+    }
+    /* A message put again before this thread took the lock (republish
+     * holds it) lies beyond head: look again.  seq_cst: as in
+     * mpmc_closed_and_drained. */
+    bool again = to.got == 0 && !mpmc_closed_and_drained(q);
+    fipc__lock_release(&q->repair);
+    if (fixed)
+        ec_notify(&q->not_full);
+    *counted += to.counted;
+    return again ? -EAGAIN : (int)to.got;
 }

@@ -98,6 +98,15 @@ struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g);
  * period); -EAGAIN: nothing held is in the way. */
 int fipc__mpmc_stuck(struct fipc_queue *q, const struct geom *g, bool put_side, struct hole *h);
 
+/* A get that found q closed and drained: deliver into b (n messages at
+ * most) what consumers that died inside their gets had claimed and not
+ * released, as ring_mpmc.c repairs them, instead of leaving it in slots
+ * that no producer comes round to.  How many messages (0: none; then the
+ * get fails with -EPIPE); *counted is raised by the counted tombstones
+ * passed. */
+int fipc__mpmc_adopt(struct fipc_queue *q, const struct geom *g, const struct get_buf *b, size_t n,
+                     size_t *counted);
+
 /* A claim that ends without positions withdraws what it announced: an
  * announcement left standing would keep a dead claimer's positions from
  * being repaired while this thread sleeps. */
@@ -274,19 +283,18 @@ static inline int mpmc_get(struct fipc_queue *q, const struct geom *view, const 
         int r = mpmc_get_claim(q, g, n, &c);
         if (r < 0)
             return r;
-        /* copy and release: each slot goes back as soon as it is read. */
+        /* Copy every slot out, then release them all (R2): a consumer
+         * that dies while copying leaves its whole claim in the slots, for
+         * the repair to deliver to another (ring_mpmc.c). */
         size_t got = 0, voided = 0;
         bool corrupt = false;
         for (size_t i = 0; i < c.k; i++) {
-            struct slot *s = slot_at(g, c.pos + i);
-            enum drained d = slot_drain(g, b, got, s);
+            enum drained d = slot_drain(g, b, got, slot_at(g, c.pos + i));
             got += d == DRAINED;
             voided += d == SKIPPED_COUNTED;
             corrupt |= d == CORRUPT;
-            /* R2: release; read out before the next lap's producer (A2)
-             * overwrites it. */
-            store_release(&s->seq, turn(c.pos + i + g->ring));
         }
+        ring_release(g, c.pos, c.k);
         claim_announce(g, 0);
         ec_notify(&q->not_full);
         if (FIPC_UNLIKELY(voided))

@@ -962,15 +962,32 @@ Test(death, queue_after_close_a_waiting_get_ends_in_epipe_whoever_died)
     reap(&pid, &status, 1);
     expect_ok(status, "the draining consumer");
 
-    /* MPMC: a dead consumer's claim, then close: no put runs to put its
-     * message 1 again, so it is lost (docs/death.md: queue-mid-get-closed). */
+    /* MPMC: a dead consumer's claim, then close: no put comes round to
+     * put its message 1 again, so the get that finds the queue drained
+     * takes it (docs/death.md: queue-mid-get-closed), once. */
     q = new_queue(4, sizeof(int), 0);
     put_int(q, 1);
     put_int(q, 2);
     play_death(get_claim_and_die, 1, q);
     cr_assert_eq(fipc_queue_close(q), 0);
     cr_assert_eq(get_int(q, DEATH_REAP_NS), 2);
+    cr_assert_eq(get_int(q, DEATH_REAP_NS), 1);
     cr_assert_eq(get_r(q, DEATH_REAP_NS), -EPIPE);
+    cr_assert_eq(get_r(q, 0), -EPIPE);
+
+    /* The same with timeout 0, and a batch get that has room for both of
+     * a dead batch's messages. */
+    q = new_queue(4, sizeof(int), 0);
+    put_int(q, 1);
+    put_int(q, 2);
+    put_int(q, 3);
+    play_death(get_claim_and_die, 2, q);
+    cr_assert_eq(fipc_queue_close(q), 0);
+    cr_assert_eq(get_int(q, 0), 3);
+    int vs[4];
+    size_t lens[4];
+    cr_assert_eq(fipc_queue_get_many(q, vs, sizeof vs[0], lens, 4, 0), 2);
+    cr_assert(vs[0] == 1 && vs[1] == 2 && lens[0] == sizeof(int) && lens[1] == sizeof(int));
     cr_assert_eq(get_r(q, 0), -EPIPE);
 
     /* SPSC: a producer that died before storing tail, then close. */
@@ -1199,6 +1216,41 @@ Test(death, jqueue_an_item_whose_consumer_died_inside_get_is_delivered_again_and
     }
     cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, 0), -EAGAIN);
     /* Each counted exactly once: the tombstone by the get that passed it. */
+    cr_assert_eq(fipc_jqueue_unfinished(j), 0);
+    cr_assert_eq(fipc_jqueue_join(j, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done(j), -EOVERFLOW);
+}
+
+/* docs/death.md: queue-mid-get-closed, for a JoinableQueue */
+Test(death, jqueue_items_of_a_consumer_dead_inside_get_go_to_the_drain_after_close_counted_once)
+{
+    fipc_jqueue *j;
+    cr_assert_eq(fipc_jqueue_create(&j, test_arena(), 4, sizeof(int), 0), 0);
+    fipc_queue *q = fipc_jqueue_queue(j);
+    const struct geom *g = fipc__queue_view(q);
+    cr_assert_not_null(g);
+    int v = 10;
+    size_t len;
+    /* A counted tombstone and an item, claimed by a consumer that dies;
+     * then close: no producer comes round to put them again. */
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    slot_at(g, 0)->len = TOMBSTONE_COUNTED;
+    v = 11;
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    v = 12;
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    play_death(get_claim_and_die, 2, q);
+    cr_assert_eq(fipc_jqueue_close(j), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(j), 3);
+    int want[] = {12, 11};
+    for (int i = 0; i < 2; i++) {
+        v = -1;
+        cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, DEATH_REAP_NS), 0);
+        cr_assert_eq(v, want[i]);
+        cr_assert_eq(fipc_jqueue_task_done(j), 0);
+    }
+    cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, DEATH_REAP_NS), -EPIPE);
+    /* The tombstone counted done by the get that passed it. */
     cr_assert_eq(fipc_jqueue_unfinished(j), 0);
     cr_assert_eq(fipc_jqueue_join(j, 0), 0);
     cr_assert_eq(fipc_jqueue_task_done(j), -EOVERFLOW);

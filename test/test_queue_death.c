@@ -277,9 +277,10 @@ static int claim_release_one_get_and_die(int i, void *arg)
     return CHILD_FAIL(2);
 }
 
-/* The exception: a consumer killed inside a batch get after it copied out
- * and released the first slots of its claim takes those messages with it
- * (its get never returned them); the rest are put again. */
+/* The exception: a consumer killed inside a batch get while it releases
+ * its claim (a get copies every message out before it releases a slot)
+ * takes those whose slots it released with it (its get never returned
+ * them); the rest are put again. */
 Test(queue_death, mpmc_a_consumer_killed_inside_a_batch_get_takes_only_what_it_released)
 {
     fipc_queue *q = new_queue(4, sizeof(int), 0);

@@ -25,10 +25,11 @@
  *     that received it died after its get returned.  In MPMC mode, the
  *     messages of a consumer that died inside get are put again, in their
  *     order, behind the messages put before that, once the producers of
- *     the next lap reach their slots; they are lost only if the queue is
- *     closed first, if that consumer had already released them (a batch
- *     get that copied out part of its claim), or if a thread that needed
- *     a claimer record when all 64 were taken settled the dead record;
+ *     the next lap reach their slots, or, once the queue is closed, go to
+ *     the get that finds it drained.  They are lost only if that consumer
+ *     had copied them all out and was releasing their slots, or if a
+ *     thread that needed a claimer record when all 64 were taken settled
+ *     the dead record;
  *   - after close, every get ends in -EPIPE once the queue is drained,
  *     whoever died: a get that waits, or gets with timeout_ns == 0 called
  *     again (a call that does not wait repairs a claim that has been in
