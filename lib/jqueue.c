@@ -177,16 +177,16 @@ static uint64_t unfinished(const fipc_jqueue *j)
 static void set_locked(fipc_jqueue *j, bool on);
 
 /* Wake the joiners: the count was zero at some moment since they slept.
- * Under the lock: the waiters outside fipc are counted out here, before
- * the epoch moves, so each of them waits on an epoch older than this one
- * (it read the epoch under the lock too). */
+ * Under the lock.  Every joiner registered (each read the epoch under the
+ * lock, so each waits on an epoch older than the new one) returns once it
+ * sees the epoch move, without unregistering: they are all counted out
+ * here, before the epoch moves, with JOINERS_OUTSIDE.  So a joiner killed
+ * while registered keeps the counts locked only until the next zero. */
 static void wake_joiners(fipc_jqueue *j)
 {
-    uint32_t w = load_relaxed(&j->joiners.waiters);
-    if (w & JOINERS_OUTSIDE) {
-        store_relaxed(&j->joiners.waiters, w & ~JOINERS_OUTSIDE);
-        if ((w & ~JOINERS_OUTSIDE) == 0)
-            set_locked(j, false);
+    if (load_relaxed(&j->joiners.waiters) != 0) {
+        store_relaxed(&j->joiners.waiters, 0);
+        set_locked(j, false);
     }
     fetch_add_release(&j->joiners.epoch, 1);
     futex_wake(&j->joiners.epoch, FUTEX_WAKE_ALL);
@@ -415,6 +415,13 @@ int fipc__jqueue_put_counted_only(fipc_jqueue *j, const struct iovec *items, siz
         count(j, &claim);
     return k;
 }
+
+uint32_t fipc__jqueue_joiners(const fipc_jqueue *j, bool *locked)
+{
+    /* relaxed: read by a test once the joiners' changes are over. */
+    *locked = (load_relaxed(&j->done) & TALLY_LOCKED) != 0;
+    return load_relaxed(&j->joiners.waiters);
+}
 #endif
 
 int fipc_jqueue_put_many(fipc_jqueue *j, const struct iovec *items, size_t n, int64_t timeout_ns)
@@ -508,13 +515,17 @@ static int join_register(fipc_jqueue *j, fipc_deadline deadline, uint32_t *epoch
     return r;
 }
 
-static void join_unregister(fipc_jqueue *j)
+/* A joiner that registered at epoch e leaves without having seen the
+ * epoch move: it is still counted unless the epoch moved meanwhile
+ * (wake_joiners counted it out). */
+static void join_unregister(fipc_jqueue *j, uint32_t e)
 {
     /* Bounded: a peer that holds the lock forever leaves this joiner
      * counted, which costs counts the lock, not correctness. */
     bool held = jlock(j, JLOCK_BOUND_NS) == 0;
     uint32_t w = load_relaxed(&j->joiners.waiters);
-    if ((w & ~JOINERS_OUTSIDE) > 0) {
+    /* relaxed: the epoch moves only under the lock. */
+    if (load_relaxed(&j->joiners.epoch) == e && (w & ~JOINERS_OUTSIDE) > 0) {
         store_relaxed(&j->joiners.waiters, w - 1);
         if (w == 1)
             set_locked(j, false);
@@ -541,11 +552,10 @@ int fipc_jqueue_join(fipc_jqueue *j, int64_t timeout_ns)
          * zero under the lock (finish_locked, take_over, jlock); every
          * FUTEX_RECHECK_NS it looks again anyway. */
         int w = futex_wait_until(&j->joiners.epoch, e, deadline);
-        /* acquire pairs with the release in wake_joiners. */
-        if (load_acquire(&j->joiners.epoch) != e) {
-            r = 0;
-            break;
-        }
+        /* acquire pairs with the release in wake_joiners, which counted
+         * this joiner out. */
+        if (load_acquire(&j->joiners.epoch) != e)
+            return 0;
         /* A task_done killed between its change and its wake leaves the
          * epoch where it was: the zero, read as unfinished reads it, is
          * one that was true. */
@@ -558,7 +568,7 @@ int fipc_jqueue_join(fipc_jqueue *j, int64_t timeout_ns)
             break;
         }
     }
-    join_unregister(j);
+    join_unregister(j, e);
     return r;
 }
 

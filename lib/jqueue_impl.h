@@ -22,6 +22,9 @@ void fipc__jqueue_counted(fipc_jqueue *j, const struct fipc__put_claim *c, int r
  * between counting and publishing would: how many it claimed, or an error
  * as fipc_jqueue_put_many's. */
 int fipc__jqueue_put_counted_only(fipc_jqueue *j, const struct iovec *items, size_t n);
+/* The joiners registered (and JOINERS_OUTSIDE); *locked: whether the
+ * counts go through the joiners' lock (TALLY_LOCKED in done). */
+uint32_t fipc__jqueue_joiners(const fipc_jqueue *j, bool *locked);
 #endif
 
 #endif

@@ -1221,6 +1221,58 @@ Test(death, jqueue_an_item_whose_consumer_died_inside_get_is_delivered_again_and
     cr_assert_eq(fipc_jqueue_task_done(j), -EOVERFLOW);
 }
 
+static int join_forever(int i, void *arg)
+{
+    (void)i;
+    test_child_setup();
+    fipc_jqueue_join(arg, FIPC_FOREVER);
+    return CHILD_FAIL(1); /* killed while it waits */
+}
+
+/* docs/death.md: jqueue-joiner-dies */
+Test(death, jqueue_a_joiner_killed_while_registered_is_counted_out_at_the_next_zero)
+{
+    fipc_jqueue *j;
+    cr_assert_eq(fipc_jqueue_create(&j, test_arena(), 4, sizeof(int), 0), 0);
+    int v = 1;
+    size_t len;
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    pid_t pid = test_fork(join_forever, 0, j);
+    bool locked;
+    /* Registered, and past set_locked (both under the joiners' lock). */
+    cr_assert(TEST_WAIT_UNTIL(fipc__jqueue_joiners(j, &locked) == 1 && locked, HANDSHAKE_NS),
+              "the joiner never registered");
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    expect_sigkill(status, "the joiner");
+    /* Still counted: the counts go through the lock, and stay right. */
+    cr_assert_eq(fipc__jqueue_joiners(j, &locked), 1);
+    cr_assert(locked);
+    v = 2;
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    cr_assert_eq(fipc_jqueue_unfinished(j), 2);
+    for (int i = 1; i <= 2; i++) {
+        cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, 0), 0);
+        cr_assert_eq(v, i);
+        cr_assert_eq(fipc_jqueue_task_done(j), 0);
+    }
+    /* The zero counted every registered joiner out, the dead one too:
+     * the counts are off the lock again. */
+    cr_assert_eq(fipc__jqueue_joiners(j, &locked), 0);
+    cr_assert(!locked);
+    cr_assert_eq(fipc_jqueue_unfinished(j), 0);
+    cr_assert_eq(fipc_jqueue_join(j, 0), 0);
+    /* And a join after it still waits for the next zero. */
+    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    cr_assert_eq(fipc_jqueue_join(j, FIPC_MSEC(1)), -ETIMEDOUT);
+    cr_assert_eq(fipc__jqueue_joiners(j, &locked), 0);
+    cr_assert(!locked);
+    cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, 0), 0);
+    cr_assert_eq(fipc_jqueue_task_done(j), 0);
+    cr_assert_eq(fipc_jqueue_join(j, 0), 0);
+}
+
 /* docs/death.md: queue-mid-get-closed, for a JoinableQueue */
 Test(death, jqueue_items_of_a_consumer_dead_inside_get_go_to_the_drain_after_close_counted_once)
 {

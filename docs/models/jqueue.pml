@@ -55,8 +55,10 @@
  *   order: prod.puts, done, the records' tallies); check unfinished (0:
  *   waiters back, the first clears the bits, unlock, return); read the
  *   epoch e; unlock.  Then loop: futex_wait(epoch, e); return if the
- *   epoch moved or unfinished is 0; then join_unregister: the lock,
- *   waiters -= 1, the last clears the bits, unlock.  wake_joiners is epoch += 1, then futex_wake(all);
+ *   epoch moved (the wake counted it out); if unfinished is 0,
+ *   join_unregister: the lock, waiters -= 1 unless the epoch moved, the
+ *   last clears the bits, unlock.  wake_joiners (under the lock) is
+ *   waiters = 0, clear the bits, epoch += 1, then futex_wake(all);
  *   futex_wait an atomic compare-and-block.  Joiner 0 may also return once
  *   from futex_wait unwoken, as after FUTEX_RECHECK_NS, so that the loop's
  *   unfinished is checked too; more of those only wake it earlier.
@@ -244,6 +246,12 @@ inline note_change()
 /* futex_wake(epoch, all), after epoch += 1 */
 #define WAKE_ALL asleep[0] = 0; asleep[1] = 0
 
+/* wake_joiners, under the lock, before WAKE_ALL: every registered joiner
+ * is counted out (waiters 0, the bits cleared), then the epoch moves. */
+#define WAKE_JOINERS                                                                               \
+    atomic { waiters = 0; registered[0] = 0; registered[1] = 0 };                                  \
+    SET_LOCKED(0, epoch++)
+
 /* unfinished() == 0 into z: done first, then each tally, a step each. */
 #ifndef BUG_READ_PUTS_FIRST
 #if NW == 1
@@ -337,14 +345,12 @@ inline finish_locked(r)
         :: else -> skip
         fi
     od;
-    atomic {
-        if
+    if
 #ifndef BUG_NO_FINISH_WAKE
-        :: r == 0 && waiters != 0 && CNT(d) + 1 == p -> epoch++; ok = 1
+    :: r == 0 && waiters != 0 && CNT(d) + 1 == p -> WAKE_JOINERS; ok = 1
 #endif
-        :: else -> ok = 0
-        fi
-    }
+    :: else -> ok = 0
+    fi;
 #ifndef BUG_NO_LOCK_FINISH
     atomic { if :: ok -> WAKE_ALL :: else -> skip fi; JUNLOCK; ok = 0; d = 0; p = 0 }
 #else
@@ -401,7 +407,7 @@ inline take_over()
         :: waiters != 0 ->
             UNFINISHED_ZERO(z);
             if
-            :: z -> epoch++; WAKE_ALL
+            :: z -> WAKE_JOINERS; WAKE_ALL
             :: else -> skip
             fi
 #endif
@@ -530,7 +536,7 @@ proctype consumer()
 proctype joiner(byte me)
 {
     byte e, d, p, w, n;
-    bit z, rc;
+    bit z, rc, moved;
     do
     :: (me == 0 && n < JOINS) || n < 1 ->
         n++;
@@ -574,7 +580,7 @@ end_sleep:
             :: atomic { me == 0 && !rc -> rc = 1; asleep[me] = 0 } /* one recheck */
             fi;
             if
-            :: epoch != e -> break
+            :: epoch != e -> moved = 1; break
             :: else -> skip
             fi;
             UNFINISHED_ZERO(z);
@@ -583,15 +589,27 @@ end_sleep:
             :: else -> skip
             fi
         od;
-        /* join_unregister */
-        atomic { JLOCK; w = waiters; waiters = w - 1; registered[me] = 0; owed[me] = 0 }
         if
-        :: w == 1 -> SET_LOCKED(0, JUNLOCK)
-        :: else -> JUNLOCK
+        :: moved -> atomic { registered[me] = 0; owed[me] = 0 } /* counted out by the wake */
+        :: else ->
+            /* join_unregister: counted still unless the epoch moved */
+            atomic {
+                JLOCK;
+                if
+                :: epoch == e -> w = waiters; waiters = w - 1
+                :: else -> w = 0
+                fi;
+                registered[me] = 0;
+                owed[me] = 0
+            }
+            if
+            :: w == 1 -> SET_LOCKED(0, JUNLOCK)
+            :: else -> JUNLOCK
+            fi
         fi;
 ret:
         /* every return here is a 0 */
-        atomic { assert(zseen[me]); injoin[me] = 0; zseen[me] = 0; z = 0; e = 0; w = 0; rc = 0 }
+        atomic { assert(zseen[me]); injoin[me] = 0; zseen[me] = 0; z = 0; e = 0; w = 0; rc = 0; moved = 0 }
         if
         :: true -> skip
         :: true -> break /* join no more */
