@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <time.h>
 
+#include <fipc/common.h>
+
 #include "atomic.h"
 
 /* A deadline: absolute CLOCK_MONOTONIC nanoseconds, or DEADLINE_NEVER. */
@@ -108,6 +110,7 @@ struct fipc_spin {
     uint32_t n;
     uint32_t pauses; /* one less than the pauses before the next check */
     uint32_t cap;    /* the most pauses, less one */
+    bool learn;      /* the wait adjusts the budget (fipc_spin_learn) */
 };
 
 static inline void fipc_spin_begin(struct fipc_spin *s)
@@ -125,6 +128,7 @@ static inline void fipc_spin_begin(struct fipc_spin *s)
     s->n = 0;
     s->pauses = 0;
     s->cap = 3;
+    s->learn = true;
 }
 
 /* A spin of ns that learns nothing (the lock's). */
@@ -135,6 +139,47 @@ static inline void fipc_spin_fixed(struct fipc_spin *s, int64_t ns)
     s->n = 0;
     s->pauses = 0;
     s->cap = 15;
+    s->learn = false;
+}
+
+/*
+ * The wait modes (fipc/common.h) are a word in the object, any value a
+ * peer may have written: what is neither FIPC_WAIT_SPIN nor
+ * FIPC_WAIT_SLEEP is FIPC_WAIT_ADAPTIVE.  One wait's spin in mode: the
+ * learned budget; none (FIPC_WAIT_SLEEP); or until the deadline, checking
+ * as often as the learned spin does (FIPC_WAIT_SPIN: a caller that must
+ * look at something else now and then, as a queue's repair of dead claims,
+ * spins in rounds with fipc_spin_round).  Only the learned spin learns.
+ */
+static inline void fipc_spin_begin_mode(struct fipc_spin *s, uint32_t mode, fipc_deadline deadline)
+{
+    if (FIPC_LIKELY(mode != FIPC_WAIT_SPIN && mode != FIPC_WAIT_SLEEP)) {
+        fipc_spin_begin(s);
+        return;
+    }
+    s->start = s->end = 0;
+    if (mode == FIPC_WAIT_SPIN) {
+        s->start = fipc_now_ns();
+        s->end = deadline;
+    }
+    s->n = 0;
+    s->pauses = 0;
+    s->cap = 3;
+    s->learn = false;
+}
+
+/* Whether a setter's argument names a mode. */
+static inline bool fipc_wait_mode_valid(enum fipc_wait_mode mode)
+{
+    return mode == FIPC_WAIT_ADAPTIVE || mode == FIPC_WAIT_SPIN || mode == FIPC_WAIT_SLEEP;
+}
+
+/* A round of a FIPC_WAIT_SPIN wait: until ns from now or the deadline. */
+static inline void fipc_spin_round(struct fipc_spin *s, int64_t ns, fipc_deadline deadline)
+{
+    fipc_spin_begin_mode(s, FIPC_WAIT_SPIN, deadline);
+    if (deadline - s->start > ns)
+        s->end = s->start + ns;
 }
 
 /* Whether to check once more: false once the budget is spent. */

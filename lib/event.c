@@ -66,7 +66,7 @@ int fipc_event_set(fipc_event *e)
     } while (!cas_seqcst(&m->word, &w, ((w + EVENT_GEN) & EVENT_GEN_MSK) | EVENT_SET));
     /* A waiter outside fipc set EVENT_OUTSIDE in the word this CAS
      * replaced, and the CAS cleared it: no load needed to see it. */
-    if ((w & EVENT_OUTSIDE) || load_seqcst(&m->waiters) > 0)
+    if ((w & EVENT_OUTSIDE) || (load_seqcst(&m->waiters) & WAITERS_COUNT))
         futex_wake(&m->word, FUTEX_WAKE_ALL);
     return 0;
 }
@@ -79,6 +79,14 @@ int fipc_event_clear(fipc_event *e)
      * no read-modify-write at all. */
     if (load_relaxed(&impl(e)->word) & EVENT_SET)
         fetch_and_relaxed(&impl(e)->word, ~EVENT_SET);
+    return 0;
+}
+
+int fipc_event_set_wait_mode(fipc_event *e, enum fipc_wait_mode mode)
+{
+    if (!e || !fipc_wait_mode_valid(mode))
+        return -EINVAL;
+    waiters_set_mode(&impl(e)->waiters, (uint32_t)mode);
     return 0;
 }
 
@@ -128,7 +136,7 @@ int fipc_event_wait(fipc_event *e, int64_t timeout_ns)
     /* A set that is about to come from the other CPU costs less to spin
      * for than to sleep for. */
     struct fipc_spin spin;
-    for (fipc_spin_begin(&spin); fipc_spin(&spin);) {
+    for (fipc_spin_begin_mode(&spin, waiters_mode(&m->waiters), deadline); fipc_spin(&spin);) {
         /* acquire pairs with the CAS in fipc_event_set. */
         if (released(load_acquire(&m->word), first))
             return 0;

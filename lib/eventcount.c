@@ -37,3 +37,20 @@ void fipc__ec_wake_all(struct eventcount *ec)
     fetch_add_release(&ec->epoch, 1);
     futex_wake(&ec->epoch, FUTEX_WAKE_ALL);
 }
+
+int fipc__ec_poll(ec_try_fn try, void *ctx, fipc_deadline deadline)
+{
+    for (;;) {
+        struct fipc_spin spin;
+        int r;
+        for (fipc_spin_round(&spin, EC_POLL_ROUND_NS, deadline); fipc_spin(&spin);)
+            if ((r = try(ctx, false)) != -EAGAIN)
+                return r;
+        /* Patient: a queue repairs a dead claim in its way here. */
+        r = try(ctx, true);
+        if (r != -EAGAIN && r != -EINPROGRESS)
+            return r;
+        if (fipc_deadline_passed(deadline))
+            return -ETIMEDOUT;
+    }
+}

@@ -68,6 +68,7 @@ struct eventcount {
     uint32_t epoch;
     uint32_t sleepers;
     uint32_t waker_cpu; /* the CPU of the last process that woke sleepers (clock.h) */
+    uint32_t mode;      /* how its waiters wait: enum fipc_wait_mode (clock.h) */
 };
 
 /* Clear the flag and wake the sleepers, if the flag is still set: the first
@@ -112,6 +113,15 @@ typedef int (*ec_try_fn)(void *ctx, bool patient);
 
 #define EC_RECHECK_NS ((int64_t)2000000) /* 2 ms */
 
+/* FIPC_WAIT_SPIN: how long a waiter polls between patient tries. */
+#define EC_POLL_ROUND_NS ((int64_t)1000000) /* 1 ms */
+
+/* ec_block for an object in FIPC_WAIT_SPIN: poll try until it answers or
+ * the deadline passes, never registering (so the other side never makes
+ * a system call for this waiter), with a patient try every
+ * EC_POLL_ROUND_NS, where a sleeper would have one after each sleep. */
+int fipc__ec_poll(ec_try_fn try, void *ctx, fipc_deadline deadline);
+
 static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int64_t timeout_ns)
 {
     int r;
@@ -119,8 +129,13 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
         return -EAGAIN; /* never blocks, nor spins */
     /* The deadline is taken before the spin, which counts against it. */
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
+    /* relaxed: the object's choice, which any value a peer wrote leaves a
+     * choice (clock.h); it orders nothing. */
+    uint32_t mode = load_relaxed(&ec->mode);
+    if (FIPC_UNLIKELY(mode == FIPC_WAIT_SPIN))
+        return fipc__ec_poll(try, ctx, deadline);
     struct fipc_spin spin;
-    for (fipc_spin_begin(&spin); fipc_spin(&spin);)
+    for (fipc_spin_begin_mode(&spin, mode, deadline); fipc_spin(&spin);)
         if ((r = try(ctx, false)) != -EAGAIN)
             return r;
 

@@ -67,13 +67,34 @@ static inline int futex_wake(const uint32_t *word, int n)
 
 #define FUTEX_WAKE_ALL INT_MAX
 
+/* A counted wait's count word holds, in its top two bits, the object's
+ * wait mode (clock.h), which only the objects' setters change (by CAS,
+ * keeping the count): wakers test the count under WAITERS_COUNT. */
+#define WAITERS_COUNT      0x3fffffffu
+#define WAITERS_MODE_SHIFT 30
+
+static inline uint32_t waiters_mode(const uint32_t *waiters)
+{
+    /* relaxed: a choice, any value of which is one (clock.h). */
+    return load_relaxed(waiters) >> WAITERS_MODE_SHIFT;
+}
+
+/* Set the mode bits of a counted wait's count word. */
+static inline void waiters_set_mode(uint32_t *waiters, uint32_t mode)
+{
+    /* relaxed: the next wait reads it; it orders nothing. */
+    uint32_t w = load_relaxed(waiters);
+    while (!cas_relaxed(waiters, &w, (w & WAITERS_COUNT) | mode << WAITERS_MODE_SHIFT))
+        ;
+}
+
 /*
  * The counted wait, the slow path of every primitive whose waker wakes
  * only when it finds a sleeper counted (musl's __wait):
  *
  *   waiter                              waker
  *   waiters += 1           (seq_cst)    change the state    (seq_cst)
- *   fence                  (seq_cst)    if waiters != 0     (seq_cst)
+ *   fence                  (seq_cst)    if waiters & WAITERS_COUNT (seq_cst)
  *   until check() is done:                  futex_wake(word)
  *       futex_wait(word, seen)
  *   waiters -= 1           (relaxed)

@@ -602,6 +602,11 @@ size_t fipc_jqueue_max_item(const fipc_jqueue *j)
     return j ? fipc_queue_max_item(queue_of(j)) : 0;
 }
 
+int fipc_jqueue_set_wait_mode(fipc_jqueue *j, enum fipc_wait_mode mode)
+{
+    return j ? fipc_queue_set_wait_mode(queue_of(j), mode) : -EINVAL;
+}
+
 int fipc_jqueue_close(fipc_jqueue *j)
 {
     return j ? fipc_queue_close(queue_of(j)) : -EINVAL;

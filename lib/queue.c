@@ -383,6 +383,19 @@ int fipc__queue_get_counted(fipc_queue *q, void *buf, size_t cap, size_t *len, i
 
 /* ---- close and snapshots ------------------------------------------------- */
 
+int fipc_queue_set_wait_mode(fipc_queue *q, enum fipc_wait_mode mode)
+{
+    const struct geom *g = q ? view_of(q) : NULL;
+    if (!g)
+        return fipc__view_error(q);
+    if (!fipc_wait_mode_valid(mode))
+        return -EINVAL;
+    /* relaxed: each side's next ec_block reads it; it orders nothing. */
+    store_relaxed(&q->not_empty.mode, (uint32_t)mode);
+    store_relaxed(&q->not_full.mode, (uint32_t)mode);
+    return 0;
+}
+
 int fipc_queue_close(fipc_queue *q)
 {
     if (!q)

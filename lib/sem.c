@@ -99,7 +99,7 @@ int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns)
     /* The deadline is taken before the spin, which counts against it. */
     fipc_deadline deadline = fipc_deadline_in(timeout_ns);
     struct fipc_spin spin;
-    for (fipc_spin_begin(&spin); fipc_spin(&spin);)
+    for (fipc_spin_begin_mode(&spin, waiters_mode(&m->waiters), deadline); fipc_spin(&spin);)
         if (load_relaxed(&m->value) > 0 && try_take(m))
             return 0;
 
@@ -108,6 +108,14 @@ int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns)
     int r = futex_wait_counted(&m->value, &m->waiters, take_or_sleep, m, deadline);
     fipc_spin_learn(&spin, -1);
     return r;
+}
+
+int fipc_sem_set_wait_mode(fipc_sem *s, enum fipc_wait_mode mode)
+{
+    if (!s || !fipc_wait_mode_valid(mode))
+        return -EINVAL;
+    waiters_set_mode(&impl(s)->waiters, (uint32_t)mode);
+    return 0;
 }
 
 int fipc_sem_release(fipc_sem *s)
@@ -123,7 +131,7 @@ int fipc_sem_release(fipc_sem *s)
         /* seq_cst: this increment and the waiters load below form the
          * releaser's half of the handshake described at the top. */
     } while (!cas_seqcst(&m->value, &v, v + 1));
-    if (load_seqcst(&m->waiters) > 0)
+    if (load_seqcst(&m->waiters) & WAITERS_COUNT)
         futex_wake(&m->value, 1);
     /* seq_cst: as the load of waiters, the releaser's half of the
      * handshake with fipc__sem_arm. */

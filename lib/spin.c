@@ -36,6 +36,8 @@ static void spin_off(struct fipc__spin_state *t)
 
 void fipc_spin_learn(const struct fipc_spin *s, int waker_cpu)
 {
+    if (!s->learn)
+        return; /* a spin of another mode: it says nothing of the budget */
     struct fipc__spin_state *t = &spin_state;
     int64_t waited = fipc_now_ns() - s->start;
     bool spun = s->end > s->start;

@@ -54,6 +54,29 @@ extern "C" {
 
 typedef struct fipc_arena fipc_arena;
 
+/*
+ * How a call that blocks waits, chosen per object (fipc_queue_set_wait_mode,
+ * fipc_jqueue_set_wait_mode, fipc_sem_set_wait_mode,
+ * fipc_event_set_wait_mode).  The choice lives in the object's shared
+ * memory: it holds for every process that waits on it, from its next wait.
+ *   FIPC_WAIT_ADAPTIVE  the default: re-check for a while before sleeping,
+ *                       for as long as this thread has learned that its
+ *                       partner takes to answer (2-50 us), and not at all
+ *                       while the partner runs on this thread's CPU
+ *   FIPC_WAIT_SPIN      never sleep: poll until ready or the timeout.  The
+ *                       lowest latency, and the other side never makes a
+ *                       system call to wake this one; a waiter keeps a CPU
+ *                       busy all along, so use it only with a CPU to spare
+ *                       per waiter
+ *   FIPC_WAIT_SLEEP     sleep at once: no CPU burnt while waiting, and
+ *                       every hand-off to a waiter costs a wake-up
+ */
+enum fipc_wait_mode {
+    FIPC_WAIT_ADAPTIVE = 0,
+    FIPC_WAIT_SPIN = 1,
+    FIPC_WAIT_SLEEP = 2,
+};
+
 /* A message for any fipc return code (0, a negative errno, or a count).
  * Never NULL; the string is static. */
 FIPC_EXPORT const char *fipc_strerror(int err);

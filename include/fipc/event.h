@@ -34,6 +34,11 @@ FIPC_EXPORT int fipc_event_set(fipc_event *e);
 /* Clear the flag.  0, or -EINVAL for NULL. */
 FIPC_EXPORT int fipc_event_clear(fipc_event *e);
 
+/* How waiters on e wait from their next wait on (enum fipc_wait_mode,
+ * fipc/common.h; FIPC_WAIT_ADAPTIVE until set; init resets it).  0, or
+ * -EINVAL for NULL or another mode. */
+FIPC_EXPORT int fipc_event_set_wait_mode(fipc_event *e, enum fipc_wait_mode mode);
+
 /* The flag (a snapshot).  false for NULL. */
 FIPC_EXPORT bool fipc_event_is_set(const fipc_event *e);
 

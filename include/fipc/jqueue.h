@@ -54,6 +54,8 @@ FIPC_EXPORT size_t fipc_jqueue_capacity(const fipc_jqueue *q);
 FIPC_EXPORT size_t fipc_jqueue_max_item(const fipc_jqueue *q);
 FIPC_EXPORT int fipc_jqueue_close(fipc_jqueue *q);
 FIPC_EXPORT bool fipc_jqueue_closed(const fipc_jqueue *q);
+/* As fipc_queue_set_wait_mode, for puts and gets; join always sleeps. */
+FIPC_EXPORT int fipc_jqueue_set_wait_mode(fipc_jqueue *q, enum fipc_wait_mode mode);
 
 /* The underlying queue (for code written against fipc_queue).  Items put
  * through it directly are not counted; its gets do not count a dead

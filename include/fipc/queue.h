@@ -127,6 +127,12 @@ FIPC_EXPORT size_t fipc_queue_max_item(const fipc_queue *q);
 FIPC_EXPORT int fipc_queue_close(fipc_queue *q);
 FIPC_EXPORT bool fipc_queue_closed(const fipc_queue *q);
 
+/* How puts and gets that block on q wait from their next wait on (enum
+ * fipc_wait_mode, fipc/common.h; FIPC_WAIT_ADAPTIVE for a new queue).
+ * 0; -EINVAL for NULL or another mode; -EPROTO, -ENOMEM as for any call
+ * (a queue this process cannot open). */
+FIPC_EXPORT int fipc_queue_set_wait_mode(fipc_queue *q, enum fipc_wait_mode mode);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,6 +46,11 @@ FIPC_EXPORT int fipc_sem_acquire(fipc_sem *s, int64_t timeout_ns);
  * initial value, or any semaphore at FIPC_SEM_VALUE_MAX; -EINVAL for NULL. */
 FIPC_EXPORT int fipc_sem_release(fipc_sem *s);
 
+/* How acquirers of s wait from their next acquire on (enum fipc_wait_mode,
+ * fipc/common.h; FIPC_WAIT_ADAPTIVE until set; init resets it).  0, or
+ * -EINVAL for NULL or another mode. */
+FIPC_EXPORT int fipc_sem_set_wait_mode(fipc_sem *s, enum fipc_wait_mode mode);
+
 /* The current value (a snapshot), or -EINVAL for NULL. */
 FIPC_EXPORT int fipc_sem_value(const fipc_sem *s);
 
