@@ -126,7 +126,7 @@ def ratios_script(rows, out):
         "$bars << EOD",
     ]
     for i, (label, ratio, goal, status) in enumerate(bars):
-        color = {"PASS": 0x2e8b57, "MISS": 0xcd3333}.get(status, 0x999999)
+        color = {"PASS": 0x2e8b57, "MISS": 0xcd3333}.get(status[:4], 0x999999)
         lines.append(f"{n - 1 - i} {ratio} {color}")
     lines += [
         "EOD",
