@@ -109,7 +109,7 @@ void bench_dist(struct bench_run *r, int64_t *samples, size_t n)
 {
     if (n == 0) {
         for (int i = 0; i < BENCH_NSTATS; i++)
-            r->stats[i] = NAN;
+            r->stats[i] = NAN; /* not BENCH_FLOOR: the case's own */
         return;
     }
     qsort(samples, n, sizeof *samples, cmp_i64);
@@ -396,7 +396,7 @@ struct runner_msg {
     int64_t ns;
     uint64_t ops;
     double value;
-    double stats[BENCH_NSTATS];
+    double stats[BENCH_NROWS];
     char err[BENCH_ERR_MAX];
 };
 
@@ -802,11 +802,18 @@ static struct slot *slot_of(struct slot *slots, size_t n, const struct bench_cas
     return NULL;
 }
 
-static const char *const stat_names[BENCH_NSTATS] = {"mean", "p50", "p90", "p99", "p99.9", "max"};
+static const char *const stat_names[BENCH_NROWS] = {"mean",  "p50", "p90",  "p99",
+                                                    "p99.9", "max", "floor"};
 
 static const char *stat_name(int stat)
 {
-    return stat >= 0 && stat < BENCH_NSTATS ? stat_names[stat] : "";
+    return stat >= 0 && stat < BENCH_NROWS ? stat_names[stat] : "";
+}
+
+/* The rows of case c: one per statistic (and its floor), or one. */
+static int rows_of(const struct bench_case *c)
+{
+    return c->dist ? BENCH_NSTATS + (c->floor ? 1 : 0) : 1;
 }
 
 static const char *unit_label(const struct bench_case *c, char *buf, size_t len)
@@ -1084,7 +1091,7 @@ int main(int argc, char **argv)
     /* Select: the matching cases, plus the baselines they are compared
      * with, in registration order. */
     bool *take = calloc(registry_len ? registry_len : 1, sizeof *take);
-    struct slot *slots = calloc(registry_len ? registry_len * BENCH_NSTATS : 1, sizeof *slots);
+    struct slot *slots = calloc(registry_len ? registry_len * BENCH_NROWS : 1, sizeof *slots);
     if (!take || !slots) {
         perror("fipc-bench: calloc");
         return 2;
@@ -1110,7 +1117,7 @@ int main(int argc, char **argv)
                     registry[i]->group, registry[i]->name, registry[i]->baseline);
         /* A distribution has a row per statistic, next to each other; the
          * first (the mean) runs the case and fills the others. */
-        int rows = registry[i]->dist ? BENCH_NSTATS : 1;
+        int rows = rows_of(registry[i]);
         for (int k = 0; k < rows; k++) {
             slots[n].c = registry[i];
             slots[n].stat = registry[i]->dist ? k : -1;
@@ -1149,7 +1156,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < nm; k++) {
             struct slot *s = members[k];
             if (s->stat > 0) continue; /* a row of the distribution above */
-            int rows = s->c->dist ? BENCH_NSTATS : 1;
+            int rows = rows_of(s->c);
             struct runner_msg m;
             fprintf(stderr, "calibrating %s/%s ...", group, s->c->name);
             if (run_in_runner(s->c, o.quick, 0, o.timeout_s, &m) < 0) {
@@ -1169,7 +1176,7 @@ int main(int argc, char **argv)
             for (int k = 0; k < nm; k++) {
                 struct slot *s = members[k];
                 if (s->failed || s->stat > 0) continue;
-                int rows = s->c->dist ? BENCH_NSTATS : 1;
+                int rows = rows_of(s->c);
                 double line_ns = line_roundtrip_ns();
                 if (!isnan(line_ns) && nprobes < MAX_PROBES) probes[nprobes++] = line_ns;
                 struct runner_msg m;
@@ -1206,7 +1213,9 @@ int main(int argc, char **argv)
             s->status = "ERROR";
             errors += s->stat <= 0;
         }
-        struct slot *b = s->base ? slot_of(slots, n, s->base, s->stat) : NULL;
+        /* A floor row compares with the baseline's p50 (the floor). */
+        int bstat = s->stat == BENCH_FLOOR ? BENCH_P50 : s->stat;
+        struct slot *b = s->base ? slot_of(slots, n, s->base, bstat) : NULL;
         if (!s->failed && b && !b->failed && b->nvals > 0) s->ratio = paired_ratio(s, b);
         const struct bench_dist_goal *dg = dist_goal(s->c, s->stat);
         if (dg) {
@@ -1215,7 +1224,8 @@ int main(int argc, char **argv)
             /* Against the baseline's statistic dg->of, paired by round;
              * every_round: met only if it holds in every round (a
              * distribution right in most runs and bimodal in one misses). */
-            struct slot *bo = s->base ? slot_of(slots, n, s->base, (int)dg->of) : NULL;
+            const struct bench_case *oc = dg->of == BENCH_FLOOR ? s->c : s->base;
+            struct slot *bo = oc ? slot_of(slots, n, oc, (int)dg->of) : NULL;
             int rounds = bo && !bo->failed ? (s->nvals < bo->nvals ? s->nvals : bo->nvals) : 0;
             if (rounds == 0) {
                 s->status = "n/a";

@@ -61,7 +61,12 @@ enum bench_stat {
     BENCH_P99,
     BENCH_P999,
     BENCH_MAX,
-    BENCH_NSTATS
+    BENCH_NSTATS,
+    /* A case with .floor: the p50 of a cache line bounced between its own
+     * processes, pinned where the case runs, just before its timed part;
+     * one more row ("floor"), and what dist goals may compare with. */
+    BENCH_FLOOR = BENCH_NSTATS,
+    BENCH_NROWS
 };
 
 /* One run of a case, filled in by the harness (in) and the case (out). */
@@ -71,10 +76,10 @@ struct bench_run {
     bool quick;      /* --quick: keep untimed set-up short too */
     const void *arg; /* the case's arg */
     /* out */
-    int64_t ns;                 /* wall-clock nanoseconds of the timed part (> 0) */
-    uint64_t ops;               /* operations completed in ns; 0 means iters */
-    double value;               /* BENCH_COST: the figure */
-    double stats[BENCH_NSTATS]; /* .dist: filled by bench_dist() */
+    int64_t ns;                /* wall-clock nanoseconds of the timed part (> 0) */
+    uint64_t ops;              /* operations completed in ns; 0 means iters */
+    double value;              /* BENCH_COST: the figure */
+    double stats[BENCH_NROWS]; /* .dist: filled by bench_dist(); [BENCH_FLOOR] by a .floor case */
 };
 
 /*
@@ -88,8 +93,9 @@ struct bench_run {
 
 /*
  * A goal of a distribution case: its statistic stat at most factor times
- * the baseline's statistic of, e.g. {BENCH_P99, 10, BENCH_P50}: p99 at
- * most 10x the baseline's p50, judged on the median over rounds of the
+ * the baseline's statistic of (BENCH_FLOOR: the case's own floor of the
+ * same run), e.g. {BENCH_P99, 10, BENCH_P50}: p99 at most 10x the
+ * baseline's p50, judged on the median over rounds of the
  * paired ratio; with every_round, it must hold in every round (no bimodal
  * run), and the status says in how many it did.  factor 0 ends the list.
  */
@@ -113,6 +119,8 @@ struct bench_case {
     double goal;                      /* BENCH_GOAL_*; 0: none */
     /* A distribution: one row per enum bench_stat (BENCH_TIME only). */
     bool dist;
+    /* With dist: the run also reports stats[BENCH_FLOOR] (a row "floor"). */
+    bool floor;
     struct bench_dist_goal dist_goals[BENCH_MAX_DIST_GOALS];
     /* A goal on the figure itself, not a ratio: PASS if the median is at
      * most limit (in the unit of the table); 0: none. */
