@@ -7,7 +7,10 @@
  *   latency-rtt-2cpu  round trips between two processes pinned to CPUs 0
  *                     and 1; baseline: one cache line bounced between them
  *                     (each side spins until the other has written), the
- *                     floor of any hand-off between two CPUs
+ *                     floor of any hand-off between two CPUs; each fipc
+ *                     case also measures that floor between its own two
+ *                     processes before its timed part (row "floor"), and
+ *                     its goals compare with it
  *   latency-rtt-1cpu  the same, both pinned to CPU 0; baseline: a raw
  *                     futex round trip (wake, then sleep; no spinning),
  *                     the floor when the partner cannot run meanwhile
