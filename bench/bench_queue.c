@@ -57,7 +57,6 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <mqueue.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
