@@ -92,6 +92,38 @@ int64_t bench_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest rank: the smallest sample with at least q of them at or below it. */
+static double rank_of(const int64_t *v, size_t n, double q)
+{
+    size_t k = (size_t)ceil(q * (double)n);
+    return (double)v[k == 0 ? 0 : k > n ? n - 1 : k - 1];
+}
+
+void bench_dist(struct bench_run *r, int64_t *samples, size_t n)
+{
+    if (n == 0) {
+        for (int i = 0; i < BENCH_NSTATS; i++)
+            r->stats[i] = NAN; /* not BENCH_FLOOR: the case's own */
+        return;
+    }
+    qsort(samples, n, sizeof *samples, cmp_i64);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += (double)samples[i];
+    r->stats[BENCH_MEAN] = sum / (double)n;
+    r->stats[BENCH_P50] = rank_of(samples, n, 0.50);
+    r->stats[BENCH_P90] = rank_of(samples, n, 0.90);
+    r->stats[BENCH_P99] = rank_of(samples, n, 0.99);
+    r->stats[BENCH_P999] = rank_of(samples, n, 0.999);
+    r->stats[BENCH_MAX] = (double)samples[n - 1];
+}
+
 int bench_fail(const char *fmt, ...)
 {
     /* Keep the first failure: later ones are usually its consequences. */
@@ -363,6 +395,8 @@ struct runner_msg {
     uint64_t iters;
     int64_t ns;
     uint64_t ops;
+    double value;
+    double stats[BENCH_NROWS];
     char err[BENCH_ERR_MAX];
 };
 
@@ -446,6 +480,10 @@ static int calibrate(const struct bench_case *c, bool quick, struct runner_msg *
     int64_t target = quick ? BENCH_TARGET_QUICK_NS : BENCH_TARGET_NS;
     uint64_t iters = c->min_iters ? c->min_iters : 1000;
     struct bench_run r;
+    if (c->fixed) {
+        m->iters = 1;
+        return 0;
+    }
     for (;;) {
         if (run_once(c, quick, iters, &r) < 0) return -1;
         if (r.ns >= target / 2 || iters >= BENCH_MAX_ITERS) break;
@@ -467,11 +505,13 @@ static int measure(const struct bench_case *c, bool quick, uint64_t iters, struc
     struct bench_run r;
     /* A short warm-up in this fresh process: page tables, caches, lazy
      * binding, the library's per-thread state. */
-    if (run_once(c, quick, iters / 20 ? iters / 20 : 1, &r) < 0) return -1;
+    if (!c->fixed && run_once(c, quick, iters / 20 ? iters / 20 : 1, &r) < 0) return -1;
     if (run_once(c, quick, iters, &r) < 0) return -1;
     m->iters = iters;
     m->ns = r.ns;
     m->ops = r.ops;
+    m->value = r.value;
+    memcpy(m->stats, r.stats, sizeof m->stats);
     return 0;
 }
 
@@ -593,6 +633,7 @@ static int run_in_runner(const struct bench_case *c, bool quick, uint64_t iters,
 
 struct slot {
     const struct bench_case *c;
+    int stat;                      /* enum bench_stat of a .dist case's row; -1: none */
     const struct bench_case *base; /* NULL if the baseline is missing */
     uint64_t iters;
     double vals[BENCH_MAX_RUNS];
@@ -601,7 +642,8 @@ struct slot {
     bool failed;
     char err[BENCH_ERR_MAX];
     double median, min, max, ratio; /* ratio NAN when unknown */
-    const char *status;             /* PASS, MISS, ERROR, "-" */
+    const char *status;             /* PASS, MISS, ERROR, "-" (or status_buf) */
+    char status_buf[24];
 };
 
 struct options {
@@ -747,21 +789,38 @@ static double paired_ratio(const struct slot *s, const struct slot *b)
     if (n == 0) return NAN;
     double r[BENCH_MAX_RUNS];
     for (int k = 0; k < n; k++)
-        r[k] = s->c->unit == BENCH_TIME ? b->vals[k] / s->vals[k] : s->vals[k] / b->vals[k];
+        r[k] = s->c->unit != BENCH_RATE ? b->vals[k] / s->vals[k] : s->vals[k] / b->vals[k];
     qsort(r, (size_t)n, sizeof r[0], cmp_double);
     return n % 2 ? r[n / 2] : (r[n / 2 - 1] + r[n / 2]) / 2;
 }
 
-static struct slot *slot_of(struct slot *slots, size_t n, const struct bench_case *c)
+/* The slot of case c; for a distribution, the row of statistic stat. */
+static struct slot *slot_of(struct slot *slots, size_t n, const struct bench_case *c, int stat)
 {
     for (size_t i = 0; i < n; i++)
-        if (slots[i].c == c) return &slots[i];
+        if (slots[i].c == c && (!c->dist || slots[i].stat == stat)) return &slots[i];
     return NULL;
+}
+
+static const char *const stat_names[BENCH_NROWS] = {"mean",  "p50", "p90",  "p99",
+                                                    "p99.9", "max", "floor"};
+
+static const char *stat_name(int stat)
+{
+    return stat >= 0 && stat < BENCH_NROWS ? stat_names[stat] : "";
+}
+
+/* The rows of case c: one per statistic (and its floor), or one. */
+static int rows_of(const struct bench_case *c)
+{
+    return c->dist ? BENCH_NSTATS + (c->floor ? 1 : 0) : 1;
 }
 
 static const char *unit_label(const struct bench_case *c, char *buf, size_t len)
 {
-    if (c->unit == BENCH_TIME)
+    if (c->unit == BENCH_COST)
+        snprintf(buf, len, "%s", c->op ? c->op : "cost");
+    else if (c->unit == BENCH_TIME)
         snprintf(buf, len, "ns/%s", c->op ? c->op : "op");
     else
         snprintf(buf, len, "M%s/s", c->op ? c->op : "op");
@@ -775,15 +834,37 @@ static void fmt_value(const struct bench_case *c, double v, char *buf, size_t le
         snprintf(buf, len, "-");
     else if (c->unit == BENCH_RATE)
         snprintf(buf, len, "%.3f", v / 1e6);
+    else if (c->unit == BENCH_COST)
+        snprintf(buf, len, "%.3f", v);
     else if (v < 100)
         snprintf(buf, len, "%.2f", v);
     else
         snprintf(buf, len, "%.1f", v);
 }
 
-static void fmt_goal(const struct bench_case *c, char *buf, size_t len)
+/* The goal of a distribution's row stat, or NULL. */
+static const struct bench_dist_goal *dist_goal(const struct bench_case *c, int stat)
 {
-    if (c->goal <= 0)
+    if (!c->dist) return NULL;
+    for (int i = 0; i < BENCH_MAX_DIST_GOALS && c->dist_goals[i].factor > 0; i++)
+        if ((int)c->dist_goals[i].stat == stat) return &c->dist_goals[i];
+    return NULL;
+}
+
+static bool has_goal(const struct slot *s)
+{
+    return s->c->goal > 0 || s->c->limit > 0 || dist_goal(s->c, s->stat);
+}
+
+static void fmt_goal(const struct slot *s, char *buf, size_t len)
+{
+    const struct bench_case *c = s->c;
+    const struct bench_dist_goal *dg = dist_goal(c, s->stat);
+    if (dg)
+        snprintf(buf, len, "time<=%.2fx %s", dg->factor, stat_name((int)dg->of));
+    else if (c->limit > 0)
+        snprintf(buf, len, "value<=%g", c->limit);
+    else if (c->goal <= 0)
         snprintf(buf, len, "-");
     else if (c->unit == BENCH_TIME)
         snprintf(buf, len, "time<=%.2fx", c->goal);
@@ -794,6 +875,7 @@ static void fmt_goal(const struct bench_case *c, char *buf, size_t len)
 enum {
     COL_GROUP,
     COL_CASE,
+    COL_STAT,
     COL_BASE,
     COL_UNIT,
     COL_MED,
@@ -805,10 +887,10 @@ enum {
     NCOLS
 };
 
-static const char *const col_names[NCOLS] = {"group", "case", "baseline", "unit", "median",
-                                             "min",   "max",  "ratio",    "goal", "status"};
+static const char *const col_names[NCOLS] = {
+    "group", "case", "stat", "baseline", "unit", "median", "min", "max", "ratio", "goal", "status"};
 /* Text columns are left-aligned, numbers right-aligned. */
-static const bool col_left[NCOLS] = {true,  true,  true,  true, false,
+static const bool col_left[NCOLS] = {true,  true,  true,  true, true, false,
                                      false, false, false, true, true};
 
 static void row_cells(const struct slot *s, char cells[NCOLS][48])
@@ -816,6 +898,7 @@ static void row_cells(const struct slot *s, char cells[NCOLS][48])
     const struct bench_case *c = s->c;
     snprintf(cells[COL_GROUP], 48, "%s", c->group);
     snprintf(cells[COL_CASE], 48, "%s", c->name);
+    snprintf(cells[COL_STAT], 48, "%s", c->dist ? stat_name(s->stat) : "");
     snprintf(cells[COL_BASE], 48, "%s", c->baseline ? c->baseline : "(self)");
     unit_label(c, cells[COL_UNIT], 48);
     fmt_value(c, s->median, cells[COL_MED], 48);
@@ -825,7 +908,7 @@ static void row_cells(const struct slot *s, char cells[NCOLS][48])
         snprintf(cells[COL_RATIO], 48, "-");
     else
         snprintf(cells[COL_RATIO], 48, "%.2f", s->ratio);
-    fmt_goal(c, cells[COL_GOAL], 48);
+    fmt_goal(s, cells[COL_GOAL], 48);
     snprintf(cells[COL_STATUS], 48, "%s", s->status);
 }
 
@@ -961,14 +1044,17 @@ static int write_csv(const char *path, const struct slot *slots, size_t n)
         fprintf(stderr, "fipc-bench: %s: %s\n", path, strerror(errno));
         return -1;
     }
-    fprintf(f, "group,case,baseline,unit,runs,iters,median,min,max,ratio,goal,status,error\n");
+    fprintf(f, "group,case,baseline,unit,runs,iters,median,min,max,ratio,goal,status,error,stat\n");
     for (size_t i = 0; i < n; i++) {
         const struct slot *s = &slots[i];
         const struct bench_case *c = s->c;
         char unit[48], goal[48], buf[32];
-        snprintf(unit, sizeof unit, "%s/%s", c->unit == BENCH_TIME ? "ns" : "ops",
-                 c->unit == BENCH_TIME ? (c->op ? c->op : "op") : "s");
-        fmt_goal(c, goal, sizeof goal);
+        if (c->unit == BENCH_COST)
+            snprintf(unit, sizeof unit, "%s", c->op ? c->op : "cost");
+        else
+            snprintf(unit, sizeof unit, "%s/%s", c->unit == BENCH_TIME ? "ns" : "ops",
+                     c->unit == BENCH_TIME ? (c->op ? c->op : "op") : "s");
+        fmt_goal(s, goal, sizeof goal);
         csv_field(f, c->group, false);
         csv_field(f, c->name, false);
         csv_field(f, c->baseline ? c->baseline : c->name, false);
@@ -981,9 +1067,10 @@ static int write_csv(const char *path, const struct slot *slots, size_t n)
         csv_num(f, s->min, "%.4f");
         csv_num(f, s->max, "%.4f");
         csv_num(f, s->ratio, "%.4f");
-        csv_field(f, c->goal > 0 ? goal : "", false);
+        csv_field(f, has_goal(s) ? goal : "", false);
         csv_field(f, s->status, false);
-        csv_field(f, s->err, true);
+        csv_field(f, s->err, false);
+        csv_field(f, c->dist ? stat_name(s->stat) : "", true);
     }
     if (fclose(f) != 0) {
         fprintf(stderr, "fipc-bench: %s: %s\n", path, strerror(errno));
@@ -1004,7 +1091,7 @@ int main(int argc, char **argv)
     /* Select: the matching cases, plus the baselines they are compared
      * with, in registration order. */
     bool *take = calloc(registry_len ? registry_len : 1, sizeof *take);
-    struct slot *slots = calloc(registry_len ? registry_len : 1, sizeof *slots);
+    struct slot *slots = calloc(registry_len ? registry_len * BENCH_NROWS : 1, sizeof *slots);
     if (!take || !slots) {
         perror("fipc-bench: calloc");
         return 2;
@@ -1025,13 +1112,19 @@ int main(int argc, char **argv)
                    registry[i]->baseline ? registry[i]->baseline : "");
             continue;
         }
-        slots[n].c = registry[i];
-        slots[n].base = baseline_of(registry[i]);
-        slots[n].status = "-";
-        if (!slots[n].base)
+        if (!baseline_of(registry[i]))
             fprintf(stderr, "fipc-bench: %s/%s: baseline '%s' is not registered\n",
                     registry[i]->group, registry[i]->name, registry[i]->baseline);
-        n++;
+        /* A distribution has a row per statistic, next to each other; the
+         * first (the mean) runs the case and fills the others. */
+        int rows = rows_of(registry[i]);
+        for (int k = 0; k < rows; k++) {
+            slots[n].c = registry[i];
+            slots[n].stat = registry[i]->dist ? k : -1;
+            slots[n].base = baseline_of(registry[i]);
+            slots[n].status = "-";
+            n++;
+        }
     }
     free(take);
     if (o.list || n == 0) {
@@ -1053,44 +1146,56 @@ int main(int argc, char **argv)
     for (size_t g = 0; g < n; g++) {
         if (done[g]) continue;
         const char *group = slots[g].c->group;
-        struct slot *members[256];
+        struct slot *members[1024];
         int nm = 0;
-        for (size_t i = g; i < n && nm < 256; i++)
+        for (size_t i = g; i < n && nm < 1024; i++)
             if (!strcmp(slots[i].c->group, group)) {
                 members[nm++] = &slots[i];
                 done[i] = true;
             }
         for (int k = 0; k < nm; k++) {
             struct slot *s = members[k];
+            if (s->stat > 0) continue; /* a row of the distribution above */
+            int rows = rows_of(s->c);
             struct runner_msg m;
             fprintf(stderr, "calibrating %s/%s ...", group, s->c->name);
             if (run_in_runner(s->c, o.quick, 0, o.timeout_s, &m) < 0) {
-                s->failed = true;
-                snprintf(s->err, sizeof s->err, "%s", m.err);
+                for (int j = 0; j < rows; j++) {
+                    s[j].failed = true;
+                    snprintf(s[j].err, sizeof s[j].err, "%s", m.err);
+                }
                 fprintf(stderr, " ERROR: %s\n", m.err);
                 continue;
             }
-            s->iters = m.iters;
+            for (int j = 0; j < rows; j++)
+                s[j].iters = m.iters;
             fprintf(stderr, " %llu iterations\n", (unsigned long long)m.iters);
         }
         for (int r = 0; r < o.runs; r++) {
             fprintf(stderr, "%s: round %d/%d\n", group, r + 1, o.runs);
             for (int k = 0; k < nm; k++) {
                 struct slot *s = members[k];
-                if (s->failed) continue;
+                if (s->failed || s->stat > 0) continue;
+                int rows = rows_of(s->c);
                 double line_ns = line_roundtrip_ns();
                 if (!isnan(line_ns) && nprobes < MAX_PROBES) probes[nprobes++] = line_ns;
                 struct runner_msg m;
                 if (run_in_runner(s->c, o.quick, s->iters, o.timeout_s, &m) < 0) {
-                    s->failed = true;
-                    snprintf(s->err, sizeof s->err, "%s", m.err);
+                    for (int j = 0; j < rows; j++) {
+                        s[j].failed = true;
+                        snprintf(s[j].err, sizeof s[j].err, "%s", m.err);
+                    }
                     fprintf(stderr, "  %s/%s: ERROR: %s\n", group, s->c->name, m.err);
                     continue;
                 }
-                double v = s->c->unit == BENCH_TIME ? (double)m.ns / (double)m.ops
-                                                    : (double)m.ops * 1e9 / (double)m.ns;
-                s->line_ns[s->nvals] = line_ns;
-                s->vals[s->nvals++] = v;
+                for (int j = 0; j < rows; j++) {
+                    double v = s->c->dist                 ? m.stats[j]
+                               : s->c->unit == BENCH_COST ? m.value
+                               : s->c->unit == BENCH_TIME ? (double)m.ns / (double)m.ops
+                                                          : (double)m.ops * 1e9 / (double)m.ns;
+                    s[j].line_ns[s[j].nvals] = line_ns;
+                    s[j].vals[s[j].nvals++] = v;
+                }
             }
         }
     }
@@ -1106,11 +1211,45 @@ int main(int argc, char **argv)
              * once has no trustworthy figure. */
             s->median = s->min = s->max = NAN;
             s->status = "ERROR";
-            errors++;
+            errors += s->stat <= 0;
         }
-        struct slot *b = s->base ? slot_of(slots, n, s->base) : NULL;
+        /* A floor row compares with the baseline's p50 (the floor). */
+        int bstat = s->stat == BENCH_FLOOR ? BENCH_P50 : s->stat;
+        struct slot *b = s->base ? slot_of(slots, n, s->base, bstat) : NULL;
         if (!s->failed && b && !b->failed && b->nvals > 0) s->ratio = paired_ratio(s, b);
-        if (s->c->goal > 0) {
+        const struct bench_dist_goal *dg = dist_goal(s->c, s->stat);
+        if (dg) {
+            goals++;
+            if (s->failed) continue;
+            /* Against the baseline's statistic dg->of, paired by round;
+             * every_round: met only if it holds in every round (a
+             * distribution right in most runs and bimodal in one misses). */
+            const struct bench_case *oc = dg->of == BENCH_FLOOR ? s->c : s->base;
+            struct slot *bo = oc ? slot_of(slots, n, oc, (int)dg->of) : NULL;
+            int rounds = bo && !bo->failed ? (s->nvals < bo->nvals ? s->nvals : bo->nvals) : 0;
+            if (rounds == 0) {
+                s->status = "n/a";
+            } else if (!dg->every_round) {
+                bool ok = paired_ratio(s, bo) >= 1.0 / dg->factor;
+                s->status = ok ? "PASS" : "MISS";
+                met += ok;
+            } else {
+                int held = 0;
+                for (int k = 0; k < rounds; k++)
+                    held += s->vals[k] <= dg->factor * bo->vals[k];
+                bool ok = held == rounds;
+                snprintf(s->status_buf, sizeof s->status_buf, "%s %d/%d", ok ? "PASS" : "MISS",
+                         held, rounds);
+                s->status = s->status_buf;
+                met += ok;
+            }
+        } else if (s->c->limit > 0) {
+            goals++;
+            if (s->failed) continue;
+            bool ok = s->median <= s->c->limit;
+            s->status = ok ? "PASS" : "MISS";
+            met += ok;
+        } else if (s->c->goal > 0) {
             goals++;
             if (s->failed) continue;
             if (isnan(s->ratio)) {
@@ -1131,9 +1270,9 @@ int main(int argc, char **argv)
      * its baseline's. */
     for (size_t i = 0; i < n && !isnan(slow_ns); i++) {
         const struct slot *s = &slots[i];
-        if (s->c->goal <= 0 || strcmp(s->status, "MISS")) continue;
-        const struct slot *b = s->base ? slot_of(slots, n, s->base) : NULL;
-        printf("  %s/%s: ", s->c->group, s->c->name);
+        if (!has_goal(s) || strncmp(s->status, "MISS", 4)) continue;
+        const struct slot *b = s->base ? slot_of(slots, n, s->base, s->stat) : NULL;
+        printf("  %s/%s%s%s: ", s->c->group, s->c->name, s->c->dist ? " " : "", stat_name(s->stat));
         print_line_ns(s, slow_ns);
         if (b && b != s) {
             printf("; %s: ", b->c->name);
@@ -1142,13 +1281,14 @@ int main(int argc, char **argv)
         printf("\n");
     }
     for (size_t i = 0; i < n; i++)
-        if (slots[i].failed)
+        if (slots[i].failed && slots[i].stat <= 0)
             printf("ERROR %s/%s: %s\n", slots[i].c->group, slots[i].c->name, slots[i].err);
     printf("\ngoals met: %d of %d", met, goals);
     const char *sep = " (missed: ";
     for (size_t i = 0; i < n; i++)
-        if (slots[i].c->goal > 0 && strcmp(slots[i].status, "PASS")) {
-            printf("%s%s/%s", sep, slots[i].c->group, slots[i].c->name);
+        if (has_goal(&slots[i]) && strncmp(slots[i].status, "PASS", 4)) {
+            printf("%s%s/%s%s%s", sep, slots[i].c->group, slots[i].c->name,
+                   slots[i].c->dist ? " " : "", stat_name(slots[i].stat));
             sep = ", ";
         }
     printf("%s; %d case%s failed\n", strcmp(sep, ", ") ? "" : ")", errors, errors == 1 ? "" : "s");

@@ -45,6 +45,28 @@
 enum bench_unit {
     BENCH_TIME, /* nanoseconds per operation: lower is better */
     BENCH_RATE, /* operations per second: higher is better */
+    BENCH_COST, /* a figure the case reports in run->value, lower is better;
+                 * .op is its unit as printed ("cpu-ms/s") */
+};
+
+/*
+ * The statistics of a distribution case (.dist): the case times each
+ * operation, hands the samples to bench_dist(), and the report has one row
+ * per statistic, each compared with the same statistic of the baseline.
+ */
+enum bench_stat {
+    BENCH_MEAN,
+    BENCH_P50,
+    BENCH_P90,
+    BENCH_P99,
+    BENCH_P999,
+    BENCH_MAX,
+    BENCH_NSTATS,
+    /* A case with .floor: the p50 of a cache line bounced between its own
+     * processes, pinned where the case runs, just before its timed part;
+     * one more row ("floor"), and what dist goals may compare with. */
+    BENCH_FLOOR = BENCH_NSTATS,
+    BENCH_NROWS
 };
 
 /* One run of a case, filled in by the harness (in) and the case (out). */
@@ -54,8 +76,10 @@ struct bench_run {
     bool quick;      /* --quick: keep untimed set-up short too */
     const void *arg; /* the case's arg */
     /* out */
-    int64_t ns;   /* wall-clock nanoseconds of the timed part (> 0) */
-    uint64_t ops; /* operations completed in ns; 0 means iters */
+    int64_t ns;                /* wall-clock nanoseconds of the timed part (> 0) */
+    uint64_t ops;              /* operations completed in ns; 0 means iters */
+    double value;              /* BENCH_COST: the figure */
+    double stats[BENCH_NROWS]; /* .dist: filled by bench_dist(); [BENCH_FLOOR] by a .floor case */
 };
 
 /*
@@ -67,6 +91,22 @@ struct bench_run {
 #define BENCH_GOAL_TIME_AT_MOST(f)  (f)
 #define BENCH_GOAL_RATE_AT_LEAST(f) (f)
 
+/*
+ * A goal of a distribution case: its statistic stat at most factor times
+ * the baseline's statistic of (BENCH_FLOOR: the case's own floor of the
+ * same run), e.g. {BENCH_P99, 10, BENCH_P50}: p99 at most 10x the
+ * baseline's p50, judged on the median over rounds of the
+ * paired ratio; with every_round, it must hold in every round (no bimodal
+ * run), and the status says in how many it did.  factor 0 ends the list.
+ */
+struct bench_dist_goal {
+    enum bench_stat stat;
+    double factor;
+    enum bench_stat of;
+    bool every_round;
+};
+#define BENCH_MAX_DIST_GOALS 4
+
 struct bench_case {
     const char *group;    /* cases in one group share one baseline */
     const char *name;     /* unique within the group */
@@ -77,6 +117,17 @@ struct bench_case {
     const void *arg;                  /* handed to fn in run->arg */
     uint64_t min_iters;               /* where calibration starts; 0: 1000 */
     double goal;                      /* BENCH_GOAL_*; 0: none */
+    /* A distribution: one row per enum bench_stat (BENCH_TIME only). */
+    bool dist;
+    /* With dist: the run also reports stats[BENCH_FLOOR] (a row "floor"). */
+    bool floor;
+    struct bench_dist_goal dist_goals[BENCH_MAX_DIST_GOALS];
+    /* A goal on the figure itself, not a ratio: PASS if the median is at
+     * most limit (in the unit of the table); 0: none. */
+    double limit;
+    /* The case decides how long it runs (a fixed wait): no calibration,
+     * no warm-up run, iters is 1. */
+    bool fixed;
 };
 
 /* Register n cases (BENCH_SUITE does this from a constructor). */
@@ -92,6 +143,10 @@ void bench_register(const struct bench_case *cases, size_t n);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t bench_now_ns(void);
+
+/* The statistics of n samples (nanoseconds; sorted in place) into
+ * r->stats; r->ns and r->ops are left to the case. */
+void bench_dist(struct bench_run *r, int64_t *samples, size_t n);
 
 /* Record why the run failed and return -1: `return bench_fail("...", ...);`. */
 int bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

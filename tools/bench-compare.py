@@ -33,7 +33,9 @@ def run(bench, args, path):
         for row in csv.DictReader(f):
             if row.get("error"):
                 continue
-            rows[(row["group"], row["case"])] = (row["unit"], float(row["median"]))
+            # A distribution has a row per statistic (the stat column).
+            case = row["case"] + (" " + row["stat"] if row.get("stat") else "")
+            rows[(row["group"], case)] = (row["unit"], float(row["median"]))
     return rows
 
 
