@@ -10,7 +10,9 @@
  *                     floor of any hand-off between two CPUs; each fipc
  *                     case also measures that floor between its own two
  *                     processes before its timed part (row "floor"), and
- *                     its goals compare with it
+ *                     its goals compare with it; the _spin and _sleep
+ *                     rows are the same with the objects in
+ *                     FIPC_WAIT_SPIN and FIPC_WAIT_SLEEP
  *   latency-rtt-1cpu  the same, both pinned to CPU 0; baseline: a raw
  *                     futex round trip (wake, then sleep; no spinning),
  *                     the floor when the partner cannot run meanwhile
@@ -81,6 +83,7 @@ struct lat_cfg {
     enum lat_place place;
     int64_t period_ns; /* one-way: a message every period_ns */
     bool floor;        /* round trips on two CPUs: measure the floor first */
+    enum fipc_wait_mode mode; /* of the fipc objects (FIPC_WAIT_ADAPTIVE: as created) */
 };
 
 /* Cache-line round trips of the floor a .floor case measures in its run. */
@@ -127,15 +130,21 @@ static int lat_setup(struct lat *l, const struct lat_cfg *c)
     case LK_FIPC_SPSC:
         if ((rc = fipc_arena_create(&l->arena, "bench-latency", ARENA_SIZE)) != 0 ||
             (rc = fipc_queue_create(&l->qping, l->arena, CAPACITY, 8, FIPC_QUEUE_SPSC)) != 0 ||
-            (rc = fipc_queue_create(&l->qpong, l->arena, CAPACITY, 8, FIPC_QUEUE_SPSC)) != 0)
+            (rc = fipc_queue_create(&l->qpong, l->arena, CAPACITY, 8, FIPC_QUEUE_SPSC)) != 0 ||
+            (rc = fipc_queue_set_wait_mode(l->qping, c->mode)) != 0 ||
+            (rc = fipc_queue_set_wait_mode(l->qpong, c->mode)) != 0)
             return bench_fail("fipc queue set-up: %s", fipc_strerror(rc));
         break;
     case LK_FIPC_SEM:
-        if ((rc = fipc_sem_init(&l->sh->sem_ping, 0)) || (rc = fipc_sem_init(&l->sh->sem_pong, 0)))
+        if ((rc = fipc_sem_init(&l->sh->sem_ping, 0)) || (rc = fipc_sem_init(&l->sh->sem_pong, 0)) ||
+            (rc = fipc_sem_set_wait_mode(&l->sh->sem_ping, c->mode)) ||
+            (rc = fipc_sem_set_wait_mode(&l->sh->sem_pong, c->mode)))
             return bench_fail("fipc_sem_init: %s", fipc_strerror(rc));
         break;
     case LK_FIPC_EVENT:
-        if ((rc = fipc_event_init(&l->sh->ev_ping)) || (rc = fipc_event_init(&l->sh->ev_pong)))
+        if ((rc = fipc_event_init(&l->sh->ev_ping)) || (rc = fipc_event_init(&l->sh->ev_pong)) ||
+            (rc = fipc_event_set_wait_mode(&l->sh->ev_ping, c->mode)) ||
+            (rc = fipc_event_set_wait_mode(&l->sh->ev_pong, c->mode)))
             return bench_fail("fipc_event_init: %s", fipc_strerror(rc));
         break;
     case LK_CACHELINE:
@@ -545,6 +554,7 @@ static int run_idle(struct bench_run *r)
 
 #define CFG(k, p, period)                                                                          \
     (&(const struct lat_cfg){.kind = (k), .place = (p), .period_ns = (period)})
+#define CFG_MODE(k, p, m) (&(const struct lat_cfg){.kind = (k), .place = (p), .mode = (m)})
 
 /* The issue's goals for two CPUs: p50 at most 2x the cache line's round
  * trip, p99 at most 10x it, in every round; the cache line's p50 measured
@@ -565,24 +575,27 @@ static int run_idle(struct bench_run *r)
         .fn = run_rtt, .arg = CFG(k, place, 0), .min_iters = 1000, .dist = true, __VA_ARGS__       \
     }
 /* A round trip on two CPUs that measures its own floor first. */
-#define RTT_FLOOR(nm, k)                                                                           \
+#define RTT_FLOOR_MODE(nm, k, m, ...)                                                              \
     {                                                                                              \
         .group = "latency-rtt-2cpu", .name = nm, .baseline = "cacheline", .unit = BENCH_TIME,      \
         .op = "rtt", .fn = run_rtt,                                                                \
-        .arg = &(const struct lat_cfg){.kind = (k), .place = PLACE_SPLIT, .floor = true},          \
-        .min_iters = 1000, .dist = true, .floor = true, GOALS_2CPU                                 \
+        .arg = &(const struct lat_cfg){.kind = (k), .place = PLACE_SPLIT, .floor = true,           \
+                                       .mode = (m)},                                               \
+        .min_iters = 1000, .dist = true, .floor = true, __VA_ARGS__                                \
     }
+#define RTT_FLOOR(nm, k) RTT_FLOOR_MODE(nm, k, FIPC_WAIT_ADAPTIVE, GOALS_2CPU)
 #define ONEWAY(grp, nm, base, k, period, iters)                                                    \
     {                                                                                              \
         .group = grp, .name = nm, .baseline = base, .unit = BENCH_TIME, .op = "msg",               \
         .fn = run_oneway, .arg = CFG(k, PLACE_SPLIT, period), .min_iters = iters, .dist = true     \
     }
-#define IDLE(nm, base, k, lim)                                                                     \
+#define IDLE_MODE(nm, base, k, lim, m)                                                             \
     {                                                                                              \
         .group = "idle-wait-1s", .name = nm, .baseline = base, .unit = BENCH_COST,                 \
-        .op = "cpu-ms/s", .fn = run_idle, .arg = CFG(k, PLACE_SPLIT, 0), .fixed = true,            \
+        .op = "cpu-ms/s", .fn = run_idle, .arg = CFG_MODE(k, PLACE_SPLIT, m), .fixed = true,       \
         .limit = lim                                                                               \
     }
+#define IDLE(nm, base, k, lim) IDLE_MODE(nm, base, k, lim, FIPC_WAIT_ADAPTIVE)
 
 #define US 1000
 #define MS (1000 * 1000)
@@ -596,6 +609,13 @@ static const struct bench_case latency_cases[] = {
     RTT_FLOOR("fipc_spsc", LK_FIPC_SPSC),
     RTT_FLOOR("fipc_sem", LK_FIPC_SEM),
     RTT_FLOOR("fipc_event", LK_FIPC_EVENT),
+    /* The other wait modes (fipc/common.h): what a user who trades CPU
+     * for latency gets (the same goals), and one who trades latency for
+     * CPU (every hand-off a wake-up: no goal). */
+    RTT_FLOOR_MODE("fipc_spsc_spin", LK_FIPC_SPSC, FIPC_WAIT_SPIN, GOALS_2CPU),
+    RTT_FLOOR_MODE("fipc_sem_spin", LK_FIPC_SEM, FIPC_WAIT_SPIN, GOALS_2CPU),
+    RTT_FLOOR_MODE("fipc_spsc_sleep", LK_FIPC_SPSC, FIPC_WAIT_SLEEP, NO_GOALS),
+    RTT_FLOOR_MODE("fipc_sem_sleep", LK_FIPC_SEM, FIPC_WAIT_SLEEP, NO_GOALS),
 
     RTT("latency-rtt-1cpu", "futex_raw", NULL, LK_FUTEX, PLACE_SAME, NO_GOALS),
     RTT("latency-rtt-1cpu", "pipe", "futex_raw", LK_PIPE, PLACE_SAME, NO_GOALS),
@@ -603,6 +623,12 @@ static const struct bench_case latency_cases[] = {
     RTT("latency-rtt-1cpu", "fipc_spsc", "futex_raw", LK_FIPC_SPSC, PLACE_SAME, GOALS_1CPU),
     RTT("latency-rtt-1cpu", "fipc_sem", "futex_raw", LK_FIPC_SEM, PLACE_SAME, GOALS_1CPU),
     RTT("latency-rtt-1cpu", "fipc_event", "futex_raw", LK_FIPC_EVENT, PLACE_SAME, GOALS_1CPU),
+    /* Sleeping at once is what a raw futex pair does; polling on one CPU
+     * waits for the scheduler at every hand-off, so it has no row here. */
+    {.group = "latency-rtt-1cpu", .name = "fipc_sem_sleep", .baseline = "futex_raw",
+     .unit = BENCH_TIME, .op = "rtt", .fn = run_rtt,
+     .arg = CFG_MODE(LK_FIPC_SEM, PLACE_SAME, FIPC_WAIT_SLEEP), .min_iters = 1000, .dist = true,
+     GOALS_1CPU},
 
     ONEWAY("latency-1way-10us", "pipe", NULL, LK_PIPE, 10 * US, 1000),
     ONEWAY("latency-1way-10us", "socketpair", "pipe", LK_SOCKETPAIR, 10 * US, 1000),
@@ -617,5 +643,6 @@ static const struct bench_case latency_cases[] = {
     IDLE("fipc_queue_get", "pipe_read", LK_FIPC_SPSC, 1.0),
     IDLE("fipc_sem_acquire", "pipe_read", LK_FIPC_SEM, 1.0),
     IDLE("fipc_event_wait", "pipe_read", LK_FIPC_EVENT, 1.0),
+    IDLE_MODE("fipc_queue_get_sleep", "pipe_read", LK_FIPC_SPSC, 1.0, FIPC_WAIT_SLEEP),
 };
 BENCH_SUITE(latency, latency_cases)
