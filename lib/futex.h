@@ -33,11 +33,12 @@
 
 #include "clock.h"
 
-/* 50 ms: a death between a change and its wake (or of a waiter woken to
- * act on it, as a semaphore's) costs the sleepers at most that, well within
- * the 100 ms fipc promises survivors; an idle sleeper pays 20 wake-ups a
- * second, a few microseconds of CPU each. */
-#define FUTEX_RECHECK_NS ((int64_t)50000000)
+/* 80 ms: a death between a change and its wake (or of a waiter woken to
+ * act on it, as a semaphore's) costs the sleepers at most that, within the
+ * 100 ms fipc promises survivors; an idle sleeper pays 12.5 wake-ups a
+ * second, 30-40 us of CPU each on a virtual machine (0.4-0.5 ms of CPU per
+ * second of waiting, against about 1 ms at 50 ms). */
+#define FUTEX_RECHECK_NS ((int64_t)80000000)
 
 /* Sleep while *word == expected, until woken or the deadline passes. */
 static inline int futex_wait_until(const uint32_t *word, uint32_t expected, fipc_deadline d)

@@ -7,7 +7,7 @@
  * answers that in two ways: a lock's releaser keeps the lock announced in
  * its robust list until after the wake, so the kernel wakes a waiter in its
  * place; and no futex sleep lasts longer than FUTEX_RECHECK_NS (lib/futex.h),
- * so everything else is re-checked within 50 ms.  The tests that include
+ * so everything else is re-checked within 80 ms.  The tests that include
  * this header kill a child exactly in that window and check that the
  * sleepers get out anyway.
  *

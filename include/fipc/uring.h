@@ -34,7 +34,7 @@
  *
  * The SQE may carry IOSQE_IO_LINK to an IORING_OP_LINK_TIMEOUT (the futex
  * wait itself has no timeout: unlike fipc's blocking calls it does not
- * look again every 50 ms, so a process killed between its change and its
+ * look again every 80 ms, so a process killed between its change and its
  * wake leaves it asleep until the next change, unless a linked timeout
  * ends it), and may be cancelled by its user_data
  * (io_uring_prep_cancel64).  Closing a queue completes every wait prepared
