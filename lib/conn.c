@@ -68,7 +68,11 @@
  * the eventfd, sets fd_wait, and looks again (writing the eventfd itself if
  * something arrived); a sender that finds fd_wait set clears it and writes
  * the eventfd.  So the descriptor costs system calls only to a receiver
- * that ran dry and to the one send that wakes it.
+ * that ran dry and to the one send that wakes it.  fipc_wait_any arms the
+ * same way for one wait (fipc__conn_arm, waitable.h), without fd_mode: it
+ * sets fd_wait and sleeps in poll on the epoll file, which the next send
+ * (through the eventfd) or the peer's going (through the socket) makes
+ * readable.
  *
  * Death.  A message that fits the ring is published by one store of tail,
  * so a sender's death either sent it or did not.  A longer one is
@@ -98,6 +102,7 @@
 #include <fipc/lock.h>
 
 #include "conn_impl.h"
+#include "waitable.h"
 
 #define MASK        (RING - 1)
 #define HDR         ((uint64_t)8)
@@ -375,18 +380,30 @@ static int try_data(void *p)
     return t != x->head ? 0 : -EAGAIN;
 }
 
-/* The receiver's side of the descriptor: the ring looked empty. */
-static void arm_fd(fipc_conn *c, struct conn_dir *d)
+/* The receiver's side of the descriptor, once the ring looked empty: drain
+ * the eventfd, ask the next sender to write it, and look again.  true if a
+ * message is there after all or the peer is gone; the eventfd is then
+ * written again, so that another poller of it whose signal the drain took
+ * still wakes. */
+static bool fd_register(fipc_conn *c, struct conn_dir *d)
 {
-    /* relaxed: a hint; fileno sets it before its caller polls. */
-    if (!load_relaxed(&d->fd_mode))
-        return;
     efd_drain(c->in_efd);
     store_relaxed(&d->fd_wait, 1); /* relaxed: F1 orders it before tail */
     fence_seqcst();                /* F1 */
     /* relaxed: the fence orders it after the flag. */
-    if (load_relaxed(&d->tail) != load_relaxed(&d->head) || peer_gone(c))
+    if (load_relaxed(&d->tail) != load_relaxed(&d->head) || peer_gone(c)) {
         efd_signal(c->in_efd);
+        return true;
+    }
+    return false;
+}
+
+/* The same, only once fileno was asked for. */
+static void arm_fd(fipc_conn *c, struct conn_dir *d)
+{
+    /* relaxed: a hint; fileno sets it before its caller polls. */
+    if (load_relaxed(&d->fd_mode))
+        fd_register(c, d);
 }
 
 static int wait_data(fipc_conn *c, struct data_ctx *x, fipc_deadline deadline, bool zero)
@@ -579,6 +596,34 @@ int fipc_conn_fileno(fipc_conn *c)
         arm_fd(c, c->in);
     }
     return c->ep;
+}
+
+/* ---- waiting from outside fipc (waitable.h) ---- */
+
+int fipc__conn_arm(fipc_conn *c, unsigned what, struct fipc__arm *w)
+{
+    if (!c || !c->in)
+        return -EINVAL;
+    struct conn_dir *d = c->in;
+    if (try_readable(d) == 1)
+        return 1;
+    if (what & FIPC__ARM_PEEK)
+        return peer_gone(c);
+    /* A message about to come from the other CPU costs less to spin for
+     * than a registration, which makes the sender's next send write the
+     * eventfd (as the queue's arm). */
+    struct fipc_spin spin;
+    for (fipc_spin_begin(&spin); fipc_spin(&spin);)
+        if (try_readable(d) == 1)
+            return 1;
+    /* fd_wait set: the next send writes the eventfd that the epoll file
+     * (fileno) watches beside the socket, whose hang-up it reports too.
+     * Not fd_mode: a waiter that goes away leaves one needless write to
+     * the next send, not a system call to every receiver that runs dry. */
+    if (fd_register(c, d))
+        return 1;
+    w->fd = c->ep;
+    return 0;
 }
 
 /* ---- set-up and close ---- */
