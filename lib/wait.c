@@ -132,11 +132,8 @@ static int arm_conn(void *obj, unsigned what, struct fipc__arm *w)
 }
 
 static int (*const arms[])(void *, unsigned, struct fipc__arm *) = {
-    [KIND_QUEUE] = arm_queue,
-    [KIND_JQUEUE] = arm_jqueue,
-    [KIND_EVENT] = arm_event,
-    [KIND_SEM] = arm_sem,
-    [KIND_CONN] = arm_conn,
+    [KIND_QUEUE] = arm_queue, [KIND_JQUEUE] = arm_jqueue, [KIND_EVENT] = arm_event,
+    [KIND_SEM] = arm_sem,     [KIND_CONN] = arm_conn,
 };
 
 /* What one pass over the objects leaves to sleep on. */

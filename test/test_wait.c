@@ -599,12 +599,9 @@ static void conn_woken_by(enum conn_act act, enum conn_mode mode)
                                         test_pid_sleeping(getppid()),
                                     HANDSHAKE_NS),
                     1);
-        if (act == CA_KILL)
-            raise(SIGKILL);
-        if (act == CA_SEND)
-            CHILD_CHECK(fipc_conn_send(b, "hi", 2) == 0, 2);
-        if (act == CA_SEND)
-            CHILD_CHECK(test_wait_until_at_least(&sc->go, 1, HANDSHAKE_NS), 3);
+        if (act == CA_KILL) raise(SIGKILL);
+        if (act == CA_SEND) CHILD_CHECK(fipc_conn_send(b, "hi", 2) == 0, 2);
+        if (act == CA_SEND) CHILD_CHECK(test_wait_until_at_least(&sc->go, 1, HANDSHAKE_NS), 3);
         fipc_conn_close(b);
         _exit(0);
     }
@@ -633,8 +630,7 @@ static void conn_woken_by(enum conn_act act, enum conn_mode mode)
         cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     else
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
-    if (act != CA_SEND)
-        cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), -EPIPE);
+    if (act != CA_SEND) cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), -EPIPE);
     /* The other end gone: ready for good. */
     cr_assert_eq(fipc_wait_any(w, n, 0), want);
     cr_assert_eq(fipc_wait_any(w, n, HANDSHAKE_NS), want);
