@@ -201,7 +201,10 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
     int r = try(ctx);
     if (r != -EAGAIN)
         return r;
-    /* A partner on another CPU usually answers within the spin. */
+    /* A partner on another CPU usually answers within the spin, whose
+     * budget this thread learns from the waits that slept (clock.h), as
+     * ec_block does: a ping-pong partner that answers a few microseconds
+     * late makes the next spin long enough, one on this CPU turns it off. */
     struct fipc_spin spin;
     if (!zero)
         for (fipc_spin_begin(&spin); fipc_spin(&spin);)
@@ -211,11 +214,16 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
      * wake that brought nothing (a close wakes us): a wake with data costs
      * no system call but the futex's. */
     int64_t next_live = zero ? 0 : fipc_now_ns() + LIVE_NS;
-    bool moved = false;
+    bool moved = false, slept = false;
     for (;;) {
         uint32_t epoch = zero ? 0 : ec_register(ec);
-        if (!zero && (r = try(ctx)) != -EAGAIN)
+        if (!zero && (r = try(ctx)) != -EAGAIN) {
+            /* relaxed: a hint for the spin budget only (the waker's CPU,
+             * or -1 if the wake came from a close or the time). */
+            if (slept)
+                fipc_spin_learn(&spin, moved ? (int)load_relaxed(&ec->waker_cpu) : -1);
             return r;
+        }
         int64_t now = fipc_now_ns();
         if (moved || now >= next_live) {
             next_live = now + LIVE_NS;
@@ -235,10 +243,12 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
         /* Woken by the other side's notify after its change, by a close of
          * the other end, or by the time (the liveness check). */
         futex_wait_until(&ec->epoch, epoch, until);
+        slept = true;
         /* relaxed: only whether someone woke us; try() re-reads the state. */
         moved = load_relaxed(&ec->epoch) != epoch;
         if (fipc_deadline_passed(deadline)) {
             r = try(ctx);
+            fipc_spin_learn(&spin, -1);
             return r == -EAGAIN ? -ETIMEDOUT : r;
         }
     }
