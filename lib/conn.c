@@ -24,6 +24,14 @@
  *   rmsg_end      recv_lock             (start + 1, 0: none) and its end; left
  *                                       set by a receiver that died or gave
  *                                       up, for the next to skip
+ *   head_seen     the sender, under     the head its last look found (A2): a
+ *                 send_lock             lower bound of head, so the room it
+ *                                       shows is free; head is loaded again
+ *                                       only when that room is too small
+ *   tail_seen     the receiver, under   the tail its last look found (A1):
+ *                 recv_lock             bytes below it are published; tail
+ *                                       is loaded again only once head has
+ *                                       caught up with it
  *   fd_mode       fipc_conn_fileno      someone polls the descriptor
  *   fd_wait       the receiver sets it, the receiver found the ring empty:
  *                 the sender clears it  the next sender writes the eventfd
@@ -42,11 +50,16 @@
  *              repeat).  The repairer publishes later records only after
  *              these stores, so a receiver whose tail (A1) covers them sees
  *              the abort.
- *   locks      send_cur and send_end are written and read only under
- *              send_lock, rmsg_start and rmsg_end only under recv_lock, and
- *              tail and head by their side only under its lock: relaxed,
- *              since the lock's acquire and release order them (also after
- *              a holder's death: the next holder acquires the lock).
+ *   locks      send_cur, send_end and head_seen are written and read only
+ *              under send_lock, rmsg_start, rmsg_end and tail_seen only
+ *              under recv_lock, and tail and head by their side only under
+ *              its lock: relaxed, since the lock's acquire and release
+ *              order them (also after a holder's death: the next holder
+ *              acquires the lock).  So a sender that uses head_seen instead
+ *              of loading head is ordered after the A2 load that found it
+ *              (its own, or an earlier holder's, through the lock), and
+ *              the same for tail_seen and A1: a cached position is an older
+ *              look at a position that only grows, never a newer one.
  *   F1 <-> F2  sleeping: the eventcounts (eventcount.h), and the same
  *              Dekker handshake for fd_wait: the receiver stores fd_wait
  *              and fences before it looks at tail again; the sender fences
@@ -84,7 +97,8 @@
  * has taken nothing: the next one gets the message.
  *
  * Every position and length read from shared memory is checked before use
- * (tail - head within the ring, lengths within FIPC_CONN_MAX_MSG, skip and
+ * (tail - head within the ring, a cached position that is not is loaded
+ * afresh instead, lengths within FIPC_CONN_MAX_MSG, skip and
  * resume points within the record); offsets into the ring are masked, so
  * nothing a peer writes makes a call touch memory outside the mapping or
  * the caller's buffer; a state that cannot be right gives -EPROTO.
@@ -259,15 +273,28 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
 struct room_ctx {
     struct conn_dir *d;
     uint64_t pos, want, head;
+    bool cached; /* the first try may answer from head_seen */
 };
 
 /* Whether want bytes are free from pos: 0 (head in ctx), -EAGAIN, -EPROTO. */
 static int try_room(void *p)
 {
     struct room_ctx *x = p;
+    if (x->cached) {
+        x->cached = false;
+        /* relaxed: under send_lock (above, "locks"); a look at head that
+         * A2 ordered, so the room below it is free.  Garbage (a peer) is
+         * not trusted: head is loaded instead. */
+        uint64_t h = load_relaxed(&x->d->head_seen);
+        if (x->pos - h <= RING && RING - (x->pos - h) >= x->want) {
+            x->head = h;
+            return 0;
+        }
+    }
     uint64_t h = load_acquire(&x->d->head); /* A2 */
     if (x->pos - h > RING)
         return -EPROTO;
+    store_relaxed(&x->d->head_seen, h); /* under send_lock */
     x->head = h;
     return RING - (x->pos - h) >= x->want ? 0 : -EAGAIN;
 }
@@ -298,7 +325,10 @@ static int send_locked(fipc_conn *c, const void *msg, size_t len)
     struct conn_dir *d = c->out;
     uint64_t pos = load_relaxed(&d->tail); /* ours, under send_lock */
     uint64_t rec = ROUND8(HDR + len);
-    struct room_ctx x = {.d = d, .pos = pos, .want = rec <= RING ? rec : HDR};
+    /* A stream looks at head itself, so that its first piece is as long
+     * as the room is. */
+    struct room_ctx x = {
+        .d = d, .pos = pos, .want = rec <= RING ? rec : HDR, .cached = rec <= RING};
     int r = wait_room(c, &x);
     if (r < 0)
         return r;
@@ -374,6 +404,7 @@ struct data_ctx {
     uint64_t record; /* the record being read in pieces (its start), or ~0 */
     uint64_t tail;   /* out: the tail seen */
     uint64_t resume; /* out: the record was aborted, skip to here */
+    bool cached;     /* the first try may answer from tail_seen */
 };
 
 /* Whether bytes past head are published: 0 (tail in ctx), -EAGAIN, -EPROTO;
@@ -381,9 +412,22 @@ struct data_ctx {
 static int try_data(void *p)
 {
     struct data_ctx *x = p;
-    uint64_t t = load_acquire(&x->d->tail); /* A1 */
-    if (t - x->head > RING || (t & 7))
-        return -EPROTO;
+    uint64_t t = 0;
+    bool fresh = true;
+    if (x->cached) {
+        x->cached = false;
+        /* relaxed: under recv_lock (above, "locks"); a look at tail that
+         * A1 ordered, so the bytes below it are published.  Used only
+         * while it is past head (and sane: a peer may have written it). */
+        t = load_relaxed(&x->d->tail_seen);
+        fresh = t - x->head - 1 >= RING || (t & 7);
+    }
+    if (fresh) {
+        t = load_acquire(&x->d->tail); /* A1 */
+        if (t - x->head > RING || (t & 7))
+            return -EPROTO;
+        store_relaxed(&x->d->tail_seen, t); /* under recv_lock */
+    }
     x->tail = t;
     if (x->record != ~(uint64_t)0 && (x->resume = aborted(x->d, x->record)) != 0)
         return 0;
@@ -498,7 +542,7 @@ static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, fipc_deadline de
                 return r;
             continue;
         }
-        struct data_ctx x = {.d = d, .head = h, .record = h};
+        struct data_ctx x = {.d = d, .head = h, .record = h, .cached = true};
         if ((r = wait_data(c, &x, deadline, zero)) < 0)
             return r;
         if (x.resume) {
