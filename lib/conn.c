@@ -127,6 +127,17 @@
 
 /* ---- the peer's liveness and the descriptor ---- */
 
+/* The clock of the sender's liveness check: CLOCK_MONOTONIC_COARSE, which
+ * the vDSO reads without the time stamp counter (a third of the cost here)
+ * and which ticks every few milliseconds, fine for LIVE_NS.  Only ever
+ * compared with itself (next_check). */
+static inline int64_t coarse_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Whether every holder of the other end has closed it or ended. */
 static bool peer_gone(const fipc_conn *c)
 {
@@ -202,6 +213,29 @@ static uint64_t aborted(struct conn_dir *d, uint64_t m)
 
 /* ---- waiting ---- */
 
+/* A call's time limit, read from the clock only once it has to wait: a
+ * call that finds its message (or room) at once reads no clock.  The
+ * limit then counts from the first look that failed, a lock and one look
+ * after the call began. */
+struct when {
+    int64_t timeout_ns;
+    fipc_deadline deadline; /* WHEN_UNSET until first needed */
+};
+
+#define WHEN_UNSET INT64_MIN
+
+static struct when when_in(int64_t timeout_ns)
+{
+    return (struct when){.timeout_ns = timeout_ns, .deadline = WHEN_UNSET};
+}
+
+static fipc_deadline when_deadline(struct when *w)
+{
+    if (w->deadline == WHEN_UNSET)
+        w->deadline = fipc_deadline_in(w->timeout_ns);
+    return w->deadline;
+}
+
 typedef int (*try_fn)(void *ctx);
 
 /* Run try until it answers other than -EAGAIN: spin, then sleep on ec,
@@ -210,11 +244,12 @@ typedef int (*try_fn)(void *ctx);
  * deadline (-ETIMEDOUT, after one more try).  zero: try once, and ask
  * once. */
 static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void *ctx,
-                     fipc_deadline deadline, bool zero)
+                     struct when *w, bool zero)
 {
     int r = try(ctx);
     if (r != -EAGAIN)
         return r;
+    fipc_deadline deadline = zero ? 0 : when_deadline(w);
     /* A partner on another CPU usually answers within the spin, whose
      * budget this thread learns from the waits that slept (clock.h), as
      * ec_block does: a ping-pong partner that answers a few microseconds
@@ -301,7 +336,8 @@ static int try_room(void *p)
 
 static int wait_room(fipc_conn *c, struct room_ctx *x)
 {
-    return conn_wait(c, &c->out->not_full, try_room, x, DEADLINE_NEVER, false);
+    struct when forever = when_in(FIPC_FOREVER);
+    return conn_wait(c, &c->out->not_full, try_room, x, &forever, false);
 }
 
 /* Took send_lock from a sender that died, or gave up in the middle of a
@@ -380,7 +416,7 @@ int fipc_conn_send(fipc_conn *c, const void *msg, size_t len)
         return -EMSGSIZE;
     /* The peer may be gone while the ring still has room: ask now and
      * then.  relaxed: a private field, shared by this process's threads. */
-    int64_t now = fipc_now_ns();
+    int64_t now = coarse_now_ns();
     if (now >= load_relaxed(&c->next_check)) {
         store_relaxed(&c->next_check, now + LIVE_NS);
         if (peer_gone(c))
@@ -460,9 +496,9 @@ static void arm_fd(fipc_conn *c, struct conn_dir *d)
         fd_register(c, d);
 }
 
-static int wait_data(fipc_conn *c, struct data_ctx *x, fipc_deadline deadline, bool zero)
+static int wait_data(fipc_conn *c, struct data_ctx *x, struct when *w, bool zero)
 {
-    int r = conn_wait(c, &c->in->not_empty, try_data, x, deadline, zero);
+    int r = conn_wait(c, &c->in->not_empty, try_data, x, w, zero);
     if (r == -EAGAIN || r == -ETIMEDOUT)
         arm_fd(c, c->in);
     return r;
@@ -473,9 +509,9 @@ static int wait_data(fipc_conn *c, struct data_ctx *x, fipc_deadline deadline, b
  * the middle of its send). */
 #define STREAM_NS ((int64_t)1000000000)
 
-static fipc_deadline piece_deadline(int64_t timeout_ns)
+static struct when piece_when(int64_t timeout_ns)
 {
-    return fipc_deadline_in(timeout_ns == 0 ? STREAM_NS : timeout_ns);
+    return when_in(timeout_ns == 0 ? STREAM_NS : timeout_ns);
 }
 
 /* Release the bytes below h to the sender. */
@@ -487,7 +523,7 @@ static void give_back(struct conn_dir *d, uint64_t h)
 
 /* Skip what a receiver before us left of the record [start, end), or what
  * a dead sender left of it: 0 once past it, or the error of the wait. */
-static int skip_record(fipc_conn *c, uint64_t h, fipc_deadline deadline, bool zero)
+static int skip_record(fipc_conn *c, uint64_t h, struct when *w, bool zero)
 {
     struct conn_dir *d = c->in;
     /* relaxed: written under recv_lock, which we hold. */
@@ -504,7 +540,7 @@ static int skip_record(fipc_conn *c, uint64_t h, fipc_deadline deadline, bool ze
     }
     struct data_ctx x = {.d = d, .head = h, .record = start};
     for (;;) {
-        int r = wait_data(c, &x, deadline, zero);
+        int r = wait_data(c, &x, w, zero);
         if (r < 0)
             return r;
         if (x.resume) {
@@ -524,8 +560,7 @@ static int skip_record(fipc_conn *c, uint64_t h, fipc_deadline deadline, bool ze
     return 0;
 }
 
-static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, fipc_deadline deadline,
-                           int64_t timeout_ns)
+static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, struct when *w, int64_t timeout_ns)
 {
     struct conn_dir *d = c->in;
     bool zero = timeout_ns == 0;
@@ -534,16 +569,16 @@ static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, fipc_deadline de
      * after a few, the deadline bounds them too (a hostile peer forging
      * one aborted message after another). */
     for (unsigned rounds = 0;; rounds++) {
-        if (rounds > 64 && fipc_deadline_passed(deadline))
+        if (rounds > 64 && fipc_deadline_passed(when_deadline(w)))
             return fipc_unavailable(timeout_ns);
         uint64_t h = load_relaxed(&d->head); /* ours, under recv_lock */
         if (FIPC_UNLIKELY(load_relaxed(&d->rmsg_start) != 0)) {
-            if ((r = skip_record(c, h, deadline, zero)) < 0)
+            if ((r = skip_record(c, h, w, zero)) < 0)
                 return r;
             continue;
         }
         struct data_ctx x = {.d = d, .head = h, .record = h, .cached = true};
-        if ((r = wait_data(c, &x, deadline, zero)) < 0)
+        if ((r = wait_data(c, &x, w, zero)) < 0)
             return r;
         if (x.resume) {
             /* The record at h was cut short (it is past what we have seen
@@ -579,7 +614,8 @@ static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, fipc_deadline de
                 break;
             x.head = h + HDR + ROUNDDN8(got);
             give_back(d, x.head);
-            if ((r = wait_data(c, &x, piece_deadline(timeout_ns), false)) < 0)
+            struct when piece = piece_when(timeout_ns);
+            if ((r = wait_data(c, &x, &piece, false)) < 0)
                 return r;
             if (x.resume) {
                 if (x.resume <= h || x.resume > x.tail)
@@ -604,13 +640,18 @@ ssize_t fipc_conn_recv(fipc_conn *c, void *buf, size_t cap, int64_t timeout_ns)
         return -EINVAL;
     if (!c->in)
         return -EBADF;
-    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
-    int r = fipc_lock_acquire(&c->in->recv_lock, timeout_ns);
+    struct when w = when_in(timeout_ns);
+    /* A free lock costs no clock; a held one starts the time limit. */
+    int r = fipc_lock_acquire(&c->in->recv_lock, 0);
+    if (r == -EAGAIN && timeout_ns != 0) {
+        when_deadline(&w);
+        r = fipc_lock_acquire(&c->in->recv_lock, timeout_ns);
+    }
     if (r < 0 && r != -EOWNERDEAD)
         return r == -EDEADLK ? -EINVAL : r;
     /* After a dead receiver: rmsg_start tells whether it left a record
      * half read; nothing else needs repair. */
-    ssize_t n = recv_locked(c, buf, cap, deadline, timeout_ns);
+    ssize_t n = recv_locked(c, buf, cap, &w, timeout_ns);
     fipc_lock_release(&c->in->recv_lock);
     return n;
 }
@@ -628,8 +669,8 @@ int fipc_conn_poll(fipc_conn *c, int64_t timeout_ns)
         return -EINVAL;
     if (!c->in)
         return -EBADF;
-    int r = conn_wait(c, &c->in->not_empty, try_readable, c->in, fipc_deadline_in(timeout_ns),
-                      timeout_ns == 0);
+    struct when w = when_in(timeout_ns);
+    int r = conn_wait(c, &c->in->not_empty, try_readable, c->in, &w, timeout_ns == 0);
     if (r == -EPIPE)
         return 1;
     if (r == -EAGAIN || r == -ETIMEDOUT) {

@@ -63,7 +63,8 @@ struct fipc_conn {
     int out_efd; /* eventfd of the direction this end sends, or -1 */
     struct conn_dir *in, *out;
     char *in_ring, *out_ring;
-    int64_t next_check; /* when send next asks whether the peer is gone */
+    int64_t next_check; /* when send next asks whether the peer is gone
+                         * (CLOCK_MONOTONIC_COARSE) */
 };
 
 #endif
