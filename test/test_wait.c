@@ -9,7 +9,8 @@
  * (fipc_waitable_conn): woken by another process's send, by the close of
  * the other end's last holder and by its SIGKILL, alone (poll), beside
  * futex words (io_uring) and without io_uring futex operations; ready at
- * once with a message or at EOF; timeouts; the send-only end; a stream of
+ * once with a message or at EOF; the right index among several pipes;
+ * timeouts; the send-only end; a stream of
  * messages taken only through wait_any, exact.
  *
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
@@ -821,6 +822,59 @@ Test(wait, a_conn_that_does_not_receive_or_is_null_is_einval)
     cr_assert_eq(a->in->fd_wait, 0, "a refused call registers nothing");
     fipc_conn_close(a);
     fipc_conn_close(b);
+}
+
+/* Several pipes in one set, beside a queue: the index of the one whose
+ * peer acted, and the lowest of those ready. */
+Test(wait, the_conn_that_got_a_message_or_eof_among_several_is_the_index)
+{
+    enum { PIPES = 4 };
+    struct conn_scene *sc = new_conn_scene();
+    fipc_conn *a[PIPES], *b[PIPES];
+    for (int i = 0; i < PIPES; i++)
+        cr_assert_eq(fipc_pipe(&a[i], &b[i], false), 0);
+    struct conn_dir *d3 = a[3]->in;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        test_child_setup();
+        for (int i = 0; i < PIPES; i++)
+            fipc_conn_close(a[i]);
+        CHILD_CHECK(TEST_WAIT_UNTIL(__atomic_load_n(&d3->fd_wait, __ATOMIC_ACQUIRE) == 1 &&
+                                        test_pid_sleeping(getppid()),
+                                    HANDSHAKE_NS),
+                    1);
+        CHILD_CHECK(fipc_conn_send(b[3], "three", 5) == 0, 2);
+        CHILD_CHECK(test_wait_until_at_least(&sc->go, 1, HANDSHAKE_NS), 3);
+        CHILD_CHECK(fipc_conn_send(b[3], "again", 5) == 0, 4);
+        fipc_conn_close(b[1]); /* EOF of pipe 1, after pipe 3's message */
+        CHILD_CHECK(test_wait_until_at_least(&sc->go, 2, HANDSHAKE_NS), 5);
+        _exit(0);
+    }
+    for (int i = 0; i < PIPES; i++)
+        fipc_conn_close(b[i]);
+    fipc_waitable w[PIPES + 1] = {fipc_waitable_conn(a[0]), fipc_waitable_conn(a[1]),
+                                  fipc_waitable_queue(sc->q, FIPC_READABLE),
+                                  fipc_waitable_conn(a[2]), fipc_waitable_conn(a[3])};
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, 0), -EAGAIN);
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, HANDSHAKE_NS), 4, "pipe 3's message");
+    char buf[8];
+    cr_assert_eq(fipc_conn_recv(a[3], buf, sizeof buf, 0), 5);
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, 0), -EAGAIN, "taken");
+    test_flag_set(&sc->go, 1);
+    cr_assert_eq(fipc_wait_any(&w[1], 1, HANDSHAKE_NS), 0, "pipe 1's EOF comes");
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, 0), 1, "and is lower than pipe 3's message");
+    cr_assert_eq(fipc_conn_recv(a[1], buf, sizeof buf, 0), -EPIPE);
+    w[1] = w[0];
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, FIPC_FOREVER), 4);
+    cr_assert_eq(fipc_conn_recv(a[3], buf, sizeof buf, 0), 5);
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, 0), -EAGAIN, "pipes 0, 2 and 3 are quiet");
+    test_flag_set(&sc->go, 2);
+    test_expect_ok(pid);
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, HANDSHAKE_NS), 0, "the child's end: every EOF");
+    cr_assert_eq(fipc_wait_any(&w[3], 1, 0), 0);
+    for (int i = 0; i < PIPES; i++)
+        fipc_conn_close(a[i]);
 }
 
 /* ---- A stream through a conn, taken only through wait_any ---- */
