@@ -10,8 +10,8 @@
  * the other end's last holder and by its SIGKILL, alone (poll), beside
  * futex words (io_uring) and without io_uring futex operations; ready at
  * once with a message or at EOF; the right index among several pipes;
- * timeouts; the send-only end; a stream of
- * messages taken only through wait_any, exact.
+ * timeouts; the send-only end; a stream of messages taken only through
+ * wait_any, exact.
  *
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  */
