@@ -24,6 +24,14 @@
  *   rmsg_end      recv_lock             (start + 1, 0: none) and its end; left
  *                                       set by a receiver that died or gave
  *                                       up, for the next to skip
+ *   head_seen     the sender, under     the head its last look found (A2): a
+ *                 send_lock             lower bound of head, so the room it
+ *                                       shows is free; head is loaded again
+ *                                       only when that room is too small
+ *   tail_seen     the receiver, under   the tail its last look found (A1):
+ *                 recv_lock             bytes below it are published; tail
+ *                                       is loaded again only once head has
+ *                                       caught up with it
  *   fd_mode       fipc_conn_fileno      someone polls the descriptor
  *   fd_wait       the receiver sets it, the receiver found the ring empty:
  *                 the sender clears it  the next sender writes the eventfd
@@ -42,11 +50,16 @@
  *              repeat).  The repairer publishes later records only after
  *              these stores, so a receiver whose tail (A1) covers them sees
  *              the abort.
- *   locks      send_cur and send_end are written and read only under
- *              send_lock, rmsg_start and rmsg_end only under recv_lock, and
- *              tail and head by their side only under its lock: relaxed,
- *              since the lock's acquire and release order them (also after
- *              a holder's death: the next holder acquires the lock).
+ *   locks      send_cur, send_end and head_seen are written and read only
+ *              under send_lock, rmsg_start, rmsg_end and tail_seen only
+ *              under recv_lock, and tail and head by their side only under
+ *              its lock: relaxed, since the lock's acquire and release
+ *              order them (also after a holder's death: the next holder
+ *              acquires the lock).  So a sender that uses head_seen instead
+ *              of loading head is ordered after the A2 load that found it
+ *              (its own, or an earlier holder's, through the lock), and
+ *              the same for tail_seen and A1: a cached position is an older
+ *              look at a position that only grows, never a newer one.
  *   F1 <-> F2  sleeping: the eventcounts (eventcount.h), and the same
  *              Dekker handshake for fd_wait: the receiver stores fd_wait
  *              and fences before it looks at tail again; the sender fences
@@ -68,7 +81,11 @@
  * the eventfd, sets fd_wait, and looks again (writing the eventfd itself if
  * something arrived); a sender that finds fd_wait set clears it and writes
  * the eventfd.  So the descriptor costs system calls only to a receiver
- * that ran dry and to the one send that wakes it.
+ * that ran dry and to the one send that wakes it.  fipc_wait_any arms the
+ * same way for one wait (fipc__conn_arm, waitable.h), without fd_mode: it
+ * sets fd_wait and sleeps in poll on the epoll file, which the next send
+ * (through the eventfd) or the peer's going (through the socket) makes
+ * readable.
  *
  * Death.  A message that fits the ring is published by one store of tail,
  * so a sender's death either sent it or did not.  A longer one is
@@ -80,7 +97,8 @@
  * has taken nothing: the next one gets the message.
  *
  * Every position and length read from shared memory is checked before use
- * (tail - head within the ring, lengths within FIPC_CONN_MAX_MSG, skip and
+ * (tail - head within the ring, a cached position that is not is loaded
+ * afresh instead, lengths within FIPC_CONN_MAX_MSG, skip and
  * resume points within the record); offsets into the ring are masked, so
  * nothing a peer writes makes a call touch memory outside the mapping or
  * the caller's buffer; a state that cannot be right gives -EPROTO.
@@ -98,6 +116,7 @@
 #include <fipc/lock.h>
 
 #include "conn_impl.h"
+#include "waitable.h"
 
 #define MASK        (RING - 1)
 #define HDR         ((uint64_t)8)
@@ -107,6 +126,17 @@
 #define ROUNDDN8(x) ((x) & ~(uint64_t)7)
 
 /* ---- the peer's liveness and the descriptor ---- */
+
+/* The clock of the sender's liveness check: CLOCK_MONOTONIC_COARSE, which
+ * the vDSO reads without the time stamp counter (a third of the cost here)
+ * and which ticks every few milliseconds, fine for LIVE_NS.  Only ever
+ * compared with itself (next_check). */
+static inline int64_t coarse_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* Whether every holder of the other end has closed it or ended. */
 static bool peer_gone(const fipc_conn *c)
@@ -183,6 +213,29 @@ static uint64_t aborted(struct conn_dir *d, uint64_t m)
 
 /* ---- waiting ---- */
 
+/* A call's time limit, read from the clock only once it has to wait: a
+ * call that finds its message (or room) at once reads no clock.  The
+ * limit then counts from the first look that failed, a lock and one look
+ * after the call began. */
+struct when {
+    int64_t timeout_ns;
+    fipc_deadline deadline; /* WHEN_UNSET until first needed */
+};
+
+#define WHEN_UNSET INT64_MIN
+
+static struct when when_in(int64_t timeout_ns)
+{
+    return (struct when){.timeout_ns = timeout_ns, .deadline = WHEN_UNSET};
+}
+
+static fipc_deadline when_deadline(struct when *w)
+{
+    if (w->deadline == WHEN_UNSET)
+        w->deadline = fipc_deadline_in(w->timeout_ns);
+    return w->deadline;
+}
+
 typedef int (*try_fn)(void *ctx);
 
 /* Run try until it answers other than -EAGAIN: spin, then sleep on ec,
@@ -191,12 +244,16 @@ typedef int (*try_fn)(void *ctx);
  * deadline (-ETIMEDOUT, after one more try).  zero: try once, and ask
  * once. */
 static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void *ctx,
-                     fipc_deadline deadline, bool zero)
+                     struct when *w, bool zero)
 {
     int r = try(ctx);
     if (r != -EAGAIN)
         return r;
-    /* A partner on another CPU usually answers within the spin. */
+    fipc_deadline deadline = zero ? 0 : when_deadline(w);
+    /* A partner on another CPU usually answers within the spin, whose
+     * budget this thread learns from the waits that slept (clock.h), as
+     * ec_block does: a ping-pong partner that answers a few microseconds
+     * late makes the next spin long enough, one on this CPU turns it off. */
     struct fipc_spin spin;
     if (!zero)
         for (fipc_spin_begin(&spin); fipc_spin(&spin);)
@@ -206,11 +263,16 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
      * wake that brought nothing (a close wakes us): a wake with data costs
      * no system call but the futex's. */
     int64_t next_live = zero ? 0 : fipc_now_ns() + LIVE_NS;
-    bool moved = false;
+    bool moved = false, slept = false;
     for (;;) {
         uint32_t epoch = zero ? 0 : ec_register(ec);
-        if (!zero && (r = try(ctx)) != -EAGAIN)
+        if (!zero && (r = try(ctx)) != -EAGAIN) {
+            /* relaxed: a hint for the spin budget only (the waker's CPU,
+             * or -1 if the wake came from a close or the time). */
+            if (slept)
+                fipc_spin_learn(&spin, moved ? (int)load_relaxed(&ec->waker_cpu) : -1);
             return r;
+        }
         int64_t now = fipc_now_ns();
         if (moved || now >= next_live) {
             next_live = now + LIVE_NS;
@@ -230,10 +292,12 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
         /* Woken by the other side's notify after its change, by a close of
          * the other end, or by the time (the liveness check). */
         futex_wait_until(&ec->epoch, epoch, until);
+        slept = true;
         /* relaxed: only whether someone woke us; try() re-reads the state. */
         moved = load_relaxed(&ec->epoch) != epoch;
         if (fipc_deadline_passed(deadline)) {
             r = try(ctx);
+            fipc_spin_learn(&spin, -1);
             return r == -EAGAIN ? -ETIMEDOUT : r;
         }
     }
@@ -244,22 +308,36 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
 struct room_ctx {
     struct conn_dir *d;
     uint64_t pos, want, head;
+    bool cached; /* the first try may answer from head_seen */
 };
 
 /* Whether want bytes are free from pos: 0 (head in ctx), -EAGAIN, -EPROTO. */
 static int try_room(void *p)
 {
     struct room_ctx *x = p;
+    if (x->cached) {
+        x->cached = false;
+        /* relaxed: under send_lock (above, "locks"); a look at head that
+         * A2 ordered, so the room below it is free.  Garbage (a peer) is
+         * not trusted: head is loaded instead. */
+        uint64_t h = load_relaxed(&x->d->head_seen);
+        if (x->pos - h <= RING && RING - (x->pos - h) >= x->want) {
+            x->head = h;
+            return 0;
+        }
+    }
     uint64_t h = load_acquire(&x->d->head); /* A2 */
     if (x->pos - h > RING)
         return -EPROTO;
+    store_relaxed(&x->d->head_seen, h); /* under send_lock */
     x->head = h;
     return RING - (x->pos - h) >= x->want ? 0 : -EAGAIN;
 }
 
 static int wait_room(fipc_conn *c, struct room_ctx *x)
 {
-    return conn_wait(c, &c->out->not_full, try_room, x, DEADLINE_NEVER, false);
+    struct when forever = when_in(FIPC_FOREVER);
+    return conn_wait(c, &c->out->not_full, try_room, x, &forever, false);
 }
 
 /* Took send_lock from a sender that died, or gave up in the middle of a
@@ -283,7 +361,10 @@ static int send_locked(fipc_conn *c, const void *msg, size_t len)
     struct conn_dir *d = c->out;
     uint64_t pos = load_relaxed(&d->tail); /* ours, under send_lock */
     uint64_t rec = ROUND8(HDR + len);
-    struct room_ctx x = {.d = d, .pos = pos, .want = rec <= RING ? rec : HDR};
+    /* A stream looks at head itself, so that its first piece is as long
+     * as the room is. */
+    struct room_ctx x = {
+        .d = d, .pos = pos, .want = rec <= RING ? rec : HDR, .cached = rec <= RING};
     int r = wait_room(c, &x);
     if (r < 0)
         return r;
@@ -335,7 +416,7 @@ int fipc_conn_send(fipc_conn *c, const void *msg, size_t len)
         return -EMSGSIZE;
     /* The peer may be gone while the ring still has room: ask now and
      * then.  relaxed: a private field, shared by this process's threads. */
-    int64_t now = fipc_now_ns();
+    int64_t now = coarse_now_ns();
     if (now >= load_relaxed(&c->next_check)) {
         store_relaxed(&c->next_check, now + LIVE_NS);
         if (peer_gone(c))
@@ -359,6 +440,7 @@ struct data_ctx {
     uint64_t record; /* the record being read in pieces (its start), or ~0 */
     uint64_t tail;   /* out: the tail seen */
     uint64_t resume; /* out: the record was aborted, skip to here */
+    bool cached;     /* the first try may answer from tail_seen */
 };
 
 /* Whether bytes past head are published: 0 (tail in ctx), -EAGAIN, -EPROTO;
@@ -366,32 +448,57 @@ struct data_ctx {
 static int try_data(void *p)
 {
     struct data_ctx *x = p;
-    uint64_t t = load_acquire(&x->d->tail); /* A1 */
-    if (t - x->head > RING || (t & 7))
-        return -EPROTO;
+    uint64_t t = 0;
+    bool fresh = true;
+    if (x->cached) {
+        x->cached = false;
+        /* relaxed: under recv_lock (above, "locks"); a look at tail that
+         * A1 ordered, so the bytes below it are published.  Used only
+         * while it is past head (and sane: a peer may have written it). */
+        t = load_relaxed(&x->d->tail_seen);
+        fresh = t - x->head - 1 >= RING || (t & 7);
+    }
+    if (fresh) {
+        t = load_acquire(&x->d->tail); /* A1 */
+        if (t - x->head > RING || (t & 7))
+            return -EPROTO;
+        store_relaxed(&x->d->tail_seen, t); /* under recv_lock */
+    }
     x->tail = t;
     if (x->record != ~(uint64_t)0 && (x->resume = aborted(x->d, x->record)) != 0)
         return 0;
     return t != x->head ? 0 : -EAGAIN;
 }
 
-/* The receiver's side of the descriptor: the ring looked empty. */
-static void arm_fd(fipc_conn *c, struct conn_dir *d)
+/* The receiver's side of the descriptor, once the ring looked empty: drain
+ * the eventfd, ask the next sender to write it, and look again.  true if a
+ * message is there after all or the peer is gone; the eventfd is then
+ * written again, so that another poller of it whose signal the drain took
+ * still wakes. */
+static bool fd_register(fipc_conn *c, struct conn_dir *d)
 {
-    /* relaxed: a hint; fileno sets it before its caller polls. */
-    if (!load_relaxed(&d->fd_mode))
-        return;
     efd_drain(c->in_efd);
     store_relaxed(&d->fd_wait, 1); /* relaxed: F1 orders it before tail */
     fence_seqcst();                /* F1 */
     /* relaxed: the fence orders it after the flag. */
-    if (load_relaxed(&d->tail) != load_relaxed(&d->head) || peer_gone(c))
+    if (load_relaxed(&d->tail) != load_relaxed(&d->head) || peer_gone(c)) {
         efd_signal(c->in_efd);
+        return true;
+    }
+    return false;
 }
 
-static int wait_data(fipc_conn *c, struct data_ctx *x, fipc_deadline deadline, bool zero)
+/* The same, only once fileno was asked for. */
+static void arm_fd(fipc_conn *c, struct conn_dir *d)
 {
-    int r = conn_wait(c, &c->in->not_empty, try_data, x, deadline, zero);
+    /* relaxed: a hint; fileno sets it before its caller polls. */
+    if (load_relaxed(&d->fd_mode))
+        fd_register(c, d);
+}
+
+static int wait_data(fipc_conn *c, struct data_ctx *x, struct when *w, bool zero)
+{
+    int r = conn_wait(c, &c->in->not_empty, try_data, x, w, zero);
     if (r == -EAGAIN || r == -ETIMEDOUT)
         arm_fd(c, c->in);
     return r;
@@ -402,9 +509,9 @@ static int wait_data(fipc_conn *c, struct data_ctx *x, fipc_deadline deadline, b
  * the middle of its send). */
 #define STREAM_NS ((int64_t)1000000000)
 
-static fipc_deadline piece_deadline(int64_t timeout_ns)
+static struct when piece_when(int64_t timeout_ns)
 {
-    return fipc_deadline_in(timeout_ns == 0 ? STREAM_NS : timeout_ns);
+    return when_in(timeout_ns == 0 ? STREAM_NS : timeout_ns);
 }
 
 /* Release the bytes below h to the sender. */
@@ -416,7 +523,7 @@ static void give_back(struct conn_dir *d, uint64_t h)
 
 /* Skip what a receiver before us left of the record [start, end), or what
  * a dead sender left of it: 0 once past it, or the error of the wait. */
-static int skip_record(fipc_conn *c, uint64_t h, fipc_deadline deadline, bool zero)
+static int skip_record(fipc_conn *c, uint64_t h, struct when *w, bool zero)
 {
     struct conn_dir *d = c->in;
     /* relaxed: written under recv_lock, which we hold. */
@@ -433,7 +540,7 @@ static int skip_record(fipc_conn *c, uint64_t h, fipc_deadline deadline, bool ze
     }
     struct data_ctx x = {.d = d, .head = h, .record = start};
     for (;;) {
-        int r = wait_data(c, &x, deadline, zero);
+        int r = wait_data(c, &x, w, zero);
         if (r < 0)
             return r;
         if (x.resume) {
@@ -453,8 +560,7 @@ static int skip_record(fipc_conn *c, uint64_t h, fipc_deadline deadline, bool ze
     return 0;
 }
 
-static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, fipc_deadline deadline,
-                           int64_t timeout_ns)
+static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, struct when *w, int64_t timeout_ns)
 {
     struct conn_dir *d = c->in;
     bool zero = timeout_ns == 0;
@@ -463,16 +569,16 @@ static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, fipc_deadline de
      * after a few, the deadline bounds them too (a hostile peer forging
      * one aborted message after another). */
     for (unsigned rounds = 0;; rounds++) {
-        if (rounds > 64 && fipc_deadline_passed(deadline))
+        if (rounds > 64 && fipc_deadline_passed(when_deadline(w)))
             return fipc_unavailable(timeout_ns);
         uint64_t h = load_relaxed(&d->head); /* ours, under recv_lock */
         if (FIPC_UNLIKELY(load_relaxed(&d->rmsg_start) != 0)) {
-            if ((r = skip_record(c, h, deadline, zero)) < 0)
+            if ((r = skip_record(c, h, w, zero)) < 0)
                 return r;
             continue;
         }
-        struct data_ctx x = {.d = d, .head = h, .record = h};
-        if ((r = wait_data(c, &x, deadline, zero)) < 0)
+        struct data_ctx x = {.d = d, .head = h, .record = h, .cached = true};
+        if ((r = wait_data(c, &x, w, zero)) < 0)
             return r;
         if (x.resume) {
             /* The record at h was cut short (it is past what we have seen
@@ -508,7 +614,8 @@ static ssize_t recv_locked(fipc_conn *c, void *buf, size_t cap, fipc_deadline de
                 break;
             x.head = h + HDR + ROUNDDN8(got);
             give_back(d, x.head);
-            if ((r = wait_data(c, &x, piece_deadline(timeout_ns), false)) < 0)
+            struct when piece = piece_when(timeout_ns);
+            if ((r = wait_data(c, &x, &piece, false)) < 0)
                 return r;
             if (x.resume) {
                 if (x.resume <= h || x.resume > x.tail)
@@ -533,13 +640,18 @@ ssize_t fipc_conn_recv(fipc_conn *c, void *buf, size_t cap, int64_t timeout_ns)
         return -EINVAL;
     if (!c->in)
         return -EBADF;
-    fipc_deadline deadline = fipc_deadline_in(timeout_ns);
-    int r = fipc_lock_acquire(&c->in->recv_lock, timeout_ns);
+    struct when w = when_in(timeout_ns);
+    /* A free lock costs no clock; a held one starts the time limit. */
+    int r = fipc_lock_acquire(&c->in->recv_lock, 0);
+    if (r == -EAGAIN && timeout_ns != 0) {
+        when_deadline(&w);
+        r = fipc_lock_acquire(&c->in->recv_lock, timeout_ns);
+    }
     if (r < 0 && r != -EOWNERDEAD)
         return r == -EDEADLK ? -EINVAL : r;
     /* After a dead receiver: rmsg_start tells whether it left a record
      * half read; nothing else needs repair. */
-    ssize_t n = recv_locked(c, buf, cap, deadline, timeout_ns);
+    ssize_t n = recv_locked(c, buf, cap, &w, timeout_ns);
     fipc_lock_release(&c->in->recv_lock);
     return n;
 }
@@ -557,8 +669,8 @@ int fipc_conn_poll(fipc_conn *c, int64_t timeout_ns)
         return -EINVAL;
     if (!c->in)
         return -EBADF;
-    int r = conn_wait(c, &c->in->not_empty, try_readable, c->in, fipc_deadline_in(timeout_ns),
-                      timeout_ns == 0);
+    struct when w = when_in(timeout_ns);
+    int r = conn_wait(c, &c->in->not_empty, try_readable, c->in, &w, timeout_ns == 0);
     if (r == -EPIPE)
         return 1;
     if (r == -EAGAIN || r == -ETIMEDOUT) {
@@ -579,6 +691,34 @@ int fipc_conn_fileno(fipc_conn *c)
         arm_fd(c, c->in);
     }
     return c->ep;
+}
+
+/* ---- waiting from outside fipc (waitable.h) ---- */
+
+int fipc__conn_arm(fipc_conn *c, unsigned what, struct fipc__arm *w)
+{
+    if (!c || !c->in)
+        return -EINVAL;
+    struct conn_dir *d = c->in;
+    if (try_readable(d) == 1)
+        return 1;
+    if (what & FIPC__ARM_PEEK)
+        return peer_gone(c);
+    /* A message about to come from the other CPU costs less to spin for
+     * than a registration, which makes the sender's next send write the
+     * eventfd (as the queue's arm). */
+    struct fipc_spin spin;
+    for (fipc_spin_begin(&spin); fipc_spin(&spin);)
+        if (try_readable(d) == 1)
+            return 1;
+    /* fd_wait set: the next send writes the eventfd that the epoll file
+     * (fileno) watches beside the socket, whose hang-up it reports too.
+     * Not fd_mode: a waiter that goes away leaves one needless write to
+     * the next send, not a system call to every receiver that runs dry. */
+    if (fd_register(c, d))
+        return 1;
+    w->fd = c->ep;
+    return 0;
 }
 
 /* ---- set-up and close ---- */

@@ -21,11 +21,13 @@ struct conn_dir {
     _Alignas(FIPC_CACHELINE) uint64_t tail;
     uint64_t send_cur;
     uint64_t send_end;
+    uint64_t head_seen; /* the senders' last look at head */
     _Alignas(FIPC_CACHELINE) uint64_t abort_start;
     uint64_t abort_resume;
     _Alignas(FIPC_CACHELINE) uint64_t head;
     uint64_t rmsg_start;
     uint64_t rmsg_end;
+    uint64_t tail_seen; /* the receivers' last look at tail */
     _Alignas(FIPC_CACHELINE) struct eventcount not_empty;
     uint32_t fd_mode;
     uint32_t fd_wait;
@@ -61,7 +63,8 @@ struct fipc_conn {
     int out_efd; /* eventfd of the direction this end sends, or -1 */
     struct conn_dir *in, *out;
     char *in_ring, *out_ring;
-    int64_t next_check; /* when send next asks whether the peer is gone */
+    int64_t next_check; /* when send next asks whether the peer is gone
+                         * (CLOCK_MONOTONIC_COARSE) */
 };
 
 #endif

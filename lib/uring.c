@@ -95,7 +95,7 @@ static int usable(const struct io_uring_sqe *sqe, const void *obj)
 
 int fipc_queue_prep_wait(struct io_uring_sqe *sqe, fipc_queue *q, unsigned what)
 {
-    struct fipc__arm w;
+    struct fipc__arm w = {.word = NULL, .fd = -1};
     int r = usable(sqe, q);
     if (r == 0 && what != FIPC_READABLE && what != FIPC_WRITABLE)
         r = -EINVAL;
@@ -104,7 +104,7 @@ int fipc_queue_prep_wait(struct io_uring_sqe *sqe, fipc_queue *q, unsigned what)
 
 int fipc_jqueue_prep_wait(struct io_uring_sqe *sqe, fipc_jqueue *q, unsigned what)
 {
-    struct fipc__arm w;
+    struct fipc__arm w = {.word = NULL, .fd = -1};
     int r = usable(sqe, q);
     if (r == 0 && what != FIPC_READABLE && what != FIPC_WRITABLE)
         r = -EINVAL;
@@ -113,21 +113,21 @@ int fipc_jqueue_prep_wait(struct io_uring_sqe *sqe, fipc_jqueue *q, unsigned wha
 
 int fipc_jqueue_prep_join(struct io_uring_sqe *sqe, fipc_jqueue *q)
 {
-    struct fipc__arm w;
+    struct fipc__arm w = {.word = NULL, .fd = -1};
     int r = usable(sqe, q);
     return r < 0 ? r : prep(sqe, fipc__jqueue_arm(q, FIPC_JOINED, &w), &w);
 }
 
 int fipc_event_prep_wait(struct io_uring_sqe *sqe, fipc_event *e)
 {
-    struct fipc__arm w;
+    struct fipc__arm w = {.word = NULL, .fd = -1};
     int r = usable(sqe, e);
     return r < 0 ? r : prep(sqe, fipc__event_arm(e, 0, &w), &w);
 }
 
 int fipc_sem_prep_wait(struct io_uring_sqe *sqe, fipc_sem *s)
 {
-    struct fipc__arm w;
+    struct fipc__arm w = {.word = NULL, .fd = -1};
     int r = usable(sqe, s);
     return r < 0 ? r : prep(sqe, fipc__sem_arm(s, 0, &w), &w);
 }

@@ -6,9 +6,12 @@
  * as a sleeper and names a futex word and the value it holds until the
  * object's next change, or says that it is ready.  A set of fipc objects
  * then sleeps in one futex_waitv, which returns as soon as any word
- * differs from its value or is woken; a set with processes also waits on
- * their pidfds, in one io_uring submission (IORING_OP_FUTEX_WAITV beside a
- * POLL_ADD per pidfd), or in poll() when it holds processes only.  After
+ * differs from its value or is woken.  A process has its pidfd and a conn
+ * names a descriptor instead of a word (its fileno, readable at the next
+ * send or when the peer is gone): a set with descriptors waits on them
+ * beside the words in one io_uring submission (IORING_OP_FUTEX_WAITV
+ * beside a POLL_ADD per descriptor), or in poll() when it holds
+ * descriptors only.  After
  * any wake-up every object is armed again, from the first: the answer is
  * the lowest index that is ready then.
  *
@@ -17,8 +20,9 @@
  * sleep lasts more than FUTEX_RECHECK_NS (futex.h), so that a process that
  * died between a change and its wake delays the waiter by that much at
  * most.  Where io_uring lacks the futex operations (kernels before 6.7), a
- * set of objects and processes sleeps in futex_waitv for at most
- * FALLBACK_POLL_NS at a time and looks at the processes in between.
+ * set of words and descriptors sleeps in futex_waitv for at most
+ * FALLBACK_POLL_NS at a time and looks at the processes and conns in
+ * between.
  */
 #include <poll.h>
 #include <string.h>
@@ -38,7 +42,8 @@
 #endif
 
 /* 10 ms: how late a waiter without io_uring futex operations may see a
- * process exit while it also waits on futexes. */
+ * process exit, or a conn's message or EOF, while it also waits on
+ * futexes. */
 #define FALLBACK_POLL_NS ((int64_t)10000000)
 
 enum kind {
@@ -48,6 +53,7 @@ enum kind {
     KIND_EVENT,
     KIND_SEM,
     KIND_PROCESS,
+    KIND_CONN,
 };
 
 fipc_waitable fipc_waitable_queue(fipc_queue *q, unsigned what)
@@ -75,6 +81,11 @@ fipc_waitable fipc_waitable_process(fipc_process *p)
     return (fipc_waitable){.obj_ = p, .kind_ = KIND_PROCESS};
 }
 
+fipc_waitable fipc_waitable_conn(fipc_conn *c)
+{
+    return (fipc_waitable){.obj_ = c, .kind_ = KIND_CONN};
+}
+
 static bool valid(const fipc_waitable *o)
 {
     if (!o->obj_)
@@ -87,6 +98,7 @@ static bool valid(const fipc_waitable *o)
     case KIND_EVENT:
     case KIND_SEM:
     case KIND_PROCESS:
+    case KIND_CONN:
         return o->what_ == 0;
     default:
         return false;
@@ -114,11 +126,14 @@ static int arm_sem(void *obj, unsigned what, struct fipc__arm *w)
     return fipc__sem_arm(obj, what, w);
 }
 
+static int arm_conn(void *obj, unsigned what, struct fipc__arm *w)
+{
+    return fipc__conn_arm(obj, what, w);
+}
+
 static int (*const arms[])(void *, unsigned, struct fipc__arm *) = {
-    [KIND_QUEUE] = arm_queue,
-    [KIND_JQUEUE] = arm_jqueue,
-    [KIND_EVENT] = arm_event,
-    [KIND_SEM] = arm_sem,
+    [KIND_QUEUE] = arm_queue, [KIND_JQUEUE] = arm_jqueue, [KIND_EVENT] = arm_event,
+    [KIND_SEM] = arm_sem,     [KIND_CONN] = arm_conn,
 };
 
 /* What one pass over the objects leaves to sleep on. */
@@ -152,15 +167,17 @@ static int arm_all(const fipc_waitable *objs, size_t n, bool peek, fipc_deadline
             else if (r == 0 && !peek && fd >= 0)
                 s->fds[s->nfds++] = (struct pollfd){.fd = fd, .events = POLLIN};
         } else {
-            struct fipc__arm w;
+            struct fipc__arm w = {.word = NULL, .fd = -1};
             r = arms[o->kind_](o->obj_, o->what_ | (peek ? FIPC__ARM_PEEK : 0), &w);
             if (r == 2) {
                 s->cap = EC_RECHECK_NS; /* look again soon (waitable.h) */
                 r = 0;
             }
-            if (r == 0 && !peek)
+            if (r == 0 && !peek && w.word)
                 s->words[s->nwords++] = (struct futex_waitv){
                     .val = w.value, .uaddr = (uintptr_t)w.word, .flags = FUTEX_32};
+            if (r == 0 && !peek && w.fd >= 0)
+                s->fds[s->nfds++] = (struct pollfd){.fd = w.fd, .events = POLLIN};
         }
         if (r == 1)
             return (int)i;
@@ -195,21 +212,22 @@ static int sleep_words(const struct sleep_set *s, fipc_deadline deadline, int64_
     return 0;
 }
 
-/* Sleep on the pidfds alone, as sleep_words. */
+/* Sleep on the descriptors alone, as sleep_words. */
 static int sleep_fds(struct sleep_set *s, fipc_deadline deadline)
 {
     bool capped;
     struct timespec ts = until(deadline, s->cap, &capped);
     int64_t left = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - fipc_now_ns();
     int ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
-    /* A pidfd becomes readable when its process ends. */
+    /* A pidfd becomes readable when its process ends, a conn's fileno at
+     * the next send (its arm registered us) or when its peer is gone. */
     if (poll(s->fds, s->nfds, ms) == 0 && !capped && fipc_deadline_passed(deadline))
         return -ETIMEDOUT;
     return 0;
 }
 
-/* Sleep on words and pidfds together, in a ring of our own: one
- * FUTEX_WAITV beside a POLL_ADD per pidfd; the first completion ends the
+/* Sleep on words and descriptors together, in a ring of our own: one
+ * FUTEX_WAITV beside a POLL_ADD per descriptor; the first completion ends the
  * sleep, and tearing the ring down cancels the rest (the kernel has copied
  * the words by then).  1 if the ring could not be set up. */
 static int sleep_ring(const struct sleep_set *s, fipc_deadline deadline)
@@ -230,8 +248,8 @@ static int sleep_ring(const struct sleep_set *s, fipc_deadline deadline)
             left = 0;
         struct __kernel_timespec rel = {.tv_sec = left / 1000000000, .tv_nsec = left % 1000000000};
         struct io_uring_cqe *cqe;
-        /* Woken by a word's notifier, a word that differs, or a process's
-         * end; -ETIME once the time is up, -EINTR on a signal. */
+        /* Woken by a word's notifier, a word that differs, a process's
+         * end, or a conn's send or EOF; -ETIME once the time is up, -EINTR on a signal. */
         r = io_uring_wait_cqe_timeout(&ring, &cqe, &rel);
         r = r == -ETIME && !capped && fipc_deadline_passed(deadline) ? -ETIMEDOUT : 0;
     } else {
@@ -253,7 +271,7 @@ static int sleep_on(struct sleep_set *s, fipc_deadline deadline)
             return r;
     }
     /* No io_uring futex operations (or no ring): the words, with the
-     * processes looked at every FALLBACK_POLL_NS. */
+     * processes and conns looked at every FALLBACK_POLL_NS. */
     return sleep_words(s, deadline, s->cap < FALLBACK_POLL_NS ? s->cap : FALLBACK_POLL_NS);
 }
 

@@ -41,6 +41,7 @@
 
 #include "clock.h"
 
+#include <fipc/conn.h>
 #include <fipc/event.h>
 #include <fipc/jqueue.h>
 #include <fipc/queue.h>
@@ -52,8 +53,9 @@
 #define FIPC__ARM_PEEK 0x100u
 
 struct fipc__arm {
-    uint32_t *word;
+    uint32_t *word; /* NULL: no futex word, only fd */
     uint32_t value;
+    int fd; /* -1: no descriptor; owned by the object */
 };
 
 /* what: FIPC_READABLE or FIPC_WRITABLE (queue.c). */
@@ -67,6 +69,13 @@ int fipc__event_arm(fipc_event *e, unsigned what, struct fipc__arm *w);
 
 /* Value above 0 (sem.c); what is ignored. */
 int fipc__sem_arm(fipc_sem *s, unsigned what, struct fipc__arm *w);
+
+/* Readable or EOF (conn.c): a message waits or every holder of the other
+ * end is gone.  Arms with a descriptor (the end's fileno), not a word: a
+ * send sees the registration and writes the end's eventfd, the peer's end
+ * hangs up the socket the fileno watches.  what is ignored; -EINVAL for
+ * NULL or the send-only end of a pipe that is not duplex. */
+int fipc__conn_arm(fipc_conn *c, unsigned what, struct fipc__arm *w);
 
 /* A process has no futex word (process.c): 1 if p has ended (join would
  * return at once), else 0 with *fd a descriptor that becomes readable when

@@ -711,11 +711,15 @@ Test(conn, overwritten_positions_and_lengths_give_eproto)
     cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), -EPROTO);
     d->tail = t;
 
-    /* head past tail, seen by the sender. */
+    /* head past tail, seen by the sender: its copy (head_seen) is garbage
+     * too, so it loads head, and refuses that. */
     uint64_t h = d->head;
     d->head = t + 5 * RING;
+    d->head_seen = t + 5 * RING;
     cr_assert_eq(fipc_conn_send(b, "x", 1), -EPROTO);
     d->head = h;
+    cr_assert_eq(d->head_seen, t + 5 * RING, "nothing refused was cached");
+    d->head_seen = h;
 
     /* A length past the maximum. */
     uint64_t *len = (uint64_t *)(a->in_ring + (h & (RING - 1)));
@@ -739,6 +743,13 @@ Test(conn, overwritten_positions_and_lengths_give_eproto)
     d->abort_start = 0;
     cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), 3, "whole again once repaired");
     cr_assert_eq(memcmp(buf, "abc", 3), 0);
+    /* The receivers' copy of tail, when it cannot be right, is not
+     * trusted: tail is loaded (the ring is empty). */
+    d->tail_seen = d->head + 3;
+    cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), -EAGAIN);
+    d->tail_seen = d->head + 2 * RING;
+    cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), -EAGAIN);
+    cr_assert_eq(d->tail_seen, d->head, "and the look is cached");
 
     /* Random garbage over the whole control block: calls return, within
      * their time, and never write outside buf (ASan would say). */

@@ -5,13 +5,21 @@
  * -ETIMEDOUT); FIPC_WAIT_MAX objects and one past it; bad inputs; a set
  * whose object would have been made ready by a process that is SIGKILLed
  * (the wait ends on its timeout, or on the process's exit); and the same
- * waits where io_uring lacks futex operations (the test hook).
+ * waits where io_uring lacks futex operations (the test hook).  Pipe ends
+ * (fipc_waitable_conn): woken by another process's send, by the close of
+ * the other end's last holder and by its SIGKILL, alone (poll), beside
+ * futex words (io_uring) and without io_uring futex operations; ready at
+ * once with a message or at EOF; the right index among several pipes;
+ * timeouts; the send-only end; a stream of messages taken only through
+ * wait_any, exact.
  *
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  */
 #include "common.h"
+#include "conn_impl.h"
 #include "queue_impl.h"
 #include "test_hooks.h"
+#include "waitable.h"
 
 TestSuite(wait, .timeout = 120);
 
@@ -528,4 +536,441 @@ Test(wait, three_producers_exact_results_with_a_process_in_the_set)
 Test(wait, three_producers_exact_results_with_a_process_in_the_set_without_io_uring)
 {
     streams_exact(test_scaled(20000), true, true);
+}
+
+/* ---- Pipe ends ---- */
+
+/* How the set around the conn sleeps: the conn alone (poll on its
+ * descriptor), beside a queue and an event (io_uring: FUTEX_WAITV beside a
+ * POLL_ADD), or the same as without io_uring futex operations (futex_waitv,
+ * the conn looked at every 10 ms). */
+enum conn_mode { CM_ALONE, CM_MIXED, CM_FALLBACK };
+
+/* What the process holding the other end does once the waiter sleeps. */
+enum conn_act { CA_SEND, CA_CLOSE, CA_KILL };
+
+struct conn_scene {
+    fipc_queue *q;
+    fipc_event *e;
+    uint32_t go; /* the parent has looked: the child may leave */
+};
+
+/* The set for mode, the conn at the index returned. */
+static int conn_set(struct conn_scene *sc, fipc_conn *c, enum conn_mode mode, fipc_waitable *w,
+                    size_t *n)
+{
+    if (mode == CM_ALONE) {
+        w[0] = fipc_waitable_conn(c);
+        *n = 1;
+        return 0;
+    }
+    w[0] = fipc_waitable_queue(sc->q, FIPC_READABLE);
+    w[1] = fipc_waitable_event(sc->e);
+    w[2] = fipc_waitable_conn(c);
+    *n = 3;
+    return 2;
+}
+
+static struct conn_scene *new_conn_scene(void)
+{
+    struct conn_scene *sc = test_shared(sizeof *sc);
+    sc->q = new_queue(4, 8);
+    sc->e = fipc_event_new(NULL);
+    cr_assert_not_null(sc->e);
+    return sc;
+}
+
+/* A child holds the only copy of b and acts once the parent sleeps in
+ * fipc_wait_any on a; the wait must end with the conn's index, and recv
+ * then finds the message, or EOF. */
+static void conn_woken_by(enum conn_act act, enum conn_mode mode)
+{
+    struct conn_scene *sc = new_conn_scene();
+    fipc_conn *a, *b;
+    cr_assert_eq(fipc_pipe(&a, &b, false), 0);
+    struct conn_dir *d = a->in; /* shared: mapped while the child holds b */
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        test_child_setup();
+        fipc_conn_close(a);
+        /* Once the waiter sleeps registered, so that its wake is what is
+         * tested (a wait that spun, or slept unregistered, fails here). */
+        CHILD_CHECK(TEST_WAIT_UNTIL(__atomic_load_n(&d->fd_wait, __ATOMIC_ACQUIRE) == 1 &&
+                                        test_pid_sleeping(getppid()),
+                                    HANDSHAKE_NS),
+                    1);
+        if (act == CA_KILL) raise(SIGKILL);
+        if (act == CA_SEND) CHILD_CHECK(fipc_conn_send(b, "hi", 2) == 0, 2);
+        if (act == CA_SEND) CHILD_CHECK(test_wait_until_at_least(&sc->go, 1, HANDSHAKE_NS), 3);
+        fipc_conn_close(b);
+        _exit(0);
+    }
+    fipc_conn_close(b);
+    fipc_waitable w[3];
+    size_t n;
+    int want = conn_set(sc, a, mode, w, &n);
+    fipc__uring_pretend_unsupported(mode == CM_FALLBACK);
+    cr_assert_eq(fipc_wait_any(w, n, 0), -EAGAIN, "nothing yet");
+    cr_assert_eq(fipc_wait_any(w, n, HANDSHAKE_NS), want);
+    fipc__uring_pretend_unsupported(false);
+    /* How soon after the act is not asserted (the machine may be loaded);
+     * that the wait slept registered is, above, and that the descriptor it
+     * sleeps on wakes is, in the arm's own test below. */
+    char buf[8];
+    if (act == CA_SEND) {
+        cr_assert_eq(a->in->fd_wait, 0, "the send took the wait's registration back");
+        cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), 2);
+        cr_assert_eq(memcmp(buf, "hi", 2), 0);
+        cr_assert_eq(fipc_wait_any(w, n, 0), -EAGAIN, "taken: not ready any more");
+        test_flag_set(&sc->go, 1);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    if (act == CA_KILL)
+        cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    else
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    if (act != CA_SEND) cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), -EPIPE);
+    /* The other end gone: ready for good. */
+    cr_assert_eq(fipc_wait_any(w, n, 0), want);
+    cr_assert_eq(fipc_wait_any(w, n, HANDSHAKE_NS), want);
+    fipc_conn_close(a);
+}
+
+Test(wait, a_conn_is_woken_by_a_send_from_another_process)
+{
+    conn_woken_by(CA_SEND, CM_ALONE);
+    conn_woken_by(CA_SEND, CM_MIXED);
+    conn_woken_by(CA_SEND, CM_FALLBACK);
+}
+
+Test(wait, a_conn_is_woken_by_the_close_of_the_other_ends_last_holder)
+{
+    conn_woken_by(CA_CLOSE, CM_ALONE);
+    conn_woken_by(CA_CLOSE, CM_MIXED);
+    conn_woken_by(CA_CLOSE, CM_FALLBACK);
+}
+
+Test(wait, a_conn_is_woken_by_the_sigkill_of_the_other_ends_holder)
+{
+    conn_woken_by(CA_KILL, CM_ALONE);
+    conn_woken_by(CA_KILL, CM_MIXED);
+    conn_woken_by(CA_KILL, CM_FALLBACK);
+}
+
+/* The arm itself (waitable.h): the descriptor it names is not readable
+ * while nothing changed, and becomes readable at the next send from
+ * another process, and again once that process is SIGKILLed. */
+Test(wait, the_conns_arm_names_a_descriptor_that_a_send_and_a_death_make_readable)
+{
+    struct conn_scene *sc = new_conn_scene();
+    fipc_conn *a, *b;
+    cr_assert_eq(fipc_pipe(&a, &b, false), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        test_child_setup();
+        fipc_conn_close(a);
+        CHILD_CHECK(test_wait_until_at_least(&sc->go, 1, HANDSHAKE_NS), 1);
+        CHILD_CHECK(fipc_conn_send(b, "m", 1) == 0, 2);
+        for (;;)
+            pause();
+    }
+    fipc_conn_close(b);
+    struct fipc__arm w = {.word = NULL, .fd = -1};
+    cr_assert_eq(fipc__conn_arm(a, FIPC__ARM_PEEK, &w), 0);
+    cr_assert_eq(a->in->fd_wait, 0, "a peek registers nothing");
+    cr_assert_eq(fipc__conn_arm(a, 0, &w), 0);
+    cr_assert_null(w.word, "no futex word");
+    cr_assert_geq(w.fd, 0);
+    cr_assert_eq(a->in->fd_wait, 1);
+    struct pollfd p = {.fd = w.fd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 0), 0, "nothing happened yet");
+    test_flag_set(&sc->go, 1);
+    cr_assert_eq(poll(&p, 1, (int)(HANDSHAKE_NS / 1000000)), 1, "the send wakes the descriptor");
+    cr_assert(p.revents & POLLIN);
+    cr_assert_eq(fipc__conn_arm(a, 0, &w), 1, "and the arm finds the message");
+    char buf[4];
+    cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), 1);
+    w = (struct fipc__arm){.word = NULL, .fd = -1};
+    cr_assert_eq(fipc__conn_arm(a, 0, &w), 0, "taken: armed again");
+    cr_assert_eq(poll(&p, 1, 0), 0, "the arm drained the eventfd");
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert_eq(poll(&p, 1, (int)(HANDSHAKE_NS / 1000000)), 1, "the death wakes it");
+    waitpid(pid, NULL, 0);
+    cr_assert_eq(fipc__conn_arm(a, FIPC__ARM_PEEK, &w), 1, "EOF is ready");
+    cr_assert_eq(fipc__conn_arm(a, 0, &w), 1);
+    cr_assert_eq(fipc__conn_arm(NULL, 0, &w), -EINVAL);
+    fipc_conn_close(a);
+}
+
+/* EOF only once every holder of the other end is gone: a child holding a
+ * copy keeps the conn waiting until it leaves. */
+Test(wait, a_conn_waits_while_any_holder_of_the_other_end_is_left)
+{
+    struct conn_scene *sc = new_conn_scene();
+    fipc_conn *a, *b;
+    cr_assert_eq(fipc_pipe(&a, &b, true), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        test_child_setup();
+        fipc_conn_close(a);
+        CHILD_CHECK(test_wait_until_at_least(&sc->go, 1, HANDSHAKE_NS), 1);
+        _exit(0); /* its copy of b closes with it */
+    }
+    fipc_conn_close(b);
+    fipc_waitable w = fipc_waitable_conn(a);
+    cr_assert_eq(fipc_wait_any(&w, 1, FIPC_MSEC(30)), -ETIMEDOUT, "a holder is left");
+    test_flag_set(&sc->go, 1);
+    cr_assert_eq(fipc_wait_any(&w, 1, HANDSHAKE_NS), 0);
+    test_expect_ok(pid);
+    char buf[4];
+    cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), -EPIPE);
+    fipc_conn_close(a);
+}
+
+Test(wait, a_conn_with_a_message_or_at_eof_is_ready_at_once)
+{
+    struct conn_scene *sc = new_conn_scene();
+    fipc_conn *a, *b;
+    cr_assert_eq(fipc_pipe(&a, &b, false), 0);
+    fipc_waitable w[3];
+    size_t n;
+    int want = conn_set(sc, a, CM_MIXED, w, &n);
+    cr_assert_eq(fipc_conn_send(b, "four", 4), 0);
+    cr_assert_eq(fipc_wait_any(&w[want], 1, 0), 0);
+    cr_assert_eq(fipc_wait_any(&w[want], 1, FIPC_FOREVER), 0);
+    cr_assert_eq(fipc_wait_any(w, n, FIPC_FOREVER), want);
+    cr_assert_eq(a->in->fd_wait, 0, "a ready conn registers nothing");
+    char buf[8];
+    cr_assert_eq(fipc_conn_recv(a, buf, 2, 0), -EMSGSIZE);
+    cr_assert_eq(fipc_wait_any(w, n, 0), want, "a message too long for the buffer stays");
+    cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), 4);
+    cr_assert_eq(fipc_wait_any(w, n, 0), -EAGAIN);
+    /* The lowest ready index wins. */
+    cr_assert_eq(fipc_conn_send(b, "", 0), 0);
+    cr_assert_eq(fipc_event_set(sc->e), 0);
+    cr_assert_eq(fipc_wait_any(w, n, FIPC_FOREVER), 1);
+    cr_assert_eq(fipc_event_clear(sc->e), 0);
+    cr_assert_eq(fipc_wait_any(w, n, FIPC_FOREVER), want, "an empty message counts");
+    cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), 0);
+    /* EOF: the other end's only holder closed it. */
+    cr_assert_eq(fipc_conn_close(b), 0);
+    cr_assert_eq(fipc_wait_any(&w[want], 1, 0), 0);
+    cr_assert_eq(fipc_wait_any(w, n, 0), want);
+    cr_assert_eq(fipc_wait_any(w, n, FIPC_FOREVER), want);
+    cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), -EPIPE, "and recv says so");
+    cr_assert_eq(fipc_wait_any(w, n, FIPC_FOREVER), want, "for good");
+    fipc_conn_close(a);
+}
+
+Test(wait, a_conn_times_out_and_its_registration_costs_one_send_one_write)
+{
+    struct conn_scene *sc = new_conn_scene();
+    fipc_conn *a, *b;
+    cr_assert_eq(fipc_pipe(&a, &b, true), 0);
+    fipc_waitable w[3];
+    size_t n;
+    int want = conn_set(sc, a, CM_MIXED, w, &n);
+    cr_assert_eq(fipc_wait_any(&w[want], 1, 0), -EAGAIN);
+    cr_assert_eq(fipc_wait_any(w, n, 0), -EAGAIN);
+    cr_assert_eq(a->in->fd_wait, 0, "a poll registers nothing");
+    cr_assert_eq(a->in->fd_mode, 0);
+    for (int round = 0; round < 2; round++) {
+        int64_t t0 = test_now_ns();
+        if (round == 0)
+            cr_assert_eq(fipc_wait_any(&w[want], 1, FIPC_MSEC(80)), -ETIMEDOUT, "alone");
+        else
+            cr_assert_eq(fipc_wait_any(w, n, FIPC_MSEC(80)), -ETIMEDOUT, "beside words");
+        cr_assert_geq(test_now_ns() - t0, FIPC_MSEC(80));
+        cr_assert_eq(a->in->fd_wait, 1, "a wait that slept registered");
+        cr_assert_eq(fipc_conn_send(b, "x", 1), 0);
+        cr_assert_eq(a->in->fd_wait, 0, "and the send took it back");
+        cr_assert_eq(fipc_wait_any(w, n, FIPC_FOREVER), want);
+        char buf[4];
+        cr_assert_eq(fipc_conn_recv(a, buf, sizeof buf, 0), 1);
+    }
+    /* wait_any does not turn the descriptor mode on: a recv that runs dry
+     * costs no eventfd work. */
+    cr_assert_eq(a->in->fd_mode, 0);
+    /* The other direction of the duplex pipe is its own waitable. */
+    fipc_waitable wb = fipc_waitable_conn(b);
+    cr_assert_eq(fipc_wait_any(&wb, 1, 0), -EAGAIN);
+    cr_assert_eq(fipc_conn_send(a, "y", 1), 0);
+    cr_assert_eq(fipc_wait_any(&wb, 1, FIPC_FOREVER), 0);
+    fipc_conn_close(a);
+    fipc_conn_close(b);
+}
+
+Test(wait, a_conn_that_does_not_receive_or_is_null_is_einval)
+{
+    fipc_queue *q = new_queue(4, 8);
+    fipc_conn *a, *b;
+    cr_assert_eq(fipc_pipe(&a, &b, false), 0);
+    fipc_waitable w[2] = {fipc_waitable_queue(q, FIPC_READABLE), fipc_waitable_conn(NULL)};
+    cr_assert_eq(fipc_wait_any(w, 2, 0), -EINVAL);
+    cr_assert_eq(fipc_wait_any(w, 2, FIPC_FOREVER), -EINVAL);
+    w[1] = fipc_waitable_conn(b);
+    cr_assert_eq(fipc_wait_any(w, 2, 0), -EINVAL, "b only sends");
+    cr_assert_eq(fipc_wait_any(w, 2, FIPC_FOREVER), -EINVAL);
+    cr_assert_eq(fipc_wait_any(&w[1], 1, FIPC_FOREVER), -EINVAL);
+    w[1] = fipc_waitable_conn(a);
+    w[1].what_ = FIPC_READABLE;
+    cr_assert_eq(fipc_wait_any(w, 2, FIPC_FOREVER), -EINVAL, "a conn takes no what");
+    cr_assert_eq(a->in->fd_wait, 0, "a refused call registers nothing");
+    fipc_conn_close(a);
+    fipc_conn_close(b);
+}
+
+/* Several pipes in one set, beside a queue: the index of the one whose
+ * peer acted, and the lowest of those ready. */
+Test(wait, the_conn_that_got_a_message_or_eof_among_several_is_the_index)
+{
+    enum { PIPES = 4 };
+    struct conn_scene *sc = new_conn_scene();
+    fipc_conn *a[PIPES], *b[PIPES];
+    for (int i = 0; i < PIPES; i++)
+        cr_assert_eq(fipc_pipe(&a[i], &b[i], false), 0);
+    struct conn_dir *d3 = a[3]->in;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        test_child_setup();
+        for (int i = 0; i < PIPES; i++)
+            fipc_conn_close(a[i]);
+        CHILD_CHECK(TEST_WAIT_UNTIL(__atomic_load_n(&d3->fd_wait, __ATOMIC_ACQUIRE) == 1 &&
+                                        test_pid_sleeping(getppid()),
+                                    HANDSHAKE_NS),
+                    1);
+        CHILD_CHECK(fipc_conn_send(b[3], "three", 5) == 0, 2);
+        CHILD_CHECK(test_wait_until_at_least(&sc->go, 1, HANDSHAKE_NS), 3);
+        CHILD_CHECK(fipc_conn_send(b[3], "again", 5) == 0, 4);
+        fipc_conn_close(b[1]); /* EOF of pipe 1, after pipe 3's message */
+        CHILD_CHECK(test_wait_until_at_least(&sc->go, 2, HANDSHAKE_NS), 5);
+        _exit(0);
+    }
+    for (int i = 0; i < PIPES; i++)
+        fipc_conn_close(b[i]);
+    fipc_waitable w[PIPES + 1] = {fipc_waitable_conn(a[0]), fipc_waitable_conn(a[1]),
+                                  fipc_waitable_queue(sc->q, FIPC_READABLE),
+                                  fipc_waitable_conn(a[2]), fipc_waitable_conn(a[3])};
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, 0), -EAGAIN);
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, HANDSHAKE_NS), 4, "pipe 3's message");
+    char buf[8];
+    cr_assert_eq(fipc_conn_recv(a[3], buf, sizeof buf, 0), 5);
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, 0), -EAGAIN, "taken");
+    test_flag_set(&sc->go, 1);
+    cr_assert_eq(fipc_wait_any(&w[1], 1, HANDSHAKE_NS), 0, "pipe 1's EOF comes");
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, 0), 1, "and is lower than pipe 3's message");
+    cr_assert_eq(fipc_conn_recv(a[1], buf, sizeof buf, 0), -EPIPE);
+    w[1] = w[0];
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, FIPC_FOREVER), 4);
+    cr_assert_eq(fipc_conn_recv(a[3], buf, sizeof buf, 0), 5);
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, 0), -EAGAIN, "pipes 0, 2 and 3 are quiet");
+    test_flag_set(&sc->go, 2);
+    test_expect_ok(pid);
+    cr_assert_eq(fipc_wait_any(w, PIPES + 1, HANDSHAKE_NS), 0, "the child's end: every EOF");
+    cr_assert_eq(fipc_wait_any(&w[3], 1, 0), 0);
+    for (int i = 0; i < PIPES; i++)
+        fipc_conn_close(a[i]);
+}
+
+/* ---- A stream through a conn, taken only through wait_any ---- */
+
+struct conn_stream {
+    fipc_conn *b;
+    uint64_t n;
+};
+
+/* Message k: its length (1 to 300 bytes) and bytes depend on k. */
+static size_t cs_len(uint64_t k)
+{
+    return (size_t)((k * 2654435761u) % 300) + 1;
+}
+
+static void cs_fill(unsigned char *m, uint64_t k, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        m[i] = (unsigned char)(k * 31 + i);
+}
+
+static int conn_stream_sender(int i, void *arg)
+{
+    struct conn_stream *cs = arg;
+    (void)i;
+    test_child_setup();
+    unsigned seed = 5;
+    unsigned char m[300];
+    for (uint64_t k = 0; k < cs->n; k++) {
+        size_t len = cs_len(k);
+        cs_fill(m, k, len);
+        CHILD_CHECK(fipc_conn_send(cs->b, m, len) == 0, 1);
+        /* Pauses at random, so that the receiver often runs dry and
+         * sleeps. */
+        unsigned r = rand_r(&seed);
+        if (r % 16 == 0) sched_yield();
+        if (r % 4096 == 0) usleep(200);
+    }
+    fipc_conn_close(cs->b); /* EOF ends the stream */
+    return CHILD_OK;
+}
+
+/* Every message, in order and whole, then EOF: a receiver that only waits
+ * in fipc_wait_any never sleeps past a message. */
+static void conn_stream_exact(uint64_t per, enum conn_mode mode)
+{
+    struct conn_scene *sc = new_conn_scene();
+    struct conn_stream *cs = test_shared(sizeof *cs);
+    fipc_conn *a;
+    cr_assert_eq(fipc_pipe(&a, &cs->b, false), 0);
+    cs->n = per;
+    fipc__uring_pretend_unsupported(mode == CM_FALLBACK);
+    pid_t pid = test_fork(conn_stream_sender, 0, cs);
+    fipc_conn_close(cs->b);
+    fipc_waitable w[3];
+    size_t n;
+    int want = conn_set(sc, a, mode, w, &n);
+    uint64_t k = 0, wakes = 0;
+    unsigned char m[300], expect[300];
+    bool eof = false;
+    while (!eof) {
+        int i = fipc_wait_any(w, n, HANDSHAKE_NS);
+        cr_assert_eq(i, want, "wait_any: %d with %llu of %llu taken", i, (unsigned long long)k,
+                     (unsigned long long)per);
+        wakes++;
+        ssize_t r;
+        while ((r = fipc_conn_recv(a, m, sizeof m, 0)) >= 0) {
+            cr_assert_lt(k, per, "more messages than sent");
+            size_t len = cs_len(k);
+            cr_assert_eq((size_t)r, len, "message %llu's length", (unsigned long long)k);
+            cs_fill(expect, k, len);
+            cr_assert_eq(memcmp(m, expect, len), 0, "message %llu torn", (unsigned long long)k);
+            k++;
+        }
+        eof = r == -EPIPE;
+        cr_assert(r == -EAGAIN || eof, "recv: %zd", r);
+    }
+    fipc__uring_pretend_unsupported(false);
+    cr_assert_eq(k, per, "every message, then EOF");
+    test_expect_ok(pid);
+    fipc_conn_close(a);
+    cr_log_info("%llu messages, %llu returns of wait_any", (unsigned long long)k,
+                (unsigned long long)wakes);
+}
+
+Test(wait, a_stream_through_a_conn_exact_through_poll)
+{
+    conn_stream_exact(test_scaled(200000), CM_ALONE);
+}
+
+Test(wait, a_stream_through_a_conn_exact_beside_futex_words)
+{
+    conn_stream_exact(test_scaled(50000), CM_MIXED);
+}
+
+Test(wait, a_stream_through_a_conn_exact_without_io_uring)
+{
+    conn_stream_exact(test_scaled(50000), CM_FALLBACK);
 }

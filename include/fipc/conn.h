@@ -25,6 +25,10 @@
  * Ordering: what a process wrote before a send is visible to the process
  * whose recv returns that message.
  *
+ * An event loop polls fipc_conn_fileno; fipc_waitable_conn (<fipc/wait.h>)
+ * puts an end in a fipc_wait_any set beside queues, events, semaphores and
+ * processes (readable or EOF).
+ *
  * An end is a small private handle (malloc'ed), valid in the process that
  * made it and in children made by fork; it cannot be sent to an unrelated
  * process.  Each pipe holds five file descriptors, six when duplex, marked

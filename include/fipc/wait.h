@@ -6,21 +6,26 @@
  * JoinableQueue that may have become readable (a get may succeed) or
  * writable (a put may succeed), a JoinableQueue whose items are all done,
  * an event that is set, a semaphore whose value is above 0, a process that
- * has exited.  fipc_wait_any blocks until one of them is ready and returns
- * its index.
+ * has exited, a Pipe end with a message to receive or whose other end is
+ * gone.  fipc_wait_any blocks until one of them is ready and returns its
+ * index.
  *
  * Readiness is a hint: another process may take the item, the unit or the
- * flag first.  After fipc_wait_any returns i, try the non-blocking call on
- * object i (timeout 0) and wait again if it returns -EAGAIN.  A closed
- * queue is ready both ways: its calls return data or -EPIPE.
+ * flag, or the message first.  After fipc_wait_any returns i, try the
+ * non-blocking call on object i (timeout 0) and wait again if it returns
+ * -EAGAIN.  A closed queue is ready both ways: its calls return data or
+ * -EPIPE; so is a conn whose other end is gone (recv returns what is left,
+ * then -EPIPE).
  *
- * Sets of fipc objects only (no process) wait with one futex_waitv system
- * call; a set with a process also waits on the process's pidfd, through
- * io_uring (or, where io_uring lacks futex operations or cannot be set up,
- * by looking at the processes every 10 ms).  While nobody waits, the
- * processes that change the objects make no system call; a call with
- * timeout 0 registers nothing.  Pipe connections (fipc_conn) are not
- * waitable yet: fipc_waitable_conn will come with fipc_pipe.
+ * Sets of queues, events and semaphores wait with one futex_waitv system
+ * call.  A process is waited on through its pidfd and a conn through its
+ * descriptor (fipc_conn_fileno's): sets of those only wait in poll(), and
+ * a set of both kinds through io_uring (or, where io_uring lacks futex
+ * operations or cannot be set up, by looking at the processes and conns
+ * every 10 ms).  While nobody waits, the processes that change the objects
+ * make no system call; a waiter costs the next change one wake-up (for a
+ * conn: the next send writes an eventfd); a call with timeout 0 registers
+ * nothing.
  *
  * No liburing needed; <fipc/uring.h> has the io_uring form of the same
  * waits, for an event loop of one's own.
@@ -29,6 +34,7 @@
 #define FIPC_WAIT_H
 
 #include <fipc/common.h>
+#include <fipc/conn.h>
 #include <fipc/event.h>
 #include <fipc/jqueue.h>
 #include <fipc/process.h>
@@ -74,11 +80,21 @@ FIPC_EXPORT fipc_waitable fipc_waitable_sem(fipc_sem *s);
  * Only in the process that started it. */
 FIPC_EXPORT fipc_waitable fipc_waitable_process(fipc_process *p);
 
+/* A Pipe end that is readable or at EOF: a message waits (fipc_conn_recv
+ * with timeout 0 would return it, or -EMSGSIZE), or every holder of the
+ * other end has closed it or ended, SIGKILL included (recv returns what is
+ * left, then -EPIPE).  Only an end that receives: the send-only end of a
+ * pipe that is not duplex is -EINVAL from fipc_wait_any.  While the wait
+ * sleeps, the other end's next send writes the end's eventfd (one system
+ * call); the end's fileno may then report POLLIN once spuriously. */
+FIPC_EXPORT fipc_waitable fipc_waitable_conn(fipc_conn *c);
+
 /* Block until one of objs[0..n) is ready; returns its index (the lowest,
  * if several are).  -EAGAIN (timeout_ns == 0) or -ETIMEDOUT when none
  * became ready; -EINVAL for objs NULL, n == 0, n > FIPC_WAIT_MAX, or an
- * element that describes no object (NULL, or a what the object does not
- * offer); -EPROTO for a queue a peer overwrote.  Signals never end the
+ * element that describes no object (NULL, a what the object does not
+ * offer, or a conn end that does not receive); -EPROTO for a queue a peer
+ * overwrote.  Signals never end the
  * wait early.  Readiness is a hint (see the top). */
 FIPC_EXPORT int fipc_wait_any(const fipc_waitable *objs, size_t n, int64_t timeout_ns);
 
