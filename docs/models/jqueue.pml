@@ -160,15 +160,16 @@
  *                          take_over lowers prod.puts to zero unfinished,
  *                          and joiner 0 sleeps forever, owed (watchdog).
  *
- * Known counterexample in lib/jqueue.c (reported, not a mutant): -DSPSC
- * -DEXTRA fails.  A task_done while producer 0's item is counted and not
- * yet published succeeds (unfinished is 1; done 1); producer 0 dies before
- * publishing; producer 1's take_over lowers prod.puts to 0, below done
- * (assertion 3).  unfinished then reads 0 while producer 1's next item is
- * unfinished.  -DFIX_TAKEOVER_FINISH models a candidate fix: take_over
- * leaves the count and finishes the items it finds unpublished, as a get
- * finishes a counted tombstone (finish refuses to pass puts); with it
- * -DSPSC -DEXTRA passes.
+ * The counterexample this model found in an earlier lib/jqueue.c, kept
+ * as the mutant -DBUG_TAKEOVER_LOWERS (with -DSPSC -DEXTRA it fails): a
+ * task_done while producer 0's item is counted and not yet published
+ * succeeds (unfinished is 1; done 1); producer 0 dies before publishing;
+ * producer 1's take_over lowers prod.puts to 0, below done (assertion 3).
+ * unfinished then reads 0 while producer 1's next item is unfinished.
+ * take_over as lib/jqueue.c has it (the default here) leaves the count and
+ * finishes the items it finds unpublished, as a get finishes a counted
+ * tombstone (finish refuses to pass puts); with it -DSPSC -DEXTRA passes.
+ * -DBUG_TAKEOVER_NO_WAKE applies to the lowering take_over.
  */
 #define NP 2 /* producers */
 #ifndef NC
@@ -394,7 +395,7 @@ inline finish(r)
  * published slots is one step: the dead producer's words are final. */
 inline take_over()
 {
-#ifndef FIX_TAKEOVER_FINISH
+#ifdef BUG_TAKEOVER_LOWERS
     atomic { JLOCK; old = tally[0] }
     if
     :: CNT(old) == pending_before + 1 ->
@@ -417,9 +418,9 @@ inline take_over()
     fi;
     atomic { pending_k = 0; JUNLOCK; old = 0; z = 0 }
 #else
-    /* A candidate fix: the count stays, and the items it never published
-     * are finished (as a counted tombstone is), which never takes done
-     * past puts. */
+    /* lib/jqueue.c: the count stays, and the items it never published are
+     * finished (as a counted tombstone is), which never takes done past
+     * puts. */
     atomic { ok = (CNT(tally[0]) == pending_before + 1 && !pending_pub); pending_k = 0 }
     if
     :: ok -> finish(r)
