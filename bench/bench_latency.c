@@ -81,8 +81,8 @@ enum lat_place { PLACE_SPLIT, PLACE_SAME };
 struct lat_cfg {
     enum lat_kind kind;
     enum lat_place place;
-    int64_t period_ns; /* one-way: a message every period_ns */
-    bool floor;        /* round trips on two CPUs: measure the floor first */
+    int64_t period_ns;        /* one-way: a message every period_ns */
+    bool floor;               /* round trips on two CPUs: measure the floor first */
     enum fipc_wait_mode mode; /* of the fipc objects (FIPC_WAIT_ADAPTIVE: as created) */
 };
 
@@ -136,7 +136,8 @@ static int lat_setup(struct lat *l, const struct lat_cfg *c)
             return bench_fail("fipc queue set-up: %s", fipc_strerror(rc));
         break;
     case LK_FIPC_SEM:
-        if ((rc = fipc_sem_init(&l->sh->sem_ping, 0)) || (rc = fipc_sem_init(&l->sh->sem_pong, 0)) ||
+        if ((rc = fipc_sem_init(&l->sh->sem_ping, 0)) ||
+            (rc = fipc_sem_init(&l->sh->sem_pong, 0)) ||
             (rc = fipc_sem_set_wait_mode(&l->sh->sem_ping, c->mode)) ||
             (rc = fipc_sem_set_wait_mode(&l->sh->sem_pong, c->mode)))
             return bench_fail("fipc_sem_init: %s", fipc_strerror(rc));
@@ -579,8 +580,8 @@ static int run_idle(struct bench_run *r)
     {                                                                                              \
         .group = "latency-rtt-2cpu", .name = nm, .baseline = "cacheline", .unit = BENCH_TIME,      \
         .op = "rtt", .fn = run_rtt,                                                                \
-        .arg = &(const struct lat_cfg){.kind = (k), .place = PLACE_SPLIT, .floor = true,           \
-                                       .mode = (m)},                                               \
+        .arg = &(                                                                                  \
+            const struct lat_cfg){.kind = (k), .place = PLACE_SPLIT, .floor = true, .mode = (m)},  \
         .min_iters = 1000, .dist = true, .floor = true, __VA_ARGS__                                \
     }
 #define RTT_FLOOR(nm, k) RTT_FLOOR_MODE(nm, k, FIPC_WAIT_ADAPTIVE, GOALS_2CPU)
@@ -625,9 +626,15 @@ static const struct bench_case latency_cases[] = {
     RTT("latency-rtt-1cpu", "fipc_event", "futex_raw", LK_FIPC_EVENT, PLACE_SAME, GOALS_1CPU),
     /* Sleeping at once is what a raw futex pair does; polling on one CPU
      * waits for the scheduler at every hand-off, so it has no row here. */
-    {.group = "latency-rtt-1cpu", .name = "fipc_sem_sleep", .baseline = "futex_raw",
-     .unit = BENCH_TIME, .op = "rtt", .fn = run_rtt,
-     .arg = CFG_MODE(LK_FIPC_SEM, PLACE_SAME, FIPC_WAIT_SLEEP), .min_iters = 1000, .dist = true,
+    {.group = "latency-rtt-1cpu",
+     .name = "fipc_sem_sleep",
+     .baseline = "futex_raw",
+     .unit = BENCH_TIME,
+     .op = "rtt",
+     .fn = run_rtt,
+     .arg = CFG_MODE(LK_FIPC_SEM, PLACE_SAME, FIPC_WAIT_SLEEP),
+     .min_iters = 1000,
+     .dist = true,
      GOALS_1CPU},
 
     ONEWAY("latency-1way-10us", "pipe", NULL, LK_PIPE, 10 * US, 1000),
