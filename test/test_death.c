@@ -1177,23 +1177,33 @@ static void jq_producer_dies(unsigned flags)
     cr_assert_eq(fipc_jqueue_get(j, &v, sizeof v, &len, DEATH_REAP_NS), -EPIPE);
 }
 
-/* docs/death.md: jqueue-get-claim-dies */
-Test(death, jqueue_an_item_whose_consumer_died_inside_get_is_delivered_again_and_counted_once)
+/* A 4-slot MPMC JoinableQueue holding, at position 0, a dead producer's
+ * counted item already repaired into a counted tombstone (the slot as the
+ * repair leaves it: death/jqueue_a_producer_killed_inside_put_...), at 1
+ * the item 11, and then the items of extra[] (n of them). */
+static fipc_jqueue *jqueue_tombstone_then_11(const int *extra, int n)
 {
     fipc_jqueue *j;
     cr_assert_eq(fipc_jqueue_create(&j, test_arena(), 4, sizeof(int), 0), 0);
-    fipc_queue *q = fipc_jqueue_queue(j);
-    const struct geom *g = fipc__queue_view(q);
+    const struct geom *g = fipc__queue_view(fipc_jqueue_queue(j));
     cr_assert_not_null(g);
     int v = 10;
-    size_t len;
-    /* Position 0: a dead producer's counted item, already repaired into a
-     * counted tombstone (the slot as the repair leaves it: death/jqueue_a_
-     * producer_killed_inside_put_...); position 1: a real item. */
     cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
     slot_at(g, 0)->len = TOMBSTONE_COUNTED;
     v = 11;
     cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(fipc_jqueue_put(j, &extra[i], sizeof extra[i], 0), 0);
+    return j;
+}
+
+/* docs/death.md: jqueue-get-claim-dies */
+Test(death, jqueue_an_item_whose_consumer_died_inside_get_is_delivered_again_and_counted_once)
+{
+    fipc_jqueue *j = jqueue_tombstone_then_11(NULL, 0);
+    fipc_queue *q = fipc_jqueue_queue(j);
+    int v;
+    size_t len;
     cr_assert_eq(fipc_jqueue_unfinished(j), 2);
     /* A consumer dies inside a get of both. */
     play_death(get_claim_and_die, 2, q);
@@ -1276,22 +1286,12 @@ Test(death, jqueue_a_joiner_killed_while_registered_is_counted_out_at_the_next_z
 /* docs/death.md: queue-mid-get-closed, for a JoinableQueue */
 Test(death, jqueue_items_of_a_consumer_dead_inside_get_go_to_the_drain_after_close_counted_once)
 {
-    fipc_jqueue *j;
-    cr_assert_eq(fipc_jqueue_create(&j, test_arena(), 4, sizeof(int), 0), 0);
-    fipc_queue *q = fipc_jqueue_queue(j);
-    const struct geom *g = fipc__queue_view(q);
-    cr_assert_not_null(g);
-    int v = 10;
-    size_t len;
     /* A counted tombstone and an item, claimed by a consumer that dies;
      * then close: no producer comes round to put them again. */
-    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
-    slot_at(g, 0)->len = TOMBSTONE_COUNTED;
-    v = 11;
-    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
-    v = 12;
-    cr_assert_eq(fipc_jqueue_put(j, &v, sizeof v, 0), 0);
-    play_death(get_claim_and_die, 2, q);
+    fipc_jqueue *j = jqueue_tombstone_then_11((const int[]){12}, 1);
+    int v;
+    size_t len;
+    play_death(get_claim_and_die, 2, fipc_jqueue_queue(j));
     cr_assert_eq(fipc_jqueue_close(j), 0);
     cr_assert_eq(fipc_jqueue_unfinished(j), 3);
     int want[] = {12, 11};

@@ -323,6 +323,8 @@ static unsigned sleeps_seen(pid_t pid, unsigned samples)
     unsigned asleep = 0;
     for (unsigned k = 0; k < samples; k++) {
         asleep += test_pid_sleeping(pid);
+        /* Not a wait for a condition: the samples are spread over 50 ms
+         * of the child's wait, the span in which it must never sleep. */
         usleep(1000);
     }
     return asleep;
