@@ -113,6 +113,18 @@ struct fipc_spin {
     bool learn;      /* the wait adjusts the budget (fipc_spin_learn) */
 };
 
+/* A spin from start to end, backing off to cap + 1 pauses. */
+static inline void fipc__spin_init(struct fipc_spin *s, int64_t start, int64_t end, uint32_t cap,
+                                   bool learn)
+{
+    s->start = start;
+    s->end = end;
+    s->n = 0;
+    s->pauses = 0;
+    s->cap = cap;
+    s->learn = learn;
+}
+
 static inline void fipc_spin_begin(struct fipc_spin *s)
 {
     struct fipc__spin_state *t = fipc__spin_self();
@@ -123,23 +135,15 @@ static inline void fipc_spin_begin(struct fipc_spin *s)
     if (t->spinning)
         t->misses = 0;
     t->spinning = budget > 0;
-    s->start = fipc_now_ns();
-    s->end = s->start + budget;
-    s->n = 0;
-    s->pauses = 0;
-    s->cap = 3;
-    s->learn = true;
+    int64_t now = fipc_now_ns();
+    fipc__spin_init(s, now, now + budget, 3, true);
 }
 
 /* A spin of ns that learns nothing (the lock's). */
 static inline void fipc_spin_fixed(struct fipc_spin *s, int64_t ns)
 {
-    s->start = fipc_now_ns();
-    s->end = s->start + ns;
-    s->n = 0;
-    s->pauses = 0;
-    s->cap = 15;
-    s->learn = false;
+    int64_t now = fipc_now_ns();
+    fipc__spin_init(s, now, now + ns, 15, false);
 }
 
 /*
@@ -157,15 +161,8 @@ static inline void fipc_spin_begin_mode(struct fipc_spin *s, uint32_t mode, fipc
         fipc_spin_begin(s);
         return;
     }
-    s->start = s->end = 0;
-    if (mode == FIPC_WAIT_SPIN) {
-        s->start = fipc_now_ns();
-        s->end = deadline;
-    }
-    s->n = 0;
-    s->pauses = 0;
-    s->cap = 3;
-    s->learn = false;
+    int64_t now = mode == FIPC_WAIT_SPIN ? fipc_now_ns() : 0;
+    fipc__spin_init(s, now, mode == FIPC_WAIT_SPIN ? deadline : 0, 3, false);
 }
 
 /* Whether a setter's argument names a mode. */

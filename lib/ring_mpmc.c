@@ -386,12 +386,21 @@ int fipc__mpmc_adopt(struct fipc_queue *q, const struct geom *g, const struct ge
      * it before its first claim, and then no claim is repaired. */
     if (g->spsc || load_relaxed(&q->unrecorded))
         return 0;
+    /* No record announces a get: nothing to take, and no lock to take for
+     * it (the usual end of a drain).  RA3: acquire pairs with the clearing
+     * store, which a re-publication makes after its CAS on tail, so that
+     * the look at the ring below sees what it put. */
+    unsigned i = 0;
+    while (i < QUEUE_CLAIMERS && !(load_acquire(&claimers_of(g)[i].claim) & CLAIM_GET))
+        i++;
+    if (i == QUEUE_CLAIMERS)
+        return mpmc_closed_and_drained(q) ? 0 : -EAGAIN;
     int e = fipc__lock_acquire(&q->repair, ADOPT_LOCK_NS);
     if (e != 0 && e != -EOWNERDEAD)
         return 0;
     struct adopt to = {b, n, 0, 0};
     unsigned fixed = 0;
-    for (unsigned i = 0; i < QUEUE_CLAIMERS && to.got < n; i++) {
+    for (i = 0; i < QUEUE_CLAIMERS && to.got < n; i++) {
         struct claimer *d = &claimers_of(g)[i];
         /* RA3: acquire pairs with the announcing and clearing stores. */
         uint64_t w = load_acquire(&d->claim);
