@@ -164,7 +164,7 @@ static void efd_drain(int fd)
 /* After publishing: wake the receiver's sleepers and its descriptor. */
 static void notify_receiver(const fipc_conn *c, struct conn_dir *d)
 {
-    fence_seqcst(); /* F2: tail before the loads of the flags */
+    fence_light(); /* F2: tail before the loads of the flags (fence.h) */
     ec_notify_fenced(&d->not_empty);
     /* relaxed: ordered by the fence; the exchange makes one sender the one
      * that writes (acquire: nothing after it moves before). */
@@ -479,7 +479,7 @@ static bool fd_register(fipc_conn *c, struct conn_dir *d)
 {
     efd_drain(c->in_efd);
     store_relaxed(&d->fd_wait, 1); /* relaxed: F1 orders it before tail */
-    fence_seqcst();                /* F1 */
+    fence_heavy();                 /* F1, the heavy side of F2 (fence.h) */
     /* relaxed: the fence orders it after the flag. */
     if (load_relaxed(&d->tail) != load_relaxed(&d->head) || peer_gone(c)) {
         efd_signal(c->in_efd);
@@ -792,6 +792,9 @@ int fipc_pipe(fipc_conn **a, fipc_conn **b, bool duplex)
 {
     if (!a || !b)
         return -EINVAL;
+    /* Both ends' sends may use light fences (fence.h); a child forked with
+     * the ends keeps the registration. */
+    fipc__fence_register();
     int ndir = duplex ? 2 : 1, r = -ENOMEM, sv[2] = {-1, -1};
     struct conn_map *m = calloc(1, sizeof *m);
     fipc_conn *ea = calloc(1, sizeof *ea), *eb = calloc(1, sizeof *eb);

@@ -7,15 +7,16 @@
  * Overview
  *   An event count lets a process that found a data structure unusable (a
  *   ring full or empty) sleep until another process changes it, while the
- *   processes that change it pay nothing when nobody sleeps: one fence and
- *   one load of a line that changes only when someone goes to sleep.  The
+ *   processes that change it pay nothing when nobody sleeps: a compiler
+ *   barrier and one load of a line that changes only when someone goes to
+ *   sleep.  The
  *   queue has two, not_empty and not_full.
  *
  * API
  *   ec_notify(ec)         after changing the structure: wake the sleepers,
  *                         if any registered
  *   ec_notify_fenced(ec)  the same, for a caller that has just issued
- *                         fence_seqcst() after its change
+ *                         fence_light() after its change
  *   ec_wake_all(ec)       wake everyone, registered or not (close)
  *   ec_block(ec, try, ctx, timeout_ns)
  *                         run try(ctx, patient) until it answers other than
@@ -35,15 +36,18 @@
  *             them clears it
  *
  *   sleeper                                  notifier (after its change)
- *   e = epoch              (relaxed)         fence                   F2
+ *   e = epoch              (relaxed)         fence_light             F2
  *   sleepers = 1           (release)  R-E    if sleepers != 0 and
- *   fence                             F1        exchange(sleepers, 0)   A-E
+ *   fence_heavy                       F1        exchange(sleepers, 0)   A-E
  *   try again; done unless -EAGAIN              != 0:
  *   futex_wait(epoch, e)                        epoch += 1; futex_wake(all)
  *
- *   F1 <-> F2   seq_cst fences, a Dekker handshake: either the notifier's
- *               load sees the registration, or the sleeper's retry sees the
- *               change.  When the notifier wins, futex_wait(epoch, e) finds
+ *   F1 <-> F2   an asymmetric pair of fences (fence.h), a Dekker
+ *               handshake: either the notifier's load sees the
+ *               registration, or the sleeper's retry sees the change.  The
+ *               notifier's fence is free in a registered process; the
+ *               sleeper's is a membarrier system call, paid once per
+ *               sleep.  When the notifier wins, futex_wait(epoch, e) finds
  *               the advanced epoch and returns, or sleeps and is woken.
  *   R-E <-> A-E the release store of the flag orders the sleeper's read of
  *               the epoch before it; the notifier's exchange that reads the
@@ -62,6 +66,7 @@
 #ifndef FIPC_LIB_EVENTCOUNT_H
 #define FIPC_LIB_EVENTCOUNT_H
 
+#include "fence.h"
 #include "futex.h"
 
 struct eventcount {
@@ -90,7 +95,7 @@ static inline void ec_notify_fenced(struct eventcount *ec)
 
 static inline void ec_notify(struct eventcount *ec)
 {
-    fence_seqcst(); /* F2 */
+    fence_light(); /* F2 */
     ec_notify_fenced(ec);
 }
 
@@ -105,7 +110,7 @@ static inline uint32_t ec_register(struct eventcount *ec)
     /* relaxed: R-E below keeps this read before the registration. */
     uint32_t epoch = load_relaxed(&ec->epoch);
     store_release(&ec->sleepers, 1); /* R-E */
-    fence_seqcst();                  /* F1 */
+    fence_heavy();                   /* F1 */
     return epoch;
 }
 

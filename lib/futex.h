@@ -38,7 +38,14 @@
  * 100 ms fipc promises survivors; an idle sleeper pays 12.5 wake-ups a
  * second, 30-40 us of CPU each on a virtual machine (0.4-0.5 ms of CPU per
  * second of waiting, against about 1 ms at 50 ms). */
+#ifdef FIPC_TEST_HOOKS
+/* In the test library, a variable (spin.c), so that a test can raise it and
+ * a lost wake-up, which the re-check would otherwise hide, hangs. */
+extern int64_t fipc__futex_recheck_ns;
+#define FUTEX_RECHECK_NS fipc__futex_recheck_ns
+#else
 #define FUTEX_RECHECK_NS ((int64_t)80000000)
+#endif
 
 /* Sleep while *word == expected, until woken or the deadline passes. */
 static inline int futex_wait_until(const uint32_t *word, uint32_t expected, fipc_deadline d)

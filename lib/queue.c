@@ -126,6 +126,8 @@ FIPC_NOINLINE int fipc__view_open(const struct fipc_queue *q, struct view *v)
         v->g.me = fipc__mpmc_claimer((struct fipc_queue *)q, &v->g);
     v->hole = (struct hole){0};
     v->key = view_key(q);
+    /* This process's puts and gets may now use light fences (fence.h). */
+    fipc__fence_register();
     return 0;
 }
 

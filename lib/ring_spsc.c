@@ -28,7 +28,11 @@ FIPC_COLD int fipc__spsc_seal(struct fipc_queue *q, const struct slot *s, uint64
 {
     if (!load_seqcst(&q->closed))
         return -EAGAIN;
-    /* C2: seq_cst, after closed: a put that found the queue open after it
+    /* C2, the heavy side of the producer's light fence (fence.h): a put
+     * that found the queue open after it published has its message
+     * visible once this returns, since this thread saw closed set. */
+    fence_heavy();
+    /* seq_cst, after closed: a put that found the queue open after it
      * published has published before this load. */
     if (load_seqcst(&s->seq) == turn(pos + 1))
         return 0;

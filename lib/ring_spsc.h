@@ -15,7 +15,7 @@
  *        copy      the messages
  *        publish   store slot(p).seq = p + 1, the last    release   R1 <-> A1
  *                  slot first, the first last
- *        confirm   fence                                  seq_cst   C2, F2
+ *        confirm   fence_light (fence.h)                            C2, F2
  *                  load closed (settle through end if     relaxed   C2
  *                  set)
  *                  store tail                             relaxed   (qsize)
@@ -167,8 +167,10 @@ static FIPC_ALWAYS_INLINE void spsc_put_publish(const struct geom *g, const stru
 static FIPC_ALWAYS_INLINE int spsc_put_confirm(struct fipc_queue *q, const struct queue_claim *c)
 {
     /* C2 and F2 at once: orders the publication before the load of closed
-     * (close) and before the load of the sleeper flag (eventcount.h). */
-    fence_seqcst();
+     * (close; the consumer's side is fence_heavy in fipc__spsc_seal) and
+     * before the load of the sleeper flag (eventcount.h).  Light: a
+     * compiler barrier in a registered process (fence.h). */
+    fence_light();
     /* relaxed: the fence above orders it (C2). */
     if (FIPC_UNLIKELY(load_relaxed(&q->closed))) {
         int r = fipc__spsc_settle(q, c->pos, c->k);

@@ -5,6 +5,12 @@
 
 #include "clock.h"
 
+#ifdef FIPC_TEST_HOOKS
+/* futex.h's FUTEX_RECHECK_NS in the test library (futex.h has no .c of its
+ * own, and this file is on the layer below it). */
+int64_t fipc__futex_recheck_ns = 80000000;
+#endif
+
 static _Thread_local struct fipc__spin_state spin_state __attribute__((tls_model("initial-exec")));
 
 struct fipc__spin_state *fipc__spin_self(void)

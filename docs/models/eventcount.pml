@@ -4,11 +4,12 @@
  *
  * What is modelled
  *   NN notifiers each add one item to a shared count (the "change"), then
- *   run ec_notify: fence F2, a load of the sleepers flag, and, if it is
- *   set, the exchange A-E that clears it, epoch += 1 and a wake of all.
+ *   run ec_notify: the light fence F2, a load of the sleepers flag, and,
+ *   if it is set, the exchange A-E that clears it, epoch += 1 and a wake
+ *   of all.
  *   NS sleepers each take one item, and run ec_block's slow loop until
- *   they have: read the epoch, set the flag (R-E), fence F1, try again,
- *   futex_wait(epoch, e).  The spin phase is one try.  futex_wait is an
+ *   they have: read the epoch, set the flag (R-E), the heavy fence F1
+ *   (membarrier), try again, futex_wait(epoch, e).  The spin phase is one try.  futex_wait is an
  *   atomic compare-and-block (the kernel compares the word and queues the
  *   waiter under its hash-bucket lock); futex_wake(all) unblocks every
  *   queued waiter at once.  Spurious wake-ups and timeouts are left out:
@@ -25,14 +26,17 @@
  *
  * Memory model
  *   spin interleaves whole statements: sequential consistency, stronger
- *   than the C11 orders the code uses.  The model therefore relies on the
- *   code making the orders that matter behave as SC:
- *   - F1 <-> F2 (seq_cst fences): the sleeper's store of the flag and the
- *     notifier's store of its change are each ordered before the other
- *     side's later load (the Dekker handshake): either the notifier loads
- *     the flag set, or the sleeper's retry sees the change.  Without the
- *     fences, store-buffering would allow both loads to miss; spin cannot
- *     show that.
+ *   than the C11 orders the code uses, except where the model says
+ *   otherwise:
+ *   - F1 <-> F2 (fence.h): the notifier's fence is only a compiler
+ *     barrier, so its change sits in a store buffer (pend[]) that drains
+ *     at any moment, before or after its load of the flag: the load may
+ *     pass the store, as on x86.  The sleeper's membarrier drains every
+ *     notifier's buffer (the barrier it makes each running thread
+ *     execute; a thread not running has drained in its context switch)
+ *     before its retry.  The sleeper's own store of the flag is followed
+ *     by the barrier at the system call's entry, before anything else it
+ *     does, so it is modelled as visible at once.
  *   - R-E <-> A-E (release flag store, acquire exchange): the sleeper's
  *     relaxed read of the epoch is before its registration, so a notifier
  *     that takes the registration increments an epoch no older than the
@@ -45,6 +49,10 @@
  *   -DBUG_NO_EPOCH             wake without advancing the epoch: a sleeper
  *                              that reaches futex_wait after the wake finds
  *                              the old epoch and sleeps forever
+ *   -DBUG_NO_MEMBARRIER        F1 a plain fence against the light F2: the
+ *                              sleeper's retry misses the change still in
+ *                              the notifier's buffer while the notifier's
+ *                              load missed the flag (store buffering)
  */
 #ifndef NS
 #define NS 2 /* sleepers */
@@ -57,6 +65,7 @@ byte items = 0;   /* the shared state the sleepers wait on */
 byte epoch = 0;   /* the futex word */
 bit sleepers = 0; /* the registration flag */
 bit asleep[NS];   /* queued in the kernel on epoch */
+bit pend[NN];     /* a notifier's change, still in its store buffer */
 byte taken = 0;
 
 inline try_take(ok)
@@ -82,6 +91,27 @@ inline futex_wait(me, e)
     asleep[me] == 0
 }
 
+/* The notifier's store buffer drains: its change becomes visible. */
+inline drain(k)
+{
+    atomic {
+        items = items + pend[k];
+        pend[k] = 0
+    }
+}
+
+/* membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED): every notifier has passed a
+ * full barrier before it returns. */
+inline membarrier()
+{
+    atomic {
+        for (i : 0 .. NN - 1) {
+            items = items + pend[i];
+            pend[i] = 0
+        }
+    }
+}
+
 inline futex_wake_all()
 {
     atomic {
@@ -95,6 +125,7 @@ proctype sleeper(byte me)
 {
     bit ok;
     byte e;
+    byte i;
     try_take(ok); /* the spin phase */
     do
     :: ok -> break
@@ -109,7 +140,10 @@ proctype sleeper(byte me)
         sleepers = 1;
 #else
         e = epoch;    /* ec_register: relaxed load */
-        sleepers = 1; /* R-E, then F1 */
+        sleepers = 1; /* R-E */
+#ifndef BUG_NO_MEMBARRIER
+        membarrier(); /* F1 */
+#endif
         try_take(ok); /* the retry */
         if
         :: ok -> break
@@ -120,11 +154,15 @@ proctype sleeper(byte me)
     od
 }
 
-proctype notifier()
+proctype notifier(byte me)
 {
     bit was;
     byte i;
-    items++; /* the change; then F2 */
+    pend[me] = 1; /* the change, into the store buffer; then F2 (light) */
+    if
+    :: drain(me) /* the buffer may drain before the load, */
+    :: skip      /* or only later */
+    fi;
     if
     :: sleepers != 0 -> /* ec_notify_fenced: relaxed load after F2 */
         atomic { was = sleepers; sleepers = 0 } /* A-E: exchange */
@@ -137,7 +175,8 @@ proctype notifier()
         :: else -> skip
         fi
     :: else -> skip
-    fi
+    fi;
+    drain(me) /* it drains in the end, at the latest */
 }
 
 init
@@ -147,8 +186,8 @@ init
         for (n : 0 .. NS - 1) {
             run sleeper(n)
         }
-        for (n : 1 .. NN) {
-            run notifier()
+        for (n : 0 .. NN - 1) {
+            run notifier(n)
         }
     }
     /* Every process ends only when every item has been taken. */
