@@ -29,6 +29,38 @@ void fipc__ec_wake(struct eventcount *ec)
     }
 }
 
+void fipc__ec_switch(struct eventcount *ec, uint32_t w, uint32_t to)
+{
+    uint32_t mid = ((w & ~EC_STATE) + EC_GEN) | EC_SWITCHING;
+    /* seq_cst: the state leaves its old value before the membarrier
+     * below, which the arguments of eventcount.h (Fence modes) need. */
+    if (!cas_seqcst(&ec->fences, &w, mid))
+        return; /* another process moves it */
+    fence_heavy();
+    uint32_t fin = ((mid & ~EC_STATE) + EC_GEN) | to;
+    /* release pairs with the acquire loads of fences in ec_register and
+     * ec_notify_fenced.  Fails if another process moved it meanwhile:
+     * its own membarrier covers its own move. */
+    cas_seqcst(&ec->fences, &mid, fin);
+}
+
+/* This thread's notifications in a row that found nobody asleep, in a
+ * fenced state (on any event count: a hint only). */
+static _Thread_local uint32_t quiet __attribute__((tls_model("initial-exec")));
+
+void fipc__ec_notify_full(struct eventcount *ec, uint32_t w)
+{
+    fence_seqcst(); /* F2, full */
+    /* relaxed: ordered by the fence above. */
+    if (load_relaxed(&ec->sleepers) != 0) {
+        quiet = 0;
+        fipc__ec_wake(ec);
+    } else if (++quiet >= EC_QUIET_NOTIFIES) {
+        quiet = 0;
+        fipc__ec_switch(ec, w, EC_LIGHT);
+    }
+}
+
 void fipc__ec_wake_all(struct eventcount *ec)
 {
     /* release: no fence precedes it here, so this increment itself carries

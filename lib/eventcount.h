@@ -56,6 +56,35 @@
  *               epoch older than the one the notifier makes, and never
  *               sleeps unregistered.
  *
+ * Fence modes
+ *   F1's membarrier costs a sleeper that sleeps at every hand-off (a
+ *   partner on its own CPU, FIPC_WAIT_SLEEP) more than full fences would
+ *   cost its notifiers, so each event count has a state in fences:
+ *
+ *   state         notifier's F2           sleeper's F1
+ *   EC_LIGHT      fence_light             full fence, load fences,
+ *                                         membarrier
+ *   EC_SWITCHING  full fence              the same
+ *   EC_FENCED     full fence              full fence, load fences
+ *
+ *   A sleeper that sleeps without spinning moves LIGHT -> FENCED; a
+ *   notifier in a fenced state that found nobody asleep EC_QUIET_NOTIFIES
+ *   times in a row moves back.  Each move is CAS to SWITCHING (a new
+ *   generation), a membarrier, CAS to the new state, and is right because
+ *   the membarrier comes after the state left its old value:
+ *   - entering: a notifier that read LIGHT made its change before that
+ *     load, so before the barrier the membarrier made it pass; the change
+ *     is visible once the membarrier returns, before FENCED is stored,
+ *     and a sleeper that reads FENCED (acquire) sees it.
+ *   - leaving: a sleeper that read FENCED stored its flag and fenced
+ *     before that load, so before its barrier point; the flag is visible
+ *     once the membarrier returns, before LIGHT is stored, and a notifier
+ *     that reads LIGHT (acquire, then the flag) sees it.
+ *   A process that dies in the middle leaves SWITCHING, where both sides
+ *   pay and nothing is lost; the next quiet notifier moves it to LIGHT.
+ *   Values a peer wrote: anything but LIGHT makes notifiers fence, and
+ *   anything but FENCED makes sleepers use membarrier.
+ *
  *   sleepers is a flag that the notifier clears, not a count that sleepers
  *   decrement once they run again: with a count, every operation of the
  *   other side would enter the kernel until the woken sleepers got a CPU,
@@ -74,7 +103,27 @@ struct eventcount {
     uint32_t sleepers;
     uint32_t waker_cpu; /* the CPU of the last process that woke sleepers (clock.h) */
     uint32_t mode;      /* how its waiters wait: enum fipc_wait_mode (clock.h) */
+    uint32_t fences;    /* which side pays for F1/F2: EC_LIGHT, ... (Fence modes) */
 };
+
+/* fences: a state in bits 0..1, a generation above (so that a switch that
+ * raced with two others cannot complete on a state it did not start). */
+#define EC_LIGHT     0u /* notifiers: light fences; sleepers: membarrier */
+#define EC_SWITCHING 1u /* notifiers: full fences; sleepers: membarrier */
+#define EC_FENCED    2u /* notifiers: full fences; sleepers: full fences */
+#define EC_STATE     3u
+#define EC_GEN       4u
+
+/* A notifier in a fenced state goes back to EC_LIGHT after this many
+ * notifications in a row that found nobody asleep. */
+#define EC_QUIET_NOTIFIES 256
+
+/* Move fences from the word w to state `to` through EC_SWITCHING and a
+ * membarrier, unless another process moves it first (eventcount.c). */
+void fipc__ec_switch(struct eventcount *ec, uint32_t w, uint32_t to);
+
+/* ec_notify_fenced in a fenced state: a full fence, then the flag. */
+void fipc__ec_notify_full(struct eventcount *ec, uint32_t w);
 
 /* Clear the flag and wake the sleepers, if the flag is still set: the first
  * notifier to see it set wakes them all, later ones find it clear, so a side
@@ -86,8 +135,15 @@ void fipc__ec_wake(struct eventcount *ec);
 /* Advance the epoch and wake every sleeper, registered or not. */
 void fipc__ec_wake_all(struct eventcount *ec);
 
-static inline void ec_notify_fenced(struct eventcount *ec)
+static FIPC_ALWAYS_INLINE void ec_notify_fenced(struct eventcount *ec)
 {
+    /* acquire: orders the load of the flag after it (the leave's argument
+     * under Fence modes); on the line of the flag, so it costs no miss. */
+    uint32_t w = load_acquire(&ec->fences);
+    if (FIPC_UNLIKELY((w & EC_STATE) != EC_LIGHT)) {
+        fipc__ec_notify_full(ec, w);
+        return;
+    }
     /* relaxed: the caller's fence F2 orders its change before this load. */
     if (FIPC_UNLIKELY(load_relaxed(&ec->sleepers) != 0))
         fipc__ec_wake(ec);
@@ -110,7 +166,12 @@ static inline uint32_t ec_register(struct eventcount *ec)
     /* relaxed: R-E below keeps this read before the registration. */
     uint32_t epoch = load_relaxed(&ec->epoch);
     store_release(&ec->sleepers, 1); /* R-E */
-    fence_heavy();                   /* F1 */
+    /* The flag before the load of fences (the leave's argument). */
+    fence_seqcst();
+    /* acquire pairs with the release CAS that made EC_FENCED: what the
+     * switch's membarrier made visible is visible here. */
+    if ((load_acquire(&ec->fences) & EC_STATE) != EC_FENCED)
+        fence_heavy(); /* F1 */
     return epoch;
 }
 
@@ -143,6 +204,15 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
     for (fipc_spin_begin_mode(&spin, mode, deadline); fipc_spin(&spin);)
         if ((r = try(ctx, false)) != -EAGAIN)
             return r;
+    /* Sleeping at once (the partner shares this CPU, or FIPC_WAIT_SLEEP):
+     * every hand-off sleeps, so the notifiers' full fences cost less than
+     * a membarrier per sleep (Fence modes).  relaxed: a hint; the switch
+     * decides by CAS. */
+    if (spin.end <= spin.start) {
+        uint32_t w = load_relaxed(&ec->fences);
+        if ((w & EC_STATE) == EC_LIGHT)
+            fipc__ec_switch(ec, w, EC_FENCED);
+    }
 
     for (bool slept = false;; slept = true) {
         uint32_t epoch = ec_register(ec);

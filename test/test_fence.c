@@ -287,3 +287,73 @@ Test(fence, close_settles_every_spsc_put_exactly_once)
         cr_assert_eq(load_acquire(&r->got), load_acquire(&r->put_ok), "round %d", round);
     }
 }
+
+/* ---- fence modes (eventcount.h): who pays follows who sleeps ---- */
+
+static int sleeping_getter(int i, void *arg)
+{
+    (void)i;
+    fipc_queue *q = *(fipc_queue **)arg;
+    test_child_setup();
+    uint64_t v;
+    size_t len;
+    for (int n = 0; n < 10; n++)
+        CHILD_CHECK(fipc_queue_get(q, &v, sizeof v, &len, FIPC_FOREVER) == 0 && v == (uint64_t)n,
+                    1);
+    return CHILD_OK;
+}
+
+static uint32_t fence_state(const struct eventcount *ec)
+{
+    return load_relaxed(&ec->fences) & EC_STATE;
+}
+
+Test(fence, a_sleeper_that_never_spins_makes_the_notifiers_fence_until_they_find_none)
+{
+    lost_wakeups_hang();
+    fipc_queue **q = test_shared(sizeof *q);
+    cr_assert_eq(fipc_queue_create(q, arena(), 4, sizeof(uint64_t), FIPC_QUEUE_SPSC), 0);
+    cr_assert_eq(fipc_queue_set_wait_mode(*q, FIPC_WAIT_SLEEP), 0);
+    cr_assert_eq(fence_state(&(*q)->not_empty), EC_LIGHT);
+    pid_t pid = test_fork(sleeping_getter, 0, q);
+    for (uint64_t n = 0; n < 10; n++) {
+        /* Wait until the getter sleeps, then hand it the next one. */
+        cr_assert(test_wait_sleeping(pid, HANDSHAKE_NS));
+        cr_assert_eq(fipc_queue_put(*q, &n, sizeof n, FIPC_FOREVER), 0);
+    }
+    test_expect_ok(pid);
+    /* A sleeper that sleeps at once moved the mode to FENCED (unless the
+     * kernel has no membarrier, when every fence is full anyway). */
+    if (fipc__fence_registered) cr_assert_eq(fence_state(&(*q)->not_empty), EC_FENCED);
+    /* Notifications that find nobody asleep move it back. */
+    for (uint64_t n = 0; n < 2 * EC_QUIET_NOTIFIES; n++) {
+        uint64_t v;
+        size_t len;
+        cr_assert_eq(fipc_queue_put(*q, &n, sizeof n, 0), 0);
+        cr_assert_eq(fipc_queue_get(*q, &v, sizeof v, &len, 0), 0);
+        cr_assert_eq(v, n);
+    }
+    cr_assert_eq(fence_state(&(*q)->not_empty), EC_LIGHT);
+}
+
+/* A peer that wrote any value into the word: every call still works. */
+Test(fence, a_fence_word_a_peer_overwrote_still_hands_over)
+{
+    lost_wakeups_hang();
+    const uint32_t junk[] = {EC_SWITCHING, EC_STATE, 0xffffffffu, EC_FENCED | 0x40u};
+    for (size_t k = 0; k < sizeof junk / sizeof junk[0]; k++) {
+        struct stream *s = test_shared(sizeof *s);
+        cr_assert_eq(fipc_queue_create(&s->q, arena(), 2, sizeof(uint64_t), FIPC_QUEUE_SPSC), 0);
+        store_relaxed(&s->q->not_empty.fences, junk[k]);
+        store_relaxed(&s->q->not_full.fences, junk[k]);
+        s->full = FULL_NONE;
+        pid_t pid = test_fork(stream_producer, 0, s);
+        for (uint64_t n = 0; n < STREAM; n++) {
+            uint64_t v;
+            size_t len;
+            cr_assert_eq(fipc_queue_get(s->q, &v, sizeof v, &len, FIPC_FOREVER), 0);
+            cr_assert_eq(v, n);
+        }
+        test_expect_ok(pid);
+    }
+}

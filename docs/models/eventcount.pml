@@ -15,6 +15,15 @@
  *   queued waiter at once.  Spurious wake-ups and timeouts are left out:
  *   they only wake a sleeper earlier.
  *
+ *   Fence modes (eventcount.h): a state (fstate) and a generation (fgen)
+ *   moved together by CAS.  Before it registers, a sleeper may move LIGHT
+ *   to FENCED; a notifier in a fenced state that found the flag clear
+ *   may move it back to LIGHT; each move goes through SWITCHING and a
+ *   membarrier.  In a fenced state the notifier's F2 is a full fence (its
+ *   buffer drains before its load of the flag); in FENCED the sleeper's
+ *   F1 is a plain fence, which drains nobody's buffer.  -DNO_MODES leaves
+ *   the moves out (the state stays LIGHT), for the larger configurations.
+ *
  * What is proved (pan -DSAFETY: invalid end states)
  *   There are as many items as takers, so in a final state every sleeper
  *   must have taken one.  A sleeper blocked in futex_wait with no process
@@ -53,6 +62,10 @@
  *                              sleeper's retry misses the change still in
  *                              the notifier's buffer while the notifier's
  *                              load missed the flag (store buffering)
+ *   -DBUG_SWITCH_NO_MEMBARRIER a move between fence modes without its
+ *                              membarrier: a notifier that read LIGHT and
+ *                              a sleeper that reads FENCED both skip the
+ *                              barrier
  */
 #ifndef NS
 #define NS 2 /* sleepers */
@@ -66,6 +79,12 @@ byte epoch = 0;   /* the futex word */
 bit sleepers = 0; /* the registration flag */
 bit asleep[NS];   /* queued in the kernel on epoch */
 bit pend[NN];     /* a notifier's change, still in its store buffer */
+
+#define LIGHT     0
+#define SWITCHING 1
+#define FENCED    2
+byte fstate = LIGHT; /* fences: the state */
+byte fgen = 0;       /* and its generation */
 byte taken = 0;
 
 inline try_take(ok)
@@ -112,6 +131,30 @@ inline membarrier()
     }
 }
 
+/* fipc__ec_switch(ec, w, to), with w read as (ws, wg). */
+inline ec_switch(ws, wg, to)
+{
+    atomic {
+        if
+        :: fstate == ws && fgen == wg -> fstate = SWITCHING; fgen++; moved = 1
+        :: else -> moved = 0
+        fi
+    }
+    if
+    :: moved ->
+#ifndef BUG_SWITCH_NO_MEMBARRIER
+        membarrier();
+#endif
+        atomic {
+            if
+            :: fstate == SWITCHING && fgen == wg + 1 -> fstate = to; fgen++
+            :: else -> skip
+            fi
+        }
+    :: else -> skip
+    fi
+}
+
 inline futex_wake_all()
 {
     atomic {
@@ -124,8 +167,10 @@ inline futex_wake_all()
 proctype sleeper(byte me)
 {
     bit ok;
+    bit moved;
     byte e;
     byte i;
+    byte ws, wg;
     try_take(ok); /* the spin phase */
     do
     :: ok -> break
@@ -139,10 +184,28 @@ proctype sleeper(byte me)
         e = epoch;
         sleepers = 1;
 #else
+#ifndef NO_MODES
+        /* A sleep without a spin may move the mode to FENCED. */
+        if
+        :: atomic { ws = fstate; wg = fgen };
+            if
+            :: ws == LIGHT -> ec_switch(ws, wg, FENCED)
+            :: else -> skip
+            fi
+        :: skip
+        fi;
+#endif
         e = epoch;    /* ec_register: relaxed load */
-        sleepers = 1; /* R-E */
+        sleepers = 1; /* R-E, then a full fence */
 #ifndef BUG_NO_MEMBARRIER
-        membarrier(); /* F1 */
+        /* F1: a membarrier, or in FENCED the full fence before the load of
+         * the state, which drains no one else's buffer. */
+        atomic {
+            if
+            :: fstate != FENCED -> membarrier()
+            :: else -> skip
+            fi
+        };
 #endif
         try_take(ok); /* the retry */
         if
@@ -157,12 +220,34 @@ proctype sleeper(byte me)
 proctype notifier(byte me)
 {
     bit was;
+    bit moved;
     byte i;
+    byte ws, wg;
     pend[me] = 1; /* the change, into the store buffer; then F2 (light) */
     if
-    :: drain(me) /* the buffer may drain before the load, */
+    :: drain(me) /* the buffer may drain before the loads, */
     :: skip      /* or only later */
     fi;
+#ifndef NO_MODES
+    atomic { ws = fstate; wg = fgen }; /* acquire */
+    if
+    :: ws != LIGHT -> drain(me) /* F2 in a fenced state: a full fence */
+    :: else -> skip
+    fi;
+    if
+    :: drain(me)
+    :: skip
+    fi;
+    if
+    :: ws != LIGHT && sleepers == 0 ->
+        /* Quiet: this notifier may move the mode back to LIGHT. */
+        if
+        :: ec_switch(ws, wg, LIGHT)
+        :: skip
+        fi
+    :: else -> skip
+    fi;
+#endif
     if
     :: sleepers != 0 -> /* ec_notify_fenced: relaxed load after F2 */
         atomic { was = sleepers; sleepers = 0 } /* A-E: exchange */
