@@ -4,10 +4,11 @@
  *
  * Layout (dict_impl.h): a header with the three dimensions, one lock per
  * stripe (a power of two, at most 256, each on its own cache line), then
- * max_keys slots.  A key's hash picks its first slot (hash % slots, then
- * linear probing) and its stripe (hash & (stripes - 1)).  Every call on a
- * key holds that key's stripe lock, so the slot that holds the key, once
- * found, changes only under the lock the caller holds.
+ * max_keys slots.  A key's hash picks its first slot (its high 24 bits
+ * scaled onto [0, slots), then linear probing) and its stripe (hash &
+ * (stripes - 1)).  Every call on a key but get holds that key's stripe
+ * lock, so the slot that holds the key, once found, changes only under the
+ * lock the caller holds; get reads without it (see "Readers").
  *
  *   state                 meaning                     changed by
  *   SLOT_EMPTY            never used                  (creation)
@@ -32,21 +33,64 @@
  *
  * Values.  Each slot holds two values and cur says which is current.  A set
  * of an existing key (and an update) writes the other one, then switches
- * cur with one release store: a process killed before the switch leaves
- * the old value, after it the new one.  Readers hold the stripe lock, so
- * they never see a value being written.
+ * cur with one store: a process killed before the switch leaves the old
+ * value, after it the new one.
+ *
+ * Readers.  A get takes no lock: each slot has a sequence count, seq, odd
+ * while the slot's owner changes it (the holder of its stripe's lock, or
+ * the claimer of a free slot), a seqlock:
+ *
+ *   writer (change_begin/end)          reader (get_fast)
+ *   store seq odd           relaxed    load seq, even         acquire  A1
+ *   fence                   release F1 loads of the slot      relaxed
+ *   stores of the change    relaxed    fence                  acquire  F2
+ *   store seq + 1 (even)    release R1 load seq, unchanged    relaxed
+ *
+ * A1 pairs with R1: the slot as the last finished change left it.  F2
+ * pairs with F1: a reader whose loads saw any store of a later change
+ * sees that change's odd count (or a later one) at its second look, and
+ * retries.  So a reader that sees seq even and unchanged copied one
+ * state: its key, cur, the length and the value together.  The value
+ * buffer a change fills is not the current one; it is written before the
+ * change begins, after a release fence of its own (pairs with F2 too): a
+ * reader still copying that buffer, which was current before the last
+ * change, loads one of those stores and sees seq moved.  Delete and the
+ * filling of a claimed slot are changes too, so a slot reused for another
+ * key moves seq under a reader that compared the old key; a claim's CAS is
+ * acquire and delete's TOMB a release, so the deleter's change of seq
+ * comes before the claimer's.  The reader skips slots whose hash or key
+ * differ without a second look: that slot was not ours at the moment of
+ * its first look, and a probe for a key that stays put finds it.
+ *
+ * The reader's loads of keys and values are relaxed atomic loads of whole
+ * words (slots and their rooms are 8-byte aligned, rounded to 8 bytes),
+ * and set writes keys and values with relaxed word stores, so a racing
+ * copy is no data race in C11 terms (a memcpy racing with a store would
+ * be); it copies the words into the caller's buffer, and a copy the second
+ * look rejects is overwritten by the next try.  update's fn writes the
+ * other buffer with plain stores: the only readers of those bytes are
+ * finishing a look that the change before ours already doomed, and their
+ * loads are atomic, so the compiler cannot tear or re-read them.  A slot
+ * seen odd (changing) or changed ends the look; after 8 looks get takes
+ * the lock and probes as the other calls do, which waits for a busy writer
+ * and repairs after a dead one.
  *
  * Death.  A set killed between its claim and its commit leaves a slot
  * CLAIMED with its stripe: the next holder of that stripe's lock gets
- * -EOWNERDEAD and turns every such slot into a TOMB.  Nothing else needs
- * repair: every other change is one store.
+ * -EOWNERDEAD and turns every such slot into a TOMB.  A change cut short
+ * leaves seq odd (readers then take the lock); the same repair ends it (a
+ * CAS to seq + 1 on the stripe's slots), since double buffering left the
+ * slot consistent.  Every other change is one store.
  *
  * Hostile peers.  A call derives the geometry from the header's three
  * dimensions and checks that the whole dict lies inside an arena this
  * process maps (kept per thread, re-checked when the dict or the arena
  * mappings change); every length read from a slot is checked against the
  * dimensions (-EPROTO), the current value's index is masked, and every
- * probe visits each slot at most once.
+ * probe visits each slot at most once.  A lock-free get checks the lengths
+ * it read before it copies (the key's against ours, the value's against
+ * max_val and the caller's cap), and a seq that a peer overwrote only
+ * sends gets to the lock.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -260,9 +304,9 @@ static bool key_equal(struct dict_slot *s, const struct op *o)
  * death cut short left seq odd. */
 static uint32_t change_begin(struct dict_slot *s)
 {
-    /* relaxed: the owner's own word; the fence orders the odd count
-     * before every store of the change (pairs with get_fast's acquire
-     * fence: a reader that loads any of them sees seq moved). */
+    /* relaxed: the owner's own word; the fence (F1) orders the odd count
+     * before every store of the change (pairs with F2: a reader that
+     * loads any of them sees seq moved). */
     uint32_t odd = (load_relaxed(&s->seq) + 1) | 1;
     store_relaxed(&s->seq, odd);
     fence_release();
@@ -271,7 +315,7 @@ static uint32_t change_begin(struct dict_slot *s)
 
 static void change_end(struct dict_slot *s, uint32_t odd)
 {
-    /* release: pairs with get_fast's first acquire load of seq; the
+    /* release (R1): pairs with A1, get_fast's first load of seq; the
      * change's stores first. */
     store_release(&s->seq, odd + 1);
 }
@@ -452,7 +496,7 @@ static int get_fast(const struct op *o, void *buf, size_t cap, size_t *len)
     size_t i = o->start;
     for (size_t j = 0; j < g->slots; j++, i = next_slot(g, i)) {
         struct dict_slot *s = slot_at(o->d, g, i);
-        /* acquire: pairs with change_end's release: the slot as the last
+        /* acquire (A1): pairs with change_end's R1: the slot as the last
          * change that ended left it. */
         uint32_t seq = load_acquire(&s->seq);
         if (seq & 1)
@@ -473,9 +517,9 @@ static int get_fast(const struct op *o, void *buf, size_t cap, size_t *len)
             r = -EMSGSIZE;
         else
             get_words(buf, slot_words(slot_val(s, g, which)), vlen);
-        /* acquire: pairs with change_begin's release fence (and
-         * set_locked's): if any load above saw a store of a later change,
-         * this load sees that change's odd count or a later one. */
+        /* acquire (F2): pairs with change_begin's F1 (and set_locked's
+         * fence): if any load above saw a store of a later change, this
+         * load sees that change's odd count or a later one. */
         fence_acquire();
         if (load_relaxed(&s->seq) != seq)
             return GET_BUSY;
