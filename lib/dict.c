@@ -102,12 +102,14 @@
 #include "dict_impl.h"
 #include "lock_impl.h"
 
-/* This thread's checked geometry of the dict it used last. */
-static __thread struct {
+/* This thread's checked geometry of the dict it used last.  initial-exec,
+ * as lock.c's record: in the shared library a plain thread-local costs a
+ * call to __tls_get_addr on every call. */
+static _Thread_local struct {
     const void *d;
     uint32_t epoch;
     struct dict_geom g;
-} view;
+} view __attribute__((tls_model("initial-exec")));
 
 static FIPC_NOINLINE const struct dict_geom *geom_check(const fipc_dict *d, uint32_t epoch)
 {
