@@ -73,7 +73,9 @@
  * loads are atomic, so the compiler cannot tear or re-read them.  A slot
  * seen odd (changing) or changed ends the look; after 8 looks get takes
  * the lock and probes as the other calls do, which waits for a busy writer
- * and repairs after a dead one.
+ * and repairs after a dead one.  (A slot of another stripe that a death
+ * left odd sends the gets whose probes pass it to their own stripe's lock
+ * until the next call on its stripe repairs it: slower, still right.)
  *
  * Death.  A set killed between its claim and its commit leaves a slot
  * CLAIMED with its stripe: the next holder of that stripe's lock gets
