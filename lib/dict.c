@@ -71,11 +71,11 @@
  * other buffer with plain stores: the only readers of those bytes are
  * finishing a look that the change before ours already doomed, and their
  * loads are atomic, so the compiler cannot tear or re-read them.  A slot
- * seen odd (changing) or changed ends the look; after 8 looks get takes
- * the lock and probes as the other calls do, which waits for a busy writer
- * and repairs after a dead one.  (A slot of another stripe that a death
- * left odd sends the gets whose probes pass it to their own stripe's lock
- * until the next call on its stripe repairs it: slower, still right.)
+ * seen odd (changing) with our hash, or changed, ends the look (an odd one
+ * of another hash is skipped: it holds no key of ours, as the probe under
+ * the lock says of other hashes); after 8 looks get takes the lock and
+ * probes as the other calls do, which waits for a busy writer and repairs
+ * after a dead one.
  *
  * Death.  A set killed between its claim and its commit leaves a slot
  * CLAIMED with its stripe: the next holder of that stripe's lock gets
@@ -503,8 +503,15 @@ static int get_fast(const struct op *o, void *buf, size_t cap, size_t *len)
         /* acquire (A1): pairs with change_end's R1: the slot as the last
          * change that ended left it. */
         uint32_t seq = load_acquire(&s->seq);
-        if (seq & 1)
-            return GET_BUSY;
+        /* A slot that changes is ours to wait for only if it carries our
+         * hash: a slot holding our key keeps its hash through every change
+         * but a new key's filling, and one being filled with our key
+         * holds it only from the filling on.  relaxed: a hint. */
+        if (seq & 1) {
+            if (load_relaxed(&s->hash) == o->hash)
+                return GET_BUSY;
+            continue;
+        }
         /* relaxed, all: checked by the second look at seq below. */
         uint32_t st = load_relaxed(&s->state);
         if (st == SLOT_EMPTY)
