@@ -70,6 +70,13 @@
 /* A full barrier: the store-load ordering of a Dekker handshake. */
 #define fence_seqcst() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 
+/* The fences of a sequence lock (dict.c): a writer's release fence after
+ * it marks a change begun orders that mark before the relaxed stores that
+ * follow; a reader's acquire fence after its relaxed loads orders them
+ * before its second look at the count.  No instruction on x86. */
+#define fence_release() __atomic_thread_fence(__ATOMIC_RELEASE)
+#define fence_acquire() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+
 /* Orders memory accesses against a signal handler (or the kernel acting
  * for this thread, as with the robust list) on this thread only: no
  * instruction, just no reordering by the compiler. */

@@ -4,10 +4,11 @@
  *
  * Layout (dict_impl.h): a header with the three dimensions, one lock per
  * stripe (a power of two, at most 256, each on its own cache line), then
- * max_keys slots.  A key's hash picks its first slot (hash % slots, then
- * linear probing) and its stripe (hash & (stripes - 1)).  Every call on a
- * key holds that key's stripe lock, so the slot that holds the key, once
- * found, changes only under the lock the caller holds.
+ * max_keys slots.  A key's hash picks its first slot (its high 24 bits
+ * scaled onto [0, slots), then linear probing) and its stripe (hash &
+ * (stripes - 1)).  Every call on a key but get holds that key's stripe
+ * lock, so the slot that holds the key, once found, changes only under the
+ * lock the caller holds; get reads without it (see "Readers").
  *
  *   state                 meaning                     changed by
  *   SLOT_EMPTY            never used                  (creation)
@@ -32,21 +33,66 @@
  *
  * Values.  Each slot holds two values and cur says which is current.  A set
  * of an existing key (and an update) writes the other one, then switches
- * cur with one release store: a process killed before the switch leaves
- * the old value, after it the new one.  Readers hold the stripe lock, so
- * they never see a value being written.
+ * cur with one store: a process killed before the switch leaves the old
+ * value, after it the new one.
+ *
+ * Readers.  A get takes no lock: each slot has a sequence count, seq, odd
+ * while the slot's owner changes it (the holder of its stripe's lock, or
+ * the claimer of a free slot), a seqlock:
+ *
+ *   writer (change_begin/end)          reader (get_fast)
+ *   store seq odd           relaxed    load seq, even         acquire  A1
+ *   fence                   release F1 loads of the slot      relaxed
+ *   stores of the change    relaxed    fence                  acquire  F2
+ *   store seq + 1 (even)    release R1 load seq, unchanged    relaxed
+ *
+ * A1 pairs with R1: the slot as the last finished change left it.  F2
+ * pairs with F1: a reader whose loads saw any store of a later change
+ * sees that change's odd count (or a later one) at its second look, and
+ * retries.  So a reader that sees seq even and unchanged copied one
+ * state: its key, cur, the length and the value together.  The value
+ * buffer a change fills is not the current one; it is written before the
+ * change begins, after a release fence of its own (pairs with F2 too): a
+ * reader still copying that buffer, which was current before the last
+ * change, loads one of those stores and sees seq moved.  Delete and the
+ * filling of a claimed slot are changes too, so a slot reused for another
+ * key moves seq under a reader that compared the old key; a claim's CAS is
+ * acquire and delete's TOMB a release, so the deleter's change of seq
+ * comes before the claimer's.  The reader skips slots whose hash or key
+ * differ without a second look: that slot was not ours at the moment of
+ * its first look, and a probe for a key that stays put finds it.
+ *
+ * The reader's loads of keys and values are relaxed atomic loads of whole
+ * words (slots and their rooms are 8-byte aligned, rounded to 8 bytes),
+ * and set writes keys and values with relaxed word stores, so a racing
+ * copy is no data race in C11 terms (a memcpy racing with a store would
+ * be); it copies the words into the caller's buffer, and a copy the second
+ * look rejects is overwritten by the next try.  update's fn writes the
+ * other buffer with plain stores: the only readers of those bytes are
+ * finishing a look that the change before ours already doomed, and their
+ * loads are atomic, so the compiler cannot tear or re-read them.  A slot
+ * seen odd (changing) with our hash, or changed, ends the look (an odd one
+ * of another hash is skipped: it holds no key of ours, as the probe under
+ * the lock says of other hashes); after 8 looks get takes the lock and
+ * probes as the other calls do, which waits for a busy writer and repairs
+ * after a dead one.
  *
  * Death.  A set killed between its claim and its commit leaves a slot
  * CLAIMED with its stripe: the next holder of that stripe's lock gets
- * -EOWNERDEAD and turns every such slot into a TOMB.  Nothing else needs
- * repair: every other change is one store.
+ * -EOWNERDEAD and turns every such slot into a TOMB.  A change cut short
+ * leaves seq odd (readers then take the lock); the same repair ends it (a
+ * CAS to seq + 1 on the stripe's slots), since double buffering left the
+ * slot consistent.  Every other change is one store.
  *
  * Hostile peers.  A call derives the geometry from the header's three
  * dimensions and checks that the whole dict lies inside an arena this
  * process maps (kept per thread, re-checked when the dict or the arena
  * mappings change); every length read from a slot is checked against the
  * dimensions (-EPROTO), the current value's index is masked, and every
- * probe visits each slot at most once.
+ * probe visits each slot at most once.  A lock-free get checks the lengths
+ * it read before it copies (the key's against ours, the value's against
+ * max_val and the caller's cap), and a seq that a peer overwrote only
+ * sends gets to the lock.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -56,20 +102,19 @@
 #include "arena_impl.h"
 #include "atomic.h"
 #include "dict_impl.h"
+#include "lock_impl.h"
 
-/* This thread's checked geometry of the dict it used last. */
-static __thread struct {
+/* This thread's checked geometry of the dict it used last.  initial-exec,
+ * as lock.c's record: in the shared library a plain thread-local costs a
+ * call to __tls_get_addr on every call. */
+static _Thread_local struct {
     const void *d;
     uint32_t epoch;
     struct dict_geom g;
-} view;
+} view __attribute__((tls_model("initial-exec")));
 
-static const struct dict_geom *geom_of(const fipc_dict *d)
+static FIPC_NOINLINE const struct dict_geom *geom_check(const fipc_dict *d, uint32_t epoch)
 {
-    /* relaxed: any change of this process's mappings moves the epoch. */
-    uint32_t epoch = load_relaxed(&fipc__arena_epoch);
-    if (view.d == d && view.epoch == epoch)
-        return &view.g;
     const struct dict_header *h = (const struct dict_header *)d;
     const char *end;
     if (!fipc__arena_bounds(h, sizeof *h, &end))
@@ -90,12 +135,99 @@ static const struct dict_geom *geom_of(const fipc_dict *d)
     return &view.g;
 }
 
-static uint32_t hash_key(const char *key, size_t len)
+static FIPC_ALWAYS_INLINE const struct dict_geom *geom_of(const fipc_dict *d)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * 16777619u;
-    return h;
+    /* relaxed: any change of this process's mappings moves the epoch. */
+    uint32_t epoch = load_relaxed(&fipc__arena_epoch);
+    if (FIPC_LIKELY(view.d == d && view.epoch == epoch))
+        return &view.g;
+    return geom_check(d, epoch);
+}
+
+/* Word-at-a-time access to keys and values.  Slots, keys and values start
+ * on 8-byte boundaries (dict_impl.h), so a slot's bytes are read and
+ * written as whole 64-bit words; a caller's bytes are read with memcpy. */
+static uint64_t load_word(const void *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* The n < 8 bytes at p, as memcpy into a zeroed word would leave them. */
+static uint64_t load_tail(const unsigned char *p, size_t n)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + n - 4, 4);
+        return lo | (uint64_t)hi << 8 * (n - 4);
+    }
+    if (n == 0)
+        return 0;
+    return p[0] | (uint64_t)p[n >> 1] << 8 * (n >> 1) | (uint64_t)p[n - 1] << 8 * (n - 1);
+#else
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return w;
+#endif
+}
+
+/* The first n < 8 bytes of a word, in memory order. */
+static uint64_t tail_mask(size_t n)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return n ? ~UINT64_C(0) >> (64 - 8 * n) : 0;
+#else
+    return n ? ~UINT64_C(0) << (64 - 8 * n) : 0;
+#endif
+}
+
+/* Copy n bytes into a slot's 8-aligned room (rounded up to 8 bytes, so
+ * the last word's padding is ours), with relaxed word stores: lock-free
+ * readers may be loading these words (see "Readers"). */
+static void put_words(uint64_t *dst, const unsigned char *src, size_t n)
+{
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        store_relaxed(&dst[k / 8], load_word(src + k));
+    if (k < n)
+        store_relaxed(&dst[k / 8], load_tail(src + k, n - k));
+}
+
+/* Copy n bytes out of a slot's room with relaxed word loads: the words may
+ * change meanwhile, which the caller's second look at seq detects. */
+static void get_words(unsigned char *dst, const uint64_t *src, size_t n)
+{
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t w = load_relaxed(&src[k / 8]);
+        memcpy(dst + k, &w, 8);
+    }
+    if (k < n) {
+        uint64_t w = load_relaxed(&src[k / 8]);
+        memcpy(dst + k, &w, n - k);
+    }
+}
+
+/* A 32-bit hash of the key's words (multiply and xor-shift per word, the
+ * finalizer of MurmurHash3's fmix64 at the end), so the stripe's low bits
+ * and the first slot's high bits both depend on every byte.  tail is the
+ * key's last partial word (zero-padded). */
+static uint32_t hash_key(const char *key, size_t len, uint64_t tail)
+{
+    uint64_t h = len * UINT64_C(0x9e3779b97f4a7c15);
+    size_t k = 0;
+    for (; k + 8 <= len; k += 8) {
+        h = (h ^ load_word(key + k)) * UINT64_C(0x9e3779b97f4a7c15);
+        h ^= h >> 32;
+    }
+    h = (h ^ tail) * UINT64_C(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h *= UINT64_C(0xc4ceb9fe1a85ec53);
+    h ^= h >> 33;
+    return (uint32_t)h;
 }
 
 static fipc_lock *stripe_lock(fipc_dict *d, const struct dict_geom *g, uint32_t s)
@@ -118,16 +250,23 @@ static char *slot_val(struct dict_slot *s, const struct dict_geom *g, uint32_t w
     return slot_key(s) + g->key_room + (which & 1) * g->val_room;
 }
 
-/* One call on one key: its dict, geometry, hash and stripe. */
+static uint64_t *slot_words(char *p)
+{
+    return (uint64_t *)(void *)p;
+}
+
+/* One call on one key: its dict, geometry, hash, stripe and first slot. */
 struct op {
     fipc_dict *d;
     const struct dict_geom *g;
     const char *key;
     size_t klen;
+    uint64_t tail; /* the key's last partial word, zero-padded */
     uint32_t hash, stripe;
+    size_t start;
 };
 
-static int op_begin(struct op *o, fipc_dict *d, const char *key)
+static FIPC_ALWAYS_INLINE int op_begin(struct op *o, fipc_dict *d, const char *key)
 {
     if (!d || !key)
         return -EINVAL;
@@ -138,28 +277,84 @@ static int op_begin(struct op *o, fipc_dict *d, const char *key)
     o->klen = strnlen(key, o->g->max_key + 1);
     if (o->klen > o->g->max_key)
         return -EMSGSIZE;
-    o->hash = hash_key(key, o->klen);
+    o->tail = load_tail((const unsigned char *)key + (o->klen & ~(size_t)7), o->klen & 7);
+    o->hash = hash_key(key, o->klen, o->tail);
     o->stripe = o->hash & (uint32_t)(o->g->stripes - 1);
+    /* The hash's high bits scaled onto [0, slots): no division. */
+    o->start = (size_t)(((uint64_t)(o->hash >> 8) * o->g->slots) >> 24);
     return 0;
 }
 
-/* The slots that a set of stripe s claimed and never committed: free. */
-static void repair_stripe(fipc_dict *d, const struct dict_geom *g, uint32_t s)
+static size_t next_slot(const struct dict_geom *g, size_t i)
 {
-    uint32_t claimed = SLOT_CLAIMED | s << 8;
+    return i + 1 == g->slots ? 0 : i + 1;
+}
+
+/* Whether slot s holds o's key, given that its klen is o's: word by word,
+ * relaxed (a lock-free reader's view may be changing, see "Readers"). */
+static bool key_equal(struct dict_slot *s, const struct op *o)
+{
+    const uint64_t *w = slot_words(slot_key(s));
+    size_t k = 0;
+    for (; k + 8 <= o->klen; k += 8)
+        if (load_relaxed(&w[k / 8]) != load_word(o->key + k))
+            return false;
+    return (load_relaxed(&w[k / 8]) & tail_mask(o->klen & 7)) == o->tail;
+}
+
+/* A change of slot s begins (seq odd) and ends (seq even).  The owner of
+ * the slot alone writes seq: the holder of its stripe's lock, or the
+ * claimer of a free slot.  (s + 1) | 1 is odd even after a change that a
+ * death cut short left seq odd. */
+static uint32_t change_begin(struct dict_slot *s)
+{
+    /* relaxed: the owner's own word; the fence (F1) orders the odd count
+     * before every store of the change (pairs with F2: a reader that
+     * loads any of them sees seq moved). */
+    uint32_t odd = (load_relaxed(&s->seq) + 1) | 1;
+    store_relaxed(&s->seq, odd);
+    fence_release();
+    return odd;
+}
+
+static void change_end(struct dict_slot *s, uint32_t odd)
+{
+    /* release (R1): pairs with A1, get_fast's first load of seq; the
+     * change's stores first. */
+    store_release(&s->seq, odd + 1);
+}
+
+/* After a death under stripe s's lock: the slots that a set of the stripe
+ * claimed and never committed become free, and every change of the
+ * stripe's slots that the death cut short ends (double buffering left the
+ * slot consistent: the old value or the new; a delete, the key gone).  We
+ * own the stripe's USED slots and its CLAIMED ones; a TOMB slot with our
+ * hash and an odd seq is a dead delete's, which a claimer of another
+ * stripe may take meanwhile, so seq changes by CAS: a claimer's change
+ * (seq + 2 or more) wins. */
+static FIPC_COLD void repair_stripe(fipc_dict *d, const struct dict_geom *g, uint32_t s)
+{
+    uint32_t claimed = SLOT_CLAIMED | s << 8, mask = (uint32_t)(g->stripes - 1);
     for (size_t i = 0; i < g->slots; i++) {
         struct dict_slot *sl = slot_at(d, g, i);
-        uint32_t want = claimed;
-        /* relaxed: the slot carries nothing once it is a TOMB; the CAS
+        /* relaxed, both: the CASes below decide. */
+        uint32_t st = load_relaxed(&sl->state), seq = load_relaxed(&sl->seq);
+        bool ours = st == claimed ||
+                    ((st == SLOT_USED || st == SLOT_TOMB) && (load_relaxed(&sl->hash) & mask) == s);
+        /* release: as change_end's. */
+        if (ours && (seq & 1))
+            cas_release(&sl->seq, &seq, seq + 1);
+        /* release: pairs with claim's acquire (our seq first); the CAS
          * keeps us from undoing a change another stripe made meanwhile. */
-        cas_relaxed(&sl->state, &want, SLOT_TOMB);
+        if (st == claimed)
+            cas_release(&sl->state, &st, SLOT_TOMB);
     }
 }
 
-static int lock_stripe(fipc_dict *d, const struct dict_geom *g, uint32_t s)
+static FIPC_ALWAYS_INLINE int lock_stripe(fipc_dict *d, const struct dict_geom *g, uint32_t s)
 {
-    int r = fipc_lock_acquire(stripe_lock(d, g, s), FIPC_FOREVER);
-    if (r == -EOWNERDEAD) {
+    int r = fipc__lock_acquire((struct lock_impl *)stripe_lock(d, g, s), FIPC_FOREVER);
+    if (FIPC_UNLIKELY(r == -EOWNERDEAD)) {
         repair_stripe(d, g, s);
         r = 0;
     }
@@ -168,7 +363,7 @@ static int lock_stripe(fipc_dict *d, const struct dict_geom *g, uint32_t s)
 
 static void unlock_stripe(fipc_dict *d, const struct dict_geom *g, uint32_t s)
 {
-    fipc_lock_release(stripe_lock(d, g, s));
+    fipc__lock_release((struct lock_impl *)stripe_lock(d, g, s));
 }
 
 /* The slot holding o's key, or NULL; *free receives the first slot a new
@@ -177,10 +372,9 @@ static void unlock_stripe(fipc_dict *d, const struct dict_geom *g, uint32_t s)
 static struct dict_slot *find(const struct op *o, size_t *free)
 {
     const struct dict_geom *g = o->g;
-    size_t start = o->hash % g->slots;
+    size_t i = o->start;
     *free = SIZE_MAX;
-    for (size_t j = 0; j < g->slots; j++) {
-        size_t i = (start + j) % g->slots;
+    for (size_t j = 0; j < g->slots; j++, i = next_slot(g, i)) {
         struct dict_slot *s = slot_at(o->d, g, i);
         /* acquire: pairs with the release that made the slot USED, after
          * its key and hash were written. */
@@ -196,7 +390,7 @@ static struct dict_slot *find(const struct op *o, size_t *free)
          * our hash (see the top of the file). */
         if (st != SLOT_USED || load_relaxed(&s->hash) != o->hash)
             continue;
-        if (load_relaxed(&s->klen) == o->klen && memcmp(slot_key(s), o->key, o->klen) == 0)
+        if (load_relaxed(&s->klen) == o->klen && key_equal(s, o))
             return s;
     }
     return NULL;
@@ -210,24 +404,28 @@ static struct dict_slot *claim(const struct op *o, size_t from)
     const struct dict_geom *g = o->g;
     if (from == SIZE_MAX)
         return NULL;
-    size_t start = o->hash % g->slots, first = (from + g->slots - start) % g->slots;
-    for (size_t j = first; j < g->slots; j++) {
-        struct dict_slot *s = slot_at(o->d, g, (start + j) % g->slots);
-        /* relaxed: the CAS decides; what we write after it is published by
-         * the release that makes the slot USED. */
+    size_t first = (from + g->slots - o->start) % g->slots, i = from;
+    for (size_t j = first; j < g->slots; j++, i = next_slot(g, i)) {
+        struct dict_slot *s = slot_at(o->d, g, i);
+        /* relaxed: the CAS decides. */
         uint32_t st = load_relaxed(&s->state);
+        /* acquire: pairs with the release of delete's TOMB (or of the
+         * commit a repair undid), so the previous owner's change of seq
+         * comes before ours. */
         while (st == SLOT_EMPTY || st == SLOT_TOMB)
-            if (cas_relaxed(&s->state, &st, SLOT_CLAIMED | o->stripe << 8))
+            if (cas_acquire(&s->state, &st, SLOT_CLAIMED | o->stripe << 8))
                 return s;
     }
     return NULL;
 }
 
+/* Write value `which` of s: not the current one, so readers do not look
+ * at it until a change switches cur (they may be finishing a look begun
+ * before the last switch: those see seq moved). */
 static void put_value(struct dict_slot *s, const struct dict_geom *g, uint32_t which,
                       const void *val, size_t len)
 {
-    if (len)
-        memcpy(slot_val(s, g, which), val, len);
+    put_words(slot_words(slot_val(s, g, which)), val, len);
     store_relaxed(&s->vlen[which & 1], (uint32_t)len);
 }
 
@@ -238,23 +436,30 @@ static int set_locked(const struct op *o, const void *val, size_t len)
     if (s) {
         /* relaxed: ours under the lock. */
         uint32_t next = (load_relaxed(&s->cur) & 1) ^ 1;
+        /* The release fence orders the last change's end (seq even)
+         * before the words we write now: a reader still copying the
+         * buffer we overwrite, which was current before that change,
+         * sees seq moved (pairs with get_fast's acquire fence). */
+        fence_release();
         put_value(s, o->g, next, val, len);
-        /* release: the commit; readers take the lock, so this orders the
-         * value for a process that reads the dict without it (a peer
-         * checking consistency after our death). */
-        store_release(&s->cur, next);
+        uint32_t seq = change_begin(s);
+        /* The commit: one store.  relaxed: published by change_end; the
+         * locked readers hold our lock. */
+        store_relaxed(&s->cur, next);
+        change_end(s, seq);
         return 0;
     }
     if (!(s = claim(o, free)))
         return -ENOSPC;
+    uint32_t seq = change_begin(s);
     store_relaxed(&s->hash, o->hash);
     store_relaxed(&s->klen, (uint32_t)o->klen);
-    memcpy(slot_key(s), o->key, o->klen);
-    slot_key(s)[o->klen] = '\0';
+    put_words(slot_words(slot_key(s)), (const unsigned char *)o->key, o->klen + 1);
     put_value(s, o->g, 0, val, len);
     store_relaxed(&s->cur, 0);
     /* release: pairs with find's acquire; the key, hash and value first. */
     store_release(&s->state, SLOT_USED);
+    change_end(s, seq);
     return 0;
 }
 
@@ -284,6 +489,61 @@ static int current(const struct dict_slot *s, const struct dict_geom *g, uint32_
     return len <= g->max_val ? (int)len : -EPROTO;
 }
 
+/* get_fast's answer when a slot changed under it. */
+#define GET_BUSY 1
+
+/* One lock-free look for o's key (see "Readers"): get's answer, or
+ * GET_BUSY when a slot of the probe was changing or changed meanwhile. */
+static int get_fast(const struct op *o, void *buf, size_t cap, size_t *len)
+{
+    const struct dict_geom *g = o->g;
+    size_t i = o->start;
+    for (size_t j = 0; j < g->slots; j++, i = next_slot(g, i)) {
+        struct dict_slot *s = slot_at(o->d, g, i);
+        /* acquire (A1): pairs with change_end's R1: the slot as the last
+         * change that ended left it. */
+        uint32_t seq = load_acquire(&s->seq);
+        /* A slot that changes is ours to wait for only if it carries our
+         * hash: a slot holding our key keeps its hash through every change
+         * but a new key's filling, and one being filled with our key
+         * holds it only from the filling on.  relaxed: a hint. */
+        if (seq & 1) {
+            if (load_relaxed(&s->hash) == o->hash)
+                return GET_BUSY;
+            continue;
+        }
+        /* relaxed, all: checked by the second look at seq below. */
+        uint32_t st = load_relaxed(&s->state);
+        if (st == SLOT_EMPTY)
+            return -ENOENT;
+        if (st != SLOT_USED || load_relaxed(&s->hash) != o->hash ||
+            load_relaxed(&s->klen) != o->klen || !key_equal(s, o))
+            continue;
+        uint32_t which = load_relaxed(&s->cur) & 1;
+        uint32_t vlen = load_relaxed(&s->vlen[which]);
+        int r = 0;
+        if (vlen > g->max_val)
+            r = -EPROTO;
+        else if (vlen > cap)
+            r = -EMSGSIZE;
+        else
+            get_words(buf, slot_words(slot_val(s, g, which)), vlen);
+        /* acquire (F2): pairs with change_begin's F1 (and set_locked's
+         * fence): if any load above saw a store of a later change, this
+         * load sees that change's odd count or a later one. */
+        fence_acquire();
+        if (load_relaxed(&s->seq) != seq)
+            return GET_BUSY;
+        if (r != -EPROTO)
+            *len = vlen;
+        return r;
+    }
+    return -ENOENT;
+}
+
+/* How many lock-free looks a get makes before it takes the lock. */
+#define GET_TRIES 8
+
 int fipc_dict_get(fipc_dict *d, const char *key, void *buf, size_t cap, size_t *len)
 {
     struct op o;
@@ -292,6 +552,13 @@ int fipc_dict_get(fipc_dict *d, const char *key, void *buf, size_t cap, size_t *
         return r;
     if (!len || (!buf && cap > 0))
         return -EINVAL;
+    for (int t = 0; t < GET_TRIES; t++) {
+        if ((r = get_fast(&o, buf, cap, len)) != GET_BUSY)
+            return r;
+        cpu_relax();
+    }
+    /* A writer keeps the slot busy, or died inside a change: the lock
+     * waits for the one and repairs after the other. */
     if ((r = lock_stripe(d, o.g, o.stripe)) < 0)
         return r;
     size_t free;
@@ -322,8 +589,13 @@ int fipc_dict_delete(fipc_dict *d, const char *key)
         return r;
     size_t free;
     struct dict_slot *s = find(&o, &free);
-    if (s)
-        store_release(&s->state, SLOT_TOMB); /* release: as set's commit */
+    if (s) {
+        uint32_t seq = change_begin(s);
+        /* release: pairs with claim's acquire (the next owner's change of
+         * seq after ours); find needs none, the slot is free. */
+        store_release(&s->state, SLOT_TOMB);
+        change_end(s, seq);
+    }
     unlock_stripe(d, o.g, o.stripe);
     return s ? 0 : -ENOENT;
 }
@@ -360,7 +632,9 @@ int fipc_dict_update(fipc_dict *d, const char *key, int (*fn)(void *val, size_t 
         r = -ENOENT;
     } else if ((r = current(s, o.g, &which)) >= 0) {
         /* fn works on the other buffer, in place: nothing changes until
-         * the switch of cur. */
+         * the switch of cur.  The fence as in set_locked: a reader still
+         * copying that buffer sees seq moved. */
+        fence_release();
         char *next = slot_val(s, o.g, which ^ 1);
         memmove(next, slot_val(s, o.g, which), (size_t)r);
         size_t len = (size_t)r;
@@ -369,7 +643,9 @@ int fipc_dict_update(fipc_dict *d, const char *key, int (*fn)(void *val, size_t 
             r = -EMSGSIZE;
         if (r == 0) {
             store_relaxed(&s->vlen[which ^ 1], (uint32_t)len);
-            store_release(&s->cur, which ^ 1); /* release: as set's commit */
+            uint32_t seq = change_begin(s);
+            store_relaxed(&s->cur, which ^ 1); /* relaxed: as set's commit */
+            change_end(s, seq);
         }
     }
     unlock_stripe(d, o.g, o.stripe);

@@ -12,7 +12,7 @@
 
 #include "compiler.h"
 
-#define DICT_MAGIC   UINT64_C(0x746369645f637066) /* "fpc_dict" */
+#define DICT_MAGIC   UINT64_C(0x326369645f637066) /* "fpc_dic2" */
 #define DICT_DIM_MAX ((size_t)1 << 24)
 
 /* Slot states (the word state). */
@@ -34,7 +34,8 @@ struct dict_slot {
     uint32_t klen;
     uint32_t cur;     /* which of the two values is current (0 or 1) */
     uint32_t vlen[2]; /* the two values' lengths */
-    uint32_t spare[2];
+    uint32_t seq;     /* odd while the slot changes (dict.c, "Readers") */
+    uint32_t spare;
     /* then key[max_key + 1], val0[max_val], val1[max_val], each rounded up
      * to 8 bytes */
 };

@@ -6,7 +6,9 @@
  * overlapping keys checked against a model; the Manager example (100
  * processes each take one from 'num' under a lock, and with update); a
  * process killed at random points of set, update and delete (100 rounds),
- * the dict consistent after each; and shared memory a peer overwrote.
+ * the dict consistent after each; lock-free gets racing with sets, updates,
+ * delete+set and killed setters, every value whole; and shared memory a
+ * peer overwrote (a sequence count stuck odd included).
  *
  * Every child leaves with CHILD_CHECK's status; the parent asserts on it.
  */
@@ -503,6 +505,144 @@ Test(dict, process_killed_inside_set_update_or_delete_leaves_it_consistent)
     }
 }
 
+/* ---- lock-free gets racing with sets ---- */
+
+#define RACE_KEYS 8
+
+struct race {
+    fipc_dict *d;
+    uint32_t stop;    /* set by the parent once the setters are done */
+    uint64_t gets[2]; /* each reader's count of values it checked */
+};
+
+/* Key k's value of generation g: k, then 8 + g % 33 - 1 copies of g.  A
+ * get that returns anything else (torn, another key's, a mix of two
+ * generations) is caught by race_ok. */
+static void race_val(unsigned char *buf, int k, unsigned char g, size_t *len)
+{
+    *len = 8 + g % 33;
+    buf[0] = (unsigned char)k;
+    memset(buf + 1, g, *len - 1);
+}
+
+static bool race_ok(const unsigned char *buf, size_t len, int k)
+{
+    if (len < 8 || buf[0] != (unsigned char)k || len != 8u + buf[1] % 33) return false;
+    for (size_t i = 2; i < len; i++)
+        if (buf[i] != buf[1]) return false;
+    return true;
+}
+
+static int race_bump(void *val, size_t *len, void *arg)
+{
+    (void)arg;
+    unsigned char *b = val;
+    race_val(b, b[0], (unsigned char)(b[1] + 1), len);
+    return 0;
+}
+
+/* Sets, updates and delete+set on the race's keys: n operations, or
+ * forever (n == 0, for a setter the parent kills). */
+static int race_setter(int i, void *arg)
+{
+    struct race *rc = arg;
+    uint64_t x = (uint64_t)(i + 1) * 0x9e3779b97f4a7c15u;
+    unsigned char buf[64];
+    size_t len;
+    char key[8];
+    uint64_t n = i == 0 ? scaled(200000) : 0;
+    test_child_setup();
+    for (uint64_t j = 0; n == 0 || j < n; j++) {
+        uint64_t r = rng_next(&x);
+        int k = (int)(r % RACE_KEYS);
+        snprintf(key, sizeof key, "r%d", k);
+        int op = (int)((r >> 8) % 8);
+        if (op < 6) {
+            race_val(buf, k, (unsigned char)(r >> 16), &len);
+            CHILD_CHECK(fipc_dict_set(rc->d, key, buf, len) == 0, 1);
+        } else if (op == 6) {
+            /* -ENOENT, here and below: another setter's delete+set */
+            int rr = fipc_dict_update(rc->d, key, race_bump, NULL);
+            CHILD_CHECK(rr == 0 || rr == -ENOENT, 2);
+        } else {
+            /* the slot's reuse: the key leaves and comes back */
+            int rr = fipc_dict_delete(rc->d, key);
+            CHILD_CHECK(rr == 0 || rr == -ENOENT, 3);
+            race_val(buf, k, (unsigned char)(r >> 24), &len);
+            CHILD_CHECK(fipc_dict_set(rc->d, key, buf, len) == 0, 4);
+        }
+    }
+    return 0;
+}
+
+static int race_reader(int i, void *arg)
+{
+    struct race *rc = arg;
+    unsigned char buf[64];
+    size_t len;
+    char key[8];
+    uint64_t n = 0;
+    test_child_setup();
+    /* acquire: pairs with the parent's release; nothing rides on it. */
+    while (!__atomic_load_n(&rc->stop, __ATOMIC_ACQUIRE)) {
+        for (int k = 0; k < RACE_KEYS; k++) {
+            snprintf(key, sizeof key, "r%d", k);
+            int r = fipc_dict_get(rc->d, key, buf, sizeof buf, &len);
+            /* -ENOENT: between a delete and its set */
+            CHILD_CHECK(r == 0 || r == -ENOENT, 1);
+            if (r == 0) {
+                CHILD_CHECK(race_ok(buf, len, k), 2);
+                n++;
+            }
+        }
+    }
+    rc->gets[i] = n;
+    return 0;
+}
+
+Test(dict, gets_racing_with_sets_and_killed_setters_return_whole_values)
+{
+    struct race *rc = test_shared(sizeof *rc);
+    /* One slot more than keys, as in the death test. */
+    cr_assert_eq(fipc_dict_create(&rc->d, NULL, RACE_KEYS + 1, 4, 40), 0);
+    unsigned char buf[64];
+    size_t len;
+    char key[8];
+    for (int k = 0; k < RACE_KEYS; k++) {
+        snprintf(key, sizeof key, "r%d", k);
+        race_val(buf, k, (unsigned char)k, &len);
+        cr_assert_eq(fipc_dict_set(rc->d, key, buf, len), 0);
+    }
+    pid_t readers[2], setter = test_fork(race_setter, 0, rc);
+    for (int i = 0; i < 2; i++)
+        readers[i] = test_fork(race_reader, i, rc);
+    /* Meanwhile setters killed at random moments, some inside a change. */
+    srand(13);
+    for (int round = 0; round < 30; round++) {
+        pid_t pid = test_fork(race_setter, round + 1, rc);
+        usleep((useconds_t)(rand() % 3000));
+        kill(pid, SIGKILL);
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFSIGNALED(status), "setter %d failed check %d", round, WEXITSTATUS(status));
+    }
+    test_expect_ok(setter);
+    __atomic_store_n(&rc->stop, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 2; i++) {
+        test_expect_ok(readers[i]);
+        cr_assert_gt(rc->gets[i], 0);
+    }
+    for (int k = 0; k < RACE_KEYS; k++) {
+        snprintf(key, sizeof key, "r%d", k);
+        int r = fipc_dict_get(rc->d, key, buf, sizeof buf, &len);
+        cr_assert(r == 0 || r == -ENOENT, "%s: %s", key, fipc_strerror(r));
+        if (r == 0) cr_assert(race_ok(buf, len, k), "%s torn", key);
+        race_val(buf, k, 0, &len);
+        cr_assert_eq(fipc_dict_set(rc->d, key, buf, len), 0, "%s", key);
+    }
+    cr_assert_eq(fipc_dict_len(rc->d), RACE_KEYS);
+}
+
 /* ---- a peer that writes garbage ---- */
 
 Test(dict, overwritten_header_and_slots_give_eproto_never_a_wild_access)
@@ -554,6 +694,25 @@ Test(dict, overwritten_header_and_slots_give_eproto_never_a_wild_access)
     *s = ss;
     s->cur = 0xfffffff1; /* masked to one of the two */
     cr_assert_eq(fipc_dict_get(d, "a", buf, sizeof buf, &len), 0);
+    *s = ss;
+    /* A sequence count stuck odd (a change that never ends): gets take
+     * the lock and still find the value; the next set ends it. */
+    s->seq = 0xffffffff;
+    memset(buf, 0, sizeof buf);
+    cr_assert_eq(fipc_dict_get(d, "a", buf, sizeof buf, &len), 0);
+    cr_assert_eq(len, 16);
+    cr_assert_eq(memcmp(buf, "1234567890123456", 16), 0);
+    cr_assert_eq(fipc_dict_set(d, "a", "2", 1), 0);
+    cr_assert_eq(s->seq % 2, 0);
+    cr_assert_eq(fipc_dict_get(d, "a", buf, sizeof buf, &len), 0);
+    cr_assert_eq(buf[0], '2');
+    /* Stuck odd on a slot a probe passes: other keys still answer. */
+    s->seq = 7;
+    cr_assert_eq(fipc_dict_get(d, "zz", buf, sizeof buf, &len), -ENOENT);
+    cr_assert_eq(fipc_dict_set(d, "zz", "3", 1), 0);
+    cr_assert_eq(fipc_dict_get(d, "zz", buf, sizeof buf, &len), 0);
+    cr_assert_eq(buf[0], '3');
+    cr_assert_eq(fipc_dict_delete(d, "zz"), 0);
     *s = ss;
 
     /* Random garbage over every slot: every call returns, in bounds. */

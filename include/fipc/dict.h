@@ -4,10 +4,12 @@
  *
  * Keys are strings of up to max_key bytes (NUL excluded); values are byte
  * strings of up to max_val bytes; at most max_keys entries.  Every call
- * works on the shared memory directly: a get or a set of an existing key is
- * a lock acquire, a copy and a release, with no system call when
- * uncontended.  Keys hash onto stripes, each with its own robust lock, so
- * calls on different keys rarely wait for each other.
+ * works on the shared memory directly: a get takes no lock (it copies the
+ * value and checks a sequence count that writers move, retrying, and
+ * takes the lock only when a writer keeps the entry busy); a set of an
+ * existing key is a lock acquire, a copy and a release, with no system
+ * call when uncontended.  Keys hash onto stripes, each with its own robust
+ * lock, so writes of different keys rarely wait for each other.
  *
  * Death.  A process killed inside set, delete or update leaves the dict
  * consistent: each key maps to its old value or to its new one (values are
@@ -48,7 +50,8 @@ FIPC_EXPORT int fipc_dict_set(fipc_dict *d, const char *key, const void *val, si
 
 /* Copy key's value into buf: 0 with *len set.  -ENOENT when the key is
  * absent; -EMSGSIZE when the value is longer than cap (*len receives its
- * length); -EMSGSIZE for a key longer than max_key; -EINVAL; -EPROTO. */
+ * length); -EMSGSIZE for a key longer than max_key; -EINVAL; -EPROTO.  On
+ * error buf's first cap bytes may have changed. */
 FIPC_EXPORT int fipc_dict_get(fipc_dict *d, const char *key, void *buf, size_t cap, size_t *len);
 
 /* Remove key.  0; -ENOENT when absent; -EMSGSIZE, -EINVAL, -EPROTO. */
