@@ -255,10 +255,12 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
      * ec_block does: a ping-pong partner that answers a few microseconds
      * late makes the next spin long enough, one on this CPU turns it off. */
     struct fipc_spin spin;
-    if (!zero)
+    if (!zero) {
         for (fipc_spin_begin(&spin); fipc_spin(&spin);)
             if ((r = try(ctx)) != -EAGAIN)
                 return r;
+        ec_spun(ec, &spin);
+    }
     /* Ask now if we may not wait, else after LIVE_NS of sleep or after a
      * wake that brought nothing (a close wakes us): a wake with data costs
      * no system call but the futex's. */

@@ -48,8 +48,15 @@ void fipc__ec_switch(struct eventcount *ec, uint32_t w, uint32_t to)
  * fenced state (on any event count: a hint only). */
 static _Thread_local uint32_t quiet __attribute__((tls_model("initial-exec")));
 
-void fipc__ec_notify_full(struct eventcount *ec, uint32_t w)
+void fipc__ec_notify_slow(struct eventcount *ec)
 {
+    /* acquire: as in ec_notify_fenced, which read it first. */
+    uint32_t w = load_acquire(&ec->fences);
+    if ((w & EC_STATE) == EC_LIGHT) {
+        fipc__ec_wake(ec); /* the flag was set */
+        return;
+    }
+    /* The flag ec_notify_fenced read came before this fence: read again. */
     fence_seqcst(); /* F2, full */
     /* relaxed: ordered by the fence above. */
     if (load_relaxed(&ec->sleepers) != 0) {

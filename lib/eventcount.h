@@ -122,8 +122,9 @@ struct eventcount {
  * membarrier, unless another process moves it first (eventcount.c). */
 void fipc__ec_switch(struct eventcount *ec, uint32_t w, uint32_t to);
 
-/* ec_notify_fenced in a fenced state: a full fence, then the flag. */
-void fipc__ec_notify_full(struct eventcount *ec, uint32_t w);
+/* ec_notify_fenced found a fenced state or the flag set: in a fenced
+ * state, a full fence, then the flag again; else the wake. */
+void fipc__ec_notify_slow(struct eventcount *ec);
 
 /* Clear the flag and wake the sleepers, if the flag is still set: the first
  * notifier to see it set wakes them all, later ones find it clear, so a side
@@ -135,18 +136,14 @@ void fipc__ec_wake(struct eventcount *ec);
 /* Advance the epoch and wake every sleeper, registered or not. */
 void fipc__ec_wake_all(struct eventcount *ec);
 
-static FIPC_ALWAYS_INLINE void ec_notify_fenced(struct eventcount *ec)
+static inline void ec_notify_fenced(struct eventcount *ec)
 {
     /* acquire: orders the load of the flag after it (the leave's argument
-     * under Fence modes); on the line of the flag, so it costs no miss. */
-    uint32_t w = load_acquire(&ec->fences);
-    if (FIPC_UNLIKELY((w & EC_STATE) != EC_LIGHT)) {
-        fipc__ec_notify_full(ec, w);
-        return;
-    }
-    /* relaxed: the caller's fence F2 orders its change before this load. */
-    if (FIPC_UNLIKELY(load_relaxed(&ec->sleepers) != 0))
-        fipc__ec_wake(ec);
+     * under Fence modes); on the line of the flag, so it costs no miss.
+     * relaxed: the caller's fence F2 orders its change before the load of
+     * the flag.  One test for both: a fenced state or a sleeper. */
+    if (FIPC_UNLIKELY(((load_acquire(&ec->fences) & EC_STATE) | load_relaxed(&ec->sleepers)) != 0))
+        fipc__ec_notify_slow(ec);
 }
 
 static inline void ec_notify(struct eventcount *ec)
@@ -173,6 +170,20 @@ static inline uint32_t ec_register(struct eventcount *ec)
     if ((load_acquire(&ec->fences) & EC_STATE) != EC_FENCED)
         fence_heavy(); /* F1 */
     return epoch;
+}
+
+/* A wait's spin is over and it is about to register.  One that did not
+ * spin at all (the partner shares this CPU, or FIPC_WAIT_SLEEP) sleeps at
+ * every hand-off, so the notifiers' full fences cost less than a
+ * membarrier per sleep: move to EC_FENCED (Fence modes). */
+static inline void ec_spun(struct eventcount *ec, const struct fipc_spin *spin)
+{
+    if (spin->end > spin->start)
+        return;
+    /* relaxed: a hint; the switch decides by CAS. */
+    uint32_t w = load_relaxed(&ec->fences);
+    if ((w & EC_STATE) == EC_LIGHT)
+        fipc__ec_switch(ec, w, EC_FENCED);
 }
 
 typedef int (*ec_try_fn)(void *ctx, bool patient);
@@ -204,15 +215,7 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
     for (fipc_spin_begin_mode(&spin, mode, deadline); fipc_spin(&spin);)
         if ((r = try(ctx, false)) != -EAGAIN)
             return r;
-    /* Sleeping at once (the partner shares this CPU, or FIPC_WAIT_SLEEP):
-     * every hand-off sleeps, so the notifiers' full fences cost less than
-     * a membarrier per sleep (Fence modes).  relaxed: a hint; the switch
-     * decides by CAS. */
-    if (spin.end <= spin.start) {
-        uint32_t w = load_relaxed(&ec->fences);
-        if ((w & EC_STATE) == EC_LIGHT)
-            fipc__ec_switch(ec, w, EC_FENCED);
-    }
+    ec_spun(ec, &spin);
 
     for (bool slept = false;; slept = true) {
         uint32_t epoch = ec_register(ec);

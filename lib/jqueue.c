@@ -375,7 +375,7 @@ struct put_ctx {
 /* A put that counts its items once their slots are claimed and before they
  * are published: a consumer may finish an item before put_many returns,
  * and a put still waiting for room counts for nothing. */
-static int try_put(void *arg, bool patient)
+static FIPC_ALWAYS_INLINE int try_put(void *arg, bool patient)
 {
     struct put_ctx *c = arg;
     fipc_queue *q = queue_of(c->j);

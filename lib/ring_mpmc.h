@@ -270,8 +270,8 @@ static inline int mpmc_get_claim(struct fipc_queue *q, const struct geom *g, siz
  * a call that got nothing else reports -EPROTO.  *counted (unless counted
  * is NULL) is raised by the counted tombstones passed (ring.h), whatever
  * the result. */
-static inline int mpmc_get(struct fipc_queue *q, const struct geom *view, const struct get_buf *b,
-                           size_t n, size_t *counted)
+static FIPC_ALWAYS_INLINE int mpmc_get(struct fipc_queue *q, const struct geom *view,
+                                       const struct get_buf *b, size_t n, size_t *counted)
 {
     size_t unwanted;
     if (!counted)
