@@ -198,4 +198,11 @@ static inline bool fipc_spin(struct fipc_spin *s)
  * process that woke it, if the object records one, else -1. */
 void fipc_spin_learn(const struct fipc_spin *s, int waker_cpu);
 
+/* A spin before a wait that this thread will not see end (an io_uring or
+ * wait_any arm, whose wake the event loop reaps) found nothing: after
+ * FIPC_SPIN_MISSES such spins in a row, the next FIPC_SPIN_OFF_WAITS
+ * spins are off, as when the answers come only once the thread sleeps.
+ * A spin that wins clears the count (fipc_spin_begin). */
+void fipc_spin_vain(const struct fipc_spin *s);
+
 #endif

@@ -713,6 +713,7 @@ int fipc__conn_arm(fipc_conn *c, unsigned what, struct fipc__arm *w)
     for (fipc_spin_begin(&spin); fipc_spin(&spin);)
         if (try_readable(d) == 1)
             return 1;
+    fipc_spin_vain(&spin); /* as the queue's arm */
     /* fd_wait set: the next send writes the eventfd that the epoll file
      * (fileno) watches beside the socket, whose hang-up it reports too.
      * Not fd_mode: a waiter that goes away leaves one needless write to

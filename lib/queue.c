@@ -499,6 +499,9 @@ int fipc__queue_arm(fipc_queue *q, unsigned what, struct fipc__arm *w)
     for (fipc_spin_begin(&spin); fipc_spin(&spin);)
         if (ready_now(q, g, what))
             return 1;
+    /* A loop that arms before it asks its partner for anything spins in
+     * vain every time: then it stops spinning for a while. */
+    fipc_spin_vain(&spin);
     struct eventcount *ec = what == FIPC_READABLE ? &q->not_empty : &q->not_full;
     /* The same registration as a sleeper of ec_block: the next notifier
      * clears the flag and advances the epoch, waking a wait on it. */

@@ -40,6 +40,16 @@ static void spin_off(struct fipc__spin_state *t)
     t->misses = 0;
 }
 
+void fipc_spin_vain(const struct fipc_spin *s)
+{
+    if (!s->learn || s->end <= s->start)
+        return; /* it did not spin: nothing was in vain */
+    struct fipc__spin_state *t = &spin_state;
+    t->spinning = false;
+    if (++t->misses >= FIPC_SPIN_MISSES)
+        spin_off(t);
+}
+
 void fipc_spin_learn(const struct fipc_spin *s, int waker_cpu)
 {
     if (!s->learn)

@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "test_hooks.h"
+#include "waitable.h"
 
 TestSuite(wait_mode, .timeout = 120);
 
@@ -431,4 +432,24 @@ Test(wait_mode, a_sem_whose_mode_bits_a_peer_wrote_still_works)
     cr_assert_eq(fipc_sem_acquire(s, FIPC_MSEC(5)), -ETIMEDOUT);
     cr_assert_eq(fipc_sem_release(s), 0);
     cr_assert_eq(fipc_sem_acquire(s, FIPC_MSEC(100)), 0);
+}
+
+/* An io_uring or wait_any arm spins before it registers, for an item about
+ * to come from the other CPU; a loop that arms before it asks its partner
+ * for anything spins in vain each time, and after FIPC_SPIN_MISSES such
+ * arms in a row the thread's spin is off for a while. */
+Test(wait_mode, arms_that_spin_in_vain_turn_the_spin_off)
+{
+    fipc_queue *q;
+    cr_assert_eq(fipc_queue_create(&q, arena(), 4, 8, 0), 0);
+    struct fipc__spin_state *t = fipc__spin_self();
+    t->ready = false; /* start from the budget a thread starts with */
+    for (int n = 0; n < FIPC_SPIN_MISSES; n++) {
+        cr_assert_eq(t->off, 0, "arm %d", n);
+        struct fipc__arm w = {.fd = -1};
+        cr_assert_eq(fipc__queue_arm(q, FIPC_READABLE, &w), 0);
+        cr_assert_eq(w.word, &q->not_empty.epoch);
+    }
+    cr_assert_gt(t->off, 0);
+    cr_assert_eq(t->budget_ns, 0);
 }
