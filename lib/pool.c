@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include <fipc/arena.h>
+#include <fipc/lock.h>
 #include <fipc/pool.h>
 #include <fipc/process.h>
 #include <fipc/queue.h>
@@ -180,6 +181,7 @@ struct fipc_pool {
     fipc_arena *arena;
     fipc_queue *tasks, *results;
     fipc_sem *init_sem;
+    fipc_lock *lead; /* held by the one worker that may wait in the task queue's get */
     struct worker_slot *slots;
     unsigned nproc;
     fipc_pool_opts opts;
@@ -296,11 +298,29 @@ static int worker_main(void *arg)
     unsigned long ran = 0;
     for (;;) {
         size_t len;
+        /* Leader and followers: only the holder of pool->lead waits in the
+         * task queue's get; the others sleep on the lock.  The queue's
+         * event count wakes every sleeper at a put, so with all workers
+         * asleep in get each task woke them all, and all but one went
+         * back to sleep (on two CPUs, that herd was most of a tiny task's
+         * cost).  Now a put wakes the leader alone, which hands the lead
+         * to one follower as it leaves get.  Woken by the holder's
+         * release; the lock is robust, so a leader that dies (in get, or
+         * anywhere) gives the next one -EOWNERDEAD with the lock held,
+         * and nothing it protects needs repair (it guards no data).
+         * Another error (-ENOMEM for the thread's record of held locks):
+         * wait in get without the lead, as every worker once did. */
+        int lr = fipc_lock_acquire(pool->lead, FIPC_FOREVER);
+        bool lead = lr == 0 || lr == -EOWNERDEAD;
 #ifdef FIPC_TEST_HOOKS
         if (fipc__pool_before_get)
             fipc__pool_before_get(pool->tasks);
 #endif
         r = fipc_queue_get(pool->tasks, buf, pool->task_item, &len, FIPC_FOREVER);
+        /* Hand the lead on before running the task, so that a task put
+         * while this one runs finds a worker waiting for it. */
+        if (lead)
+            fipc_lock_release(pool->lead);
         if (r == -EPIPE) {
             slot_set(slot, 0, SLOT_EXITING);
             return 0;
@@ -928,8 +948,9 @@ static int pool_alloc(fipc_pool **out, const fipc_pool_opts *opts)
     if (r == 0)
         r = fipc_queue_create(&pool->results, pool->arena, cap, pool->result_item, 0);
     pool->init_sem = fipc_sem_new(pool->arena, 0);
+    pool->lead = fipc_lock_new(pool->arena);
     pool->slots = fipc_arena_alloc(pool->arena, n * sizeof(struct worker_slot), 64);
-    if (r == 0 && (!pool->init_sem || !pool->slots))
+    if (r == 0 && (!pool->init_sem || !pool->lead || !pool->slots))
         r = -ENOMEM;
     if (r < 0)
         goto fail;
