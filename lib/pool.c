@@ -8,7 +8,9 @@
  *            collector the only consumer;
  *   slots    one word per worker: what it is doing (table below);
  *   init     a semaphore each first worker releases once its initializer
- *            has run (or the watcher, for one that died in it).
+ *            has run (or the watcher, for one that died in it);
+ *   lead     a robust lock: only its holder waits in the task queue's get,
+ *            the other idle workers wait for the lock (worker_main).
  * A submission that finds the task queue full, or the in-flight window
  * (below) used up, waits in a private backlog that the collector feeds
  * from as results free room: submitting never blocks, also not inside a
