@@ -915,8 +915,8 @@ static int pool_alloc(fipc_pool **out, const fipc_pool_opts *opts)
     size_t cap = 4 * (size_t)n < 64 ? 64 : 4 * (size_t)n;
     /* Results get room for at least 256: the collector shares the CPUs
      * with the submitter, and a worker that finds the results queue full
-     * spins there, taking the CPU the collector needs to empty it (with
-     * 64, tiny tasks of 4 workers on 2 CPUs ran about 13% slower). */
+     * spins there, taking the CPU the collector needs to empty it
+     * (docs/pool.md, Performance). */
     size_t rcap = cap < 256 ? 256 : cap;
     size_t ring = pow2_at_least(4 * (cap + rcap + n));
     pool->ring_mask = (ring < 4096 ? 4096 : ring) - 1;
