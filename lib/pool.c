@@ -8,7 +8,9 @@
  *            collector the only consumer;
  *   slots    one word per worker: what it is doing (table below);
  *   init     a semaphore each first worker releases once its initializer
- *            has run (or the watcher, for one that died in it).
+ *            has run (or the watcher, for one that died in it);
+ *   lead     a robust lock: only its holder waits in the task queue's get,
+ *            the other idle workers wait for the lock (worker_main).
  * A submission that finds the task queue full, or the in-flight window
  * (below) used up, waits in a private backlog that the collector feeds
  * from as results free room: submitting never blocks, also not inside a
@@ -66,6 +68,7 @@
 #include <unistd.h>
 
 #include <fipc/arena.h>
+#include <fipc/lock.h>
 #include <fipc/pool.h>
 #include <fipc/process.h>
 #include <fipc/queue.h>
@@ -180,6 +183,7 @@ struct fipc_pool {
     fipc_arena *arena;
     fipc_queue *tasks, *results;
     fipc_sem *init_sem;
+    fipc_lock *lead; /* held by the one worker that may wait in the task queue's get */
     struct worker_slot *slots;
     unsigned nproc;
     fipc_pool_opts opts;
@@ -296,11 +300,29 @@ static int worker_main(void *arg)
     unsigned long ran = 0;
     for (;;) {
         size_t len;
+        /* Leader and followers: only the holder of pool->lead waits in the
+         * task queue's get; the others sleep on the lock.  The queue's
+         * event count wakes every sleeper at a put, so with all workers
+         * asleep in get each task woke them all, and all but one went
+         * back to sleep (on two CPUs, that herd was most of a tiny task's
+         * cost).  Now a put wakes the leader alone, which hands the lead
+         * to one follower as it leaves get.  Woken by the holder's
+         * release; the lock is robust, so a leader that dies (in get, or
+         * anywhere) gives the next one -EOWNERDEAD with the lock held,
+         * and nothing it protects needs repair (it guards no data).
+         * Another error (-ENOMEM for the thread's record of held locks):
+         * wait in get without the lead, as every worker once did. */
+        int lr = fipc_lock_acquire(pool->lead, FIPC_FOREVER);
+        bool lead = lr == 0 || lr == -EOWNERDEAD;
 #ifdef FIPC_TEST_HOOKS
         if (fipc__pool_before_get)
             fipc__pool_before_get(pool->tasks);
 #endif
         r = fipc_queue_get(pool->tasks, buf, pool->task_item, &len, FIPC_FOREVER);
+        /* Hand the lead on before running the task, so that a task put
+         * while this one runs finds a worker waiting for it. */
+        if (lead)
+            fipc_lock_release(pool->lead);
         if (r == -EPIPE) {
             slot_set(slot, 0, SLOT_EXITING);
             return 0;
@@ -891,7 +913,12 @@ static int pool_alloc(fipc_pool **out, const fipc_pool_opts *opts)
     pool->task_item = sizeof(struct task_hdr) + o.max_arg;
     pool->result_item = sizeof(struct result_hdr) + o.max_result;
     size_t cap = 4 * (size_t)n < 64 ? 64 : 4 * (size_t)n;
-    size_t ring = pow2_at_least(4 * (2 * cap + n));
+    /* Results get room for at least 256: the collector shares the CPUs
+     * with the submitter, and a worker that finds the results queue full
+     * spins there, taking the CPU the collector needs to empty it
+     * (docs/pool.md, Performance). */
+    size_t rcap = cap < 256 ? 256 : cap;
+    size_t ring = pow2_at_least(4 * (cap + rcap + n));
     pool->ring_mask = (ring < 4096 ? 4096 : ring) - 1;
 
     pool->ring = calloc(pool->ring_mask + 1, sizeof *pool->ring);
@@ -919,17 +946,19 @@ static int pool_alloc(fipc_pool **out, const fipc_pool_opts *opts)
     }
     /* Each slot of a queue holds one message, rounded up to 8, and a word;
      * the rest is the queues' control blocks, the slots, the semaphore. */
-    size_t bytes = 2 * pow2_at_least(cap) * (pool->task_item + pool->result_item + 64) +
+    size_t bytes = 2 * (pow2_at_least(cap) * (pool->task_item + 64) +
+                        pow2_at_least(rcap) * (pool->result_item + 64)) +
                    n * sizeof(struct worker_slot) + ((size_t)1 << 20);
     r = fipc_arena_create(&pool->arena, "fipc-pool", bytes);
     if (r < 0)
         goto fail;
     r = fipc_queue_create(&pool->tasks, pool->arena, cap, pool->task_item, 0);
     if (r == 0)
-        r = fipc_queue_create(&pool->results, pool->arena, cap, pool->result_item, 0);
+        r = fipc_queue_create(&pool->results, pool->arena, rcap, pool->result_item, 0);
     pool->init_sem = fipc_sem_new(pool->arena, 0);
+    pool->lead = fipc_lock_new(pool->arena);
     pool->slots = fipc_arena_alloc(pool->arena, n * sizeof(struct worker_slot), 64);
-    if (r == 0 && (!pool->init_sem || !pool->slots))
+    if (r == 0 && (!pool->init_sem || !pool->lead || !pool->slots))
         r = -ENOMEM;
     if (r < 0)
         goto fail;

@@ -638,6 +638,86 @@ Test(pool, a_worker_killed_holding_a_claim_in_get_neither_loses_the_pool_nor_the
     fipc_pool_free(p);
 }
 
+/* Dies once, armed by the test, in the get of whichever worker holds the
+ * lead then (the hook runs with it held). */
+static void die_holding_the_lead(fipc_queue *tasks)
+{
+    (void)tasks;
+    uint32_t armed = 1;
+    if (__atomic_compare_exchange_n(&sh->started, &armed, 2, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        raise(SIGKILL);
+}
+
+Test(pool, a_worker_killed_holding_the_lead_passes_it_on_and_every_task_still_runs)
+{
+    shared_setup(2);
+    fipc__pool_before_get = die_holding_the_lead;
+    fipc_pool *p = make_pool(2, 0);
+    int32_t x = 7;
+    int64_t out;
+    cr_assert_eq(fipc_pool_apply(p, square, &x, sizeof x, &out, sizeof out, NULL), 0);
+    /* The next worker to take the lead dies with it: the one waiting in
+     * get has left it once this task is taken. */
+    test_flag_set(&sh->started, 1);
+    cr_assert_eq(fipc_pool_apply(p, square, &x, sizeof x, &out, sizeof out, NULL), 0);
+    cr_assert_eq(out, 49);
+    enum { N = 1000 };
+    static int32_t args[N];
+    static int64_t res[N];
+    for (int i = 0; i < N; i++)
+        args[i] = i;
+    fipc_result *r;
+    cr_assert_eq(fipc_pool_map_async(p, square, args, N, sizeof *args, res, sizeof *res, 1, NULL,
+                                     NULL, NULL, &r),
+                 0);
+    cr_assert_eq(fipc_result_wait(r, HANDSHAKE_NS), 0, "the map hangs");
+    cr_assert_eq(fipc_result_get(r, NULL, 0, NULL, 0), 0);
+    fipc_result_free(r);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(res[i], (int64_t)i * i, "result %d", i);
+    cr_assert_eq(test_flag_get(&sh->started), 2, "the hook never ran");
+    /* The lead still moves from worker to worker: two tasks that wait for
+     * each other run at once, in both workers (the survivor and the
+     * replacement). */
+    int32_t two[2] = {0}, pids[2];
+    cr_assert_eq(fipc_pool_map_async(p, meet_then_pid, two, 2, sizeof(int32_t), pids,
+                                     sizeof(int32_t), 1, NULL, NULL, NULL, &r),
+                 0);
+    cr_assert_eq(fipc_result_wait(r, HANDSHAKE_NS), 0, "the pair hangs");
+    cr_assert_eq(fipc_result_get(r, NULL, 0, NULL, 0), 0);
+    fipc_result_free(r);
+    cr_assert_neq(pids[0], pids[1]);
+    cr_assert_eq(fipc_pool_close(p), 0);
+    cr_assert_eq(fipc_pool_join(p), 0);
+    fipc_pool_free(p);
+}
+
+Test(pool, a_task_submitted_while_another_runs_starts_without_waiting_for_it)
+{
+    shared_setup(0);
+    fipc_pool *p = make_pool(2, 0);
+    int32_t x = 3;
+    fipc_result *slow, *quick;
+    cr_assert_eq(fipc_pool_apply_async(p, blocked, &x, sizeof x, NULL, NULL, NULL, &slow), 0);
+    while (test_flag_get(&sh->started) < 1)
+        sched_yield();
+    /* The worker running the blocked task took it from get, so it has
+     * handed the lead on: the other worker waits in get for this one. */
+    cr_assert_eq(fipc_pool_apply_async(p, square, &x, sizeof x, NULL, NULL, NULL, &quick), 0);
+    int64_t out;
+    cr_assert_eq(fipc_result_get(quick, &out, sizeof out, NULL, HANDSHAKE_NS), 0);
+    cr_assert_eq(out, 9);
+    cr_assert_not(fipc_result_ready(slow));
+    fipc_event_set(&sh->go);
+    cr_assert_eq(fipc_result_get(slow, NULL, 0, NULL, HANDSHAKE_NS), 0);
+    fipc_result_free(quick);
+    fipc_result_free(slow);
+    cr_assert_eq(fipc_pool_close(p), 0);
+    cr_assert_eq(fipc_pool_join(p), 0);
+    fipc_pool_free(p);
+}
+
 struct killer {
     fipc_pool *pool;
     uint32_t stop;
