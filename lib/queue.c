@@ -503,6 +503,7 @@ int fipc__queue_arm(fipc_queue *q, unsigned what, struct fipc__arm *w)
      * vain every time: then it stops spinning for a while. */
     fipc_spin_vain(&spin);
     struct eventcount *ec = what == FIPC_READABLE ? &q->not_empty : &q->not_full;
+    ec_spun(ec, &spin); /* who pays the fences, as for ec_block's sleepers */
     /* The same registration as a sleeper of ec_block: the next notifier
      * clears the flag and advances the epoch, waking a wait on it. */
     uint32_t epoch = ec_register(ec);
