@@ -20,14 +20,19 @@ static int membarrier(int cmd)
     return (int)syscall(SYS_membarrier, cmd, 0, 0);
 }
 
-static int probe(void)
+/* What fence_heavy() does here, asking the kernel the first time. */
+static int heavy_mode(void)
 {
+    /* relaxed: every thread that races to the query finds the same
+     * answer, and the answer orders nothing. */
+    int h = load_relaxed(&heavy);
+    if (h != HEAVY_UNKNOWN)
+        return h;
     int cmds = membarrier(MEMBARRIER_CMD_QUERY);
-    int h = cmds >= 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
-                    (cmds & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
-                ? HEAVY_MEMBARRIER
-                : HEAVY_FENCE;
-    /* relaxed: every thread that races here finds the same answer. */
+    h = cmds >= 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+                (cmds & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
+            ? HEAVY_MEMBARRIER
+            : HEAVY_FENCE;
     store_relaxed(&heavy, h);
     return h;
 }
@@ -38,10 +43,8 @@ void fipc__fence_register(void)
      * below is the one that orders. */
     if (load_relaxed(&fipc__fence_registered))
         return;
-    int h = load_relaxed(&heavy);
-    if (h == HEAVY_UNKNOWN)
-        h = probe();
-    if (h != HEAVY_MEMBARRIER || membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0)
+    if (heavy_mode() != HEAVY_MEMBARRIER ||
+        membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0)
         return;
     /* release pairs with fence_light()'s acquire load: the registration,
      * complete when the system call returned, precedes every light fence
@@ -51,13 +54,9 @@ void fipc__fence_register(void)
 
 void fipc__fence_heavy(void)
 {
-    /* relaxed: as in probe(). */
-    int h = load_relaxed(&heavy);
-    if (h == HEAVY_UNKNOWN)
-        h = probe();
     /* The command cannot fail once the query offered it, short of a
      * seccomp filter; then the fence is all this process can do. */
-    if (h == HEAVY_MEMBARRIER && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0)
+    if (heavy_mode() == HEAVY_MEMBARRIER && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0)
         return;
     fence_seqcst();
 }
