@@ -591,6 +591,24 @@ bool fipc__arena_bounds(const void *p, size_t len, const char **end)
     return found;
 }
 
+void *fipc__arena_alloc_near(const void *p, size_t size, size_t align)
+{
+    const char *c = p;
+    void *mem = NULL;
+    /* The lock keeps the arena from being closed under the allocation;
+     * fipc_arena_alloc takes no lock of its own. */
+    pthread_mutex_lock(&registry_lock);
+    for (fipc_arena *a = registry; a; a = a->next) {
+        const char *base = (const char *)a->hdr;
+        if (c >= base + sizeof(struct arena_header) && c < base + a->size) {
+            mem = fipc_arena_alloc(a, size, align);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return mem;
+}
+
 /* A fork while another thread holds the registry would leave the child's
  * copy locked for good. */
 static void registry_prepare(void)

@@ -12,6 +12,11 @@
  * set-up paths, not for every call. */
 bool fipc__arena_bounds(const void *p, size_t len, const char **end);
 
+/* Memory as fipc_arena_alloc hands it out (zeroed, never handed out
+ * again), from the arena this process has mapped that holds p; NULL if
+ * none does or it has no room.  Takes the lock of fipc__arena_bounds. */
+void *fipc__arena_alloc_near(const void *p, size_t size, size_t align);
+
 /* A thread of this process holds, for its lifetime, a robust lock at p in
  * an arena (an MPMC claimer record): closing that arena keeps its address
  * range reserved, as private memory, instead of unmapping it. */

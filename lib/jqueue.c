@@ -128,20 +128,19 @@ fipc_queue *fipc_jqueue_queue(fipc_jqueue *j)
 
 /* ---- the count ---------------------------------------------------------- */
 
-/* The MPMC claimer records of j's queue, and how many to read; NULL and 0
- * for SPSC or a queue that has no view. */
-static struct claimer *records_of(const fipc_jqueue *j, uint32_t *n)
+/* The geometry of j's queue, if it is MPMC and has a view (its claimer
+ * records, queue_impl.h); NULL else.  *n: how many records to read, the
+ * first through the blocks in chain order.  acquire pairs with the release
+ * in note_record (ring_mpmc.c): the records below it are all that have
+ * counted.  A peer may have written it: it only bounds the loops. */
+static const struct geom *records_of(const fipc_jqueue *j, uint32_t *n)
 {
     const struct geom *g = fipc__queue_view(queue_of(j));
     *n = 0;
     if (!g || g->spsc)
         return NULL;
-    /* acquire pairs with the release in note_record (ring_mpmc.c): the
-     * records below it are all that have counted.  A peer may have written
-     * it: it only bounds the loop. */
-    uint32_t n_used = load_acquire(&queue_of(j)->records);
-    *n = n_used < QUEUE_CLAIMERS ? n_used : QUEUE_CLAIMERS;
-    return claimers_of(g);
+    *n = load_acquire(&queue_of(j)->records);
+    return g;
 }
 
 /* Items ever counted: every record's tally (all: every record, else those
@@ -152,16 +151,20 @@ static struct claimer *records_of(const fipc_jqueue *j, uint32_t *n)
  * Under the lock the sum must be exact, so it reads every record: a count
  * in a record taken just now may be visible to the lock's holder (through
  * the relaxed CAS and set_locked's read-modify-writes of the same word)
- * before the raise of q->records is. */
+ * before the raise of q->records is.  A record of a block linked after the
+ * walk passed its link has counted nothing the caller could have seen: it
+ * was taken after the walk's acquire of the link found it missing. */
 static uint64_t puts_total(const fipc_jqueue *j, bool all)
 {
     uint32_t n;
-    const struct claimer *r = records_of(j, &n);
-    if (all && r)
-        n = QUEUE_CLAIMERS;
+    const struct geom *g = records_of(j, &n);
     uint64_t t = tally_count(load_acquire(&j->prod.puts));
-    for (uint32_t i = 0; i < n; i++)
-        t += tally_count(load_acquire(&r[i].tally));
+    unsigned i = 0;
+    uint32_t seen = 0;
+    for (struct claimer *b = g ? claimers_of(g) : NULL; b && (all || seen < n);
+         b = claimers_next(g, b, &i))
+        for (uint32_t k = 0; k < QUEUE_CLAIMERS && (all || seen < n); k++, seen++)
+            t += tally_count(load_acquire(&b[k].tally));
     return t;
 }
 
@@ -198,7 +201,7 @@ static void wake_joiners(fipc_jqueue *j)
 static void set_locked(fipc_jqueue *j, bool on)
 {
     uint32_t n;
-    struct claimer *r = records_of(j, &n);
+    const struct geom *g = records_of(j, &n);
     uint64_t *words[2] = {&j->prod.puts, &j->done};
     for (int i = 0; i < 2; i++) {
         if (on)
@@ -206,14 +209,28 @@ static void set_locked(fipc_jqueue *j, bool on)
         else
             fetch_and_relaxed(words[i], ~TALLY_LOCKED);
     }
+    if (!g)
+        return;
     /* Every record, not only those counted so far: one taken later must be
-     * locked too. */
-    for (uint32_t i = 0; r && i < QUEUE_CLAIMERS; i++) {
-        if (on)
-            fetch_or_relaxed(&r[i].tally, TALLY_LOCKED);
-        else
-            fetch_and_relaxed(&r[i].tally, ~TALLY_LOCKED);
+     * locked too.  Under the queue's repair lock, which a thread that adds
+     * a block of records holds while it copies the first record's bit into
+     * the new ones (ring_mpmc.c, extend): a block is either walked here or
+     * set up after this.  A peer that keeps the lock delays this by
+     * JLOCK_BOUND_NS at most; then a block added meanwhile may miss the
+     * bit, and a join may miss a zero. */
+    struct lock_impl *repair = &queue_of(j)->repair;
+    int e = fipc__lock_acquire(repair, JLOCK_BOUND_NS);
+    unsigned i = 0;
+    for (struct claimer *b = claimers_of(g); b; b = claimers_next(g, b, &i)) {
+        for (unsigned k = 0; k < QUEUE_CLAIMERS; k++) {
+            if (on)
+                fetch_or_relaxed(&b[k].tally, TALLY_LOCKED);
+            else
+                fetch_and_relaxed(&b[k].tally, ~TALLY_LOCKED);
+        }
     }
+    if (e == 0 || e == -EOWNERDEAD)
+        fipc__lock_release(repair);
 }
 
 /* Take the joiners' lock within bound_ns: 0 (held), or -ETIMEDOUT.  A

@@ -45,7 +45,28 @@ static inline uint64_t tally_count(uint64_t w)
     return w & ~TALLY_LOCKED;
 }
 
-#define QUEUE_CLAIMERS 64 /* records of an MPMC queue; SPSC queues have none */
+#define QUEUE_CLAIMERS 64 /* records in a block; SPSC queues have none */
+
+/*
+ * MPMC: the records grow with the threads.  The first QUEUE_CLAIMERS lie
+ * after the slots; a thread that finds none free adds a block of as many,
+ * allocated from the arena that holds the queue (ring_mpmc.c,
+ * fipc__mpmc_claimer), linked from line 5's more and then from each
+ * block's next: offsets from the queue, 0 ending the chain.  Peers can
+ * write every word here: a walk (claimers_next) checks each link before it
+ * follows it, and stops at one that is wrong.
+ */
+#define QUEUE_BLOCKS_MAX  64 /* the first block and 63 extensions: 4096 records */
+#define CLAIM_BLOCK_MAGIC 0x4b434f4c42504946ull /* "FIPBLOCK" */
+
+struct claimer_block {
+    uint64_t magic;
+    uint64_t next;  /* offset from the queue of the next block; 0: none */
+    uint32_t count; /* records in the block: QUEUE_CLAIMERS */
+    uint32_t index; /* its place in the chain: 1 for the first extension */
+    _Alignas(FIPC_CACHELINE) struct claimer rec[QUEUE_CLAIMERS];
+};
+static_assert(offsetof(struct claimer_block, rec) == FIPC_CACHELINE, "a header line, then records");
 
 struct fipc_queue {
     /* Line 0: fixed at creation, then read-only (but for closed, written
@@ -78,11 +99,16 @@ struct fipc_queue {
 
     /* Line 5: MPMC repair of claims whose holder died (ring_mpmc.c).
      * unrecorded: set once a thread had to claim without a record (all
-     * taken); from then on no claim is repaired.  records: one more than
-     * the highest record ever taken (the others have never counted). */
+     * taken and the arena too full for another block, or QUEUE_BLOCKS_MAX
+     * reached); from then on no claim is repaired.  records: one more
+     * than the highest record ever taken, counting through the blocks in
+     * chain order (the others have never counted).  more: the offset from
+     * the queue of the first extension block of records; 0: none.  The
+     * repair lock also serializes the adding of blocks. */
     _Alignas(FIPC_CACHELINE) struct lock_impl repair;
     uint32_t unrecorded;
     uint32_t records;
+    uint64_t more;
 };
 
 static_assert(offsetof(struct fipc_queue, tail) == 1 * FIPC_CACHELINE, "queue layout");
@@ -110,10 +136,36 @@ struct geom {
 };
 static_assert(sizeof(struct geom) <= 64, "small enough for the compiler to keep in registers");
 
-/* MPMC: the QUEUE_CLAIMERS records, after the slots; NULL in SPSC mode. */
+/* MPMC: the first QUEUE_CLAIMERS records, after the slots; NULL in SPSC
+ * mode. */
 static inline struct claimer *claimers_of(const struct geom *g)
 {
     return g->spsc ? NULL : (struct claimer *)(g->slots + g->ring * g->slot_size);
+}
+
+/* The queue whose geometry g is: the slots follow its six lines. */
+static inline struct fipc_queue *queue_of_geom(const struct geom *g)
+{
+    return (struct fipc_queue *)(g->slots - sizeof(struct fipc_queue));
+}
+
+/* A walk over every block of records, QUEUE_CLAIMERS records each:
+ *
+ *   for (struct claimer *b = claimers_of(g); b; b = claimers_next(g, b, &i))
+ *       ... b[0 .. QUEUE_CLAIMERS) ...
+ *
+ * with unsigned i = 0 (the block's place in the chain) before it.  The
+ * block after b, or NULL at the end of the chain or at a link a peer wrote
+ * wrong: not aligned, not wholly inside the mapping that holds the queue,
+ * no block's magic there, or a chain longer than QUEUE_BLOCKS_MAX
+ * (ring_mpmc.c).  *corrupt, if given, is set then. */
+struct claimer *fipc__claimers_next(const struct geom *g, const struct claimer *b, unsigned *i,
+                                    bool *corrupt);
+
+static inline struct claimer *claimers_next(const struct geom *g, const struct claimer *b,
+                                            unsigned *i)
+{
+    return fipc__claimers_next(g, b, i, NULL);
 }
 
 /* Bytes a queue of these dimensions needs in *size (a multiple of

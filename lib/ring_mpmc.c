@@ -58,10 +58,13 @@
  * so that the JoinableQueue counts those items done: a put cut short
  * counts for nothing.
  *
+ * The records grow with the threads: a thread that finds every record
+ * held (or holding a dead claim that waits for its repair) adds a block of
+ * QUEUE_CLAIMERS more from the arena that holds the queue (extend).
  * Without a record for every thread the argument fails, so once a thread
- * had to claim without one (all QUEUE_CLAIMERS taken), the queue stops
- * repairing: it behaves as it would without repair, and timed calls still
- * time out.
+ * had to claim without one (the arena had no room for another block, or
+ * QUEUE_BLOCKS_MAX blocks are linked), the queue stops repairing: it
+ * behaves as it would without repair, and timed calls still time out.
  */
 #include <linux/futex.h>
 
@@ -94,40 +97,146 @@ static void note_record(struct fipc_queue *q, uint32_t n)
         ;
 }
 
+/* The header of the extension block whose records start at b. */
+static struct claimer_block *block_of(const struct claimer *b)
+{
+    return (struct claimer_block *)((char *)b - offsetof(struct claimer_block, rec));
+}
+
+struct claimer *fipc__claimers_next(const struct geom *g, const struct claimer *b, unsigned *i,
+                                    bool *corrupt)
+{
+    struct fipc_queue *q = queue_of_geom(g);
+    /* acquire pairs with the release store that linked the block (extend),
+     * made once its header and records were set up. */
+    uint64_t off = load_acquire(*i == 0 ? &q->more : &block_of(b)->next);
+    if (off == 0)
+        return NULL;
+    /* Every check on the offset before any use of the address: a peer
+     * wrote it.  The chain's length is bounded, and each block's index is
+     * one more than the one before, so no chain loops. */
+    uintptr_t at = (uintptr_t)q + off;
+    const char *end;
+    struct claimer_block *k = (struct claimer_block *)at;
+    if (*i + 1 >= QUEUE_BLOCKS_MAX || (off & (FIPC_CACHELINE - 1)) || off < sizeof *q ||
+        at < (uintptr_t)q || !fipc__arena_bounds(k, sizeof *k, &end) ||
+        load_relaxed(&k->magic) != CLAIM_BLOCK_MAGIC || load_relaxed(&k->count) != QUEUE_CLAIMERS ||
+        load_relaxed(&k->index) != *i + 1) {
+        if (corrupt)
+            *corrupt = true;
+        return NULL;
+    }
+    ++*i;
+    return k->rec;
+}
+
+/* Take record r, number n counting through the blocks, for this thread if
+ * it is free: its holder is gone and it holds no claim.  Whether it did. */
+static bool take(struct fipc_queue *q, struct claimer *r, uint32_t n)
+{
+    /* acquire pairs with the clearing of the claim (RA3): a record whose
+     * holder died mid-claim is left for the repair. */
+    if (owner_alive(r) || load_acquire(&r->claim) != 0)
+        return false;
+    int e = fipc__lock_acquire(&r->owner, 0);
+    if (e != 0 && e != -EOWNERDEAD)
+        return false; /* another thread took it first */
+    if (load_acquire(&r->claim) == 0) {
+        fipc__arena_pin(r);
+        note_record(q, n + 1);
+        return true;
+    }
+    fipc__lock_release(&r->owner); /* died mid-claim meanwhile: repair's */
+    return false;
+}
+
+/* The first free record of any block, taken for this thread; NULL if none
+ * is free. */
+static struct claimer *take_free(struct fipc_queue *q, const struct geom *g)
+{
+    unsigned i = 0;
+    for (struct claimer *b = claimers_of(g); b; b = claimers_next(g, b, &i))
+        for (unsigned j = 0; j < QUEUE_CLAIMERS; j++)
+            if (take(q, &b[j], i * QUEUE_CLAIMERS + j))
+                return &b[j];
+    return NULL;
+}
+
+/* How long a thread that needs a record waits for the repair lock to add a
+ * block: holders keep it for microseconds, and one that died is passed at
+ * once (-EOWNERDEAD). */
+#define EXTEND_LOCK_NS ((int64_t)100000000) /* 100 ms */
+
+/* Every record is held or holds a claim for the repair: add a block of
+ * QUEUE_CLAIMERS records at the end of the chain and take one, under the
+ * repair lock, which keeps two threads from linking a block at the same
+ * end (and jqueue.c's set_locked from missing a block's tallies).  NULL
+ * if the arena has no room, the chain is at QUEUE_BLOCKS_MAX or a peer
+ * broke it (a block linked after a bad link would be walked by nobody),
+ * or the lock could not be had. */
+static struct claimer *extend(struct fipc_queue *q, const struct geom *g)
+{
+    int e = fipc__lock_acquire(&q->repair, EXTEND_LOCK_NS);
+    if (e != 0 && e != -EOWNERDEAD)
+        return NULL;
+    /* Another thread may have added a block, or freed a record, while
+     * this one waited for the lock. */
+    struct claimer *r = take_free(q, g);
+    unsigned i = 0;
+    bool corrupt = false;
+    struct claimer *last = claimers_of(g);
+    for (struct claimer *b = last; !r && b; b = fipc__claimers_next(g, b, &i, &corrupt))
+        last = b;
+    struct claimer_block *k = NULL;
+    if (!r && !corrupt && i + 1 < QUEUE_BLOCKS_MAX)
+        k = fipc__arena_alloc_near(q, sizeof *k, FIPC_CACHELINE);
+    if (k) {
+        /* The memory is zero (fipc_arena_alloc): every record free.  Its
+         * tallies take the layer above's lock bit (jqueue.c) as the first
+         * record has it: set_locked changes the bits under this lock. */
+        uint64_t locked = load_relaxed(&claimers_of(g)->tally) & TALLY_LOCKED;
+        for (unsigned j = 0; j < QUEUE_CLAIMERS; j++)
+            k->rec[j].tally = locked;
+        k->magic = CLAIM_BLOCK_MAGIC;
+        k->count = QUEUE_CLAIMERS;
+        k->index = i + 1;
+        /* release: pairs with the acquire in fipc__claimers_next, so that
+         * a walk that reaches the block sees it set up. */
+        store_release(i == 0 ? &q->more : &block_of(last)->next, (uint64_t)((char *)k - (char *)q));
+        for (unsigned j = 0; !r && j < QUEUE_CLAIMERS; j++)
+            if (take(q, &k->rec[j], (i + 1) * QUEUE_CLAIMERS + j))
+                r = &k->rec[j];
+    }
+    fipc__lock_release(&q->repair);
+    return r;
+}
+
 struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
 {
-    struct claimer *free_rec = NULL;
-    for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
-        struct claimer *r = &claimers_of(g)[i];
-        /* The record this thread took before its view was evicted. */
-        if (fipc__lock_held_by_self((const fipc_lock *)&r->owner))
-            return r;
-        /* acquire pairs with the clearing of the claim (RA3): a record
-         * whose holder died mid-claim is left for the repair. */
-        if (!free_rec && !owner_alive(r) && load_acquire(&r->claim) == 0)
-            free_rec = r;
-    }
-    /* None free: records whose holder died mid-claim keep their claim until
-     * a waiter repairs it, and one that lost its CAS and died announces
-     * positions nobody waits behind.  Settle those now. */
-    for (unsigned i = 0; !free_rec && i < QUEUE_CLAIMERS; i++) {
-        struct claimer *r = &claimers_of(g)[i];
-        if (!owner_alive(r) && load_acquire(&r->claim) != 0 && reap(q, g, r))
-            free_rec = r;
-    }
-    for (struct claimer *r = free_rec; r && r < claimers_of(g) + QUEUE_CLAIMERS; r++) {
-        if (owner_alive(r) || load_acquire(&r->claim) != 0)
-            continue;
-        int e = fipc__lock_acquire(&r->owner, 0);
-        if (e != 0 && e != -EOWNERDEAD)
-            continue; /* another thread took it first */
-        if (load_acquire(&r->claim) == 0) {
-            fipc__arena_pin(r);
-            note_record(q, (uint32_t)(r - claimers_of(g)) + 1);
-            return r;
-        }
-        fipc__lock_release(&r->owner); /* died mid-claim meanwhile: repair's */
-    }
+    unsigned i = 0;
+    /* The record this thread took before its view was evicted. */
+    for (struct claimer *b = claimers_of(g); b; b = claimers_next(g, b, &i))
+        for (unsigned j = 0; j < QUEUE_CLAIMERS; j++)
+            if (fipc__lock_held_by_self((const fipc_lock *)&b[j].owner))
+                return &b[j];
+    struct claimer *r = take_free(q, g);
+    if (r)
+        return r;
+    /* None free: a record whose holder died mid-claim keeps its claim
+     * until a waiter repairs it, but one that lost its CAS and died
+     * announces positions nobody waits behind, and a dead producer's
+     * unpublished slots can be tombstoned now as well as later.  Settle
+     * those; a dead consumer's held slots stay for the repair, which puts
+     * their messages again. */
+    i = 0;
+    for (struct claimer *b = claimers_of(g); b; b = claimers_next(g, b, &i))
+        for (unsigned j = 0; j < QUEUE_CLAIMERS; j++)
+            if (!owner_alive(&b[j]) && load_acquire(&b[j].claim) != 0 && reap(q, g, &b[j]) &&
+                take(q, &b[j], i * QUEUE_CLAIMERS + j))
+                return &b[j];
+    r = extend(q, g);
+    if (r)
+        return r;
     /* seq_cst: before this thread's first claim (a CAS, seq_cst or
      * release), so that a repairer that sees the claim sees this too. */
     store_seqcst(&q->unrecorded, 1);
@@ -140,21 +249,23 @@ struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g)
 static bool live_claim(const struct geom *g, uint64_t p, uint64_t side, struct claimer **dead,
                        uint64_t *seen)
 {
-    for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
-        struct claimer *r = &claimers_of(g)[i];
-        /* RA3: acquire pairs with the announcing and clearing stores. */
-        uint64_t w = load_acquire(&r->claim);
-        if (!claim_covers(w, p, side))
-            continue;
-        /* A holder without a robust list is never marked by the kernel:
-         * its record's lock is checked as a waiter on it would be (a
-         * liveness check of the recorded owner, which reads /proc only for
-         * such a record). */
-        if (owner_alive(r) && !fipc__lock_owner_gone(&r->owner))
-            return true;
-        if (dead) {
-            *dead = r;
-            *seen = w;
+    unsigned i = 0;
+    for (struct claimer *b = claimers_of(g); b; b = claimers_next(g, b, &i)) {
+        for (struct claimer *r = b; r < b + QUEUE_CLAIMERS; r++) {
+            /* RA3: acquire pairs with the announcing and clearing stores. */
+            uint64_t w = load_acquire(&r->claim);
+            if (!claim_covers(w, p, side))
+                continue;
+            /* A holder without a robust list is never marked by the kernel:
+             * its record's lock is checked as a waiter on it would be (a
+             * liveness check of the recorded owner, which reads /proc only for
+             * such a record). */
+            if (owner_alive(r) && !fipc__lock_owner_gone(&r->owner))
+                return true;
+            if (dead) {
+                *dead = r;
+                *seen = w;
+            }
         }
     }
     return false;
@@ -214,15 +325,16 @@ struct adopt {
  * at or after the announced first one, less than 2^32 after it; limit:
  * tail or head as read (a).  A dead consumer's slot goes to to, if given
  * and not full (the slots that do not fit stay claimed by d for the next
- * call), else to a producer (republish).  Returns how many positions were
- * repaired.
+ * call), else to a producer (republish), else, if release, the slot is
+ * released and its message lost; without release it stays claimed by d.
+ * Returns how many positions were repaired.
  *
  * d's owner was seen dead after w was read, but w may predate the owner's
  * last announcement (it handed those positions over, announced others and
  * died): only if d still holds w is w what the dead holder left. */
 static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct claimer *d,
                               uint64_t w, uint64_t near, uint64_t limit, uint64_t side,
-                              struct adopt *to)
+                              struct adopt *to, bool release)
 {
     if (owner_alive(d) || load_acquire(&d->claim) != w)
         return 0;
@@ -275,8 +387,13 @@ static unsigned repair_record(struct fipc_queue *q, const struct geom *g, struct
                 to->got += got == DRAINED;
                 to->counted += got == SKIPPED_COUNTED;
             }
-            if (to || !republish(q, g, x))
+            if (to || !republish(q, g, x)) {
+                if (!to && !release) {
+                    kept = true; /* its message stays for a repair that can put it again */
+                    continue;
+                }
                 store_release(&s->seq, turn(x + g->ring)); /* R2, for the dead consumer */
+            }
             fixed++;
         }
     }
@@ -299,7 +416,7 @@ static bool repair(struct fipc_queue *q, const struct geom *g, uint64_t p, uint6
     uint64_t w = 0;
     if (!load_relaxed(&q->unrecorded) && (int64_t)(limit - p) > 0 &&
         !live_claim(g, p, side, &dead, &w) && dead)
-        fixed = repair_record(q, g, dead, w, p, limit, side, NULL);
+        fixed = repair_record(q, g, dead, w, p, limit, side, NULL, true);
     fipc__lock_release(&q->repair);
     if (fixed)
         ec_notify(side == 0 ? &q->not_empty : &q->not_full);
@@ -352,7 +469,9 @@ int fipc__mpmc_stuck(struct fipc_queue *q, const struct geom *g, bool put_side, 
 
 /* Settle dead record d's claim for a thread that needs a record: repair
  * what it still holds (repair_record skips what others hold or nobody
- * claimed), then clear it.  Whether d is free now. */
+ * claimed), then clear it.  A dead consumer's held slots are not
+ * released (this thread has no record to put their messages again with):
+ * d then keeps its claim, for a waiter's repair.  Whether d is free now. */
 static bool reap(struct fipc_queue *q, const struct geom *g, struct claimer *d)
 {
     int e = fipc__lock_acquire(&q->repair, 0);
@@ -364,7 +483,7 @@ static bool reap(struct fipc_queue *q, const struct geom *g, struct claimer *d)
         uint64_t side = w & CLAIM_GET;
         /* RA1 / RA2, as in repair. */
         uint64_t limit = load_acquire(side ? &q->head : &q->tail);
-        unsigned fixed = repair_record(q, g, d, w, limit, limit, side, NULL);
+        unsigned fixed = repair_record(q, g, d, w, limit, limit, side, NULL, false);
         if (fixed)
             ec_notify(side ? &q->not_full : &q->not_empty);
         done = load_relaxed(&d->claim) == 0;
@@ -391,24 +510,28 @@ int fipc__mpmc_adopt(struct fipc_queue *q, const struct geom *g, const struct ge
      * store, which a re-publication makes after its CAS on tail, so that
      * the look at the ring below sees what it put. */
     unsigned i = 0;
-    while (i < QUEUE_CLAIMERS && !(load_acquire(&claimers_of(g)[i].claim) & CLAIM_GET))
-        i++;
-    if (i == QUEUE_CLAIMERS)
+    bool gets = false;
+    for (struct claimer *r = claimers_of(g); r && !gets; r = claimers_next(g, r, &i))
+        for (unsigned j = 0; j < QUEUE_CLAIMERS && !gets; j++)
+            gets = (load_acquire(&r[j].claim) & CLAIM_GET) != 0;
+    if (!gets)
         return mpmc_closed_and_drained(q) ? 0 : -EAGAIN;
     int e = fipc__lock_acquire(&q->repair, ADOPT_LOCK_NS);
     if (e != 0 && e != -EOWNERDEAD)
         return 0;
     struct adopt to = {b, n, 0, 0};
     unsigned fixed = 0;
-    for (i = 0; i < QUEUE_CLAIMERS && to.got < n; i++) {
-        struct claimer *d = &claimers_of(g)[i];
-        /* RA3: acquire pairs with the announcing and clearing stores. */
-        uint64_t w = load_acquire(&d->claim);
-        if (!(w & CLAIM_GET) || (owner_alive(d) && !fipc__lock_owner_gone(&d->owner)))
-            continue;
-        /* RA2, as in repair: after w, so that head includes its claim. */
-        uint64_t limit = load_acquire(&q->head);
-        fixed += repair_record(q, g, d, w, limit, limit, CLAIM_GET, &to);
+    i = 0;
+    for (struct claimer *r = claimers_of(g); r && to.got < n; r = claimers_next(g, r, &i)) {
+        for (struct claimer *d = r; d < r + QUEUE_CLAIMERS && to.got < n; d++) {
+            /* RA3: acquire pairs with the announcing and clearing stores. */
+            uint64_t w = load_acquire(&d->claim);
+            if (!(w & CLAIM_GET) || (owner_alive(d) && !fipc__lock_owner_gone(&d->owner)))
+                continue;
+            /* RA2, as in repair: after w, so that head includes its claim. */
+            uint64_t limit = load_acquire(&q->head);
+            fixed += repair_record(q, g, d, w, limit, limit, CLAIM_GET, &to, true);
+        }
     }
     /* A message put again before this thread took the lock (republish
      * holds it) lies beyond head: look again.  seq_cst: as in

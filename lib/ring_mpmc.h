@@ -86,9 +86,11 @@ struct hole {
     int64_t since; /* when first seen there by a waiting call; 0: not yet */
 };
 
-/* This thread's record in q (taken for it, or the one it holds already), or
- * NULL if all are taken (then claims go unrecorded and the queue repairs no
- * claim from then on). */
+/* This thread's record in q (taken for it, in a block of records it adds
+ * if every record is taken, or the one it holds already), or NULL if no
+ * block can be added (the arena is full, QUEUE_BLOCKS_MAX blocks exist, or
+ * a peer broke the chain): then claims go unrecorded and the queue repairs
+ * no claim from then on. */
 struct claimer *fipc__mpmc_claimer(struct fipc_queue *q, const struct geom *g);
 
 /* A call that waits found the ring full (put_side) or empty: whether a

@@ -652,33 +652,36 @@ static uint64_t popcount_words(const uint64_t *a, const uint64_t *b, const uint6
  * over or repaired long ago, so no waiter will ever clear it.  A thread
  * that needs a record settles such records first, so they are not lost;
  * they are counted to show how often it happens.  *live receives the
- * records held by live threads. */
-static unsigned stale_records(fipc_queue *q, unsigned *live)
+ * records held by live threads, *total the records in all blocks. */
+static unsigned stale_records(fipc_queue *q, unsigned *live, unsigned *total)
 {
     const struct geom *g = fipc__queue_view(q);
     unsigned stale = 0;
     *live = 0;
+    *total = 0;
     if (!g || g->spsc) return 0;
     uint32_t head = turn(__atomic_load_n(&q->head, __ATOMIC_ACQUIRE));
-    for (unsigned i = 0; i < QUEUE_CLAIMERS; i++) {
-        const struct claimer *r = &claimers_of(g)[i];
-        /* relaxed: everyone else has ended (waitpid ordered their writes) */
-        uint32_t word = __atomic_load_n(&r->owner.word, __ATOMIC_RELAXED);
-        uint64_t w = __atomic_load_n(&r->claim, __ATOMIC_RELAXED);
-        uint32_t k = (uint32_t)(w >> 32) & 0x7fffffff;
-        if (word & 0x3fffffff) { /* FUTEX_TID_MASK: an owner that lives */
-            (*live)++;
-            continue;
+    unsigned blk = 0, i = 0;
+    for (struct claimer *b = claimers_of(g); b; b = claimers_next(g, b, &blk))
+        for (const struct claimer *r = b; r < b + QUEUE_CLAIMERS; r++, i++) {
+            /* relaxed: everyone else has ended (waitpid ordered their writes) */
+            uint32_t word = __atomic_load_n(&r->owner.word, __ATOMIC_RELAXED);
+            (*total)++;
+            uint64_t w = __atomic_load_n(&r->claim, __ATOMIC_RELAXED);
+            uint32_t k = (uint32_t)(w >> 32) & 0x7fffffff;
+            if (word & 0x3fffffff) { /* FUTEX_TID_MASK: an owner that lives */
+                (*live)++;
+                continue;
+            }
+            if (w != 0 && (int32_t)(head - ((uint32_t)w + k + (uint32_t)g->ring)) >= 0) {
+                if (verbose)
+                    fprintf(stderr,
+                            "chaos: claimer record %u: dead, announces a %s of %u at turn %u; "
+                            "head is at turn %u\n",
+                            i, w & CLAIM_GET ? "get" : "put", k, (uint32_t)w, head);
+                stale++;
+            }
         }
-        if (w != 0 && (int32_t)(head - ((uint32_t)w + k + (uint32_t)g->ring)) >= 0) {
-            if (verbose)
-                fprintf(stderr,
-                        "chaos: claimer record %u: dead, announces a %s of %u at turn %u; "
-                        "head is at turn %u\n",
-                        i, w & CLAIM_GET ? "get" : "put", k, (uint32_t)w, head);
-            stale++;
-        }
-    }
     return stale;
 }
 
@@ -876,14 +879,13 @@ int main(int argc, char **argv)
     bool records_ok = true;
     fipc_queue *mpmc_queues[2] = {mq, fipc_jqueue_queue(jq)};
     for (int z = 0; z < 2; z++) {
-        unsigned live, stale = stale_records(mpmc_queues[z], &live);
+        unsigned live, total, stale = stale_records(mpmc_queues[z], &live, &total);
         bool usable = records_usable(mpmc_queues[z]);
         records_ok = records_ok && usable;
         printf("chaos: %s claimer records: %u of %u held by live threads, %u dead with a stale"
                " claim (settled when needed); repair never turned off and a new thread gets"
                " a record: %s\n",
-               qname[z == 0 ? Q_MPMC : Q_JQ], live, QUEUE_CLAIMERS, stale,
-               usable ? "ok" : "FAILED");
+               qname[z == 0 ? Q_MPMC : Q_JQ], live, total, stale, usable ? "ok" : "FAILED");
     }
 
     /* The lock. */
