@@ -1106,18 +1106,64 @@ static int put_and_hold_a_record(int i, void *arg)
     return CHILD_OK;
 }
 
-/* docs/death.md: queue-records-full */
-Test(death, queue_mpmc_once_a_thread_claimed_without_a_record_no_dead_claim_is_repaired)
+/* More live holders than a block of records: the records grow, every
+ * holder has one, and a dead claim is repaired as ever. */
+enum { CROWD = 2 * QUEUE_CLAIMERS + 8 };
+
+/* docs/death.md: queue-records-grow */
+Test(death, queue_mpmc_with_more_live_holders_than_a_block_of_records_a_dead_claim_is_repaired)
 {
     struct crowd *c = shared(sizeof *c);
-    c->q = new_queue(2 * QUEUE_CLAIMERS, sizeof(int), 0);
+    c->q = new_queue(2 * CROWD, sizeof(int), 0);
+    pid_t pids[CROWD];
+    for (int i = 0; i < CROWD; i++)
+        pids[i] = test_fork(put_and_hold_a_record, i, c);
+    cr_assert(test_wait_until_at_least(&c->ready, CROWD, HANDSHAKE_NS));
+    /* Every holder lives: this thread still gets a record of its own. */
+    put_int(c->q, 1000);
+    const struct geom *g = fipc__queue_view(c->q);
+    cr_assert(g && g->me, "this thread has a record");
+    cr_assert_eq(c->q->unrecorded, 0);
+    cr_assert_eq(c->q->records, CROWD + 1, "one record per holder, no more");
+    /* A producer that dies mid-claim, with a record too. */
+    play_death(put_claim_and_die, 1, c->q);
+    cr_assert_eq(c->q->unrecorded, 0);
+    for (int i = 0; i <= CROWD; i++)
+        get_int(c->q, 0);
+    /* The dead claim is passed by a get that waits, while every holder
+     * still lives. */
+    put_int(c->q, 2000);
+    cr_assert_eq(fipc_queue_qsize(c->q), 2, "the dead claim and 2000");
+    int64_t t0 = now_ns();
+    cr_assert_eq(get_int(c->q, DEATH_REAP_NS), 2000);
+    expect_within_bound(t0, now_ns(), "the get passed the dead claim");
+    cr_assert(fipc_queue_empty(c->q));
+    test_flag_set(&c->go, 1);
+    for (int i = 0; i < CROWD; i++)
+        test_expect_ok(pids[i]);
+}
+
+/* docs/death.md: queue-records-full */
+Test(death, queue_mpmc_once_a_thread_found_no_room_for_more_records_no_dead_claim_is_repaired)
+{
+    fipc_arena *a;
+    cr_assert_eq(fipc_arena_create(&a, "full", 1 << 20), 0);
+    struct crowd *c = fipc_arena_alloc(a, sizeof *c, 64);
+    cr_assert_not_null(c);
+    cr_assert_eq(fipc_queue_create(&c->q, a, 2 * QUEUE_CLAIMERS, sizeof(int), 0), 0);
+    /* The arena has no room left for a block of records. */
+    size_t left = fipc_arena_size(a) - fipc_arena_used(a);
+    cr_assert_not_null(fipc_arena_alloc(a, left - 64, 64));
+    cr_assert_lt(fipc_arena_size(a) - fipc_arena_used(a), sizeof(struct claimer_block));
     pid_t pids[QUEUE_CLAIMERS];
     for (int i = 0; i < QUEUE_CLAIMERS; i++)
         pids[i] = test_fork(put_and_hold_a_record, i, c);
     cr_assert(test_wait_until_at_least(&c->ready, QUEUE_CLAIMERS, HANDSHAKE_NS));
-    /* Every record is held by a live process: this thread claims without. */
+    /* Every record is held by a live process, and no block fits: this
+     * thread claims without a record. */
     put_int(c->q, 1000);
     cr_assert_eq(c->q->unrecorded, 1);
+    cr_assert_eq(c->q->more, 0);
     play_death(put_claim_and_die, 1, c->q);
     test_flag_set(&c->go, 1);
     for (int i = 0; i < QUEUE_CLAIMERS; i++)
@@ -1128,11 +1174,86 @@ Test(death, queue_mpmc_once_a_thread_claimed_without_a_record_no_dead_claim_is_r
     cr_assert_eq(fipc_queue_qsize(c->q), 1);
     cr_assert_eq(get_r(c->q, FIPC_MSEC(200)), -ETIMEDOUT);
     cr_assert_eq(fipc_queue_qsize(c->q), 1);
+    fipc_arena_close(a);
 }
 
 /* ==== JoinableQueue ====================================================== */
 
 static void jq_producer_dies(unsigned flags);
+
+/* More producer threads than a block of records, putting while a joiner
+ * waits: their tallies, in the records the queue added, count, and take
+ * the joiners' lock as the first block's do. */
+struct jcrowd {
+    fipc_jqueue *j;
+    uint32_t ready, go, joined;
+    int join_r;
+};
+
+static void *jq_put_and_hold_a_record(void *arg)
+{
+    struct jcrowd *c = arg;
+    int v = 7;
+    intptr_t r = fipc_jqueue_put(c->j, &v, sizeof v, 0);
+    test_flag_add(&c->ready);
+    if (!test_wait_until_at_least(&c->go, 1, HANDSHAKE_NS)) r = -ETIMEDOUT;
+    return (void *)r;
+}
+
+static void *jq_join(void *arg)
+{
+    struct jcrowd *c = arg;
+    c->join_r = fipc_jqueue_join(c->j, DEATH_REAP_NS);
+    test_flag_add(&c->joined);
+    return NULL;
+}
+
+/* docs/death.md: queue-records-grow */
+Test(death, jqueue_with_more_producer_threads_than_a_block_of_records_counts_every_item)
+{
+    struct jcrowd *c = shared(sizeof *c);
+    cr_assert_eq(fipc_jqueue_create(&c->j, test_arena(), 2 * CROWD, sizeof(int), 0), 0);
+    fipc_queue *q = fipc_jqueue_queue(c->j);
+    int v = 1;
+    size_t len;
+    cr_assert_eq(fipc_jqueue_put(c->j, &v, sizeof v, 0), 0); /* record 0 */
+    const struct geom *g = fipc__queue_view(q);
+    cr_assert(g && g->me == claimers_of(g));
+    pthread_t joiner, t[CROWD];
+    cr_assert_eq(pthread_create(&joiner, NULL, jq_join, c), 0);
+    /* The joiner locks the counts (jqueue.c): every record's tally. */
+    cr_assert(TEST_WAIT_UNTIL(__atomic_load_n(&g->me->tally, __ATOMIC_ACQUIRE) & TALLY_LOCKED,
+                              HANDSHAKE_NS));
+    for (int i = 0; i < CROWD; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, jq_put_and_hold_a_record, c), 0);
+    cr_assert(test_wait_until_at_least(&c->ready, CROWD, HANDSHAKE_NS));
+    cr_assert_eq(q->unrecorded, 0);
+    cr_assert_eq(q->records, CROWD + 2, "this thread's, the joiner's and the producers'");
+    /* The records of the added blocks took the joiners' lock bit too. */
+    unsigned blocks = 0, locked = 0, all = 0;
+    for (struct claimer *b = claimers_of(g); b; b = claimers_next(g, b, &blocks))
+        for (int k = 0; k < QUEUE_CLAIMERS; k++, all++)
+            locked += (b[k].tally & TALLY_LOCKED) != 0;
+    cr_assert_eq(blocks, (CROWD + 2 + QUEUE_CLAIMERS - 1) / QUEUE_CLAIMERS - 1);
+    cr_assert_eq(locked, all);
+    cr_assert_eq(fipc_jqueue_unfinished(c->j), CROWD + 1);
+    for (int i = 0; i < CROWD + 1; i++) {
+        cr_assert_eq(fipc_jqueue_get(c->j, &v, sizeof v, &len, 0), 0);
+        cr_assert_eq(__atomic_load_n(&c->joined, __ATOMIC_ACQUIRE), 0, "joined at %d", i);
+        cr_assert_eq(fipc_jqueue_task_done(c->j), 0);
+    }
+    cr_assert(test_wait_until_at_least(&c->joined, 1, HANDSHAKE_NS));
+    cr_assert_eq(c->join_r, 0);
+    cr_assert_eq(fipc_jqueue_unfinished(c->j), 0);
+    cr_assert_eq(fipc_jqueue_task_done(c->j), -EOVERFLOW);
+    test_flag_set(&c->go, 1);
+    for (int i = 0; i < CROWD; i++) {
+        void *r;
+        cr_assert_eq(pthread_join(t[i], &r), 0);
+        cr_assert_eq((intptr_t)r, 0, "thread %d", i);
+    }
+    cr_assert_eq(pthread_join(joiner, NULL), 0);
+}
 
 /* A jqueue producer killed after counting its item, before publishing. */
 static int jq_count_and_die(int i, void *arg)

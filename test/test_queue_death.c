@@ -354,7 +354,7 @@ static int get_with_a_new_record(int i, void *arg)
     return CHILD_OK;
 }
 
-Test(queue_death, mpmc_a_dead_consumers_record_taken_by_a_new_thread_loses_only_its_claim)
+Test(queue_death, mpmc_a_new_thread_that_finds_every_record_held_by_dead_consumers_loses_nothing)
 {
     enum { N = 2 * QUEUE_CLAIMERS };
     struct reaped *c = test_shared(sizeof *c);
@@ -364,20 +364,23 @@ Test(queue_death, mpmc_a_dead_consumers_record_taken_by_a_new_thread_loses_only_
     /* Every other record is held by a consumer that died inside get. */
     for (int i = 0; i < QUEUE_CLAIMERS - 1; i++)
         expect_killed(test_fork(claim_get_and_die, 1, c->q));
-    /* A new process needs a record: it settles a dead one, releasing its
-     * slot, and gets the next message. */
+    /* A new process needs a record: it leaves the dead ones to the
+     * repair, takes one of a block it adds, and gets the next message. */
     test_expect_ok(test_fork(get_with_a_new_record, 0, c));
     cr_assert_eq(c->got, QUEUE_CLAIMERS - 1);
+    cr_assert_neq(c->q->more, 0, "a block was added");
+    cr_assert_eq(c->q->records, QUEUE_CLAIMERS + 1);
+    cr_assert_eq(c->q->unrecorded, 0);
     uint8_t seen[N + QUEUE_CLAIMERS] = {0};
     for (int i = QUEUE_CLAIMERS; i < N; i++)
         cr_assert_eq(get_int(c->q), i);
-    /* The producers of the next lap pass every dead claim: all but the
-     * settled one are put again. */
+    /* The producers of the next lap pass every dead claim: each one's
+     * message is put again. */
     for (int i = 0; i < QUEUE_CLAIMERS; i++) {
         int v = N + i;
         cr_assert_eq(fipc_queue_put(c->q, &v, sizeof v, DEATH_WAIT_NS), 0, "put %d", v);
     }
-    int v, got = 0, missing = -1;
+    int v, got = 0;
     size_t len;
     while (fipc_queue_get(c->q, &v, sizeof v, &len, 0) == 0) {
         cr_assert(v >= 0 && v < N + QUEUE_CLAIMERS && !seen[v], "message %d", v);
@@ -385,14 +388,59 @@ Test(queue_death, mpmc_a_dead_consumers_record_taken_by_a_new_thread_loses_only_
         got++;
     }
     for (int i = 0; i < QUEUE_CLAIMERS - 1; i++)
-        if (!seen[i]) {
-            cr_assert_eq(missing, -1, "messages %d and %d lost", missing, i);
-            missing = i;
-        }
-    cr_log_info("message %d lost with the settled record", missing);
-    cr_assert_neq(missing, -1, "the settled record's message was delivered");
-    cr_assert_eq(got, QUEUE_CLAIMERS - 2 + QUEUE_CLAIMERS);
+        cr_assert(seen[i], "message %d lost", i);
+    for (int i = N; i < N + QUEUE_CLAIMERS; i++)
+        cr_assert(seen[i], "message %d lost", i);
+    cr_assert_eq(got, QUEUE_CLAIMERS - 1 + QUEUE_CLAIMERS);
     cr_assert(fipc_queue_empty(c->q));
+}
+
+struct holders {
+    fipc_queue *q;
+    uint32_t ready, go;
+};
+
+/* Take a claimer record (a get of an empty queue) and keep it, alive,
+ * until told to go. */
+static int hold_a_record(int i, void *arg)
+{
+    struct holders *c = arg;
+    int v;
+    size_t len;
+    CHILD_CHECK(fipc_queue_get(c->q, &v, sizeof v, &len, 0) == -EAGAIN, 1);
+    const struct geom *g = fipc__queue_view(c->q);
+    CHILD_CHECK(g && g->me, 2);
+    test_flag_add(&c->ready);
+    CHILD_CHECK(test_wait_until_at_least(&c->go, 1, DEATH_WAIT_NS), 3);
+    return CHILD_OK + 0 * i;
+}
+
+Test(queue_death,
+     mpmc_a_consumer_killed_inside_get_among_more_live_holders_than_records_loses_nothing)
+{
+    enum { HOLDERS = 2 * QUEUE_CLAIMERS + 8 };
+    struct holders *c = test_shared(sizeof *c);
+    c->q = new_queue(4, sizeof(int), 0);
+    pid_t pids[HOLDERS];
+    for (int i = 0; i < HOLDERS; i++)
+        pids[i] = test_fork(hold_a_record, i, c);
+    cr_assert(test_wait_until_at_least(&c->ready, HOLDERS, DEATH_WAIT_NS));
+    for (int i = 0; i < 4; i++)
+        put_int(c->q, i);
+    expect_killed(test_fork(claim_get_and_die, 1, c->q)); /* inside the get of message 0 */
+    cr_assert_eq(c->q->records, HOLDERS + 2, "the holders', this thread's, the dead consumer's");
+    cr_assert_eq(c->q->unrecorded, 0);
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(get_int(c->q), i);
+    /* The producer that waits for its slot puts message 0 again. */
+    int v = 4;
+    cr_assert_eq(fipc_queue_put(c->q, &v, sizeof v, DEATH_WAIT_NS), 0);
+    cr_assert_eq(get_int(c->q), 0);
+    cr_assert_eq(get_int(c->q), 4);
+    cr_assert(fipc_queue_empty(c->q));
+    test_flag_set(&c->go, 1);
+    for (int i = 0; i < HOLDERS; i++)
+        test_expect_ok(pids[i]);
 }
 
 /* A consumer that dies inside get without a robust list. */

@@ -341,3 +341,95 @@ Test(queue_hostile, closing_an_arena_whose_mpmc_queue_this_thread_used_leaves_it
 {
     test_expect_ok(test_fork(close_then_lock, 0, NULL));
 }
+
+/* The links to added blocks of claimer records (queue_impl.h) that a peer
+ * wrote wrong: a new thread's walk stops at the bad link, and its calls
+ * carry on.  Each case sets q->more (and a fake block the arena holds). */
+enum bad_link { LINK_ODD, LINK_FAR, LINK_INTO_QUEUE, LINK_BAD_MAGIC, LINK_LOOP, LINK_CASES };
+
+static void corrupt_link(fipc_queue *q, enum bad_link how)
+{
+    struct claimer_block *k = fipc_arena_alloc(arena, sizeof *k, FIPC_CACHELINE);
+    cr_assert_not_null(k);
+    uint64_t off = (uint64_t)((char *)k - (char *)q);
+    switch (how) {
+    case LINK_ODD:
+        q->more = off + 1;
+        return;
+    case LINK_FAR:
+        q->more = UINT64_C(1) << 62;
+        return;
+    case LINK_INTO_QUEUE:
+        q->more = FIPC_CACHELINE; /* line 1: inside the queue's own lines */
+        return;
+    case LINK_BAD_MAGIC:
+        k->magic = ~CLAIM_BLOCK_MAGIC;
+        break;
+    case LINK_LOOP:
+        /* A block that looks right, linked to itself. */
+        k->magic = CLAIM_BLOCK_MAGIC;
+        k->next = off;
+        break;
+    default:
+        break;
+    }
+    k->count = QUEUE_CLAIMERS;
+    k->index = 1;
+    q->more = off;
+}
+
+struct link_case {
+    fipc_queue *q;
+    uint32_t ready, go;
+};
+
+static void *put_get_in_a_new_thread(void *arg)
+{
+    fipc_queue *q = arg;
+    int v = 42, w = -1;
+    size_t len;
+    if (fipc_queue_put(q, &v, sizeof v, 0) != 0) return (void *)1;
+    if (fipc_queue_get(q, &w, sizeof w, &len, 0) != 0 || w != 42) return (void *)2;
+    return NULL;
+}
+
+static void *hold_a_record_in_a_thread(void *arg)
+{
+    struct link_case *c = arg;
+    int v;
+    size_t len;
+    intptr_t r = fipc_queue_get(c->q, &v, sizeof v, &len, 0) == -EAGAIN ? 0 : 1;
+    __atomic_add_fetch(&c->ready, 1, __ATOMIC_RELEASE);
+    if (!test_wait_until_at_least(&c->go, 1, FIPC_SEC(30))) r = 2;
+    return (void *)r;
+}
+
+Test(queue_hostile, mpmc_a_bad_link_to_more_claimer_records_ends_the_walk_and_calls_carry_on)
+{
+    for (int how = 0; how < LINK_CASES; how++) {
+        /* With records free, and with every record held by a live thread
+         * (then a new thread would add a block after the bad link: it
+         * claims without a record instead). */
+        for (int full = 0; full < 2; full++) {
+            struct link_case c = {.q = new_queue(4, sizeof(int), 0)};
+            pthread_t holders[QUEUE_CLAIMERS], t;
+            int n = full ? QUEUE_CLAIMERS : 0;
+            for (int i = 0; i < n; i++)
+                cr_assert_eq(pthread_create(&holders[i], NULL, hold_a_record_in_a_thread, &c), 0);
+            cr_assert(test_wait_until_at_least(&c.ready, (uint32_t)n, FIPC_SEC(30)));
+            corrupt_link(c.q, (enum bad_link)how);
+            void *r;
+            cr_assert_eq(pthread_create(&t, NULL, put_get_in_a_new_thread, c.q), 0);
+            cr_assert_eq(pthread_join(t, &r), 0);
+            cr_assert_null(r, "case %d, full %d: %p", how, full, r);
+            /* The looping block itself is well formed: its free records
+             * serve, and the walk ends at its link to itself. */
+            cr_assert_eq(c.q->unrecorded, full && how != LINK_LOOP, "case %d", how);
+            __atomic_store_n(&c.go, 1, __ATOMIC_RELEASE);
+            for (int i = 0; i < n; i++) {
+                cr_assert_eq(pthread_join(holders[i], &r), 0);
+                cr_assert_null(r);
+            }
+        }
+    }
+}
