@@ -27,9 +27,7 @@
  *     order, behind the messages put before that, once the producers of
  *     the next lap reach their slots, or, once the queue is closed, go to
  *     the get that finds it drained.  They are lost only if that consumer
- *     had copied them all out and was releasing their slots, or if a
- *     thread that needed a claimer record when all 64 were taken settled
- *     the dead record;
+ *     had copied them all out and was releasing their slots;
  *   - after close, every get ends in -EPIPE once the queue is drained,
  *     whoever died: a get that waits, or gets with timeout_ns == 0 called
  *     again (a call that does not wait repairs a claim that has been in
@@ -41,10 +39,12 @@
  *     storing its position skews qsize until its replacement's next call,
  *     while puts and gets go by the slots themselves;
  *   - a process that waits passes a claim whose holder died within a few
- *     milliseconds (MPMC; a thread that finds all 64 claimer records of a
- *     queue taken by live threads turns this off for that queue, and a
- *     claimer on a C library whose robust list fipc cannot use is never
- *     seen dead), and an
+ *     milliseconds (MPMC: every thread that uses the queue takes a claimer
+ *     record, and a thread that finds all taken adds 64 more from the
+ *     queue's arena, up to 4096; one that finds no room there, or 4096
+ *     taken by live threads, claims without a record and turns repair off
+ *     for that queue; a claimer on a C library whose robust list fipc
+ *     cannot use is never seen dead), and an
  *     SPSC side that replaces a dead one carries on from the last position
  *     handed over;
  *   - a peer that writes garbage into the queue's memory can make calls
