@@ -39,9 +39,11 @@
  * position for the repairing thread as a put would (announced in its own
  * record, so that the repairer's death is repaired too: that claim's
  * slot shows the turn of the lap before, and its repair publishes it as
- * it is).  Only where that cannot be done (the repairer has no record, as
- * in reap, or tail is not at that position) is the slot released, and its
- * message lost with the consumer that took it.  After close no producer
+ * it is).  Only where that cannot be done (tail is not at that position,
+ * or the repairer has no record, which only a thread that claims
+ * unrecorded lacks) is the slot released, and its message lost with the
+ * consumer that took it; a thread that needs a record (reap) leaves such a
+ * slot claimed for a waiter's repair instead.  After close no producer
  * comes round to such a slot: a get that finds the queue closed and
  * drained repairs it under the same conditions by taking the message
  * itself (fipc__mpmc_adopt: copied out of the held slot, then released).

@@ -26,8 +26,9 @@
  *       2: which (a 64-bit value from a table); 3: delta (the 32-bit word
  *       becomes max_item + delta)
  *   an overwrite's arg says where pick lands (target): anywhere in the
- *   footprint, the control lines, a slot's turn or length, the claimer
- *   records, a jqueue's counters
+ *   footprint, the control lines (or line 5's link to more claimer
+ *   records), a slot's turn or length, the claimer records, a jqueue's
+ *   counters
  */
 #include <errno.h>
 #include <pthread.h>
@@ -275,7 +276,10 @@ static size_t target(struct fuzz *f, uint8_t arg)
     size_t claimers = slots + f->ring * f->slot_size;
     switch (arg % 5) {
     case 1:
-        return q + pick % sizeof(struct fipc_queue); /* the control lines 0-5 */
+        /* The control lines 0-5, or with arg's high bit the link to the
+         * added blocks of claimer records (line 5's more). */
+        if (arg & 0x80) return q + offsetof(struct fipc_queue, more) + pick % sizeof(uint64_t);
+        return q + pick % sizeof(struct fipc_queue);
     case 2:
         /* A slot's header: its turn, or with arg's high bit its length. */
         return slots + (pick % f->ring) * f->slot_size + (arg & 0x80 ? 4 : 0);
