@@ -159,12 +159,17 @@ static uint64_t puts_total(const fipc_jqueue *j, bool all)
     uint32_t n;
     const struct geom *g = records_of(j, &n);
     uint64_t t = tally_count(load_acquire(&j->prod.puts));
+    if (!g)
+        return t;
+    uint32_t want = all ? UINT32_MAX : n;
     unsigned i = 0;
-    uint32_t seen = 0;
-    for (struct claimer *b = g ? claimers_of(g) : NULL; b && (all || seen < n);
-         b = claimers_next(g, b, &i))
-        for (uint32_t k = 0; k < QUEUE_CLAIMERS && (all || seen < n); k++, seen++)
+    for (struct claimer *b = claimers_of(g); b;) {
+        uint32_t m = want < QUEUE_CLAIMERS ? want : QUEUE_CLAIMERS;
+        for (uint32_t k = 0; k < m; k++)
             t += tally_count(load_acquire(&b[k].tally));
+        want -= m;
+        b = want ? claimers_next(g, b, &i) : NULL;
+    }
     return t;
 }
 

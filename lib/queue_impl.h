@@ -165,6 +165,10 @@ struct claimer *fipc__claimers_next(const struct geom *g, const struct claimer *
 static inline struct claimer *claimers_next(const struct geom *g, const struct claimer *b,
                                             unsigned *i)
 {
+    /* The usual queue has no added block: one load says so.  acquire, as
+     * in fipc__claimers_next, which loads the link again. */
+    if (*i == 0 && load_acquire(&queue_of_geom(g)->more) == 0)
+        return NULL;
     return fipc__claimers_next(g, b, i, NULL);
 }
 
