@@ -135,7 +135,9 @@ static inline void fipc_spin_begin(struct fipc_spin *s)
     if (t->spinning)
         t->misses = 0;
     t->spinning = budget > 0;
-    int64_t now = fipc_now_ns();
+    /* No spin, no clock: fipc_spin_learn knows a start of 0 as "not
+     * measured". */
+    int64_t now = budget > 0 ? fipc_now_ns() : 0;
     fipc__spin_init(s, now, now + budget, 3, true);
 }
 

@@ -267,6 +267,13 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
     int64_t next_live = zero ? 0 : fipc_now_ns() + LIVE_NS;
     bool moved = false, slept = false;
     for (;;) {
+        /* Woken by a notifier, which cleared the flag: a try before
+         * registering again leaves none behind (which would cost the
+         * other side a needless wake) when it succeeds. */
+        if (moved && (r = try(ctx)) != -EAGAIN) {
+            fipc_spin_learn(&spin, (int)load_relaxed(&ec->waker_cpu)); /* relaxed: a hint */
+            return r;
+        }
         uint32_t epoch = zero ? 0 : ec_register(ec);
         if (!zero && (r = try(ctx)) != -EAGAIN) {
             /* relaxed: a hint for the spin budget only (the waker's CPU,

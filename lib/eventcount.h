@@ -218,12 +218,19 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
     ec_spun(ec, &spin);
 
     for (bool slept = false;; slept = true) {
+        /* Woken: the notifier that woke this thread cleared its flag, so a
+         * try before registering again leaves none behind when it
+         * succeeds (a flag left behind costs the other side one needless
+         * wake). */
+        if (slept && (r = try(ctx, true)) != -EAGAIN && r != -EINPROGRESS) {
+            /* relaxed: a hint for the spin budget only. */
+            fipc_spin_learn(&spin, (int)load_relaxed(&ec->waker_cpu));
+            return r;
+        }
         uint32_t epoch = ec_register(ec);
-        /* A registration left behind (we leave without sleeping, or time
-         * out) costs the other side one needless wake, then it is gone. */
         r = try(ctx, true);
         if (r != -EAGAIN && r != -EINPROGRESS) {
-            /* relaxed: a hint for the spin budget only. */
+            /* relaxed: as above. */
             if (slept)
                 fipc_spin_learn(&spin, (int)load_relaxed(&ec->waker_cpu));
             return r;

@@ -50,6 +50,15 @@ extern int64_t fipc__futex_recheck_ns;
 /* Sleep while *word == expected, until woken or the deadline passes. */
 static inline int futex_wait_until(const uint32_t *word, uint32_t expected, fipc_deadline d)
 {
+    if (d == DEADLINE_NEVER) {
+        /* No deadline to compare with: the re-check alone bounds the
+         * sleep, and plain FUTEX_WAIT takes it as a relative time, so no
+         * clock is read. */
+        struct timespec ts = {.tv_sec = FUTEX_RECHECK_NS / 1000000000,
+                              .tv_nsec = FUTEX_RECHECK_NS % 1000000000};
+        syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, NULL, 0);
+        return 0; /* woken, the word differed, EINTR or the re-check: look again */
+    }
     fipc_deadline until = fipc_now_ns() + FUTEX_RECHECK_NS;
     bool capped = until < d;
     if (capped)

@@ -55,7 +55,6 @@ void fipc_spin_learn(const struct fipc_spin *s, int waker_cpu)
     if (!s->learn)
         return; /* a spin of another mode: it says nothing of the budget */
     struct fipc__spin_state *t = &spin_state;
-    int64_t waited = fipc_now_ns() - s->start;
     bool spun = s->end > s->start;
     t->spinning = false;
     if (waker_cpu >= 0) {
@@ -67,6 +66,11 @@ void fipc_spin_learn(const struct fipc_spin *s, int waker_cpu)
     } else if (t->budget_ns == 0) {
         return; /* spinning is off: nothing here says it would pay */
     }
+    /* A wait that began with spinning off took no time: the next one spins
+     * from the minimum budget again (t->off is 0) and measures. */
+    if (s->start == 0)
+        return;
+    int64_t waited = fipc_now_ns() - s->start;
     if (spun && waited <= FIPC_SPIN_IDLE_NS && ++t->misses >= FIPC_SPIN_MISSES) {
         /* The answers keep coming only once this thread sleeps. */
         spin_off(t);
