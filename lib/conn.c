@@ -304,6 +304,8 @@ static int conn_wait(const fipc_conn *c, struct eventcount *ec, try_fn try, void
         slept = true;
         /* relaxed: only whether someone woke us; try() re-reads the state. */
         moved = load_relaxed(&ec->epoch) != epoch;
+        if (!moved)
+            ec_fence_sleepers(ec); /* as ec_slept: the other side is idle */
         if (fipc_deadline_passed(deadline)) {
             r = try(ctx);
             fipc_spin_learn(&spin, -1);

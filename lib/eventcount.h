@@ -176,14 +176,29 @@ static inline uint32_t ec_register(struct eventcount *ec)
  * spin at all (the partner shares this CPU, or FIPC_WAIT_SLEEP) sleeps at
  * every hand-off, so the notifiers' full fences cost less than a
  * membarrier per sleep: move to EC_FENCED (Fence modes). */
-static inline void ec_spun(struct eventcount *ec, const struct fipc_spin *spin)
+static inline void ec_fence_sleepers(struct eventcount *ec)
 {
-    if (spin->end > spin->start)
-        return;
     /* relaxed: a hint; the switch decides by CAS. */
     uint32_t w = load_relaxed(&ec->fences);
     if ((w & EC_STATE) == EC_LIGHT)
         fipc__ec_switch(ec, w, EC_FENCED);
+}
+
+static inline void ec_spun(struct eventcount *ec, const struct fipc_spin *spin)
+{
+    if (spin->end <= spin->start)
+        ec_fence_sleepers(ec);
+}
+
+/* A sleep on epoch is over.  If no notifier ended it (the futex re-check
+ * did), the other side is idle: its full fences cost nothing now, while
+ * the membarrier of each re-check's registration would cost this sleeper
+ * one system call per FUTEX_RECHECK_NS for as long as it waits.  relaxed:
+ * only whether the epoch moved; the switch decides by CAS. */
+static inline void ec_slept(struct eventcount *ec, uint32_t epoch)
+{
+    if (load_relaxed(&ec->epoch) == epoch)
+        ec_fence_sleepers(ec);
 }
 
 typedef int (*ec_try_fn)(void *ctx, bool patient);
@@ -248,6 +263,7 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
             fipc_spin_learn(&spin, -1);
             return r == -EAGAIN || r == -EINPROGRESS ? -ETIMEDOUT : r;
         }
+        ec_slept(ec, epoch);
     }
 }
 

@@ -184,8 +184,17 @@ proctype sleeper(byte me)
         e = epoch;
         sleepers = 1;
 #else
+        /* After a wake-up (ec_block, conn_wait): a try before registering
+         * again, which leaves no flag behind when it succeeds; after the
+         * spin, one more try changes nothing. */
+        try_take(ok);
+        if
+        :: ok -> break
+        :: else -> skip
+        fi;
 #ifndef NO_MODES
-        /* A sleep without a spin may move the mode to FENCED. */
+        /* A sleep without a spin, or one that no notifier ended, may move
+         * the mode to FENCED. */
         if
         :: atomic { ws = fstate; wg = fgen };
             if
