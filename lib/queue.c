@@ -303,8 +303,10 @@ static int try_get(void *arg, bool patient)
     return r;
 }
 
+/* tried: what a try the caller has just made returned (-EAGAIN), so that
+ * the first round does not repeat it; 0 if it made none. */
 static int get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
-                    int64_t timeout_ns, size_t *counted)
+                    int64_t timeout_ns, size_t *counted, int tried)
 {
     struct get_ctx c = {q, q ? view_of(q) : NULL, {buf, stride, lens}, batch(n), 0};
     if (!c.g)
@@ -313,7 +315,8 @@ static int get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_
         return -EINVAL;
     int r;
     for (;;) {
-        r = get_now(&c);
+        r = tried ? tried : get_now(&c);
+        tried = 0;
         if (FIPC_UNLIKELY(r == -EAGAIN) && timeout_ns == 0)
             r = stuck_now(q, c.g, false) ? get_now(&c) : -EAGAIN;
         else if (FIPC_UNLIKELY(r == -EAGAIN))
@@ -337,21 +340,21 @@ static int get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_
 int fipc_queue_get_many(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
                         int64_t timeout_ns)
 {
-    return get_many(q, buf, stride, lens, n, timeout_ns, NULL);
+    return get_many(q, buf, stride, lens, n, timeout_ns, NULL, 0);
 }
 
 int fipc__queue_get_many_counted(fipc_queue *q, void *buf, size_t stride, size_t *lens, size_t n,
                                  int64_t timeout_ns, size_t *counted)
 {
-    return get_many(q, buf, stride, lens, n, timeout_ns, counted);
+    return get_many(q, buf, stride, lens, n, timeout_ns, counted, 0);
 }
 
 /* The general path of a one-message get, out of line so that the SPSC one
  * keeps a small frame.  counted: as in fipc__queue_get_counted, or NULL. */
 static FIPC_NOINLINE int get_one_slow(fipc_queue *q, void *buf, size_t cap, size_t *len,
-                                      int64_t timeout_ns, size_t *counted)
+                                      int64_t timeout_ns, size_t *counted, int tried)
 {
-    int r = get_many(q, buf, cap, len, 1, timeout_ns, counted);
+    int r = get_many(q, buf, cap, len, 1, timeout_ns, counted, tried);
     return r > 0 ? 0 : r;
 }
 
@@ -368,8 +371,14 @@ static FIPC_ALWAYS_INLINE int get_one(fipc_queue *q, void *buf, size_t cap, size
             return 0;
         if (r != -EAGAIN && r != -EPIPE)
             return r;
+        /* Nothing there, and the call may wait: the general path goes
+         * straight to ec_block, whose tries are the general ones (SPSC's
+         * fast half does not settle close or a stale head: with
+         * timeout_ns == 0 the general path's own try must do that). */
+        if (r == -EAGAIN && timeout_ns != 0)
+            return get_one_slow(q, buf, cap, len, timeout_ns, counted, r);
     }
-    return get_one_slow(q, buf, cap, len, timeout_ns, counted);
+    return get_one_slow(q, buf, cap, len, timeout_ns, counted, 0);
 }
 
 int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
