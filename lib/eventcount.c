@@ -68,6 +68,12 @@ void fipc__ec_notify_slow(struct eventcount *ec)
     }
 }
 
+int fipc__ec_notify_slow_then(struct eventcount *ec, int r)
+{
+    fipc__ec_notify_slow(ec);
+    return r;
+}
+
 void fipc__ec_wake_all(struct eventcount *ec)
 {
     /* release: no fence precedes it here, so this increment itself carries

@@ -136,13 +136,20 @@ void fipc__ec_wake(struct eventcount *ec);
 /* Advance the epoch and wake every sleeper, registered or not. */
 void fipc__ec_wake_all(struct eventcount *ec);
 
-static inline void ec_notify_fenced(struct eventcount *ec)
+/* Whether a notifier past its fence F2 must take the slow path. */
+static FIPC_ALWAYS_INLINE bool ec_notify_due(struct eventcount *ec)
 {
     /* acquire: orders the load of the flag after it (the leave's argument
      * under Fence modes); on the line of the flag, so it costs no miss.
      * relaxed: the caller's fence F2 orders its change before the load of
      * the flag.  One test for both: a fenced state or a sleeper. */
-    if (FIPC_UNLIKELY(((load_acquire(&ec->fences) & EC_STATE) | load_relaxed(&ec->sleepers)) != 0))
+    uint32_t state = load_acquire(&ec->fences) & EC_STATE;
+    return FIPC_UNLIKELY((state | load_relaxed(&ec->sleepers)) != 0);
+}
+
+static inline void ec_notify_fenced(struct eventcount *ec)
+{
+    if (ec_notify_due(ec))
         fipc__ec_notify_slow(ec);
 }
 
@@ -150,6 +157,23 @@ static inline void ec_notify(struct eventcount *ec)
 {
     fence_light(); /* F2 */
     ec_notify_fenced(ec);
+}
+
+/* fipc__ec_notify_slow, then r: for ec_notify_fenced_then. */
+int fipc__ec_notify_slow_then(struct eventcount *ec, int r);
+
+/* ec_notify_fenced (ec_notify), then return r: the slow path is the last
+ * call, so a fast path that ends with it jumps there and keeps nothing
+ * for after it (no callee-saved registers, no frame). */
+static FIPC_ALWAYS_INLINE int ec_notify_fenced_then(struct eventcount *ec, int r)
+{
+    return ec_notify_due(ec) ? fipc__ec_notify_slow_then(ec, r) : r;
+}
+
+static FIPC_ALWAYS_INLINE int ec_notify_then(struct eventcount *ec, int r)
+{
+    fence_light(); /* F2 */
+    return ec_notify_fenced_then(ec, r);
 }
 
 static inline void ec_wake_all(struct eventcount *ec)

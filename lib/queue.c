@@ -167,6 +167,13 @@ FIPC_NOINLINE int fipc__view_error(const struct fipc_queue *q)
     return q ? fipc__view_open(q, view_slot(q)) : -EINVAL;
 }
 
+/* The geometry of q, for a caller that found this thread's view of q
+ * (view_cached) and made no call since: the view cannot have moved. */
+static inline const struct geom *view_found(const fipc_queue *q)
+{
+    return &view_slot(q)->g;
+}
+
 /* ---- put ---------------------------------------------------------------- */
 
 int fipc__queue_put_claim(fipc_queue *q, const struct iovec *items, size_t n,
@@ -251,28 +258,92 @@ int fipc_queue_put_many(fipc_queue *q, const struct iovec *items, size_t n, int6
     return ec_block(&q->not_full, try_put, &c, timeout_ns);
 }
 
-/* The general path of fipc_queue_put, out of line so that the SPSC one
- * keeps a small frame. */
-static __attribute__((noinline)) int put_one(fipc_queue *q, const void *item, size_t len,
-                                             int64_t timeout_ns)
+/* The general path of fipc_queue_put, out of line so that the fast ones
+ * keep no frame. */
+static FIPC_NOINLINE int put_one(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns)
 {
     struct iovec it = {(void *)item, len};
     int r = fipc_queue_put_many(q, &it, 1, timeout_ns);
     return r > 0 ? 0 : r;
 }
 
+/* The copy and publish of a one-message MPMC put that has claimed c, for
+ * a message longer than SHORT_MSG: its copy is a call to memcpy, after
+ * which the claim is still needed, so it is out of line with its frame.
+ * The length goes in first, so that less is live across the copy. */
+static FIPC_NOINLINE int mpmc_put_rest(fipc_queue *q, const void *item, size_t len,
+                                       struct queue_claim c)
+{
+    const struct geom *g = view_found(q);
+    struct slot *s = slot_at(g, c.pos);
+    if (!c.closed) {
+        s->len = (uint32_t)len;
+        memcpy(s->data, item, len);
+    }
+    return mpmc_put_publish_one(q, g, s, &c);
+}
+
+/* One message on an MPMC queue whose view is view: the k = 1 case of
+ * mpmc_put, each rare case a call that it ends with, as spsc_put_short.
+ * Out of line, so that neither mode's path pays for the other's
+ * registers. */
+static FIPC_NOINLINE int mpmc_put_one(fipc_queue *q, const void *item, size_t len,
+                                      int64_t timeout_ns, const struct geom *g)
+{
+    struct queue_claim c;
+    if (FIPC_UNLIKELY(mpmc_put_claim(q, g, 1, &c) == 0))
+        return put_one(q, item, len, timeout_ns);
+    if (len > SHORT_MSG)
+        return mpmc_put_rest(q, item, len, c);
+    struct slot *s = slot_at(g, c.pos);
+    if (!c.closed)
+        slot_fill(s, &(const struct iovec){(void *)item, len});
+    return mpmc_put_publish_one(q, g, s, &c);
+}
+
+/* The copy, publish and confirm of a one-message SPSC put that has found
+ * pos free, for a message longer than SHORT_MSG, out of line as
+ * mpmc_put_rest. */
+static FIPC_NOINLINE int spsc_put_rest(fipc_queue *q, const void *item, size_t len, uint64_t pos)
+{
+    struct slot *s = slot_at(view_found(q), pos);
+    s->len = (uint32_t)len;
+    memcpy(s->data, item, len);
+    return spsc_put_publish_one(q, s, pos);
+}
+
+/* One message on an SPSC queue whose view is g: the fast half of
+ * spsc_put, with each rare case (no free slot, a long message, close, a
+ * sleeper to wake) a call that it ends with, so that nothing is live
+ * across a call and it needs no frame.  No local copy of the geometry:
+ * each field is read once, and a copy would not fit in the registers
+ * that need no saving. */
+static FIPC_ALWAYS_INLINE int spsc_put_short(fipc_queue *q, const void *item, size_t len,
+                                             int64_t timeout_ns, const struct geom *g)
+{
+    uint64_t pos = load_relaxed(&q->tail); /* ours alone */
+    struct slot *s = slot_at(g, pos);
+    if (FIPC_UNLIKELY(spsc_room(q, g, pos, 1) == 0 || !spsc_slot_free(s, pos)))
+        return put_one(q, item, len, timeout_ns);
+    if (len > SHORT_MSG)
+        return spsc_put_rest(q, item, len, pos);
+    slot_fill(s, &(const struct iovec){(void *)item, len});
+    return spsc_put_publish_one(q, s, pos);
+}
+
 int fipc_queue_put(fipc_queue *q, const void *item, size_t len, int64_t timeout_ns)
 {
-    /* One message: straight to the ring, by the fast half of the SPSC put
-     * or the k = 1 case of mpmc_put.  relaxed: as in put_now. */
-    const struct geom *g = q ? view_of(q) : NULL;
-    if (FIPC_LIKELY(g && len <= g->max_item && (item || !len) && !load_relaxed(&q->closed))) {
-        const struct iovec it = {(void *)item, len};
-        int r = g->spsc ? spsc_put_one(q, g, item, len) : mpmc_put(q, g, &it, 1);
-        if (FIPC_LIKELY(r != -EAGAIN))
-            return r > 0 ? 0 : r;
-    }
-    return put_one(q, item, len, timeout_ns);
+    /* One message: checks, then straight to the ring by the body for the
+     * queue's mode.  Every call here is the last thing done (a jump), so
+     * that no path keeps registers for another.  A thread's first call on
+     * q finds no view and takes the general path, which opens one.
+     * relaxed: as in put_now. */
+    const struct geom *g = q ? view_cached(q) : NULL;
+    if (FIPC_UNLIKELY(!g || len > g->max_item || (!item && len) || load_relaxed(&q->closed)))
+        return put_one(q, item, len, timeout_ns);
+    if (!g->spsc)
+        return mpmc_put_one(q, item, len, timeout_ns, g);
+    return spsc_put_short(q, item, len, timeout_ns, g);
 }
 
 /* ---- get ---------------------------------------------------------------- */
@@ -349,36 +420,172 @@ int fipc__queue_get_many_counted(fipc_queue *q, void *buf, size_t stride, size_t
     return get_many(q, buf, stride, lens, n, timeout_ns, counted, 0);
 }
 
-/* The general path of a one-message get, out of line so that the SPSC one
- * keeps a small frame.  counted: as in fipc__queue_get_counted, or NULL. */
+/* The general path of a one-message get, out of line so that the fast
+ * ones keep no frame; get_one_wait for a call that may wait and whose
+ * fast try has just found nothing (the general path goes straight to
+ * ec_block, whose tries are the general ones), get_one_slow for the rest
+ * (SPSC's fast half does not settle close or a stale head: with
+ * timeout_ns == 0 the general path's own try must do that).  Six
+ * arguments, so that a fast path can jump to them.  counted: as in
+ * fipc__queue_get_counted, or NULL. */
 static FIPC_NOINLINE int get_one_slow(fipc_queue *q, void *buf, size_t cap, size_t *len,
-                                      int64_t timeout_ns, size_t *counted, int tried)
+                                      int64_t timeout_ns, size_t *counted)
 {
-    int r = get_many(q, buf, cap, len, 1, timeout_ns, counted, tried);
+    int r = get_many(q, buf, cap, len, 1, timeout_ns, counted, 0);
     return r > 0 ? 0 : r;
 }
 
-/* One message: the fast half of the SPSC get, or the k = 1 case of
- * mpmc_get. */
+static FIPC_NOINLINE int get_one_wait(fipc_queue *q, void *buf, size_t cap, size_t *len,
+                                      int64_t timeout_ns, size_t *counted)
+{
+    int r = get_many(q, buf, cap, len, 1, timeout_ns, counted, -EAGAIN);
+    return r > 0 ? 0 : r;
+}
+
+/* A fast try of a one-message get answered r: done, or on to the general
+ * path. */
+static FIPC_ALWAYS_INLINE int get_one_then(int r, fipc_queue *q, void *buf, size_t cap, size_t *len,
+                                           int64_t timeout_ns, size_t *counted)
+{
+    if (FIPC_LIKELY(r > 0))
+        return 0;
+    if (r != -EAGAIN && r != -EPIPE)
+        return r;
+    if (r == -EAGAIN && timeout_ns != 0)
+        return get_one_wait(q, buf, cap, len, timeout_ns, counted);
+    return get_one_slow(q, buf, cap, len, timeout_ns, counted);
+}
+
+/* The rest of a one-message MPMC get that has claimed pos, for a slot
+ * whose length is past max_item: a tombstone or a corrupt length, each as
+ * mpmc_get treats it.  The caller's cap is not needed: it is at least
+ * max_item, which the general path is given in its place; six arguments,
+ * so that the caller can jump here. */
+static FIPC_NOINLINE int mpmc_get_void(fipc_queue *q, void *buf, size_t *len, int64_t timeout_ns,
+                                       size_t *counted, uint64_t pos)
+{
+    const struct geom *g = view_found(q);
+    struct slot *s = slot_at(g, pos);
+    const struct get_buf b = {buf, g->max_item, len};
+    enum drained d = slot_drain(g, &b, 0, s);
+    mpmc_get_release_one(q, g, s, pos);
+    if (d == DRAINED) /* a peer changed the length meanwhile */
+        return 0;
+    if (d == CORRUPT)
+        return -EPROTO;
+    if (d == SKIPPED_COUNTED && counted)
+        *counted += 1;
+    /* Only a tombstone: look again, as mpmc_get does. */
+    return get_one_slow(q, buf, g->max_item, len, timeout_ns, counted);
+}
+
+/* The copy and release of a one-message MPMC get that has claimed pos,
+ * for a message longer than SHORT_MSG: its copy is a call to memcpy, so
+ * it is out of line with its frame.  The length is read again: if a peer
+ * changed it, memcpy copies any length within max_item as well.  The
+ * length goes out first, so that less is live across the copy. */
+static FIPC_NOINLINE int mpmc_get_long(fipc_queue *q, void *buf, size_t *len, int64_t timeout_ns,
+                                       size_t *counted, uint64_t pos)
+{
+    const struct geom *g = view_found(q);
+    struct slot *s = slot_at(g, pos);
+    uint32_t n = s->len;
+    if (FIPC_UNLIKELY(n > g->max_item))
+        return mpmc_get_void(q, buf, len, timeout_ns, counted, pos);
+    *len = n;
+    memcpy(buf, s->data, n);
+    /* The view again rather than g: one register fewer across the copy. */
+    return mpmc_get_release_one(q, view_found(q), s, pos);
+}
+
+/* One message from an MPMC queue that has a view: the k = 1 case of
+ * mpmc_get, for SHORT_MSG bytes at most copied without a call, and each
+ * rare case a call that it ends with, as spsc_get_short.  Out of line (as
+ * mpmc_get_one and mpmc_get_one_counted, so that a NULL counted is
+ * folded), so that neither mode's path pays for the other's registers. */
+static FIPC_ALWAYS_INLINE int mpmc_get_body(fipc_queue *q, void *buf, size_t cap, size_t *len,
+                                            int64_t timeout_ns, size_t *counted)
+{
+    const struct geom *g = view_found(q);
+    struct queue_claim c;
+    int r = mpmc_get_claim(q, g, 1, &c);
+    if (FIPC_UNLIKELY(r < 0))
+        return get_one_then(r, q, buf, cap, len, timeout_ns, counted);
+    struct slot *s = slot_at(g, c.pos);
+    uint32_t n = s->len;
+    if (FIPC_UNLIKELY(n > g->max_item))
+        return mpmc_get_void(q, buf, len, timeout_ns, counted, c.pos);
+    if (FIPC_UNLIKELY(n > SHORT_MSG))
+        return mpmc_get_long(q, buf, len, timeout_ns, counted, c.pos);
+    slot_copy_out(&(const struct get_buf){buf, cap, len}, 0, s, n);
+    return mpmc_get_release_one(q, g, s, c.pos);
+}
+
+static FIPC_NOINLINE int mpmc_get_one(fipc_queue *q, void *buf, size_t cap, size_t *len,
+                                      int64_t timeout_ns)
+{
+    return mpmc_get_body(q, buf, cap, len, timeout_ns, NULL);
+}
+
+static FIPC_NOINLINE int mpmc_get_one_counted(fipc_queue *q, void *buf, size_t cap, size_t *len,
+                                              int64_t timeout_ns, size_t *counted)
+{
+    return mpmc_get_body(q, buf, cap, len, timeout_ns, counted);
+}
+
+/* The copy and release of a one-message SPSC get that has found pos
+ * full, for a length that spsc_get_short does not take: longer than
+ * SHORT_MSG (memcpy), or corrupt.  As spsc_get_take: a length out of range
+ * was written by a peer, and the slot is consumed without being copied.
+ * The length goes out first, so that less is live across the copy. */
+static FIPC_NOINLINE int spsc_get_rest(fipc_queue *q, void *buf, size_t *len, uint64_t pos)
+{
+    const struct geom *g = view_found(q);
+    struct slot *s = slot_at(g, pos);
+    uint32_t n = s->len;
+    if (FIPC_UNLIKELY(n > g->max_item)) {
+        spsc_get_release_one(q, g, s, pos);
+        return -EPROTO;
+    }
+    *len = n;
+    memcpy(buf, s->data, n);
+    /* The view again rather than g: one register fewer across the copy. */
+    return spsc_get_release_one(q, view_found(q), s, pos);
+}
+
+/* One message from an SPSC queue whose view is g: the fast half of
+ * spsc_get, with each rare case (nothing there, a long or corrupt length,
+ * a sleeper to wake) a call that it ends with, so that it needs no frame.
+ * No local copy of the geometry, as in spsc_put_short. */
+static FIPC_ALWAYS_INLINE int spsc_get_short(fipc_queue *q, void *buf, size_t cap, size_t *len,
+                                             int64_t timeout_ns, size_t *counted,
+                                             const struct geom *g)
+{
+    uint64_t pos = load_relaxed(&q->head); /* ours alone */
+    struct slot *s = slot_at(g, pos);
+    if (FIPC_UNLIKELY(spsc_sealed(q) || !spsc_slot_full(s, pos)))
+        return get_one_then(-EAGAIN, q, buf, cap, len, timeout_ns, counted);
+    uint32_t n = s->len;
+    /* spsc_get_rest reads the length again and checks it as it copies. */
+    if (FIPC_UNLIKELY(n > SHORT_MSG || n > g->max_item))
+        return spsc_get_rest(q, buf, len, pos);
+    slot_copy_out(&(const struct get_buf){buf, cap, len}, 0, s, n);
+    return spsc_get_release_one(q, g, s, pos);
+}
+
+/* One message: checks, then straight to the ring by the body for the
+ * queue's mode, with every call the last thing done, as in
+ * fipc_queue_put. */
 static FIPC_ALWAYS_INLINE int get_one(fipc_queue *q, void *buf, size_t cap, size_t *len,
                                       int64_t timeout_ns, size_t *counted)
 {
-    const struct geom *g = q ? view_of(q) : NULL;
-    if (FIPC_LIKELY(g && buf && len && cap >= g->max_item)) {
-        const struct get_buf b = {buf, cap, len};
-        int r = g->spsc ? spsc_get_one(q, g, buf, cap, len) : mpmc_get(q, g, &b, 1, counted);
-        if (FIPC_LIKELY(r > 0))
-            return 0;
-        if (r != -EAGAIN && r != -EPIPE)
-            return r;
-        /* Nothing there, and the call may wait: the general path goes
-         * straight to ec_block, whose tries are the general ones (SPSC's
-         * fast half does not settle close or a stale head: with
-         * timeout_ns == 0 the general path's own try must do that). */
-        if (r == -EAGAIN && timeout_ns != 0)
-            return get_one_slow(q, buf, cap, len, timeout_ns, counted, r);
-    }
-    return get_one_slow(q, buf, cap, len, timeout_ns, counted, 0);
+    const struct geom *g = q ? view_cached(q) : NULL;
+    if (FIPC_UNLIKELY(!g || !buf || !len || cap < g->max_item))
+        return get_one_slow(q, buf, cap, len, timeout_ns, counted);
+    if (!g->spsc)
+        return counted ? mpmc_get_one_counted(q, buf, cap, len, timeout_ns, counted)
+                       : mpmc_get_one(q, buf, cap, len, timeout_ns);
+    return spsc_get_short(q, buf, cap, len, timeout_ns, counted, g);
 }
 
 int fipc_queue_get(fipc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns)

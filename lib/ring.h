@@ -87,8 +87,12 @@ struct get_buf {
     size_t *lens;
 };
 
+/* The longest message that copy_msg copies without a call. */
+#define SHORT_MSG 16
+
 /* memcpy for message bodies: the short messages that queues mostly carry
- * are copied inline with two overlapping moves, without a call. */
+ * (SHORT_MSG bytes at most) are copied inline with two overlapping moves,
+ * without a call. */
 static inline void copy_msg(void *dst, const void *src, size_t n)
 {
     unsigned char *d = dst;
@@ -105,7 +109,7 @@ static inline void copy_msg(void *dst, const void *src, size_t n)
         memcpy(&y, s + n - 4, 4);
         memcpy(d, &x, 4);
         memcpy(d + n - 4, &y, 4);
-    } else if (n > 16) {
+    } else if (n > SHORT_MSG) {
         memcpy(d, s, n);
     } else {
         for (size_t i = 0; i < n; i++)

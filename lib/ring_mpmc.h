@@ -209,6 +209,21 @@ static inline int mpmc_put_publish(struct fipc_queue *q, const struct geom *g,
     return c->closed ? -EPIPE : (int)c->k;
 }
 
+/* put, publish, of the one message claimed in *c, in slot s, which the
+ * caller has filled unless the claim found the queue closed: 0, or
+ * -EPIPE if it did.  As mpmc_put_publish, with the wake of a sleeper the
+ * call it ends with, so that a caller's fast path keeps no frame. */
+static FIPC_ALWAYS_INLINE int mpmc_put_publish_one(struct fipc_queue *q, const struct geom *g,
+                                                   struct slot *s, const struct queue_claim *c)
+{
+    if (c->closed)
+        s->len = TOMBSTONE;
+    /* R1: as in mpmc_put_publish. */
+    store_release(&s->seq, turn(c->pos + 1));
+    claim_announce(g, 0);
+    return ec_notify_then(&q->not_empty, c->closed ? -EPIPE : 0);
+}
+
 static inline int mpmc_put(struct fipc_queue *q, const struct geom *view, const struct iovec *items,
                            size_t n)
 {
@@ -265,6 +280,18 @@ static inline int mpmc_get_claim(struct fipc_queue *q, const struct geom *g, siz
             return (int)k;
         }
     }
+}
+
+/* get, release, of the one slot s claimed at pos, read out: 0.  As
+ * mpmc_get does it, with the wake of a sleeper the call it ends with, so
+ * that a caller's fast path keeps no frame. */
+static FIPC_ALWAYS_INLINE int mpmc_get_release_one(struct fipc_queue *q, const struct geom *g,
+                                                   struct slot *s, uint64_t pos)
+{
+    /* R2: as in ring_release. */
+    store_release(&s->seq, turn(pos + g->ring));
+    claim_announce(g, 0);
+    return ec_notify_then(&q->not_full, 0);
 }
 
 /* get: claim, copy, release; how many messages, -EAGAIN or -EPIPE.

@@ -24,6 +24,16 @@ FIPC_COLD int fipc__spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k)
     }
 }
 
+FIPC_COLD int fipc__spsc_put_closed(struct fipc_queue *q, uint64_t pos, size_t k)
+{
+    int r = fipc__spsc_settle(q, pos, k);
+    if (r < 0)
+        return r;
+    store_relaxed(&q->tail, pos + k); /* for qsize only */
+    ec_notify_fenced(&q->not_empty);
+    return 0;
+}
+
 FIPC_COLD int fipc__spsc_seal(struct fipc_queue *q, const struct slot *s, uint64_t pos)
 {
     if (!load_seqcst(&q->closed))

@@ -72,6 +72,12 @@
  * closed: k if they count, -EPIPE if not (ring_spsc.c). */
 int fipc__spsc_settle(struct fipc_queue *q, uint64_t pos, size_t k);
 
+/* The rest of a put's confirm once it found the queue closed: settle, and
+ * if the messages count, store tail and notify as spsc_put_confirm does; 0
+ * or -EPIPE (ring_spsc.c).  For spsc_put_confirm_one, which calls it last,
+ * so that it keeps nothing for after it. */
+int fipc__spsc_put_closed(struct fipc_queue *q, uint64_t pos, size_t k);
+
 /* The consumer found nothing at pos, in slot s: -EAGAIN if the queue is
  * open; if it is closed, 0 if a message turned up meanwhile (look again), else -EPIPE,
  * settled with a producer that may be publishing right now (ring_spsc.c). */
@@ -182,6 +188,19 @@ static FIPC_ALWAYS_INLINE int spsc_put_confirm(struct fipc_queue *q, const struc
     return (int)c->k;
 }
 
+/* put, confirm, of the one message published at pos: 0 or -EPIPE.  As
+ * spsc_put_confirm, with each rare case a call that it ends with, so that
+ * a caller's fast path keeps no frame. */
+static FIPC_ALWAYS_INLINE int spsc_put_confirm_one(struct fipc_queue *q, uint64_t pos)
+{
+    fence_light(); /* C2 and F2, as in spsc_put_confirm */
+    /* relaxed: the fence above orders it (C2). */
+    if (FIPC_UNLIKELY(load_relaxed(&q->closed)))
+        return fipc__spsc_put_closed(q, pos, 1);
+    store_relaxed(&q->tail, pos + 1); /* for qsize only */
+    return ec_notify_fenced_then(&q->not_empty, 0);
+}
+
 /* put, copy, publish and confirm the k messages claimed from pos. */
 static FIPC_ALWAYS_INLINE int spsc_put_give(struct fipc_queue *q, const struct geom *g,
                                             const struct iovec *items, uint64_t pos, size_t k)
@@ -209,19 +228,21 @@ static FIPC_ALWAYS_INLINE int spsc_put(struct fipc_queue *q, const struct geom *
     return spsc_put_give(q, g, items, pos, k);
 }
 
-/* put of one message, the fast half only: -EAGAIN when nothing is free at
- * tail, and the caller's general path (spsc_put) takes it from there.
- * Nothing of the caller's escapes to a call, so the message's address and
- * length stay in registers. */
-static FIPC_ALWAYS_INLINE int spsc_put_one(struct fipc_queue *q, const struct geom *view,
-                                           const void *item, size_t len)
+/* Whether slot s is free for the producer of pos. */
+static FIPC_ALWAYS_INLINE bool spsc_slot_free(const struct slot *s, uint64_t pos)
 {
-    const struct geom local = *view, *g = &local;
-    uint64_t pos = load_relaxed(&q->tail); /* ours alone */
-    if (FIPC_UNLIKELY(spsc_free_from(g, pos, spsc_room(q, g, pos, 1)) == 0))
-        return -EAGAIN;
-    const struct iovec it = {(void *)item, len};
-    return spsc_put_give(q, g, &it, pos, 1);
+    /* A2: acquire pairs with the consumer's release of the slot (R2). */
+    return load_acquire(&s->seq) == turn(pos);
+}
+
+/* put, publish and confirm the one message the caller wrote into slot s,
+ * at pos: 0 or -EPIPE. */
+static FIPC_ALWAYS_INLINE int spsc_put_publish_one(struct fipc_queue *q, struct slot *s,
+                                                   uint64_t pos)
+{
+    /* R1: release; the message is complete before its turn is seen (A1). */
+    store_release(&s->seq, turn(pos + 1));
+    return spsc_put_confirm_one(q, pos);
 }
 
 /* Whether this consumer has reported -EPIPE for good.  relaxed: only the
@@ -239,6 +260,27 @@ static FIPC_ALWAYS_INLINE void spsc_get_release(struct fipc_queue *q, const stru
     /* relaxed: head is read for qsize and the capacity bound only. */
     store_relaxed(&q->head, c->pos + c->k);
     ec_notify(&q->not_full);
+}
+
+/* Whether slot s is full for the consumer of pos. */
+static FIPC_ALWAYS_INLINE bool spsc_slot_full(const struct slot *s, uint64_t pos)
+{
+    /* A1: acquire pairs with the producer's release of the slot (R1). */
+    return load_acquire(&s->seq) == turn(pos + 1);
+}
+
+/* get, release, of the one slot s at pos, read out: 0.  As
+ * spsc_get_release, with the wake of a sleeper the call it ends with, so
+ * that a caller's fast path keeps no frame. */
+static FIPC_ALWAYS_INLINE int spsc_get_release_one(struct fipc_queue *q, const struct geom *g,
+                                                   struct slot *s, uint64_t pos)
+{
+    /* R2: release; the message is read out before the producer of the
+     * next lap (A2) overwrites it. */
+    store_release(&s->seq, turn(pos + g->ring));
+    /* relaxed: as in spsc_get_release. */
+    store_relaxed(&q->head, pos + 1);
+    return ec_notify_then(&q->not_full, 0);
 }
 
 /* get, copy and release the k slots claimed from pos.  No tombstones in
@@ -277,19 +319,6 @@ static FIPC_ALWAYS_INLINE int spsc_get(struct fipc_queue *q, const struct geom *
     if (FIPC_UNLIKELY(k == 0))
         return fipc__spsc_get_slow(q, view, pos, b, n);
     return spsc_get_take(q, g, b, pos, k);
-}
-
-/* get of one message, the fast half only: -EAGAIN when nothing is full at
- * head, for the caller's general path (spsc_get), as spsc_put_one. */
-static FIPC_ALWAYS_INLINE int spsc_get_one(struct fipc_queue *q, const struct geom *view, void *buf,
-                                           size_t cap, size_t *len)
-{
-    const struct geom local = *view, *g = &local;
-    uint64_t pos = load_relaxed(&q->head); /* ours alone */
-    if (FIPC_UNLIKELY(spsc_sealed(q) || spsc_full_from(g, pos, 1) == 0))
-        return -EAGAIN;
-    const struct get_buf b = {buf, cap, len};
-    return spsc_get_take(q, g, &b, pos, 1);
 }
 
 #endif

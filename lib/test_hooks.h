@@ -20,7 +20,8 @@ void fipc__queue_rebase(struct fipc_queue *q, uint64_t pos);
  * NULL (whatever the consumer does at that moment), then looks at closed
  * and, if set, settles with the consumer whether the messages count
  * (returns how many) or not (-EPIPE).  owner: the jqueue whose count the
- * put raises, or NULL.  -EAGAIN if the ring is full. */
+ * put raises, or NULL; one message without an owner is confirmed as
+ * fipc_queue_put confirms it.  -EAGAIN if the ring is full. */
 int fipc__queue_spsc_put_late(struct fipc_queue *q, const struct iovec *items, size_t n,
                               fipc_jqueue *owner, void (*between)(void *), void *arg);
 

@@ -228,19 +228,20 @@ static fipc_queue *closed_spsc_holding_a(uint64_t start)
     return q;
 }
 
-/* The late put (a batch of two) settles first: its messages count, the
- * consumer reads them one get at a time and only then reports -EPIPE. */
-static void spsc_late_put_settles_first(uint64_t start)
+/* The late put (one message, or a batch of two) settles first: its
+ * messages count, the consumer reads them one get at a time and only then
+ * reports -EPIPE. */
+static void spsc_late_put_settles_first(uint64_t start, size_t n)
 {
     fipc_queue *q = closed_spsc_holding_a(start);
     uint64_t b[2] = {0xb0, 0xb1};
     struct iovec late[2] = {{&b[0], 8}, {&b[1], 8}};
-    cr_assert_eq(fipc__queue_spsc_put_late(q, late, 2, NULL, NULL, NULL), 2, "start %#llx",
-                 (unsigned long long)start);
-    cr_assert_eq(fipc_queue_qsize(q), 3);
+    cr_assert_eq(fipc__queue_spsc_put_late(q, late, n, NULL, NULL, NULL), (int)n,
+                 "start %#llx, %zu", (unsigned long long)start, n);
+    cr_assert_eq(fipc_queue_qsize(q), 1 + n);
     expect_get(q, 0xa);
-    expect_get(q, b[0]);
-    expect_get(q, b[1]);
+    for (size_t i = 0; i < n; i++)
+        expect_get(q, b[i]);
     expect_epipe(q);
     expect_epipe(q);
     cr_assert_eq(fipc_queue_put(q, &b[0], 8, 0), -EPIPE);
@@ -250,15 +251,15 @@ static void spsc_late_put_settles_first(uint64_t start)
 /* The consumer settles first, with nothing read: it has reported -EPIPE
  * at the late put's position, so the put fails and its messages, though
  * written into their slots, are never read, however often it asks again. */
-static void spsc_consumer_settles_first(uint64_t start)
+static void spsc_consumer_settles_first(uint64_t start, size_t n)
 {
     fipc_queue *q = closed_spsc_holding_a(start);
     uint64_t c[2] = {0xc0, 0xc1};
     struct iovec late[2] = {{&c[0], 8}, {&c[1], 8}};
     expect_get(q, 0xa);
     expect_epipe(q);
-    cr_assert_eq(fipc__queue_spsc_put_late(q, late, 2, NULL, NULL, NULL), -EPIPE, "start %#llx",
-                 (unsigned long long)start);
+    cr_assert_eq(fipc__queue_spsc_put_late(q, late, n, NULL, NULL, NULL), -EPIPE,
+                 "start %#llx, %zu", (unsigned long long)start, n);
     expect_epipe(q);
     cr_assert_eq(fipc_queue_qsize(q), 0);
     cr_assert(fipc_queue_empty(q));
@@ -269,26 +270,27 @@ static void spsc_consumer_settles_first(uint64_t start)
 struct drain_then_seal {
     fipc_queue *q;
     uint64_t want[2];
+    size_t n;
 };
 
 static void drain_then_seal(void *arg)
 {
     struct drain_then_seal *d = arg;
-    expect_get(d->q, d->want[0]);
-    expect_get(d->q, d->want[1]);
+    for (size_t i = 0; i < d->n; i++)
+        expect_get(d->q, d->want[i]);
     expect_epipe(d->q);
 }
 
-static void spsc_consumer_reads_then_settles(uint64_t start)
+static void spsc_consumer_reads_then_settles(uint64_t start, size_t n)
 {
     fipc_queue *q = closed_spsc_holding_a(start);
     uint64_t c[2] = {0xc0, 0xc1};
     struct iovec late[2] = {{&c[0], 8}, {&c[1], 8}};
     expect_get(q, 0xa);
-    struct drain_then_seal d = {q, {c[0], c[1]}};
-    cr_assert_eq(fipc__queue_spsc_put_late(q, late, 2, NULL, drain_then_seal, &d), 2,
-                 "start %#llx: the consumer got the messages, so the put succeeded",
-                 (unsigned long long)start);
+    struct drain_then_seal d = {q, {c[0], c[1]}, n};
+    cr_assert_eq(fipc__queue_spsc_put_late(q, late, n, NULL, drain_then_seal, &d), (int)n,
+                 "start %#llx, %zu: the consumer got the messages, so the put succeeded",
+                 (unsigned long long)start, n);
     expect_epipe(q);
     cr_assert_eq(fipc_queue_qsize(q), 0);
 }
@@ -300,22 +302,27 @@ static const uint64_t settle_starts[] = {
 };
 #define N_SETTLE_STARTS (sizeof settle_starts / sizeof *settle_starts)
 
+/* Each with one message (the confirm of fipc_queue_put's fast path) and
+ * with a batch of two. */
 Test(queue, spsc_put_racing_close_counts_when_the_producer_settles_first)
 {
-    for (size_t i = 0; i < N_SETTLE_STARTS; i++)
-        spsc_late_put_settles_first(settle_starts[i]);
+    for (size_t n = 1; n <= 2; n++)
+        for (size_t i = 0; i < N_SETTLE_STARTS; i++)
+            spsc_late_put_settles_first(settle_starts[i], n);
 }
 
 Test(queue, spsc_put_racing_close_fails_when_the_consumer_settles_first)
 {
-    for (size_t i = 0; i < N_SETTLE_STARTS; i++)
-        spsc_consumer_settles_first(settle_starts[i]);
+    for (size_t n = 1; n <= 2; n++)
+        for (size_t i = 0; i < N_SETTLE_STARTS; i++)
+            spsc_consumer_settles_first(settle_starts[i], n);
 }
 
 Test(queue, spsc_put_racing_close_counts_when_the_consumer_read_it_before_settling)
 {
-    for (size_t i = 0; i < N_SETTLE_STARTS; i++)
-        spsc_consumer_reads_then_settles(settle_starts[i]);
+    for (size_t n = 1; n <= 2; n++)
+        for (size_t i = 0; i < N_SETTLE_STARTS; i++)
+            spsc_consumer_reads_then_settles(settle_starts[i], n);
 }
 
 /* ---- Death of a sleeping producer or consumer ---- */
