@@ -196,10 +196,9 @@ static inline uint32_t ec_register(struct eventcount *ec)
     return epoch;
 }
 
-/* A wait's spin is over and it is about to register.  One that did not
- * spin at all (the partner shares this CPU, or FIPC_WAIT_SLEEP) sleeps at
- * every hand-off, so the notifiers' full fences cost less than a
- * membarrier per sleep: move to EC_FENCED (Fence modes). */
+/* Make the notifiers pay the fences: move EC_LIGHT to EC_FENCED (Fence
+ * modes), for a sleeper that would otherwise pay a membarrier per sleep
+ * more often than its notifiers would pay full fences. */
 static inline void ec_fence_sleepers(struct eventcount *ec)
 {
     /* relaxed: a hint; the switch decides by CAS. */
@@ -208,6 +207,10 @@ static inline void ec_fence_sleepers(struct eventcount *ec)
         fipc__ec_switch(ec, w, EC_FENCED);
 }
 
+/* A wait's spin is over and it is about to register.  One that did not
+ * spin at all (the partner shares this CPU, or FIPC_WAIT_SLEEP) sleeps at
+ * every hand-off, so the notifiers' full fences cost less than a
+ * membarrier per sleep. */
 static inline void ec_spun(struct eventcount *ec, const struct fipc_spin *spin)
 {
     if (spin->end <= spin->start)
@@ -267,6 +270,9 @@ static inline int ec_block(struct eventcount *ec, ec_try_fn try, void *ctx, int6
             return r;
         }
         uint32_t epoch = ec_register(ec);
+        /* A registration left behind here (we leave without sleeping, or
+         * time out) costs the other side one needless wake, then it is
+         * gone. */
         r = try(ctx, true);
         if (r != -EAGAIN && r != -EINPROGRESS) {
             /* relaxed: as above. */
