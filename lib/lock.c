@@ -81,6 +81,7 @@
  * The model (docs/models/lock.pml) has the check and the mark.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -173,9 +174,11 @@ struct record {
 
 struct self {
     pid_t tid;
-    uint32_t n;   /* locks held */
-    uint32_t cap; /* entries in rec->held; 0: no record */
-    bool linked;  /* the sentinels are in the robust list */
+    uint32_t n;          /* locks held */
+    uint32_t cap;        /* entries in rec->held; 0: no record */
+    bool linked;         /* the sentinels are in the robust list */
+    bool exited;         /* the record was unmapped at thread exit (record_free) */
+    uint8_t exit_rounds; /* calls of record_free that kept the record */
     struct record *rec;
     struct robust_list_head *head; /* NULL: no robust list to link into */
     struct lock_impl front, back;  /* the sentinels; their words stay 0 */
@@ -185,10 +188,19 @@ struct self {
 };
 static _Thread_local struct self self __attribute__((tls_model("initial-exec")));
 
+#ifdef PTHREAD_DESTRUCTOR_ITERATIONS
+#define DESTRUCTOR_ROUNDS PTHREAD_DESTRUCTOR_ITERATIONS
+#else
+#define DESTRUCTOR_ROUNDS 4 /* POSIX's minimum */
+#endif
+
 static pthread_key_t record_key;
 static bool record_key_ok;
 
 static void record_free(void *p);
+
+/* What rec points at once record_free unmapped the record: never written. */
+static struct record exited_record = {.state = RECORD_WIPEONFORK};
 
 __attribute__((constructor)) static void lock_setup(void)
 {
@@ -275,22 +287,37 @@ static int record_grow(struct self *s)
     return 0;
 }
 
-/* At thread exit.  A thread that still holds locks keeps its record (they
- * may be released by a later destructor); the kernel's walk needs only the
- * links in the locks.  The sentinels stay linked (s->linked): they live as
- * long as the thread. */
+/* At thread exit.  A thread that still holds locks (an MPMC queue's
+ * claimer record is held for the thread's life, ring_mpmc.c) keeps its
+ * record while a later destructor may release them: the C library calls
+ * destructors again, up to PTHREAD_DESTRUCTOR_ITERATIONS rounds, while a
+ * key is set.  In the last round the record goes anyway, or every such
+ * thread would leave a page and a mapping behind (a service that starts
+ * threads by the thousand runs out of mappings).  The locks still held
+ * stay in the kernel's list, which runs from the front sentinel (this
+ * thread's TLS) through the links in the locks: the kernel's walk marks
+ * them as it would have.  Later calls in this thread map no new record:
+ * an acquire returns -ENOMEM, a release -EPERM (self_prepare). */
 static void record_free(void *p)
 {
     struct self *s = &self;
     if (p != s->rec)
         return;
-    if (s->n > 0) {
+    if (s->n > 0 && ++s->exit_rounds < DESTRUCTOR_ROUNDS) {
         pthread_setspecific(record_key, p);
         return;
     }
     munmap(p, record_bytes(s->cap));
-    s->rec = NULL;
     s->cap = 0;
+    if (s->n == 0) {
+        s->rec = NULL; /* a later destructor's call maps one afresh */
+        return;
+    }
+    s->n = 0;
+    s->exited = true;
+    /* Its fast word 0 sends every later call to the general paths, which
+     * self_prepare turns away; front may still name a lock held. */
+    s->rec = &exited_record;
 }
 
 /* ---- the owner record: who holds a lock, for a liveness check ------------ */
@@ -494,6 +521,8 @@ static bool self_stale(const struct self *s)
  * ancestor's name.  Returns 0 or -ENOMEM. */
 static __attribute__((noinline)) int self_prepare(struct self *s, bool room)
 {
+    if (s->exited)
+        return -ENOMEM; /* past record_free's last round */
     if (self_stale(s)) {
         s->tid = (pid_t)syscall(SYS_gettid);
         s->n = 0;

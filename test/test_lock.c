@@ -19,6 +19,7 @@
 #include "futex_faults.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 
 /* Built twice (test/meson.build): as suite lock, and with LC_NO_ROBUST_LIST
@@ -628,4 +629,117 @@ Test(LC_SUITE, a_word_without_a_record_is_checked_for_its_tid_alone_without_a_ro
     cr_assert_lt(took, FIPC_SEC(2), "found dead after %lld ms", (long long)(took / 1000000));
     cr_assert_eq(fipc_lock_release(l), 0);
     cr_assert_not(fipc_lock_locked(l));
+}
+
+/* ---- Thread exit with locks held ---- */
+
+#define EXIT_LOCKS   64
+#define EXIT_THREADS 1000
+
+static int mapping_count(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    cr_assert_not_null(f);
+    int n = 0;
+    for (int c; (c = fgetc(f)) != EOF;)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static void *hold_and_exit_thread(void *arg)
+{
+    int r = fipc_lock_acquire(arg, FIPC_SEC(50));
+    return (void *)(intptr_t)(r == -EOWNERDEAD ? 0 : r);
+}
+
+static void run_thread_on(void *(*fn)(void *), void *arg, intptr_t want)
+{
+    pthread_t t;
+    void *ret;
+    cr_assert_eq(pthread_create(&t, NULL, fn, arg), 0);
+    cr_assert_eq(pthread_join(t, &ret), 0);
+    cr_assert_eq((intptr_t)ret, want, "the thread gave %d", (int)(intptr_t)ret);
+}
+
+/* A thread that ends holding a lock (as every thread that used an MPMC
+ * queue ends holding its claimer record's) leaves the lock to -EOWNERDEAD
+ * and takes its private record with it: a service that starts threads by
+ * the thousand must not run out of mappings. */
+Test(LC_SUITE, threads_that_exit_holding_locks_leave_no_mapping_behind)
+{
+    fipc_lock *l[EXIT_LOCKS];
+    for (int i = 0; i < EXIT_LOCKS; i++)
+        cr_assert_not_null(l[i] = fipc_lock_new(NULL));
+    /* The first threads settle the C library's stack cache. */
+    for (int t = 0; t < EXIT_LOCKS; t++)
+        run_thread_on(hold_and_exit_thread, l[t], 0);
+    int before = mapping_count();
+    for (int t = EXIT_LOCKS; t < EXIT_THREADS; t++)
+        run_thread_on(hold_and_exit_thread, l[t % EXIT_LOCKS], 0);
+    int grew = mapping_count() - before;
+    cr_assert_lt(grew, EXIT_LOCKS, "%d threads left %d more mappings", EXIT_THREADS - EXIT_LOCKS,
+                 grew);
+    for (int i = 0; i < EXIT_LOCKS; i++) {
+        int r = fipc_lock_acquire(l[i], FIPC_SEC(5));
+        cr_assert_eq(r, -EOWNERDEAD, "lock %d: acquire gave %d (%s)", i, r, fipc_strerror(r));
+        cr_assert_eq(fipc_lock_release(l[i]), 0);
+    }
+}
+
+struct late {
+    fipc_lock *held, *other;
+    pthread_key_t key;
+    int round, release_in; /* the destructor's round that releases held */
+    int released, acquired;
+};
+
+static void late_destructor(void *p)
+{
+    struct late *d = p;
+    if (++d->round < d->release_in) {
+        pthread_setspecific(d->key, d);
+        return;
+    }
+    d->released = fipc_lock_release(d->held);
+    d->acquired = fipc_lock_acquire(d->other, 0);
+    if (d->acquired == 0) fipc_lock_release(d->other);
+}
+
+static void *late_thread(void *arg)
+{
+    struct late *d = arg;
+    int r = fipc_lock_acquire(d->held, FIPC_SEC(5));
+    if (r == 0) pthread_setspecific(d->key, d);
+    return (void *)(intptr_t)r;
+}
+
+/* fipc's own destructor (its key made before main) runs first in each
+ * round of the C library's destructor rounds, and keeps a thread's record
+ * while the thread holds locks: a later destructor in an early round
+ * releases as any call would.  In the last round the record goes first,
+ * and a call after it finds nothing to release (-EPERM) and no record to
+ * acquire with (-ENOMEM); the lock still held is the kernel's to mark. */
+Test(LC_SUITE, a_later_destructor_releases_what_the_thread_held_until_the_last_round)
+{
+    struct late d = {.held = fipc_lock_new(NULL), .other = fipc_lock_new(NULL)};
+    cr_assert(d.held && d.other);
+    cr_assert_eq(pthread_key_create(&d.key, late_destructor), 0);
+
+    d.release_in = 1;
+    run_thread_on(late_thread, &d, 0);
+    cr_assert_eq(d.released, 0, "release in round 1 gave %d", d.released);
+    cr_assert_eq(d.acquired, 0, "acquire in round 1 gave %d", d.acquired);
+    cr_assert_eq(fipc_lock_acquire(d.held, 0), 0, "released, yet not free");
+    cr_assert_eq(fipc_lock_release(d.held), 0);
+
+    d.round = 0;
+    d.release_in = PTHREAD_DESTRUCTOR_ITERATIONS;
+    run_thread_on(late_thread, &d, 0);
+    cr_assert_eq(d.released, -EPERM, "release in the last round gave %d", d.released);
+    cr_assert_eq(d.acquired, -ENOMEM, "acquire in the last round gave %d", d.acquired);
+    int r = fipc_lock_acquire(d.held, FIPC_SEC(5));
+    cr_assert_eq(r, -EOWNERDEAD, "acquire after the thread gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_eq(fipc_lock_release(d.held), 0);
+    pthread_key_delete(d.key);
 }
