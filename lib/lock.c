@@ -178,7 +178,8 @@ struct self {
     uint32_t cap;        /* entries in rec->held; 0: no record */
     bool linked;         /* the sentinels are in the robust list */
     bool exited;         /* the record was unmapped at thread exit (record_free) */
-    uint8_t exit_rounds; /* calls of record_free that kept the record */
+    uint8_t exit_rounds; /* calls of record_free */
+    pid_t exit_pid;      /* the process in which record_free unmapped the record */
     struct record *rec;
     struct robust_list_head *head; /* NULL: no robust list to link into */
     struct lock_impl front, back;  /* the sentinels; their words stay 0 */
@@ -297,18 +298,24 @@ static int record_grow(struct self *s)
  * stay in the kernel's list, which runs from the front sentinel (this
  * thread's TLS) through the links in the locks: the kernel's walk marks
  * them as it would have.  Later calls in this thread map no new record:
- * an acquire returns -ENOMEM, a release -EPERM (self_prepare). */
+ * an acquire returns -ENOMEM, a release -EPERM (self_prepare); a child
+ * that a later destructor forks is a thread new to its process. */
 static void record_free(void *p)
 {
     struct self *s = &self;
     if (p != s->rec)
         return;
-    if (s->n > 0 && ++s->exit_rounds < DESTRUCTOR_ROUNDS) {
+    /* Every call counts, the ones that unmap a record without locks too:
+     * a later destructor may take a lock again and map another. */
+    if (++s->exit_rounds < DESTRUCTOR_ROUNDS && s->n > 0) {
         pthread_setspecific(record_key, p);
         return;
     }
     munmap(p, record_bytes(s->cap));
     s->cap = 0;
+    /* A fork in a later destructor makes a child whose thread is new to
+     * its process: self_stale and self_prepare tell it by the pid. */
+    s->exit_pid = getpid();
     if (s->n == 0) {
         s->rec = NULL; /* a later destructor's call maps one afresh */
         return;
@@ -506,8 +513,8 @@ static FIPC_COLD bool owner_watch(struct lock_impl *m, struct self *s, uint32_t 
 static bool self_stale(const struct self *s)
 {
     const struct record *r = s->rec;
-    if (!r)
-        return !s->linked; /* no record yet, or freed at thread exit */
+    if (!r) /* no record yet, or freed at thread exit (then linked, in exit_pid) */
+        return !s->linked || s->exit_pid != getpid();
     if (r->state == RECORD_WIPEONFORK)
         return false;
     if (r->state == RECORD_BY_PID)
@@ -521,8 +528,14 @@ static bool self_stale(const struct self *s)
  * ancestor's name.  Returns 0 or -ENOMEM. */
 static __attribute__((noinline)) int self_prepare(struct self *s, bool room)
 {
-    if (s->exited)
-        return -ENOMEM; /* past record_free's last round */
+    if (s->exited) {
+        if (s->exit_pid == getpid())
+            return -ENOMEM; /* past record_free's last round */
+        /* A child of that thread, which starts afresh below. */
+        s->exited = false;
+        s->rec = NULL;
+        s->linked = false;
+    }
     if (self_stale(s)) {
         s->tid = (pid_t)syscall(SYS_gettid);
         s->n = 0;

@@ -743,3 +743,104 @@ Test(LC_SUITE, a_later_destructor_releases_what_the_thread_held_until_the_last_r
     cr_assert_eq(fipc_lock_release(d.held), 0);
     pthread_key_delete(d.key);
 }
+
+/* A destructor that releases everything in one round and takes a lock
+ * again in the next: the round that unmapped the record without locks
+ * counts, so the record still goes in the last round. */
+static void retake_destructor(void *p)
+{
+    struct late *d = p;
+    ++d->round;
+    if (d->round == 1)
+        d->released = fipc_lock_release(d->held);
+    else if (d->round == 2)
+        d->acquired = fipc_lock_acquire(d->held, 0);
+    if (d->round < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(d->key, d);
+        return;
+    }
+    d->released = d->released ?: fipc_lock_release(d->held);
+    d->acquired = d->acquired ?: fipc_lock_acquire(d->other, 0);
+}
+
+Test(LC_SUITE, a_lock_taken_again_by_a_later_destructor_loses_the_record_in_the_last_round)
+{
+    struct late d = {.held = fipc_lock_new(NULL), .other = fipc_lock_new(NULL)};
+    cr_assert(d.held && d.other);
+    cr_assert_eq(pthread_key_create(&d.key, retake_destructor), 0);
+    run_thread_on(late_thread, &d, 0);
+    cr_assert_eq(d.round, PTHREAD_DESTRUCTOR_ITERATIONS);
+    cr_assert_eq(d.released, -EPERM, "release in the last round gave %d", d.released);
+    cr_assert_eq(d.acquired, -ENOMEM, "acquire in the last round gave %d", d.acquired);
+    int r = fipc_lock_acquire(d.held, FIPC_SEC(5));
+    cr_assert_eq(r, -EOWNERDEAD, "acquire after the thread gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_eq(fipc_lock_release(d.held), 0);
+    pthread_key_delete(d.key);
+}
+
+struct fork_late {
+    struct fork_probe *p;
+    fipc_lock *held; /* NULL: the thread ends holding nothing */
+    pthread_key_t key;
+    int round, fork_in, status;
+};
+
+static void fork_destructor(void *arg)
+{
+    struct fork_late *f = arg;
+    if (++f->round < f->fork_in) {
+        pthread_setspecific(f->key, f);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        test_child_setup();
+        _exit(stranger_probe(f->p, false));
+    }
+    f->status = -1;
+    if (pid > 0 && waitpid(pid, &f->status, 0) != pid) f->status = -1;
+}
+
+static void *fork_late_thread(void *arg)
+{
+    struct fork_late *f = arg;
+    int r = fipc_lock_acquire(f->held ? f->held : f->p->free_one, 0);
+    if (r == 0 && !f->held) r = fipc_lock_release(f->p->free_one);
+    if (r == 0) pthread_setspecific(f->key, f);
+    return (void *)(intptr_t)r;
+}
+
+/* A child forked by a destructor after fipc's has unmapped the thread's
+ * record, with a lock held (in the last round) or none (in the first):
+ * its thread is new to its process, takes locks in its own name, and the
+ * parent's lock is not its own. */
+static void fork_after_record_free(bool holding)
+{
+    struct fork_late f = {.p = new_fork_probe(),
+                          .fork_in = holding ? PTHREAD_DESTRUCTOR_ITERATIONS : 1};
+    if (holding) cr_assert_not_null(f.held = fipc_lock_new(NULL));
+    cr_assert_eq(pthread_key_create(&f.key, fork_destructor), 0);
+    run_thread_on(fork_late_thread, &f, 0);
+    cr_assert_eq(f.round, f.fork_in);
+    cr_assert(WIFEXITED(f.status), "the child died of signal %d", WTERMSIG(f.status));
+    cr_assert_eq(WEXITSTATUS(f.status), 0, "the child failed check %d", WEXITSTATUS(f.status));
+    cr_assert_eq(fipc_lock_release(f.p->theirs), 0, "the parent still holds its lock");
+    cr_assert_eq(fipc_lock_acquire(f.p->free_one, 0), 0, "the child released free_one");
+    cr_assert_eq(fipc_lock_release(f.p->free_one), 0);
+    if (holding) {
+        int r = fipc_lock_acquire(f.held, FIPC_SEC(5));
+        cr_assert_eq(r, -EOWNERDEAD, "acquire after the thread gave %d (%s)", r, fipc_strerror(r));
+        cr_assert_eq(fipc_lock_release(f.held), 0);
+    }
+    pthread_key_delete(f.key);
+}
+
+Test(LC_SUITE, a_child_forked_after_the_last_round_takes_locks_in_its_own_name)
+{
+    fork_after_record_free(true);
+}
+
+Test(LC_SUITE, a_child_forked_after_a_record_without_locks_went_takes_locks_in_its_own_name)
+{
+    fork_after_record_free(false);
+}
