@@ -69,19 +69,19 @@ static inline int fipc_unavailable(int64_t timeout_ns)
  *     FIPC_SPIN_MIN_NS to look again.
  *
  * Between checks a spinner pauses once, and it reads the clock every 8
- * checks (about 250 ns).  A pause takes 25 ns on this machine's AMD cores (about 40 ns on
- * recent Intel ones), half a cache-line transfer between CPUs: a change is
- * noticed within a transfer of its arrival.  A back-off to 4 pauses (100
- * ns between checks) made a two-CPU round trip 200 ns against the cache
- * line's 100; with one pause it is 130-150.  The waiter reads a line that
- * only its one partner writes, so checking often costs the partner no more
- * than the one transfer its store needs anyway.
+ * checks (about 250 ns).  A pause takes 25 ns on an AMD EPYC (about 40 ns
+ * on recent Intel cores), half a cache-line transfer between CPUs: a
+ * change is noticed within a transfer of its arrival.  A back-off to 4
+ * pauses (100 ns between checks) made a two-CPU round trip 200 ns against
+ * the cache line's 100; with one pause it is 130-150.  The waiter reads a
+ * line that only its one partner writes, so checking often costs the
+ * partner no more than the one transfer its store needs anyway.
  *
  * The lock spins differently (fipc_spin_fixed): for FIPC_SPIN_LOCK_NS,
  * backing off to 16 pauses (the clock read every 4 checks), and learns
- * nothing.  Its waiters compete for
- * the word rather than wait for one partner, and a budget learned from
- * their sleeps shrinks exactly when the lock is most contended.
+ * nothing.  Its waiters compete for the word rather than wait for one
+ * partner, and a budget learned from their sleeps shrinks exactly when the
+ * lock is most contended.
  */
 #ifndef FIPC_SPIN_NS
 #define FIPC_SPIN_NS 4000 /* the budget a thread starts with */
@@ -115,7 +115,6 @@ struct fipc_spin {
     uint32_t n;
     uint32_t pauses; /* one less than the pauses before the next check */
     uint32_t cap;    /* the most pauses, less one */
-    uint32_t mask;   /* the clock is read when n & mask is 0 */
     bool learn;      /* the wait adjusts the budget (fipc_spin_learn) */
 };
 
@@ -128,7 +127,6 @@ static inline void fipc__spin_init(struct fipc_spin *s, int64_t start, int64_t e
     s->n = 0;
     s->pauses = 0;
     s->cap = cap;
-    s->mask = cap ? 3 : 7; /* a backing-off spin reads it every 4 checks */
     s->learn = learn;
 }
 
@@ -197,7 +195,8 @@ static inline bool fipc_spin(struct fipc_spin *s)
         cpu_relax();
     if (s->pauses < s->cap)
         s->pauses = 2 * s->pauses + 1;
-    if ((++s->n & s->mask) != 0)
+    /* The clock every 8 checks, or every 4 for a spin that backs off. */
+    if ((++s->n & (s->cap ? 3 : 7)) != 0)
         return true;
     return fipc_now_ns() < s->end;
 }

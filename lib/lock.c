@@ -177,7 +177,6 @@ struct self {
     uint32_t n;          /* locks held */
     uint32_t cap;        /* entries in rec->held; 0: no record */
     bool linked;         /* the sentinels are in the robust list */
-    bool exited;         /* the record was unmapped at thread exit (record_free) */
     uint8_t exit_rounds; /* calls of record_free */
     pid_t exit_pid;      /* the process in which record_free unmapped the record */
     struct record *rec;
@@ -321,7 +320,6 @@ static void record_free(void *p)
         return;
     }
     s->n = 0;
-    s->exited = true;
     /* Its fast word 0 sends every later call to the general paths, which
      * self_prepare turns away; front may still name a lock held. */
     s->rec = &exited_record;
@@ -528,11 +526,10 @@ static bool self_stale(const struct self *s)
  * ancestor's name.  Returns 0 or -ENOMEM. */
 static __attribute__((noinline)) int self_prepare(struct self *s, bool room)
 {
-    if (s->exited) {
+    if (s->rec == &exited_record) {
         if (s->exit_pid == getpid())
             return -ENOMEM; /* past record_free's last round */
         /* A child of that thread, which starts afresh below. */
-        s->exited = false;
         s->rec = NULL;
         s->linked = false;
     }

@@ -714,6 +714,18 @@ static void *late_thread(void *arg)
     return (void *)(intptr_t)r;
 }
 
+/* What a destructor's calls in the last round gave, and the lock the
+ * thread still held, left to the kernel's mark. */
+static void expect_last_round(struct late *d)
+{
+    cr_assert_eq(d->released, -EPERM, "release in the last round gave %d", d->released);
+    cr_assert_eq(d->acquired, -ENOMEM, "acquire in the last round gave %d", d->acquired);
+    int r = fipc_lock_acquire(d->held, FIPC_SEC(5));
+    cr_assert_eq(r, -EOWNERDEAD, "acquire after the thread gave %d (%s)", r, fipc_strerror(r));
+    cr_assert_eq(fipc_lock_release(d->held), 0);
+    pthread_key_delete(d->key);
+}
+
 /* fipc's own destructor (its key made before main) runs first in each
  * round of the C library's destructor rounds, and keeps a thread's record
  * while the thread holds locks: a later destructor in an early round
@@ -736,12 +748,7 @@ Test(LC_SUITE, a_later_destructor_releases_what_the_thread_held_until_the_last_r
     d.round = 0;
     d.release_in = PTHREAD_DESTRUCTOR_ITERATIONS;
     run_thread_on(late_thread, &d, 0);
-    cr_assert_eq(d.released, -EPERM, "release in the last round gave %d", d.released);
-    cr_assert_eq(d.acquired, -ENOMEM, "acquire in the last round gave %d", d.acquired);
-    int r = fipc_lock_acquire(d.held, FIPC_SEC(5));
-    cr_assert_eq(r, -EOWNERDEAD, "acquire after the thread gave %d (%s)", r, fipc_strerror(r));
-    cr_assert_eq(fipc_lock_release(d.held), 0);
-    pthread_key_delete(d.key);
+    expect_last_round(&d);
 }
 
 /* A destructor that releases everything in one round and takes a lock
@@ -770,12 +777,7 @@ Test(LC_SUITE, a_lock_taken_again_by_a_later_destructor_loses_the_record_in_the_
     cr_assert_eq(pthread_key_create(&d.key, retake_destructor), 0);
     run_thread_on(late_thread, &d, 0);
     cr_assert_eq(d.round, PTHREAD_DESTRUCTOR_ITERATIONS);
-    cr_assert_eq(d.released, -EPERM, "release in the last round gave %d", d.released);
-    cr_assert_eq(d.acquired, -ENOMEM, "acquire in the last round gave %d", d.acquired);
-    int r = fipc_lock_acquire(d.held, FIPC_SEC(5));
-    cr_assert_eq(r, -EOWNERDEAD, "acquire after the thread gave %d (%s)", r, fipc_strerror(r));
-    cr_assert_eq(fipc_lock_release(d.held), 0);
-    pthread_key_delete(d.key);
+    expect_last_round(&d);
 }
 
 struct fork_late {
