@@ -2,7 +2,8 @@
  * test_uring.c - the io_uring preparers of fipc/uring.h: for every object,
  * a prepared wait that completes on another process's change and a NOP
  * when the object is ready already; no lost wake-up under two producers in
- * other processes (1,000,000 items, exact count and checksum); cancel, a
+ * other processes (1,000,000 items, exact count and checksum), and in
+ * DEFER_TASKRUN and SQPOLL rings (200,000 each); cancel, a
  * linked timeout, close waking every prepared wait in several rings, a
  * ring torn down with waits pending, the error codes, the forced "kernel
  * without io_uring futex operations" path, a producer killed holding a
@@ -33,10 +34,15 @@ static void need_futex_ops(void)
     if (!ok) cr_skip_test("this kernel has no io_uring futex operations (Linux 6.7+)");
 }
 
+static void ring_init_flags(struct io_uring *ring, unsigned entries, unsigned flags)
+{
+    int r = io_uring_queue_init(entries, ring, flags);
+    cr_assert_eq(r, 0, "io_uring_queue_init(flags %#x): %s", flags, strerror(-r));
+}
+
 static void ring_init(struct io_uring *ring, unsigned entries)
 {
-    int r = io_uring_queue_init(entries, ring, 0);
-    cr_assert_eq(r, 0, "io_uring_queue_init: %s", strerror(-r));
+    ring_init_flags(ring, entries, 0);
 }
 
 static struct io_uring_sqe *sqe_of(struct io_uring *ring)
@@ -439,12 +445,14 @@ static int hammer_producer(int p, void *arg)
     return CHILD_OK;
 }
 
-static void hammer(unsigned flags)
+/* items in all through a queue made with flags, drained by a loop whose
+ * ring is made with ring_flags. */
+static void hammer_ring(unsigned flags, uint64_t items, unsigned ring_flags)
 {
     need_futex_ops();
     struct hammer *h = test_shared(sizeof *h);
     h->q = new_queue(64, 8, flags);
-    h->per_producer = test_scaled(1000000) / HAMMER_PRODUCERS;
+    h->per_producer = test_scaled(items) / HAMMER_PRODUCERS;
     int producers = flags & FIPC_QUEUE_SPSC ? 1 : HAMMER_PRODUCERS;
     if (producers == 1) h->per_producer *= HAMMER_PRODUCERS;
     pid_t pids[HAMMER_PRODUCERS];
@@ -452,7 +460,7 @@ static void hammer(unsigned flags)
         pids[p] = test_fork(hammer_producer, p, h);
 
     struct io_uring ring;
-    ring_init(&ring, 4);
+    ring_init_flags(&ring, 4, ring_flags);
     uint64_t want = h->per_producer * (uint64_t)producers;
     uint64_t got = 0, sum = 0, want_sum = 0, waits = 0, nops = 0, timeouts = 0;
     uint64_t next[HAMMER_PRODUCERS] = {0};
@@ -504,6 +512,11 @@ static void hammer(unsigned flags)
     io_uring_queue_exit(&ring);
 }
 
+static void hammer(unsigned flags)
+{
+    hammer_ring(flags, 1000000, 0);
+}
+
 Test(uring, no_lost_wakeup_under_two_hammering_producers_mpmc)
 {
     hammer(0);
@@ -512,6 +525,19 @@ Test(uring, no_lost_wakeup_under_two_hammering_producers_mpmc)
 Test(uring, no_lost_wakeup_under_a_hammering_producer_spsc)
 {
     hammer(FIPC_QUEUE_SPSC);
+}
+
+/* The ring set-ups event loops use: completions run as deferred task work
+ * only when the loop waits (DEFER_TASKRUN), or a kernel thread submits
+ * the waits (SQPOLL). */
+Test(uring, no_lost_wakeup_in_a_defer_taskrun_ring)
+{
+    hammer_ring(0, 200000, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+}
+
+Test(uring, no_lost_wakeup_in_an_sqpoll_ring)
+{
+    hammer_ring(0, 200000, IORING_SETUP_SQPOLL);
 }
 
 /* ---- Cancel, linked timeout, close, several rings, teardown ---- */
