@@ -12,6 +12,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <limits.h>
 #include <fcntl.h>
@@ -122,6 +123,15 @@ void bench_dist(struct bench_run *r, int64_t *samples, size_t n)
     r->stats[BENCH_P99] = rank_of(samples, n, 0.99);
     r->stats[BENCH_P999] = rank_of(samples, n, 0.999);
     r->stats[BENCH_MAX] = (double)samples[n - 1];
+}
+
+int bench_oneway_sample(int64_t *samples, uint64_t k, uint64_t warm, uint64_t stamp)
+{
+    int64_t now = bench_now_ns();
+    if (stamp == 0 || (int64_t)stamp > now)
+        return bench_fail("message %" PRIu64 ": stamp %" PRIu64 " after %" PRId64, k, stamp, now);
+    if (k > warm) samples[k - warm - 1] = now - (int64_t)stamp;
+    return 0;
 }
 
 int bench_fail(const char *fmt, ...)

@@ -148,6 +148,12 @@ int64_t bench_now_ns(void);
  * r->stats; r->ns and r->ops are left to the case. */
 void bench_dist(struct bench_run *r, int64_t *samples, size_t n);
 
+/* A one-way sample: the time from stamp (a sender's bench_now_ns() carried
+ * in message k) to now, stored as samples[k - warm - 1] once k is past the
+ * warm-up.  0, or bench_fail(...) for a stamp that is not a time before
+ * now. */
+int bench_oneway_sample(int64_t *samples, uint64_t k, uint64_t warm, uint64_t stamp);
+
 /* Record why the run failed and return -1: `return bench_fail("...", ...);`. */
 int bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -488,12 +488,8 @@ static int run_oneway(struct bench_run *r)
     for (uint64_t k = 1; k <= warm + n; k++) {
         if (k == warm + 1) t0 = bench_now_ns();
         uint64_t stamp = 0;
-        if (lat_recv(&l, true, 0, &stamp) < 0) return -1;
-        int64_t now = bench_now_ns();
-        if (stamp == 0 || (int64_t)stamp > now)
-            return bench_fail("message %" PRIu64 ": stamp %" PRIu64 " after %" PRId64, k, stamp,
-                              now);
-        if (k > warm) t[k - warm - 1] = now - (int64_t)stamp;
+        if (lat_recv(&l, true, 0, &stamp) < 0 || bench_oneway_sample(t, k, warm, stamp) < 0)
+            return -1;
     }
     r->ns = bench_now_ns() - t0;
     r->ops = n;

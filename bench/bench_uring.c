@@ -240,11 +240,7 @@ static int run_idle_wake(struct bench_run *r)
             if (arm(&s, &counter, sizeof counter) < 0 || reap(&s, &res) < 0) return -1;
         }
         if (rc != 0) return bench_fail("get: %s", fipc_strerror(rc));
-        int64_t now = bench_now_ns();
-        if (stamp == 0 || (int64_t)stamp > now)
-            return bench_fail("message %llu: stamp %llu after %lld", (unsigned long long)k,
-                              (unsigned long long)stamp, (long long)now);
-        if (k > warm) t[k - warm - 1] = now - (int64_t)stamp;
+        if (bench_oneway_sample(t, k, warm, stamp) < 0) return -1;
     }
     r->ns = bench_now_ns() - t0;
     r->ops = n;
@@ -323,6 +319,15 @@ static int run_drain(struct bench_run *r)
 
 #define D(x) ((const void *)(intptr_t)(x))
 
+/* An idle-wake case: design d, a message every period ns; the rest
+ * (goals) as further initializers. */
+#define IDLE_WAKE(grp, nm, base, d, period, ...)                                                   \
+    {                                                                                              \
+        .group = grp, .name = nm, .baseline = base, .unit = BENCH_TIME, .op = "msg",               \
+        .fn = run_idle_wake, .arg = &(const struct idle_cfg){d, period}, .min_iters = 100,         \
+        .dist = true, __VA_ARGS__                                                                  \
+    }
+
 static const struct bench_case uring_cases[] = {
     {.group = "uring-wake-8B",
      .name = "queue+eventfd",
@@ -340,42 +345,12 @@ static const struct bench_case uring_cases[] = {
      .arg = D(D_PREP_WAIT),
      .min_iters = 1000},
 
-    {.group = "uring-idle-wake-8B",
-     .name = "queue+eventfd",
-     .unit = BENCH_TIME,
-     .op = "msg",
-     .fn = run_idle_wake,
-     .arg = &(const struct idle_cfg){D_EVENTFD, IDLE_PERIOD_NS},
-     .min_iters = 200,
-     .dist = true},
-    {.group = "uring-idle-wake-8B",
-     .name = "queue+prep_wait",
-     .baseline = "queue+eventfd",
-     .unit = BENCH_TIME,
-     .op = "msg",
-     .fn = run_idle_wake,
-     .arg = &(const struct idle_cfg){D_PREP_WAIT, IDLE_PERIOD_NS},
-     .min_iters = 200,
-     .dist = true,
-     /* The goal: at most 1.1x the eventfd design's time. */
-     .dist_goals = {{BENCH_P50, 1.1, BENCH_P50, false}}},
-    {.group = "uring-idle-wake-1ms-8B",
-     .name = "queue+eventfd",
-     .unit = BENCH_TIME,
-     .op = "msg",
-     .fn = run_idle_wake,
-     .arg = &(const struct idle_cfg){D_EVENTFD, 1000000},
-     .min_iters = 100,
-     .dist = true},
-    {.group = "uring-idle-wake-1ms-8B",
-     .name = "queue+prep_wait",
-     .baseline = "queue+eventfd",
-     .unit = BENCH_TIME,
-     .op = "msg",
-     .fn = run_idle_wake,
-     .arg = &(const struct idle_cfg){D_PREP_WAIT, 1000000},
-     .min_iters = 100,
-     .dist = true},
+    IDLE_WAKE("uring-idle-wake-8B", "queue+eventfd", NULL, D_EVENTFD, IDLE_PERIOD_NS),
+    /* The goal: at most 1.1x the eventfd design's time. */
+    IDLE_WAKE("uring-idle-wake-8B", "queue+prep_wait", "queue+eventfd", D_PREP_WAIT, IDLE_PERIOD_NS,
+              .dist_goals = {{BENCH_P50, 1.1, BENCH_P50, false}}),
+    IDLE_WAKE("uring-idle-wake-1ms-8B", "queue+eventfd", NULL, D_EVENTFD, 1000000),
+    IDLE_WAKE("uring-idle-wake-1ms-8B", "queue+prep_wait", "queue+eventfd", D_PREP_WAIT, 1000000),
 
     {.group = "uring-drain-8B",
      .name = "pipe",
